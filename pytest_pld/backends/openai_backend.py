@@ -1,0 +1,608 @@
+"""The `openai:` backend: any OpenAI-compatible chat-completions server.
+
+OpenAI itself, vLLM, Ollama, llama.cpp's server, `transformers serve`. The base URL and key come
+from the arguments (the suite) or from OPENAI_BASE_URL / OPENAI_API_KEY.
+
+Behaviour worth knowing:
+
+- Classification asks for a short answer at temperature 0 with a fixed seed and parses it with
+  `labels.parse_label`; an answer that is not one label becomes INVALID (metrics count it),
+  never a crash and never a guess.
+- Requests run on a pool of `concurrency` threads; results come back in input order. At most
+  `2 * concurrency` requests are in flight, so when a run fails, little finished work is lost.
+- Retries are ours, not the client's (the client runs with `max_retries=0`): exponential backoff
+  with jitter on 408, 409, 429, 5xx, timeouts and connection errors, honouring Retry-After up to
+  `backoff_max`. When they run out the backend raises a PldError naming the server, the status
+  and what to do; results yielded before that are the runner's to cache, so a re-run resumes.
+- The API key is sent to the server and nowhere else: not in `identity()`, reprs, log lines
+  or error messages (server error text is masked before it is shown).
+- `count_tokens` is approximate (one token per 4 characters, rounded up) unless a `tokenizer`
+  (a Hugging Face name or folder) is given, in which case transformers counts exactly.
+- The `openai` package is imported when a backend is created, never at package import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import PldError
+from ..labels import parse_label
+from .base import Classification, Generation, Message
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Placeholder key for local servers that do not check one (vLLM and llama.cpp accept any).
+NO_KEY = "no-key"
+RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
+_CHARS_PER_TOKEN = 4
+_SNIPPET = 300
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIBackend", "public_url"]
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials, query or fragment: safe to show and to put in cache keys."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    except ValueError:
+        return "<unparseable url>"
+
+
+class _Stopped(Exception):
+    """The surrounding run gave up; a request still retrying stops quietly."""
+
+
+class OpenAIBackend:
+    """Classify and generate through an OpenAI-compatible chat-completions endpoint."""
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60,
+        max_retries: int = 4,
+        concurrency: int = 4,
+        seed: int | None = 0,
+        temperature: float | None = 0.0,
+        max_tokens: int = 8,
+        backoff: float = 0.5,
+        backoff_max: float = 30.0,
+        revision: str | None = None,
+        tokenizer: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> None:
+        """
+        `revision` names the served weights (a tag, a digest) when the model name alone does
+        not; it goes into `identity()` so a new deployment misses the cache. `extra_body` is
+        sent with every request (server-specific sampling options) and is part of the identity.
+        """
+        self.model = model
+        self.name = f"openai:{model}"
+        self._raw_base_url = (
+            base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        ).rstrip("/")
+        self.base_url = public_url(self._raw_base_url)
+        key = api_key or os.environ.get("OPENAI_API_KEY") or ""
+        if not key:
+            if urlsplit(self._raw_base_url).hostname == "api.openai.com":
+                raise PldError(
+                    "no API key for api.openai.com",
+                    hint="set OPENAI_API_KEY in the environment (never in the suite "
+                    "file), or set base_url to a local OpenAI-compatible server",
+                )
+            key = NO_KEY
+        self._api_key = key
+        _check_number("timeout", timeout, low=0, exclusive=True)
+        _check_number("max_retries", max_retries, low=0, integer=True)
+        _check_number("concurrency", concurrency, low=1, integer=True)
+        _check_number("max_tokens", max_tokens, low=1, integer=True)
+        _check_number("backoff", backoff, low=0)
+        _check_number("backoff_max", backoff_max, low=0)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.concurrency = int(concurrency)
+        self.seed = seed
+        self.temperature = temperature
+        self.max_tokens = int(max_tokens)
+        self.backoff = float(backoff)
+        self.backoff_max = float(backoff_max)
+        self.revision = revision
+        self.extra_body = dict(extra_body) if extra_body else None
+        self._tokenizer_name = tokenizer
+        self._tokenizer: Any = None
+        self._sleep = time.sleep  # replaced in tests that check the backoff schedule
+        self._random = random.Random()
+        # Learned from the server: whether it takes response_format json_schema, and whether
+        # it wants max_completion_tokens instead of max_tokens (OpenAI's reasoning models).
+        self._json_schema_ok = True
+        self._max_tokens_field = "max_tokens"
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+        try:
+            import openai
+        except ImportError as exc:  # pragma: no cover - openai is a dependency
+            raise PldError(
+                "the openai: backend needs the openai package", hint="pip install openai"
+            ) from exc
+        self._openai = openai
+        self._client = openai.OpenAI(
+            api_key=key, base_url=self._raw_base_url, timeout=self.timeout, max_retries=0
+        )
+
+    # -- the Backend protocol ----------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "revision": self.revision,
+            "base_url": self.base_url,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+            "extra_body": self.extra_body,
+        }
+
+    def classify_many(
+        self, system: str, users: Sequence[str], labels: Sequence[str]
+    ) -> Iterator[Classification]:
+        users = list(users)
+        labels = list(labels)
+        if not users:
+            return
+        stop = threading.Event()
+        pool = self._executor()
+        window: deque[Future[Classification]] = deque()
+        pending = iter(enumerate(users))
+        limit = 2 * self.concurrency
+
+        def fill() -> None:
+            while len(window) < limit:
+                item = next(pending, None)
+                if item is None:
+                    return
+                index, user = item
+                window.append(
+                    pool.submit(self._classify_one, system, user, labels, index, len(users), stop)
+                )
+
+        try:
+            fill()
+            while window:
+                result = window[0].result()
+                window.popleft()
+                fill()
+                yield result
+        finally:
+            # Normal end, an error, Ctrl-C or a consumer that stopped early: requests still
+            # queued are dropped and those retrying give up at their next wait.
+            stop.set()
+            for fut in window:
+                fut.cancel()
+
+    def classify(self, system: str, user: str, labels: Sequence[str]) -> Classification:
+        return self._classify_one(system, user, list(labels), 0, 1, None)
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        prefill: str = "",
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Generation:
+        msgs = [_message_dict(m) for m in messages]
+        if prefill:
+            # Servers that continue a final assistant message return only the continuation;
+            # those that start a new turn usually repeat the prefill, which is cut below.
+            msgs.append({"role": "assistant", "content": prefill})
+        params: dict[str, Any] = self._params(msgs, max_tokens)
+        if stop:
+            params["stop"] = list(stop)
+        if json_schema is not None and self._json_schema_ok:
+            params["response_format"] = _response_format(json_schema)
+        elif json_schema is not None:
+            params["messages"] = _with_schema_instruction(msgs, json_schema)
+        try:
+            resp, latency = self._complete(params, what="generation")
+        except _SchemaRejected:
+            self._json_schema_ok = False
+            log.info(
+                "%s rejected response_format json_schema; asking in the prompt instead",
+                self.base_url,
+            )
+            params.pop("response_format", None)
+            params["messages"] = _with_schema_instruction(msgs, json_schema or {})
+            resp, latency = self._complete(params, what="generation")
+        text, finish, prompt_tokens, completion_tokens = self._read(resp, msgs)
+        if prefill:
+            text = _strip_prefill(text, prefill)
+        return Generation(
+            text=text,
+            latency_s=latency,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer_name:
+            if self._tokenizer is None:
+                try:
+                    from transformers import AutoTokenizer
+                except ImportError as exc:
+                    raise PldError(
+                        "counting tokens with a tokenizer needs transformers",
+                        hint="pip install 'pytest-pld[local]', or leave tokenizer "
+                        "unset for an approximate count",
+                    ) from exc
+                self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_name)
+            return len(self._tokenizer.encode(text, add_special_tokens=False))
+        return math.ceil(len(text) / _CHARS_PER_TOKEN)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="pld-openai"
+                )
+            return self._pool
+
+    def _params(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            self._max_tokens_field: max_tokens,
+        }
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if self.seed is not None:
+            params["seed"] = self.seed
+        if self.extra_body:
+            params["extra_body"] = dict(self.extra_body)
+        return params
+
+    def _classify_one(
+        self,
+        system: str,
+        user: str,
+        labels: list[str],
+        index: int,
+        total: int,
+        stop: threading.Event | None,
+    ) -> Classification:
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        what = f"request {index + 1} of {total}" if total > 1 else "request"
+        resp, latency = self._complete(self._params(msgs, self.max_tokens), what=what, stop=stop)
+        text, _finish, prompt_tokens, completion_tokens = self._read(resp, msgs)
+        label = parse_label(text, labels)
+        return Classification(
+            label=label,
+            raw=text,
+            scores=None,
+            latency_s=latency,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+    def _complete(
+        self, params: dict[str, Any], *, what: str, stop: threading.Event | None = None
+    ) -> tuple[Any, float]:
+        """One chat completion with retries; adapts once to servers that want other fields."""
+        openai = self._openai
+        try:
+            return self._with_retries(params, what=what, stop=stop)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            message = _server_message(exc)
+            if "response_format" in params:
+                raise _SchemaRejected() from None
+            if (
+                self._max_tokens_field == "max_tokens"
+                and "max_completion_tokens" in message
+                and exc.status_code == 400
+            ):
+                self._max_tokens_field = "max_completion_tokens"
+                params = dict(params)
+                params["max_completion_tokens"] = params.pop("max_tokens")
+                return self._complete(params, what=what, stop=stop)
+            raise self._status_error(exc, what, attempts=1) from None
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc, what, attempts=1) from None
+
+    def _with_retries(
+        self, params: dict[str, Any], *, what: str, stop: threading.Event | None
+    ) -> tuple[Any, float]:
+        openai = self._openai
+        attempt = 0
+        while True:
+            if stop is not None and stop.is_set():
+                raise _Stopped()
+            started = time.perf_counter()
+            try:
+                resp = self._client.chat.completions.create(**params)
+                return resp, time.perf_counter() - started
+            except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                shown = exc.doc if isinstance(exc, json.JSONDecodeError) else str(exc.body)
+                raise self._garbage_error(shown) from None
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if not (status in RETRY_STATUS or status >= 500):
+                    raise
+                if attempt >= self.max_retries:
+                    raise self._status_error(exc, what, attempts=attempt + 1) from None
+                reason = f"status {status}"
+                retry_after = _retry_after(exc.response.headers)
+            except openai.APIConnectionError as exc:  # includes APITimeoutError
+                if attempt >= self.max_retries:
+                    raise self._connection_error(exc, what, attempts=attempt + 1) from None
+                reason = (
+                    "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
+                )
+                retry_after = None
+            delay = min(self.backoff_max, self.backoff * 2**attempt)
+            delay *= self._random.uniform(0.5, 1.0)
+            if retry_after is not None and retry_after <= self.backoff_max:
+                delay = max(delay, retry_after)
+            attempt += 1
+            log.info(
+                "%s to %s: %s, retry %d of %d in %.2f s",
+                what,
+                self.base_url,
+                reason,
+                attempt,
+                self.max_retries,
+                delay,
+            )
+            if stop is not None:
+                if stop.wait(delay):
+                    raise _Stopped()
+            else:
+                self._sleep(delay)
+
+    def _read(self, resp: Any, messages: list[dict[str, str]]) -> tuple[str, str | None, int, int]:
+        """Text, finish reason and token counts of a completion; garbage is a clear error."""
+        choices = getattr(resp, "choices", None)
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = getattr(first, "message", None)
+        if message is None:
+            raise self._garbage_error(resp if isinstance(resp, str) else repr(resp))
+        content = getattr(message, "content", None)
+        text = content if isinstance(content, str) else ""
+        finish = getattr(first, "finish_reason", None)
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        completion_tokens = getattr(usage, "completion_tokens", None)
+        if not isinstance(prompt_tokens, int):  # servers without usage: approximate
+            prompt_tokens = sum(self.count_tokens(m["content"]) for m in messages)
+        if not isinstance(completion_tokens, int):
+            completion_tokens = self.count_tokens(text)
+        return text, finish, prompt_tokens, completion_tokens
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _mask(self, text: str) -> str:
+        if self._api_key and self._api_key != NO_KEY and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        if self._raw_base_url != self.base_url:
+            text = text.replace(self._raw_base_url, self.base_url)
+        return text
+
+    def _garbage_error(self, shown: str) -> PldError:
+        return PldError(
+            f"{self.name}: the server at {self.base_url} returned something that is not a "
+            f"chat completion: {self._mask(shown)[:_SNIPPET]!r}",
+            hint="check that base_url points at an OpenAI-compatible endpoint (it usually "
+            "ends in /v1) and that the server is healthy",
+        )
+
+    def _status_error(self, exc: Any, what: str, *, attempts: int) -> PldError:
+        status = exc.status_code
+        detail = self._mask(_server_message(exc))[:_SNIPPET]
+        tried = f" after {attempts} attempts" if attempts > 1 else ""
+        message = (
+            f"{self.name}: the server at {self.base_url} answered HTTP {status}"
+            f"{_status_name(status)} to {what}{tried}: {detail}"
+        )
+        if status == 429 or status >= 500 or status in RETRY_STATUS:
+            hint = (
+                "results that finished are kept in the response cache, so re-running "
+                "resumes from there; if the server is overloaded, lower concurrency "
+                f"(now {self.concurrency}) or raise max_retries (now {self.max_retries})"
+            )
+        elif status in (401, 403):
+            hint = (
+                "check the API key: set OPENAI_API_KEY in the environment (the suite file "
+                "must not contain keys)"
+            )
+        elif status == 404:
+            hint = (
+                f"check the model name {self.model!r} (GET {self.base_url}/models lists "
+                "what the server has) and that base_url ends in /v1"
+            )
+        else:
+            hint = (
+                "the server rejected the request, see its message; common causes are a "
+                f"model name it does not serve (now {self.model!r}) and a prompt longer "
+                "than the model's context"
+            )
+        return PldError(message, hint=hint)
+
+    def _connection_error(self, exc: Any, what: str, *, attempts: int) -> PldError:
+        openai = self._openai
+        cause = exc.__cause__ or exc.__context__
+        detail = self._mask(str(cause) if cause else str(exc))[:_SNIPPET]
+        tried = f" ({attempts} attempts)" if attempts > 1 else ""
+        if isinstance(exc, openai.APITimeoutError):
+            message = (
+                f"{self.name}: the server at {self.base_url} did not answer {what} "
+                f"within {self.timeout:g} s{tried}"
+            )
+            hint = (
+                "raise timeout, lower concurrency, or check the server; results that "
+                "finished are kept in the response cache, so re-running resumes"
+            )
+        else:
+            message = (
+                f"{self.name}: cannot connect to the OpenAI-compatible server at "
+                f"{self.base_url}{tried}: {detail or 'connection error'}"
+            )
+            hint = (
+                "start the server, or point base_url (the suite) or OPENAI_BASE_URL at a "
+                "running one; results that finished are kept in the response cache, so "
+                "re-running resumes"
+            )
+        return PldError(message, hint=hint)
+
+
+class _SchemaRejected(Exception):
+    """The server refused `response_format`; the caller retries without it."""
+
+
+def _check_number(
+    name: str, value: Any, *, low: float, exclusive: bool = False, integer: bool = False
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = isinstance(value, int)
+    if ok:
+        ok = value > low if exclusive else value >= low
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        bound = f"> {low:g}" if exclusive else f">= {low:g}"
+        raise PldError(f"{name} must be {kind} {bound}, got {value!r}", key=name)
+
+
+def _message_dict(m: Message | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(m, Message):
+        return {"role": m.role, "content": m.content}
+    return {"role": str(m["role"]), "content": str(m["content"])}
+
+
+def _response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    if "schema" in schema and "name" in schema:  # already OpenAI's json_schema object
+        return {"type": "json_schema", "json_schema": dict(schema)}
+    name = "".join(
+        c if c.isalnum() or c in "_-" else "_" for c in str(schema.get("title") or "output")
+    )[:64]
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema)}}
+
+
+def _with_schema_instruction(
+    messages: list[dict[str, str]], schema: Mapping[str, Any]
+) -> list[dict[str, str]]:
+    body = schema.get("schema", schema) if "name" in schema else schema
+    note = (
+        "Reply with a single JSON object, and nothing else, that matches this JSON "
+        f"schema:\n{json.dumps(body, sort_keys=True)}"
+    )
+    out = [dict(m) for m in messages]
+    for m in out:
+        if m["role"] == "system":
+            m["content"] = f"{m['content']}\n\n{note}"
+            return out
+    return [{"role": "system", "content": note}, *out]
+
+
+def _strip_prefill(text: str, prefill: str) -> str:
+    if text.startswith(prefill):
+        return text[len(prefill) :]
+    stripped = prefill.strip()
+    if stripped and text.lstrip().startswith(stripped):
+        return text.lstrip()[len(stripped) :]
+    return text
+
+
+def _server_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        err = body.get("error", body)
+        if isinstance(err, Mapping) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(body.get("detail"), (str, list)):  # FastAPI-style
+            return str(body["detail"])
+    if isinstance(body, str) and body.strip():
+        return body.strip()
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _status_name(status: int) -> str:
+    names = {
+        400: "bad request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not found",
+        408: "request timeout",
+        409: "conflict",
+        413: "payload too large",
+        422: "unprocessable",
+        429: "rate limited",
+        500: "internal server error",
+        502: "bad gateway",
+        503: "service unavailable",
+        504: "gateway timeout",
+    }
+    return f" ({names[status]})" if status in names else ""
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, retry-after seconds or date)."""
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return float(ms) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
