@@ -1,0 +1,308 @@
+"""The runner: evaluate a suite split with a student model, through the response cache.
+
+It renders the system prompt once, looks every example up in the cache, sends only the misses
+to the backend (which reuses the shared system prefix), stores each answer as soon as it
+arrives (so Ctrl-C loses nothing that finished), and writes a run record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import metrics
+from .backends.base import Backend, Classification, get_backend
+from .cache import ResponseCache, classify_key
+from .datasets import Example
+from .errors import PldError
+from .instructions import InstructionSet
+from .render import render_system_prompt, render_user_message
+from .suite import Suite, example_fields
+from .yamlio import atomic_write_text
+
+RECORD_SCHEMA = 1
+
+
+@dataclass
+class ExampleResult:
+    id: str
+    gold: str
+    pred: str
+    latency_ms: float
+    prompt_tokens: int
+    scores: dict[str, float] | None = None
+    raw: str = ""
+    truncated: bool = False
+    cached: bool = False
+
+
+@dataclass
+class RunRecord:
+    """Everything a gate, a report or a review needs about one evaluation."""
+
+    suite: str
+    split: str
+    limit: int | None
+    model: str
+    backend: dict[str, Any]
+    instructions: dict[str, Any]
+    labels: list[str]
+    system_prompt_sha256: str
+    results: list[ExampleResult]
+    without_rules: list[ExampleResult] | None = None
+    created_at: str = ""
+    duration_s: float = 0.0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
+
+    def predictions(self) -> metrics.Predictions:
+        base = [r.latency_ms for r in self.without_rules] if self.without_rules else []
+        return metrics.Predictions(
+            labels=tuple(self.labels), gold=tuple(r.gold for r in self.results),
+            pred=tuple(r.pred for r in self.results),
+            latency_ms=tuple(r.latency_ms for r in self.results),
+            prompt_tokens=tuple(r.prompt_tokens for r in self.results),
+            baseline_latency_ms=tuple(base))
+
+    def comparable_key(self) -> dict[str, Any]:
+        """What must match for two records to be compared example by example."""
+        return {"suite": self.suite, "split": self.split, "limit": self.limit,
+                "model": self.model, "labels": self.labels}
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("path", None)
+        return {"schema": RECORD_SCHEMA, **data}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], path: str | None = None) -> RunRecord:
+        if data.get("schema") != RECORD_SCHEMA:
+            raise PldError(f"unsupported run record schema {data.get('schema')!r}", path=path,
+                           hint=f"this version reads schema {RECORD_SCHEMA}; re-create it")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        kwargs["results"] = [ExampleResult(**r) for r in data["results"]]
+        if data.get("without_rules") is not None:
+            kwargs["without_rules"] = [ExampleResult(**r) for r in data["without_rules"]]
+        kwargs["path"] = path
+        return cls(**kwargs)
+
+
+def load_record(path: Path) -> RunRecord:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PldError("run record not found", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise PldError(f"run record is not valid JSON: {exc.msg}", path=path, line=exc.lineno,
+                       hint="re-create it (for a baseline: pytest --pld-update-baseline)") from None
+    try:
+        return RunRecord.from_json(data, str(path))
+    except (KeyError, TypeError) as exc:
+        raise PldError(f"run record has the wrong shape ({exc})", path=path) from None
+
+
+def save_record(record: RunRecord, path: Path) -> Path:
+    atomic_write_text(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
+    record.path = str(path)
+    return path
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class PreparedSuite:
+    """A suite rendered for one split: what the model will see, without running anything."""
+
+    suite: Suite
+    split: str
+    instructions: InstructionSet
+    system_prompt: str
+    examples: list[Example]
+    users: list[str]
+
+
+def prepare(suite: Suite, *, split: str | None = None, limit: int | None = None,
+            instructions: InstructionSet | None = None,
+            examples: Sequence[Example] | None = None) -> PreparedSuite:
+    split = split or suite.gate_split
+    iset = instructions or suite.load_instructions()
+    system = render_system_prompt(iset, suite.labels, suite.root)
+    if examples is None:
+        examples = suite.load_examples(split, limit=limit)
+    where = str(suite.path)
+    users = [render_user_message(suite.user_template, example_fields(e), where=where)
+             for e in examples]
+    return PreparedSuite(suite, split, iset, system, list(examples), users)
+
+
+class LazyBackend:
+    """Creates the backend on first use, so a fully cached run never loads a model."""
+
+    def __init__(self, name: str, factory: Callable[[str], Backend] = get_backend) -> None:
+        self.name = name
+        self._factory = factory
+        self._backend: Backend | None = None
+
+    def get(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._factory(self.name)
+        return self._backend
+
+    def identity(self) -> dict[str, Any]:
+        # identity is cheap for every backend (the local one reads the pinned digest)
+        return dict(self.get().identity())
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+def classify_cached(backend: LazyBackend, cache: ResponseCache, system: str,
+                    examples: Sequence[Example], users: Sequence[str], labels: Sequence[str],
+                    *, progress: Callable[[int], None] | None = None,
+                    ) -> tuple[list[ExampleResult], int]:
+    """Classify through the cache; returns results in example order and the number of hits."""
+    identity = backend.identity()
+    keys = [classify_key(identity, system, u, labels) for u in users]
+    found = cache.get_many(keys)
+    results: list[ExampleResult | None] = [None] * len(examples)
+    for i, key in enumerate(keys):
+        if key in found:
+            value = found[key]
+            # the cache stores Classification objects (older entries may be plain dicts)
+            answer = value if isinstance(value, Classification) else Classification(**value)
+            results[i] = _result(examples[i], answer, cached=True)
+    hits = sum(r is not None for r in results)
+    if progress and hits:
+        progress(hits)
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        model = backend.get()
+        stream = model.classify_many(system, [users[i] for i in todo], labels)
+        for i, answer in zip(todo, stream):
+            cache.put(keys[i], answer)
+            results[i] = _result(examples[i], answer, cached=False)
+            if progress:
+                progress(1)
+    return [r for r in results if r is not None], hits
+
+
+def _result(example: Example, c: Classification, *, cached: bool) -> ExampleResult:
+    return ExampleResult(id=example.id, gold=example.label, pred=c.label,
+                         latency_ms=c.latency_s * 1000.0, prompt_tokens=c.prompt_tokens,
+                         scores=dict(c.scores) if c.scores else None, raw=c.raw,
+                         truncated=c.truncated, cached=cached)
+
+
+def default_cache_path(root: Path) -> Path:
+    return root / ".pld" / "cache.sqlite"
+
+
+def default_results_dir(root: Path) -> Path:
+    return root / ".pld" / "runs"
+
+
+class _Progress:
+    """A tqdm bar on stderr for long runs; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, desc: str, enabled: bool | None) -> None:
+        from tqdm import tqdm
+
+        show = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = tqdm(total=total, desc=desc, unit="ex", disable=not show, leave=False,
+                        file=sys.stderr)
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    model: str | None = None,
+    cache_mode: str = "use",
+    cache_path: Path | None = None,
+    measure_without_rules: bool = False,
+    results_dir: Path | None = None,
+    instructions: InstructionSet | None = None,
+    backend: LazyBackend | None = None,
+    progress: bool | None = None,
+    write_record: bool = True,
+) -> RunRecord:
+    """Evaluate one split of a suite and (by default) write its run record."""
+    if limit is not None and limit < 1:
+        raise PldError(f"limit must be a positive integer, got {limit}")
+    started = time.perf_counter()
+    prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
+    if not prepared.examples:
+        raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
+    model_name = model or suite.student
+    own_backend = backend is None
+    lazy = backend or LazyBackend(model_name)
+    cache = ResponseCache(cache_path or default_cache_path(suite.root), mode=cache_mode)
+    total = len(prepared.examples) * (2 if measure_without_rules else 1)
+    bar = _Progress(total, f"{suite.name}/{prepared.split}", progress)
+    try:
+        results, hits = classify_cached(lazy, cache, prepared.system_prompt, prepared.examples,
+                                        prepared.users, suite.labels, progress=bar)
+        without = None
+        if measure_without_rules:
+            bare = prepared.instructions.without_rules()
+            bare_system = render_system_prompt(bare, suite.labels, suite.root)
+            without, bare_hits = classify_cached(lazy, cache, bare_system, prepared.examples,
+                                                 prepared.users, suite.labels, progress=bar)
+            hits += bare_hits
+        identity = lazy.identity()
+    except KeyboardInterrupt:
+        raise PldError("interrupted; every answer that finished is in the cache",
+                       hint="re-run the same command to resume") from None
+    finally:
+        bar.close()
+        cache.close()
+        if own_backend:
+            lazy.close()
+    iset = prepared.instructions
+    record = RunRecord(
+        suite=suite.name, split=prepared.split, limit=limit, model=model_name,
+        backend=identity,
+        instructions={"path": str(iset.path.relative_to(suite.root)) if iset.path else None,
+                      "name": iset.name, "version": iset.version, "hash": iset.content_hash(),
+                      "rules": len(iset.rules)},
+        labels=list(suite.labels), system_prompt_sha256=sha256_text(prepared.system_prompt),
+        results=results, without_rules=without,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - started, 3), cache_hits=hits,
+        cache_misses=total - hits)
+    preds = record.predictions()
+    names = [*suite.metrics, *(b.metric for b in suite.gates), "invalid_rate", "prompt_tokens",
+             "latency_p50_ms", "latency_p95_ms"]
+    if measure_without_rules:
+        names.append("latency_overhead")
+    record.metrics = {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}
+    if write_record:
+        folder = results_dir or default_results_dir(suite.root)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        save_record(record, folder / f"{suite.name}-{prepared.split}-{stamp}.json")
+    return record
+
+
+def run_many(suites: Iterable[Suite], **kwargs: Any) -> list[RunRecord]:
+    return [run_suite(s, **kwargs) for s in suites]
