@@ -1,0 +1,495 @@
+"""`pld review`: what changed in the instruction sets between two git revisions, rule by rule,
+and what it did to the metrics.
+
+For every instruction set that differs between the base and the head revision the review
+gives the rule-level diff (by stable id, with provenance), the rendered system prompt's diff
+and size, and - for each suite that uses the set - the metric deltas with paired bootstrap
+intervals and the examples that flipped. Suites (data, labels, user template, student) are
+read from the working tree for both sides, so the two runs differ only in the instruction set
+and its template: the deltas measure the instruction change and nothing else.
+
+Run records are reused when `.pld/runs` holds one for exactly that rendered prompt, split,
+sample and model; otherwise the runner computes one, and the response cache makes the side
+that did not change (usually the base) free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import posixpath
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import PldError, PldErrors
+from .review_diff import SetDiff, diff_sets, unified
+from .review_git import WORKTREE, GitRepo, Revision
+
+if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
+    from .instructions import InstructionSet
+    from .runner import LazyBackend, RunRecord
+    from .suite import Suite
+
+INSTRUCTION_SUFFIXES = (".yaml", ".yml")
+SIDES = ("base", "head")
+
+
+# --- the report's shape -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReviewOptions:
+    suites: tuple[str, ...] = ()  # only sets used by these suites (default: all)
+    split: str | None = None  # default: each suite's gate split
+    limit: int | None = None
+    model: str | None = None  # default: each suite's student
+    run: bool = True  # compute missing run records (False: only reuse existing ones)
+    tokens: bool = True  # count tokens with the student's tokenizer (False: characters)
+    resamples: int = 1000
+    max_flips: int = 20
+
+
+@dataclass
+class MetricDelta:
+    name: str
+    base: float
+    head: float
+    delta: float
+    low: float | None = None  # paired bootstrap interval of the delta, where resamplable
+    high: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        """'better'/'worse' when the interval excludes 0, 'same' when nothing moved."""
+        from .metrics import lookup
+
+        if self.delta == 0 and (self.low is None or self.low == self.high == 0):
+            return "same"
+        if self.low is None or self.high is None or self.low <= 0 <= self.high:
+            return "unclear"
+        up = self.low > 0
+        higher_is_better = lookup(self.name)[0].higher_is_better
+        return "better" if up == higher_is_better else "worse"
+
+
+@dataclass
+class Flip:
+    id: str
+    gold: str
+    base: str
+    head: str
+
+
+@dataclass
+class SuiteReport:
+    suite: str
+    split: str
+    limit: int | None
+    model: str
+    status: str  # compared | prompt unchanged | no records | error
+    prompt_diff: str = ""
+    prompt_size: tuple[int | None, int | None] = (None, None)
+    size_unit: str = "tokens"
+    examples: int = 0
+    model_calls: int = 0
+    metrics: list[MetricDelta] = field(default_factory=list)
+    right_to_wrong: list[Flip] = field(default_factory=list)
+    wrong_to_right: list[Flip] = field(default_factory=list)
+    records: dict[str, str | None] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass
+class SetReport:
+    path: str
+    status: str  # changed | added | removed | no semantic change | invalid
+    diff: SetDiff | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # side -> what is wrong there
+    suites: list[SuiteReport] = field(default_factory=list)
+    note: str | None = None
+
+
+@dataclass
+class Review:
+    base: Revision
+    head: Revision
+    sets: list[SetReport]
+    unchanged: int  # instruction sets present at either side and identical
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "items"):  # MappingProxyType in provenance
+        return dict(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --- one instruction set at one revision -------------------------------------------------------
+
+@dataclass
+class Side:
+    rev: Revision
+    text: str | None  # None: the file does not exist at this revision
+    iset: InstructionSet | None = None
+    error: str | None = None
+    template_text: str | None = None  # source of the set's custom template, when it has one
+
+
+def load_side(repo: GitRepo, rev: Revision, path: str) -> Side:
+    from .instructions import load_instruction_set_text
+
+    side = Side(rev, repo.read(rev, path))
+    if side.text is None:
+        return side
+    try:
+        side.iset = load_instruction_set_text(side.text, f"{path}@{rev.short}")
+    except PldError as exc:
+        errors = exc.errors if isinstance(exc, PldErrors) else [exc]
+        side.error = "\n".join(e.format() for e in errors)
+        return side
+    if side.iset.template:
+        side.template_text = repo.read(rev, side.iset.template)
+    return side
+
+
+def candidate_paths(repo: GitRepo, revs: Sequence[Revision],
+                    suite_paths: Iterable[str]) -> list[str]:
+    """Instruction files under instructions/ at either revision, plus those suites name."""
+    found = {p for rev in revs for p in repo.list_files(rev, "instructions")
+             if p.endswith(INSTRUCTION_SUFFIXES)}
+    return sorted(found | set(suite_paths))
+
+
+def run_set_for(side: Side, path: str, root: Path) -> InstructionSet:
+    """The set as the runner needs it: an absolute path under the root, and a template file
+    the renderer can read.
+
+    A custom template at a committed revision is written under .pld/review/<sha>/ (inside the
+    root, where the sandboxed renderer may read); the rendered prompt is the same text, so the
+    response cache and the run records match what that revision would produce.
+    """
+    assert side.iset is not None
+    iset = dataclasses.replace(side.iset, path=root / path)
+    if iset.template and not side.rev.is_worktree:
+        if side.template_text is None:
+            raise PldError(f"template {iset.template!r} does not exist at {side.rev.short}",
+                           path=f"{path}@{side.rev.short}", key="template")
+        rel = Path(".pld", "review", str(side.rev.sha), iset.template).as_posix()
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(side.template_text, encoding="utf-8")
+        iset = dataclasses.replace(iset, template=rel)
+    return iset
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+class Models:
+    """One lazily created backend per model name, shared by token counts and runs."""
+
+    def __init__(self) -> None:
+        from .runner import LazyBackend
+
+        self._make = LazyBackend
+        self._by_name: dict[str, LazyBackend] = {}
+
+    def lazy(self, name: str) -> LazyBackend:
+        if name not in self._by_name:
+            self._by_name[name] = self._make(name)
+        return self._by_name[name]
+
+    def counter(self, name: str, tokens: bool) -> tuple[Callable[[str], int], str]:
+        """A size function and its unit; falls back to characters when the model is missing."""
+        if not tokens:
+            return len, "chars"
+        try:
+            return self.lazy(name).get().count_tokens, "tokens"
+        except PldError as exc:
+            print(f"note: counting characters, not tokens: {exc.message}", file=sys.stderr)
+            return len, "chars"
+
+    def close(self) -> None:
+        for lazy in self._by_name.values():
+            lazy.close()
+
+
+def find_record(suite: Suite, split: str, limit: int | None, model: str, system_sha: str,
+                *, need_without_rules: bool) -> RunRecord | None:
+    """The newest run record in .pld/runs for exactly this prompt, split, sample and model,
+    whose examples are still the suite's (a data change makes old records stale)."""
+    from .runner import default_results_dir, load_record
+
+    folder = default_results_dir(suite.root)
+    if not folder.is_dir():
+        return None
+    wanted = [(e.id, e.label) for e in suite.load_examples(split, limit=limit)]
+    for path in sorted(folder.glob(f"{suite.name}-{split}-*.json"), reverse=True):
+        try:
+            record = load_record(path)
+        except PldError:
+            continue  # an unreadable record is just not reused
+        if (record.system_prompt_sha256 == system_sha and record.model == model
+                and record.limit == limit and record.labels == list(suite.labels)
+                and (record.without_rules is not None or not need_without_rules)
+                and [(r.id, r.gold) for r in record.results] == wanted):
+            return record
+    return None
+
+
+def paired_deltas(labels: Sequence[str], base: RunRecord, head: RunRecord, resamples: int,
+                  ) -> tuple[list[MetricDelta], list[Flip], list[Flip], int]:
+    """Metric deltas head - base over the examples both records share, paired by id."""
+    from . import metrics
+
+    old = {r.id: r for r in base.results}
+    pairs = [(old[r.id], r) for r in head.results if r.id in old]
+    gold = tuple(h.gold for _, h in pairs)
+    p_old = metrics.Predictions(tuple(labels), gold, tuple(b.pred for b, _ in pairs))
+    p_new = metrics.Predictions(tuple(labels), gold, tuple(h.pred for _, h in pairs))
+    rows = []
+    for name in ["accuracy", "macro_f1", *(f"f1[{label}]" for label in labels), "invalid_rate"]:
+        delta, low, high = metrics.paired_bootstrap_delta(name, p_new, p_old,
+                                                          n_resamples=resamples)
+        rows.append(MetricDelta(name, metrics.compute(name, p_old), metrics.compute(name, p_new),
+                                delta, low, high))
+    for name in ("latency_overhead", "prompt_tokens"):
+        b, h = (metrics.compute(name, rec.predictions()) for rec in (base, head))
+        if b == b and h == h:  # NaN: a record without the no-rules run has no overhead
+            rows.append(MetricDelta(name, b, h, h - b))
+    r2w = [Flip(h.id, h.gold, b.pred, h.pred) for b, h in pairs
+           if b.pred == b.gold and h.pred != h.gold]
+    w2r = [Flip(h.id, h.gold, b.pred, h.pred) for b, h in pairs
+           if b.pred != b.gold and h.pred == h.gold]
+    return rows, r2w, w2r, len(pairs)
+
+
+# --- the review --------------------------------------------------------------------------------
+
+def _norm(path: str) -> str:
+    # git speaks POSIX paths on every platform; suites may write ./instructions/x.yaml
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+class Reviewer:
+    def __init__(self, root: Path, base: Revision, head: Revision, options: ReviewOptions,
+                 repo: GitRepo) -> None:
+        self.root, self.base, self.head, self.options, self.repo = root, base, head, options, repo
+        self.models = Models()
+        self.notes: list[str] = []
+        self.suites = self._load_suites()
+
+    def _load_suites(self) -> list[Suite]:
+        from .suite import find_suites, load_suite, resolve_suite_names
+
+        if self.options.suites:
+            paths = [p for name in self.options.suites
+                     for p in resolve_suite_names(self.root, name)]
+        else:
+            paths = list(find_suites(self.root).values())
+        suites = []
+        for path in paths:
+            try:
+                suites.append(load_suite(path, self.root))
+            except PldError as exc:
+                self.notes.append(f"suite {path.stem} is invalid in the working tree, so its "
+                                  f"metrics are not compared:\n{exc}")
+        return suites
+
+    def users_of(self, path: str) -> list[Suite]:
+        return [s for s in self.suites if _norm(s.instructions) == _norm(path)]
+
+    def review(self) -> Review:
+        try:
+            suite_paths = [_norm(s.instructions) for s in self.suites]
+            paths = candidate_paths(self.repo, (self.base, self.head), suite_paths)
+            sets, unchanged = [], 0
+            for path in paths:
+                if self.options.suites and not self.users_of(path):
+                    continue
+                report = self.review_path(path)
+                if report is None:
+                    unchanged += 1
+                else:
+                    sets.append(report)
+            return Review(self.base, self.head, sets, unchanged, self.notes)
+        finally:
+            self.models.close()
+
+    def review_path(self, path: str) -> SetReport | None:
+        base = load_side(self.repo, self.base, path)
+        head = load_side(self.repo, self.head, path)
+        if base.text is None and head.text is None:
+            return None  # a suite names a file that exists at neither side
+        if base.text == head.text and base.template_text == head.template_text:
+            return None
+        errors = {name: side.error for name, side in zip(SIDES, (base, head)) if side.error}
+        if errors:
+            # report what is wrong where, and carry on with the other sets
+            return SetReport(path, "invalid", errors=errors)
+        if base.iset is None or head.iset is None:
+            status = "added" if base.iset is None else "removed"
+            empty = (head.iset or base.iset).with_rules([])  # type: ignore[union-attr]
+            old, new = (empty, head.iset) if base.iset is None else (base.iset, empty)
+            assert old is not None and new is not None
+            return SetReport(path, status, diff=diff_sets(old, new),
+                             note=f"the instruction set was {status}; there is no other side "
+                                  "to compare metrics with")
+        if (base.iset.content_hash() == head.iset.content_hash()
+                and base.template_text == head.template_text):
+            return SetReport(path, "no semantic change", diff=diff_sets(base.iset, head.iset),
+                             note="only comments or formatting changed (equal content hash): "
+                                  "no rule change, the model sees the same prompt")
+        report = SetReport(path, "changed", diff=diff_sets(base.iset, head.iset))
+        users = self.users_of(path)
+        if not users:
+            report.note = "no suite uses this instruction set, so there are no metrics"
+        report.suites = [self.review_suite_or_error(suite, path, base, head) for suite in users]
+        return report
+
+    def review_suite_or_error(self, suite: Suite, path: str, base: Side, head: Side) -> SuiteReport:
+        try:
+            return self.review_suite(suite, path, base, head)
+        except PldError as exc:
+            # a suite that cannot be evaluated (model missing, data gone) is reported, and the
+            # rest of the review still gets written
+            split = self.options.split or suite.gate_split
+            return SuiteReport(suite.name, split, self.options.limit,
+                               self.options.model or suite.student, status="error",
+                               note=f"could not be evaluated: {exc}")
+
+    def review_suite(self, suite: Suite, path: str, base: Side, head: Side) -> SuiteReport:
+        from .render import render_system_prompt
+        from .runner import sha256_text
+
+        opts = self.options
+        split, model = opts.split or suite.gate_split, opts.model or suite.student
+        report = SuiteReport(suite.name, split, opts.limit, model, status="compared")
+        prompts: list[str] = []
+        run_sets: list[InstructionSet] = []
+        for name, side in zip(SIDES, (base, head)):
+            try:
+                run_set = run_set_for(side, path, self.root)
+                prompts.append(render_system_prompt(run_set, suite.labels, self.root))
+                run_sets.append(run_set)
+            except PldError as exc:
+                report.status, report.note = "error", f"{name} does not render: {exc}"
+                return report
+        count, report.size_unit = self.models.counter(model, opts.tokens)
+        report.prompt_size = (count(prompts[0]), count(prompts[1]))
+        report.prompt_diff = unified(prompts[0], prompts[1], old_name=f"{path}@{base.rev.short}",
+                                     new_name=f"{path}@{head.rev.short}")
+        if prompts[0] == prompts[1]:
+            # same system prompt, same user messages, same model: the same cached answers
+            report.status = "prompt unchanged"
+            report.note = "the rendered system prompt is identical, so predictions are too"
+            return report
+        records = []
+        for name, run_set, prompt in zip(SIDES, run_sets, prompts):
+            record = find_record(suite, split, opts.limit, model, sha256_text(prompt),
+                                 need_without_rules=opts.run)
+            if record is None and opts.run:
+                print(f"pld review: evaluating {suite.name}/{split} with the {name} "
+                      f"instructions ...", file=sys.stderr)
+                record = self._run(suite, split, model, run_set)
+                report.model_calls += record.cache_misses
+            if record is None:
+                report.status = "no records"
+                report.note = (f"no run record for the {name} side; run without --no-run to "
+                               "compute it")
+                return report
+            records.append(record)
+            report.records[name] = record.path
+        report.metrics, report.right_to_wrong, report.wrong_to_right, report.examples = \
+            paired_deltas(suite.labels, records[0], records[1], opts.resamples)
+        return report
+
+    def _run(self, suite: Suite, split: str, model: str, run_set: InstructionSet) -> RunRecord:
+        from .runner import run_suite
+
+        return run_suite(suite, split=split, limit=self.options.limit, model=model,
+                         instructions=run_set, measure_without_rules=True,
+                         backend=self.models.lazy(model), progress=None, write_record=True)
+
+
+def resolve_revisions(repo: GitRepo, base: str | None, head: str | None,
+                      ) -> tuple[Revision, Revision, list[str]]:
+    notes: list[str] = []
+    head_rev = WORKTREE if head is None else repo.resolve(head, role="head")
+    if base is not None:
+        base_rev = repo.resolve(base, role="base")
+    else:
+        base_rev, note = repo.default_base()
+        if note:
+            notes.append(note)
+    return base_rev, head_rev, notes
+
+
+def review(root: Path, *, base: str | None = None, head: str | None = None,
+           options: ReviewOptions = ReviewOptions()) -> Review:
+    """Compare the instruction sets of two revisions (head None: the working tree)."""
+    repo = GitRepo(root)
+    base_rev, head_rev, notes = resolve_revisions(repo, base, head)
+    result = Reviewer(root, base_rev, head_rev, options, repo).review()
+    result.notes[:0] = notes
+    return result
+
+
+# --- the command -------------------------------------------------------------------------------
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from .cli import project_root
+    from .review_format import render
+
+    suites = tuple(n.strip() for spec in args.suite or [] for n in spec.split(",") if n.strip())
+    options = ReviewOptions(suites=suites, split=args.split, limit=args.limit, model=args.model,
+                            run=not args.no_run, tokens=not args.no_tokens,
+                            resamples=args.resamples)
+    result = review(project_root(args), base=args.base, head=args.head, options=options)
+    sys.stdout.write(render(result, args.format))
+    # a review informs; the gates block. Problems found are in the report, not the exit code,
+    # so a CI step can always post it.
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .cli import add_root_option, positive_int
+
+    p = sub.add_parser(
+        "review", help="rule-level diff and metric deltas of instruction changes between revisions",
+        description="For every instruction set that differs between two git revisions: the "
+                    "rules added, removed and reworded (with provenance), the rendered system "
+                    "prompt's diff and size, and for each suite using the set the metric deltas "
+                    "with paired bootstrap intervals and the examples that flipped. Suites are "
+                    "read from the working tree, so both sides differ only in their instructions.")
+    p.add_argument("--base", default=None, metavar="REV",
+                   help="the revision to compare with (default: the merge base of HEAD and the "
+                        "default branch, origin/HEAD, main or master)")
+    p.add_argument("--head", default=None, metavar="REV",
+                   help="the revision under review (default: the working tree)")
+    p.add_argument("--suite", action="append", metavar="NAME",
+                   help="only instruction sets used by this suite (repeatable, or NAME,NAME)")
+    p.add_argument("--format", choices=("md", "text", "json"), default="text",
+                   help="md for a pull-request comment, text for a terminal, json for tools "
+                        "(default: text)")
+    p.add_argument("--split", default=None, metavar="S",
+                   help="the split to evaluate (default: each suite's gate split)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="evaluate a deterministic sample of N examples (default: all)")
+    p.add_argument("--model", default=None, metavar="M",
+                   help="provider:model, overriding each suite's student")
+    p.add_argument("--no-run", action="store_true",
+                   help="only reuse run records in .pld/runs; never call a model")
+    p.add_argument("--no-tokens", action="store_true",
+                   help="measure prompts in characters (does not load a tokenizer)")
+    p.add_argument("--resamples", type=positive_int, default=1000, metavar="N",
+                   help="bootstrap resamples for the paired intervals (default: 1000)")
+    add_root_option(p)
+    p.set_defaults(func=cmd_review)
