@@ -159,18 +159,18 @@ def parse_bound(metric: str, raw: Any, *, path: Path, line: int | None) -> Bound
     return Bound(metric, match[1], float(match[2]), line)
 
 
-def find_suites(root: Path) -> dict[str, Path]:
-    """Suite name -> file, for every suites/*.yaml under the project root."""
-    folder = root / "suites"
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+def find_suites(root: Path, folder: str | Path = "suites") -> dict[str, Path]:
+    """Suite name -> file, for every *.yaml in the suites folder (relative to the root)."""
+    where = root / folder
+    return {p.stem: p for p in sorted(where.glob("*.yaml"))} if where.is_dir() else {}
 
 
-def resolve_suite_names(root: Path, spec: str) -> list[Path]:
+def resolve_suite_names(root: Path, spec: str, folder: str | Path = "suites") -> list[Path]:
     """'contractnli,logiqa' or 'all' -> suite files; unknown names get did-you-mean."""
-    known = find_suites(root)
+    known = find_suites(root, folder)
     if spec.strip() == "all":
         if not known:
-            raise PldError(f"no suites found in {root / 'suites'}",
+            raise PldError(f"no suites found in {root / folder}",
                            hint="add suites/NAME.yaml files")
         return list(known.values())
     paths = []

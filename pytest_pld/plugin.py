@@ -1,0 +1,136 @@
+"""pytest wiring for pytest-pld: options, ini keys, collection, reports.
+
+Only wiring lives here; the work is in items.py, gates.py and report.py. Without --pld-suite
+every hook returns at once and nothing heavier than this module is imported, so a project's
+ordinary test run pays nothing for the plugin being installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .items import State
+
+
+def _positive_int(text: str) -> int:
+    from .items import positive_int  # light: items imports pytest and the standard library
+
+    return positive_int(text)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pld", "pytest-pld: instruction-set gates")
+    group.addoption("--pld-suite", metavar="NAME[,NAME...]", default=None,
+                    help="evaluate these suites (files in the suites folder) as gates, or "
+                         "'all'. Default: none, so the plugin collects nothing")
+    group.addoption("--pld-model", metavar="PROVIDER:MODEL", default=None,
+                    help="student model for every selected suite, e.g. "
+                         "local:qwen2.5-coder-0.5b-instruct. Default: the ini key "
+                         "pld_default_model, else each suite's `student`")
+    group.addoption("--pld-limit", metavar="N", type=_positive_int, default=None,
+                    help="evaluate a deterministic sample of N examples (N >= 1), for fast "
+                         "PR runs. Default: every example of the split")
+    group.addoption("--pld-split", metavar="SPLIT", default=None,
+                    help="split to evaluate: train, dev or test. Default: each suite's "
+                         "gate_split (test)")
+    group.addoption("--pld-no-cache", action="store_true", default=False,
+                    help="neither read nor write the response cache (.pld/cache.sqlite). "
+                         "Default: cached answers are reused")
+    group.addoption("--pld-results", metavar="DIR", default=None,
+                    help="folder for run records. Default: the ini key pld_results, else "
+                         ".pld/runs")
+    group.addoption("--pld-baseline", metavar="PATH", default=None,
+                    help="baseline run record for the regression gate (with several suites: "
+                         "a folder of SUITE.json). Default: the suite's "
+                         "gates.regression.baseline")
+    group.addoption("--pld-update-baseline", action="store_true", default=False,
+                    help="write this run's record as the regression baseline instead of "
+                         "comparing with it. Default: off")
+    group.addoption("--pld-report", metavar="PATH", default=None,
+                    help="write a Markdown report (gate table, per-class scores) to PATH; it "
+                         "is also appended to $GITHUB_STEP_SUMMARY when that is set. "
+                         "Default: none")
+    parser.addini("pld_suites_dir", default="suites",
+                  help="folder of suite files, relative to the rootdir (default: suites)")
+    parser.addini("pld_default_model", default="",
+                  help="student model for every suite unless --pld-model is given "
+                       "(default: each suite's `student`)")
+    parser.addini("pld_results", default="",
+                  help="folder for run records, relative to the rootdir (default: .pld/runs)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "pld: a pytest-pld gate (added to every gate item)")
+    if not config.getoption("pld_suite", None):
+        return
+    from .items import STATE_KEY, State, make_options
+
+    options = make_options(config)
+    worker: dict[str, Any] | None = getattr(config, "workerinput", None)
+    state = State(options, worker["testrunuid"] if worker else None)
+    config.stash[STATE_KEY] = state
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        # explicit paths run alongside the gates, unless they already name a suite file (or a
+        # gate in it, `suites/x.yaml::accuracy>=0.5`), which must then not widen to all gates
+        named = [(config.invocation_params.dir / a.split("::")[0]).resolve()
+                 for a in config.args]
+        config.args.extend(str(p) for p in options.suite_paths
+                           if not any(n == p or n in p.parents for n in named))
+    else:
+        # `pytest --pld-suite=X` alone means "run the gates", not the whole test suite too
+        config.args[:] = [str(p) for p in options.suite_paths]
+    config.pluginmanager.register(ActiveSession(config, state), "pld-session")
+
+
+class ActiveSession:
+    """The hooks that only matter when suites are selected (registered by pytest_configure)."""
+
+    def __init__(self, config: pytest.Config, state: State) -> None:
+        self.config = config
+        self.state = state
+
+    def pytest_collect_file(self, file_path: Path,
+                            parent: pytest.Collector) -> pytest.Collector | None:
+        if file_path.resolve() not in self.state.options.suite_paths:
+            return None
+        from .items import SuiteFile
+
+        return SuiteFile.from_parent(parent, path=file_path)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # called in the controller for reports from xdist workers too
+        if report.when != "call" or not report.user_properties:
+            return
+        from .report import row_from_report
+
+        row = row_from_report(report)
+        if row is not None:
+            self.state.rows.append(row)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.state.close()
+        if hasattr(self.config, "workerinput") or not self.state.rows:
+            return  # a worker's rows travel in its reports; the controller writes the report
+        from .report import markdown, write_markdown
+
+        text = markdown(self.state.rows, self.state.options.root)
+        self.state.written = write_markdown(text, self.state.options.report)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.state.rows:
+            return
+        from .report import terminal_lines
+
+        terminalreporter.write_sep("=", "pytest-pld summary")
+        for line in terminal_lines(self.state.rows, self.state.options.root):
+            terminalreporter.write_line(line)
+        for place in self.state.written:
+            terminalreporter.write_line(f"markdown report: {place}")
+
+    def pytest_unconfigure(self) -> None:
+        self.state.close()

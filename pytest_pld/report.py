@@ -1,0 +1,268 @@
+"""Reports: JUnit XML properties, the terminal summary table and the Markdown report.
+
+Every gate item attaches its numbers to its test report as `user_properties`. The summary is
+built from those reports, not from in-process state, because under pytest-xdist the items run
+in workers and only their reports reach the process that prints the summary.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+P = "pld."  # prefix of our property names, so they never clash with a project's own
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary: a gate and its outcome, plus what run it came from."""
+
+    suite: str
+    gate: str
+    outcome: str  # passed | failed
+    metric: str = ""
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    bound: str = ""
+    model: str = ""
+    split: str = ""
+    instructions: str = ""
+    examples: int | None = None
+    cache_hits: int | None = None
+    model_calls: int | None = None
+    record: str = ""
+    error: str = ""
+    baseline_written: str = ""
+
+
+def shown(path: str | Path | None, root: Path) -> str:
+    """A path relative to the project root where it lies inside it (shorter in messages)."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _run_properties(record: Any) -> list[tuple[str, object]]:
+    iset = record.instructions
+    return [(P + "model", record.model), (P + "split", record.split),
+            (P + "instructions", f"{iset.get('name')} v{iset.get('version')}"),
+            (P + "examples", len(record.results)), (P + "cache_hits", record.cache_hits),
+            (P + "model_calls", record.cache_misses), (P + "record", record.path or "")]
+
+
+def gate_properties(suite: str, result: Any, record: Any) -> list[tuple[str, object]]:
+    """Properties of a checked gate; the metric also appears under its own name, which is
+    what a JUnit dashboard plots."""
+    props: list[tuple[str, object]] = [
+        (P + "suite", suite), (P + "gate", result.gate), (P + "metric", result.metric),
+        (P + "value", result.observed), (P + "bound", result.bound)]
+    if result.interval is not None:
+        props += [(P + "ci_low", result.interval[0]), (P + "ci_high", result.interval[1])]
+    if not result.gate.startswith("regression["):
+        props.append((result.metric, result.observed))
+    return props + _run_properties(record)
+
+
+def render_properties(suite: str, gate: str, tokens: float | None, bound: str, examples: int,
+                      iset: Any) -> list[tuple[str, object]]:
+    props: list[tuple[str, object]] = [
+        (P + "suite", suite), (P + "gate", gate), (P + "metric", "rendered_prompt_tokens"),
+        (P + "bound", bound), (P + "examples", examples),
+        (P + "instructions", f"{iset.name} v{iset.version}")]
+    if tokens is not None:
+        props += [(P + "value", tokens), ("rendered_prompt_tokens", tokens)]
+    return props
+
+
+def error_properties(suite: str, gate: str, error: str) -> list[tuple[str, object]]:
+    return [(P + "suite", suite), (P + "gate", gate), (P + "error", error.splitlines()[0])]
+
+
+def baseline_properties(suite: str, gate: str, record: Any,
+                        path: str) -> list[tuple[str, object]]:
+    return [(P + "suite", suite), (P + "gate", gate), (P + "bound", "baseline updated"),
+            (P + "baseline_written", path), *_run_properties(record)]
+
+
+def row_from_report(report: Any) -> Row | None:
+    """A summary row from a test report (one of ours, in any process), else None."""
+    props: Mapping[str, Any] = dict(report.user_properties)
+    if P + "suite" not in props:
+        return None
+
+    def num(key: str) -> float | None:
+        value = props.get(P + key)
+        return float(value) if value is not None else None
+
+    def count(key: str) -> int | None:
+        value = props.get(P + key)
+        return int(value) if value is not None else None
+
+    return Row(suite=str(props[P + "suite"]), gate=str(props.get(P + "gate", "")),
+               outcome=report.outcome, metric=str(props.get(P + "metric", "")),
+               value=num("value"), low=num("ci_low"), high=num("ci_high"),
+               bound=str(props.get(P + "bound", "")), model=str(props.get(P + "model", "")),
+               split=str(props.get(P + "split", "")),
+               instructions=str(props.get(P + "instructions", "")),
+               examples=count("examples"), cache_hits=count("cache_hits"),
+               model_calls=count("model_calls"), record=str(props.get(P + "record", "")),
+               error=str(props.get(P + "error", "")),
+               baseline_written=str(props.get(P + "baseline_written", "")))
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+WHOLE = {"prompt_tokens", "rendered_prompt_tokens"}
+
+
+def fmt(value: float | None, metric: str = "", signed: bool = False) -> str:
+    """Numbers as people read them: scores with 3 decimals, tokens whole, ms to 0.1."""
+    if value is None or math.isnan(value):
+        return "-"
+    if metric in WHOLE or abs(value) >= 100:
+        return f"{value:.0f}"
+    if metric.endswith("_ms"):
+        return f"{value:.1f}"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _cells(row: Row) -> list[str]:
+    signed = row.gate.startswith("regression[")
+    interval = (f"{fmt(row.low, row.metric, signed)}..{fmt(row.high, row.metric, signed)}"
+                if row.low is not None and row.high is not None else "-")
+    if row.error:
+        result = "ERROR"
+    elif row.baseline_written:
+        result = "written"
+    else:
+        result = "pass" if row.outcome == "passed" else "FAIL"
+    value = fmt(row.value, row.metric, signed)
+    if signed and row.value is not None and not math.isnan(row.value):
+        value = f"delta {value}"
+    return [row.gate, value, interval, row.bound or "-", result]
+
+
+def intervals_note(rows: Sequence[Row]) -> str | None:
+    """What the interval column means, said once under the table."""
+    if not any(r.low is not None for r in rows):
+        return None
+    note = "interval: 95% bootstrap interval over the examples"
+    if any(r.gate.startswith("regression[") and r.low is not None for r in rows):
+        note += ("; for the regression gate, the one-sided bounds of (this run - baseline) "
+                 "at its confidence, examples paired by id")
+    return note
+
+
+HEADER = ["gate", "value", "interval", "bound", "result"]
+
+
+def group(rows: Iterable[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for row in rows:
+        out.setdefault(row.suite, []).append(row)
+    return out
+
+
+def _run_of(rows: Sequence[Row]) -> Row | None:
+    return next((r for r in rows if r.model), None)
+
+
+def run_line(rows: Sequence[Row]) -> str:
+    run = _run_of(rows)
+    if run is None:
+        first = rows[0]
+        return (f"instructions {first.instructions or '-'}; not evaluated"
+                + (f" ({first.error})" if first.error else ""))
+    calls = f"{run.cache_hits} cache hits, {run.model_calls} model calls"
+    return (f"split {run.split}, {run.examples} examples, model {run.model}, "
+            f"instructions {run.instructions}, {calls}")
+
+
+def terminal_lines(rows: Sequence[Row], root: Path) -> list[str]:
+    lines: list[str] = []
+    for suite, suite_rows in group(rows).items():
+        lines.append(f"suite {suite}: {run_line(suite_rows)}")
+        table = [HEADER, *(_cells(r) for r in suite_rows)]
+        widths = [max(len(cells[i]) for cells in table) for i in range(len(HEADER))]
+        for cells in table:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        run = _run_of(suite_rows)
+        if run and run.record:
+            lines.append(f"  run record: {shown(run.record, root)}")
+        note = intervals_note(suite_rows)
+        if note:
+            lines.append(f"  {note}")
+        for row in suite_rows:
+            if row.baseline_written:
+                lines.append(f"  baseline written: {row.baseline_written} (commit it)")
+    return lines
+
+
+def markdown(rows: Sequence[Row], root: Path) -> str:
+    """The same tables for a PR comment or $GITHUB_STEP_SUMMARY, plus per-class scores."""
+    parts: list[str] = []
+    for suite, suite_rows in group(rows).items():
+        failed = any(r.outcome != "passed" for r in suite_rows)
+        parts.append(f"### pytest-pld: `{suite}` {'failed' if failed else 'passed'}\n")
+        parts.append(run_line(suite_rows) + "\n")
+        parts.append("| " + " | ".join(HEADER) + " |")
+        parts.append("|" + "---|" * len(HEADER))
+        for row in suite_rows:
+            cells = [c.replace("|", "\\|") for c in _cells(row)]
+            cells[0] = f"`{cells[0]}`"
+            parts.append("| " + " | ".join(cells) + " |")
+        run = _run_of(suite_rows)
+        parts.append("")
+        note = intervals_note(suite_rows)
+        if note:
+            parts.append(note[0].upper() + note[1:] + ".\n")
+        if run and run.record:
+            parts.extend(_per_class(run.record))
+            parts.append(f"Run record: `{shown(run.record, root)}`")
+        for row in suite_rows:
+            if row.baseline_written:
+                parts.append(f"\nBaseline written: `{row.baseline_written}` (commit it)")
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+def _per_class(record_path: str) -> list[str]:
+    from . import metrics
+    from .errors import PldError
+    from .runner import load_record
+
+    try:
+        record = load_record(Path(record_path))
+    except PldError:
+        return []
+    scores = metrics.per_class(record.predictions())
+    lines = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, s in scores.items():
+        lines.append(f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
+                     f"| {s['support']} |")
+    return ["Per-class scores:", "", *lines, ""]
+
+
+def write_markdown(text: str, path: Path | None) -> list[str]:
+    """Write the report to `path` and append it to $GITHUB_STEP_SUMMARY; returns the places
+    written, for the terminal."""
+    from .yamlio import atomic_write_text
+
+    written: list[str] = []
+    if path is not None:
+        atomic_write_text(path, text)
+        written.append(str(path))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text)
+        written.append(summary)
+    return written

@@ -1,0 +1,197 @@
+"""Shared fixtures.
+
+Server fixtures (integration): a real OpenAI-compatible server, `transformers serve`, on
+127.0.0.1 and a free port, serving the converted SmolLM2-135M-Instruct folder. The raw GGUF
+cannot be served (a GGUF-built config has no `architectures`), so the packaged model is
+converted once into the user cache by `ensure_converted` and that folder is served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SERVE_MODEL = "smollm2-135m-instruct"
+SERVER_START_TIMEOUT_S = 180.0
+
+# `transformers serve` as the console script runs it, without relying on the venv's bin/ being
+# on PATH.
+_SERVE_MAIN = (
+    "import sys; from transformers.cli.transformers import main; "
+    "sys.argv[0] = 'transformers'; sys.exit(main())"
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServedModel:
+    """A running `transformers serve` process."""
+
+    process: subprocess.Popen[bytes]
+    folder: Path
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def model(self) -> str:
+        # A server started with a model pins it and wants that exact name in requests.
+        return str(self.folder)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "<no log>"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+def _serving_available() -> str | None:
+    missing = [
+        m
+        for m in ("transformers", "fastapi", "uvicorn", "torch")
+        if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        return (
+            f"`transformers serve` needs {', '.join(missing)}: "
+            "pip install 'pytest-pld[local,serve]'"
+        )
+    return None
+
+
+def converted_model_folder() -> Path:
+    """The converted SmolLM2 folder (converted once into the user cache), or a skip."""
+    try:
+        from pytest_pld.backends.packaged import ensure_converted
+    except ImportError:  # pragma: no cover - older layout
+        from pytest_pld.backends.local import ensure_converted  # type: ignore[attr-defined]
+    from pytest_pld.errors import PldError
+
+    try:
+        return Path(ensure_converted(SERVE_MODEL))
+    except PldError as exc:
+        pytest.skip(f"packaged model {SERVE_MODEL} is not available: {exc}")
+
+
+def start_server(folder: Path, log_path: Path) -> ServedModel:
+    """Start `transformers serve` and wait until it answers /v1/models (bounded)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    cmd = [
+        sys.executable,
+        "-c",
+        _SERVE_MAIN,
+        "serve",
+        str(folder),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--dtype",
+        "bfloat16",
+    ]
+    log = open(log_path, "wb")  # noqa: SIM115 - closed right after Popen duplicates it
+    try:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+        )
+    finally:
+        log.close()
+    served = ServedModel(proc, folder, port, log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            served.stop()
+            pytest.fail(
+                f"`transformers serve` exited with {proc.returncode} before it was "
+                f"ready:\n{served.log_tail()}",
+                pytrace=False,
+            )
+        try:
+            with urllib.request.urlopen(f"{served.base_url}/models", timeout=2) as resp:
+                if resp.status == 200:
+                    return served
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            served.stop()
+            pytest.fail(
+                f"`transformers serve` was not ready after {SERVER_START_TIMEOUT_S:.0f}"
+                f" s:\n{served.log_tail()}",
+                pytrace=False,
+            )
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="session")
+def serve_model_folder() -> Path:
+    reason = _serving_available()
+    if reason:
+        pytest.skip(reason)
+    return converted_model_folder()
+
+
+@pytest.fixture(scope="session")
+def openai_server(
+    serve_model_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedModel]:
+    """A real OpenAI-compatible server for the whole session, stopped at the end."""
+    served = start_server(
+        serve_model_folder, tmp_path_factory.mktemp("serve") / "transformers-serve.log"
+    )
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def disposable_openai_server(serve_model_folder: Path, tmp_path: Path) -> Iterator[ServedModel]:
+    """A server of its own, for tests that kill it."""
+    served = start_server(serve_model_folder, tmp_path / "transformers-serve.log")
+    try:
+        yield served
+    finally:
+        with contextlib.suppress(Exception):
+            served.stop()
+
+
+# pytester runs the plugin end to end in temporary projects (tests/test_plugin.py)
+pytest_plugins = ["pytester"]
