@@ -14,7 +14,8 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import PldError, PldErrors, did_you_mean
-from .yamlio import atomic_write_text, dump_yaml, line_of, load_yaml, load_yaml_text
+from .yamlio import (atomic_write_text, dump_yaml, keep_untouched_lines, line_of, load_yaml,
+                     load_yaml_text, strip_wrap_spaces)
 
 RULE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
@@ -326,6 +327,26 @@ def apply_to_document(doc: CommentedMap, new: InstructionSet) -> CommentedMap:
     return doc
 
 
+def render_instruction_text(new: InstructionSet, current: str | None, path: Path) -> str:
+    """The text `save_instruction_set` would write for `new` over a file holding `current`
+    (None: no file yet), without writing: what `pld distill` shows as its diff."""
+    doc = load_yaml_text(current, path) if current is not None else CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        doc = CommentedMap()
+    if current is None:
+        for key, value in new.as_dict().items():
+            doc[key] = value if key != "rules" else CommentedSeq()
+    apply_to_document(doc, new)
+    if not new.rules and isinstance(doc.get("rules"), CommentedSeq):
+        # an emptied list would keep its items' comments and dump as invalid YAML
+        doc["rules"] = CommentedSeq()
+    text = strip_wrap_spaces(dump_yaml(doc))
+    if current is not None:
+        # ruamel re-flows multi-line plain scalars it re-emits; keep untouched lines as they were
+        text = keep_untouched_lines(current, text)
+    return text
+
+
 def save_instruction_set(new: InstructionSet, path: Path, *, expected_text: str | None = None) -> str:
     """Apply `new` to the file at `path` through ruamel's round trip; write atomically.
 
@@ -337,14 +358,7 @@ def save_instruction_set(new: InstructionSet, path: Path, *, expected_text: str 
     if expected_text is not None and current != expected_text:
         raise PldError("the file changed since the proposal was computed; nothing was written",
                        path=path, hint="re-run the command to compute a fresh proposal")
-    doc = load_yaml_text(current, path) if current is not None else CommentedMap()
-    if not isinstance(doc, CommentedMap):
-        doc = CommentedMap()
-    if current is None:
-        for key, value in new.as_dict().items():
-            doc[key] = value if key != "rules" else CommentedSeq()
-    apply_to_document(doc, new)
-    text = dump_yaml(doc)
+    text = render_instruction_text(new, current, path)
     # validate before writing: a proposal must never leave an invalid file behind
     load_instruction_set_text(text, path)
     atomic_write_text(path, text)

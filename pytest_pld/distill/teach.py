@@ -1,0 +1,202 @@
+"""Phase 1 (extraction): one teacher call per training example, given the input and the gold
+label, answered with a general rule; every answer is appended to a JSON Lines trace file."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..backends.base import Backend, get_backend
+from ..errors import PldError
+from ..instructions import InstructionSet
+from ..render import render_user_message
+from ..suite import Suite, example_fields
+from .answers import MODES, Teacher, ask_for_rule, default_mode, entity_terms
+from .cost import PhaseCost
+from .guard import refuse_gate_split
+from .prompts import TEACH_SCHEMA, task_header, teach_messages
+from .traces import Trace, TraceWriter, check_compatible, drop_truncated_tail, read_traces
+
+#: stop after this many teacher calls in a row raised (server down, model missing): recording
+#: hundreds of identical failures helps nobody, and the traces so far are kept for a resume
+MAX_CALL_ERRORS_IN_A_ROW = 5
+
+
+@dataclass
+class TeachSummary:
+    suite: str
+    split: str
+    teacher: str
+    mode: str
+    out: Path
+    examples: int = 0  # in the split (after --limit)
+    already_done: int = 0
+    taught: int = 0  # examples attempted in this run
+    ok: int = 0
+    failed: int = 0
+    entity_flagged: int = 0
+    failure_reasons: Counter[str] = field(default_factory=Counter)
+    cost: PhaseCost = field(default_factory=PhaseCost)
+    truncated_line: int | None = None
+    interrupted: bool = False
+    stopped: str = ""  # why the run stopped early, if it did
+
+    def lines(self) -> list[str]:
+        c = self.cost
+        out = [(f"teach {self.suite}/{self.split}: {self.examples} examples, "
+                f"{self.already_done} already in {self.out}, {self.taught} taught now "
+                f"(teacher {self.teacher}, {self.mode} mode)"),
+               (f"  ok {self.ok}, failed {self.failed}, rules naming example words "
+                f"(flagged) {self.entity_flagged}"),
+               (f"  teacher calls {c.teacher_calls}, tokens {c.tokens} ({c.prompt_tokens} "
+                f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s")]
+        for reason, n in self.failure_reasons.most_common():
+            out.append(f"  failed x{n}: {reason}")
+        if self.truncated_line:
+            out.append(f"  note: line {self.truncated_line} of {self.out} was truncated (an "
+                       "interrupted write); it was removed and its example taught again")
+        if self.interrupted:
+            out.append("  interrupted: every finished trace is saved; re-run the same command "
+                       "to resume")
+        if self.stopped:
+            out.append(f"  stopped early: {self.stopped}")
+        return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _reason(error: str) -> str:
+    """Failure reasons grouped for the summary (without the example-specific details)."""
+    return error.split(" (")[0].split(":")[0] if error else "unknown"
+
+
+def _most_specific(terms: tuple[str, ...]) -> list[str]:
+    """Whole phrases before the single words they contain ('chess player' covers 'chess')."""
+    phrases = sorted(terms, key=lambda t: (-len(t.split()), t))
+    out: list[str] = []
+    for term in phrases:
+        if not any(term in kept.split() for kept in out):
+            out.append(term)
+    return out
+
+
+def header_for(iset: InstructionSet, suite: Suite) -> str:
+    return task_header(iset.preamble, suite.labels, iset.label_definitions)
+
+
+def teach(
+    suite: Suite,
+    *,
+    teacher: str | Backend,
+    out: Path,
+    split: str = "train",
+    limit: int | None = None,
+    mode: str = "auto",
+    retry_failed: bool = True,
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> TeachSummary:
+    refuse_gate_split(suite, split, "teach")
+    if limit is not None and limit < 1:
+        raise PldError(f"--limit must be a positive integer, got {limit}")
+    backend = get_backend(teacher) if isinstance(teacher, str) else teacher
+    name = backend.name
+    if mode == "auto":
+        mode = default_mode(name)
+    if mode not in MODES:
+        raise PldError(f"unknown mode {mode!r}", hint=f"modes: auto, {', '.join(MODES)}")
+    summary = TeachSummary(suite.name, split, name, mode, out)
+    try:
+        _teach(suite, backend, summary, split=split, limit=limit, retry_failed=retry_failed,
+               progress=progress, log=log)
+    finally:
+        if isinstance(teacher, str):
+            backend.close()
+    return summary
+
+
+def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
+           limit: int | None, retry_failed: bool, progress: bool | None,
+           log: Callable[[str], None]) -> None:
+    existing = read_traces(summary.out, missing_ok=True)
+    check_compatible(existing, suite.name, tuple(suite.labels))
+    if existing.truncated_line is not None:
+        summary.truncated_line = existing.truncated_line
+        log(f"{summary.out}:{existing.truncated_line}: truncated last line (an interrupted "
+            "write) removed; its example will be taught again")
+        drop_truncated_tail(existing)
+
+    examples = suite.load_examples(split, limit=limit)
+    if not examples:
+        raise PldError(f"split {split!r} has no examples", path=suite.path)
+    summary.examples = len(examples)
+    done = {t.id for t in existing.traces if t.ok or (t.status == "failed" and not retry_failed)}
+    todo = [e for e in examples if e.id not in done]
+    summary.already_done = len(examples) - len(todo)
+
+    iset = suite.load_instructions()
+    header = header_for(iset, suite)
+    # the task's own words (labels, preamble, definitions) are fair game for a general rule
+    vocabulary = [*suite.labels, iset.preamble, *iset.label_definitions.values(),
+                  suite.user_template]
+    where = str(suite.path)
+    cost = summary.cost
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(todo), desc=f"teach {suite.name}", unit="ex", disable=not show,
+               file=sys.stderr, leave=False)
+    in_a_row = 0
+    try:
+        with TraceWriter(summary.out) as writer:
+            for example in todo:
+                fields = example_fields(example)
+                user = render_user_message(suite.user_template, fields, where=where)
+                begun = _now()
+                entities = entity_terms(example.fields, allowed=vocabulary)
+                answer = ask_for_rule(
+                    backend, teach_messages(header, user, example.label, mode=summary.mode,
+                                            avoid=_most_specific(entities)),
+                    mode=summary.mode, label=example.label, entities=entities,
+                    want_reasoning=summary.mode == "json", schema=TEACH_SCHEMA)
+                trace = Trace(
+                    id=example.id, suite=suite.name, split=split, gold=example.label,
+                    rule=answer.rule if answer.ok else "", reasoning=answer.reasoning,
+                    teacher=summary.teacher, status="ok" if answer.ok else "failed",
+                    labels=tuple(suite.labels), mode=summary.mode, error=answer.error,
+                    attempts=answer.attempts, entity_terms=answer.entity_terms,
+                    started_at=begun, finished_at=_now(),
+                    latency_s=round(answer.latency_s, 3),
+                    prompt_tokens=answer.prompt_tokens,
+                    completion_tokens=answer.completion_tokens)
+                writer.append(trace)
+                summary.taught += 1
+                cost.teacher_calls += answer.attempts
+                cost.prompt_tokens += answer.prompt_tokens
+                cost.completion_tokens += answer.completion_tokens
+                if answer.ok:
+                    summary.ok += 1
+                    summary.entity_flagged += bool(answer.entity_terms)
+                else:
+                    summary.failed += 1
+                    cost.teacher_failures += 1
+                    summary.failure_reasons[_reason(answer.error)] += 1
+                bar.update(1)
+                in_a_row = in_a_row + 1 if answer.call_error else 0
+                if in_a_row >= MAX_CALL_ERRORS_IN_A_ROW:
+                    summary.stopped = (f"{in_a_row} teacher calls in a row failed (last: "
+                                       f"{answer.error}); fix the teacher and re-run to resume")
+                    break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        cost.wall_s += time.perf_counter() - started

@@ -1,0 +1,198 @@
+"""Teacher traces: one JSON object per line, appended as each teacher call finishes.
+
+Appending line by line (flushed and fsynced) means an interrupted `pld teach` loses at most the
+line being written; that line is then the file's last and has no newline, which is how a
+truncated line is told apart from a corrupt one in the middle (an error naming its line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import PldError
+
+STATUSES = ("ok", "failed")
+REQUIRED = ("id", "suite", "split", "gold", "rule", "teacher", "status")
+
+
+@dataclass(frozen=True)
+class Trace:
+    id: str
+    suite: str
+    split: str
+    gold: str
+    rule: str
+    teacher: str
+    status: str  # ok | failed
+    reasoning: str = ""
+    labels: tuple[str, ...] = ()
+    mode: str = ""  # json | prefill
+    error: str = ""
+    attempts: int = 1
+    entity_terms: tuple[str, ...] = ()  # words of the example the rule copies
+    started_at: str = ""
+    finished_at: str = ""
+    latency_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    line: int = field(default=0, compare=False)  # where it was read from (not written)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and bool(self.rule.strip())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("line")
+        data["labels"] = list(self.labels)
+        data["entity_terms"] = list(self.entity_terms)
+        return data
+
+
+@dataclass
+class TraceFile:
+    path: Path
+    traces: list[Trace]  # the latest line per id, in first-seen order
+    lines: int = 0
+    truncated_line: int | None = None  # 1-based line number of a truncated last line
+    truncated_offset: int | None = None  # byte offset where that line starts
+
+    def by_id(self) -> dict[str, Trace]:
+        return {t.id: t for t in self.traces}
+
+
+def _trace_from(data: Any, path: Path, line: int) -> Trace:
+    if not isinstance(data, Mapping):
+        raise PldError("expected a JSON object (one trace per line)", path=path, line=line)
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise PldError(f"trace is missing {', '.join(missing)}", path=path, line=line,
+                       hint="traces are written by `pld teach`; re-create the file with it")
+    if data["status"] not in STATUSES:
+        raise PldError(f"status must be one of {', '.join(STATUSES)}, got {data['status']!r}",
+                       path=path, line=line)
+    for key in ("id", "suite", "split", "gold", "rule", "teacher"):
+        if not isinstance(data[key], str):
+            raise PldError(f"{key} must be a string", path=path, line=line)
+    known = set(Trace.__dataclass_fields__) - {"line"}
+    kwargs = {k: v for k, v in data.items() if k in known}
+    kwargs["labels"] = tuple(str(x) for x in data.get("labels") or ())
+    kwargs["entity_terms"] = tuple(str(x) for x in data.get("entity_terms") or ())
+    try:
+        return Trace(**kwargs, line=line)
+    except TypeError as exc:
+        raise PldError(f"malformed trace ({exc})", path=path, line=line) from None
+
+
+def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
+    """Read a traces file. A truncated last line is reported in the result and skipped; any
+    other malformed line is a PldError naming it (silently dropping it would lose a paid
+    teacher call without anyone noticing)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if missing_ok:
+            return TraceFile(path, [])
+        raise PldError("traces file not found", path=path,
+                       hint="create it with `pld teach SUITE --teacher MODEL`") from None
+    except IsADirectoryError:
+        raise PldError("expected a traces file, found a directory", path=path) from None
+    latest: dict[str, Trace] = {}
+    offset = 0
+    tf = TraceFile(path, [])
+    chunks = raw.split(b"\n")
+    for index, chunk in enumerate(chunks):
+        number = index + 1
+        is_last = index == len(chunks) - 1
+        start, offset = offset, offset + len(chunk) + 1
+        if not chunk.strip():
+            continue
+        tf.lines = number
+        try:
+            data = json.loads(chunk.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            if is_last:  # no newline after it: an interrupted write
+                tf.truncated_line, tf.truncated_offset = number, start
+                continue
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            raise PldError(f"malformed trace line: {msg}", path=path, line=number,
+                           hint="fix or delete that line; `pld teach` re-teaches missing ids"
+                           ) from None
+        trace = _trace_from(data, path, number)
+        latest.pop(trace.id, None)  # a later line for an id (a retried failure) wins
+        latest[trace.id] = trace
+    tf.traces = list(latest.values())
+    return tf
+
+
+def drop_truncated_tail(tf: TraceFile) -> None:
+    """Cut an interrupted write off the end so new lines do not run into it. Its example has
+    no trace yet, so `pld teach` teaches it again: nothing is lost."""
+    if tf.truncated_offset is None:
+        return
+    with open(tf.path, "r+b") as fh:
+        fh.truncate(tf.truncated_offset)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class TraceWriter:
+    """Appends traces one line at a time, durable as soon as append() returns."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # a last line without its newline (written by hand, or a crash after the JSON but
+        # before the newline) would otherwise have the next trace glued onto it
+        needs_newline = False
+        if path.exists() and path.stat().st_size:
+            with open(path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                needs_newline = fh.read(1) != b"\n"
+        # held open across appends (closed by close()/__exit__): one open per run, not per line
+        self._fh: TextIO = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
+        if needs_newline:
+            self._fh.write("\n")
+
+    def append(self, trace: Trace) -> None:
+        self._fh.write(json.dumps(trace.to_json(), ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def extend(self, traces: Iterable[Trace]) -> None:
+        for trace in traces:
+            self.append(trace)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> TraceWriter:  # noqa: PYI034 - not subclassed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_compatible(tf: TraceFile, suite: str, labels: tuple[str, ...]) -> None:
+    """Traces of another suite, or written under another label set, are an error naming the
+    first offending line: rules distilled from them would argue for labels the student
+    cannot answer."""
+    for trace in tf.traces:
+        if trace.suite != suite:
+            raise PldError(f"trace of suite {trace.suite!r}, not {suite!r}", path=tf.path,
+                           line=trace.line,
+                           hint=f"teach this suite into its own file: pld teach {suite} "
+                                f"--out traces/{suite}.jsonl")
+        if trace.labels and tuple(trace.labels) != labels:
+            raise PldError(f"trace written for labels {list(trace.labels)}, but the suite's "
+                           f"labels are {list(labels)}", path=tf.path, line=trace.line,
+                           hint="the label set changed since teaching; re-teach into a new file")
+        if trace.gold not in labels:
+            raise PldError(f"gold label {trace.gold!r} is not one of the suite's labels "
+                           f"{list(labels)}", path=tf.path, line=trace.line,
+                           hint="re-teach into a new file")

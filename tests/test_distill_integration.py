@@ -1,0 +1,111 @@
+"""End to end with a real packaged local model as teacher and student: `pld teach` then
+`pld distill` on a small StereoSet sample (a few examples per label). Slow: -m integration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pytest_pld.cli import main
+from pytest_pld.datasets import Example
+from pytest_pld.distill.pipeline import DistillSettings, distill
+from pytest_pld.distill.teach import teach
+from pytest_pld.distill.traces import read_traces
+from pytest_pld.errors import PldError
+from pytest_pld.instructions import Rule, load_instruction_set, save_instruction_set
+from pytest_pld.render import render_system_prompt
+from pytest_pld.suite import Suite, load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "local:smollm2-135m-instruct"
+
+
+def per_label(examples: list[Example], n: int) -> list[Example]:
+    picked: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        if len(picked[example.label]) < n:
+            picked[example.label].append(example)
+    return [e for group in picked.values() for e in group]
+
+
+def small_stereoset(root: Path) -> Suite:
+    """The shipped stereoset suite's prompt and instructions over a few examples per label of
+    its own train/dev/test splits (as JSON lines, so the sample is explicit)."""
+    shipped = load_suite(ROOT / "suites" / "stereoset.yaml", ROOT)
+    (root / "suites").mkdir()
+    (root / "instructions").mkdir()
+    (root / "data").mkdir()
+    shutil.copy(ROOT / "instructions" / "stereoset.yaml", root / "instructions" / "small.yaml")
+    for split, n in (("train", 3), ("dev", 3), ("test", 2)):
+        rows = per_label(shipped.load_examples(split), n)
+        (root / "data" / f"{split}.jsonl").write_text("".join(
+            json.dumps({"id": e.id, "label": e.label, **dict(e.fields)}) + "\n" for e in rows),
+            encoding="utf-8")
+    template = json.dumps(shipped.user_template)
+    (root / "suites" / "small.yaml").write_text(textwrap.dedent(f"""\
+        name: small
+        dataset: {{loader: jsonl}}
+        splits: {{train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}}
+        labels: [{", ".join(shipped.labels)}]
+        user_template: {template}
+        instructions: instructions/small.yaml
+        student: {MODEL}
+        gates: {{accuracy: ">= 0.1"}}
+        """), encoding="utf-8")
+    return load_suite(root / "suites" / "small.yaml", root)
+
+
+@pytest.mark.integration
+def test_teach_and_distill_with_the_real_small_local_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    suite = small_stereoset(tmp_path)
+    traces = tmp_path / "traces" / "small.jsonl"
+    try:
+        summary = teach(suite, teacher=MODEL, out=traces, log=lambda s: None)
+    except PldError as exc:
+        if "not installed" in str(exc) or "pip install" in str(exc):
+            pytest.skip(f"the packaged model is not available here: {exc}")
+        raise
+    # the offline path: prefill + stop strings give a usable rule for (nearly) every example
+    assert summary.mode == "prefill" and summary.examples == 12
+    assert summary.ok >= 9 and summary.cost.teacher_calls >= 12
+    assert summary.cost.tokens > 0
+    ok = [t for t in read_traces(traces).traces if t.ok]
+    assert all(t.rule.startswith("If ") and t.rule.endswith(".") for t in ok)
+
+    proposal = distill(suite, DistillSettings(
+        traces=traces, embedder="tfidf", cluster="kmeans", rounds=1, limit_dev=12,
+        limit_train=12, max_candidates=5, progress=False), log=lambda s: None)
+    # a real proposal: candidates from the model, each scored by the student on dev
+    scored = [d for d in proposal.decisions if d["after"]]
+    assert scored and all(d["after"]["n"] == 12 for d in scored)
+    assert proposal.before["n"] == 12
+    assert proposal.cost["phases"]["select"]["student_calls"] > 0
+    assert proposal.saved_to is not None and proposal.saved_to.exists()
+
+    # every candidate rule renders in the system prompt, and an instruction file holding all
+    # of them (whether or not the student's score kept them) passes `pld validate`
+    iset = load_instruction_set(suite.instructions_path)
+    rules = [Rule(id=f"C{i:03d}", text=d["text"], label=d["label"])
+             for i, d in enumerate(proposal.decisions, start=1) if d["text"]]
+    candidate_set = iset.with_rules(rules, version=iset.version + 1)
+    prompt = render_system_prompt(candidate_set, suite.labels, suite.root)
+    assert all(r.text in prompt for r in rules)
+    scratch = tmp_path / "instructions" / "candidates.yaml"
+    shutil.copy(suite.instructions_path, scratch)
+    save_instruction_set(candidate_set, scratch, expected_text=scratch.read_text("utf-8"))
+    capsys.readouterr()
+    assert main(["validate", str(scratch), "--root", str(tmp_path)]) == 0
+
+    # the proposal itself, applied: still valid, version bumped when it changes anything
+    if proposal.changed:
+        proposal.write()
+        written = load_instruction_set(suite.instructions_path)
+        assert written.version == iset.version + 1
+        assert all(r.provenance for r in written.rules if r.id not in {x.id for x in iset.rules})
+    assert main(["validate", "--root", str(tmp_path)]) == 0
