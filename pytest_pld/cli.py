@@ -190,9 +190,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite)
     mode = "off" if args.no_cache else "refresh" if args.refresh_cache else "use"
+    iset = None
+    if args.instructions is not None:
+        from .instructions import load_instruction_set
+        from .project import resolve_inside
+
+        iset = load_instruction_set(resolve_inside(root, str(args.instructions),
+                                                   key="--instructions"))
+    if args.shots:
+        iset = with_shots(suite, iset or suite.load_instructions(), args.shots, args.seed)
     record = run_suite(suite, split=args.split, limit=args.limit, model=args.model,
                        cache_mode=mode, measure_without_rules=args.without_rules,
-                       results_dir=args.results, progress=None)
+                       results_dir=args.results, progress=None, instructions=iset)
     m = record.metrics
     print(f"{suite.name}/{record.split}: {len(record.results)} examples, model {record.model}, "
           f"instructions v{record.instructions['version']} ({record.instructions['rules']} rules)")
@@ -205,6 +214,26 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{record.duration_s:.1f} s")
     print(f"run record: {record.path}")
     return 0
+
+
+def with_shots(suite, iset, shots: int, seed: int):  # noqa: ANN001, ANN201
+    """The k-shot baseline: `shots` random train examples (seeded) shown in the system prompt.
+
+    Drawn from the train split only, so the gate split never leaks into the prompt."""
+    import random
+
+    from .instructions import Example as Shot
+    from .render import render_user_message
+    from .suite import example_fields
+
+    if "train" not in suite.splits or suite.gate_split == "train":
+        raise PldError("--shots draws from the train split, which this suite does not have "
+                       "apart from its gate split", path=suite.path, key="splits")
+    pool = suite.load_examples("train")
+    picked = random.Random(seed).sample(pool, min(shots, len(pool)))
+    return iset.with_examples([Shot(render_user_message(suite.user_template, example_fields(e),
+                                                        where=str(suite.path)), e.label)
+                               for e in picked])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -253,6 +282,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also run the same examples with the zero-shot prompt (latency overhead)")
     p.add_argument("--results", type=Path, default=None, metavar="DIR",
                    help="folder for the run record (default: .pld/runs)")
+    p.add_argument("--instructions", type=Path, default=None, metavar="PATH",
+                   help="evaluate this instruction file (inside the project) instead of the "
+                        "suite's, e.g. a saved distill proposal")
+    p.add_argument("--shots", type=positive_int, default=None, metavar="K",
+                   help="k-shot baseline: add K random train examples to the prompt")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed for --shots (default: 0)")
     add_root_option(p)
     p.set_defaults(func=cmd_run)
 
@@ -280,6 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # output piped into `head` and the like: stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

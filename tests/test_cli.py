@@ -98,3 +98,27 @@ def test_render_counts_tokens_and_the_retrieved_premise_stays_short() -> None:
     tokens = int(header.split("(")[1].split()[0])
     assert 0 < tokens < 1000
     assert "within the budget of 6000" in out.stdout
+
+
+def test_shots_come_from_the_train_split_and_are_seeded() -> None:
+    from pytest_pld.cli import with_shots
+    from pytest_pld.suite import load_suite
+
+    suite = load_suite(ROOT / "suites" / "stereoset.yaml", ROOT)
+    iset = suite.load_instructions()
+    first = with_shots(suite, iset, 5, seed=0)
+    again = with_shots(suite, iset, 5, seed=0)
+    other = with_shots(suite, iset, 5, seed=1)
+    assert len(first.examples) == 5 and first.examples == again.examples != other.examples
+    train_labels = {e.label for e in suite.load_examples("train")}
+    test_inputs = {e.fields["sentence"] for e in suite.load_examples("test")}
+    assert all(e.label in train_labels for e in first.examples)
+    assert not any(s in e.input for e in first.examples for s in test_inputs)
+    assert first.rules == iset.rules and first.content_hash() != iset.content_hash()
+
+
+def test_run_refuses_an_instruction_file_outside_the_project(tmp_path: Path) -> None:
+    outside = tmp_path / "evil.yaml"
+    outside.write_text("name: x\nversion: 1\npreamble: p\noutput: o\n")
+    out = pld("run", "logiqa", "--instructions", str(outside))
+    assert out.returncode == 2 and "absolute path" in out.stderr
