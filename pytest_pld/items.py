@@ -72,15 +72,13 @@ def positive_int(text: str) -> int:
     """argparse type for --pld-limit: 0 or a negative number is a usage error, not 'all'."""
     import argparse
 
+    from .cli import positive_int as parse
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {value} (leave --pld-limit out to run every "
-            "example)")
-    return value
+            f"{exc} (leave --pld-limit out to run every example)") from None
 
 
 def make_options(config: pytest.Config) -> Options:
