@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .backends.base import Backend, Classification, get_backend
+from .backends.base import Backend, Classification, get_backend, split_name
 from .cache import ResponseCache, classify_key
 from .datasets import Example
 from .errors import PldError
@@ -155,6 +155,7 @@ class LazyBackend:
         self.name = name
         self._factory = factory
         self._backend: Backend | None = None
+        self._identity: dict[str, Any] | None = None
 
     def get(self) -> Backend:
         if self._backend is None:
@@ -162,8 +163,21 @@ class LazyBackend:
         return self._backend
 
     def identity(self) -> dict[str, Any]:
-        # identity is cheap for every backend (the local one reads the pinned digest)
-        return dict(self.get().identity())
+        if self._identity is None:
+            self._identity = self._cheap_identity() or dict(self.get().identity())
+        return self._identity
+
+    def _cheap_identity(self) -> dict[str, Any] | None:
+        """A local model's identity without importing torch or loading weights, so that a
+        fully cached run never pays for a model it does not call."""
+        if self._backend is not None or self._factory is not get_backend:
+            return None
+        provider, model = split_name(self.name)
+        if provider != "local":
+            return None
+        from .backends.packaged import local_identity
+
+        return local_identity(model)
 
     def close(self) -> None:
         if self._backend is not None:

