@@ -232,7 +232,7 @@ def main() -> None:
                 for u in users[:n]
             ]
 
-    # The reference "copy per example" loop (../shared/bench/reference_loop.py's method).
+    # The reference "copy per example" loop: the rule prefix's cache deep-copied per example.
     with torch.inference_mode(), timed() as t_copy_prefix:
         a, b = ids_for(rules, "AAAA")[0], ids_for(rules, "BBBB")[0]
         plen = next(i for i in range(min(len(a), len(b))) if a[i] != b[i])

@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,7 +316,3 @@ def run_suite(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         save_record(record, folder / f"{suite.name}-{prepared.split}-{stamp}.json")
     return record
-
-
-def run_many(suites: Iterable[Suite], **kwargs: Any) -> list[RunRecord]:
-    return [run_suite(s, **kwargs) for s in suites]

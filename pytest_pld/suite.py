@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -433,4 +433,4 @@ def example_fields(example: Example) -> dict[str, Any]:
 
 
 __all__ = ["Bound", "RegressionGate", "Suite", "SplitSpec", "load_suite", "find_suites",
-           "resolve_suite_names", "parse_bound", "example_fields", "field"]
+           "resolve_suite_names", "parse_bound", "example_fields"]
