@@ -11,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from pytest_pld.testing import ScriptedBackend, use_scripted_backend
 
 SERVE_MODEL = "smollm2-135m-instruct"
 SERVER_START_TIMEOUT_S = 180.0
@@ -195,3 +198,20 @@ def disposable_openai_server(serve_model_folder: Path, tmp_path: Path) -> Iterat
 
 # pytester runs the plugin end to end in temporary projects (tests/test_plugin.py)
 pytest_plugins = ["pytester"]
+
+
+# -- a scripted student for control-flow tests of review and ablate (never evidence of a model) --
+
+
+def keyword_student(system: str, user: str, labels: Sequence[str]) -> str:
+    """'yes' when the message's second word appears in the system prompt (i.e. a rule names it)."""
+    return "yes" if user.split()[1] in re.findall(r"[a-z]+", system.lower()) else "no"
+
+
+@pytest.fixture
+def student() -> Iterator[ScriptedBackend]:
+    """`scripted:demo` answers with keyword_student while the test runs."""
+    backend = ScriptedBackend("demo", classify=keyword_student)
+    unregister = use_scripted_backend(backend)
+    yield backend
+    unregister()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from pytest_pld.ablate import ablate
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
 from pytest_pld.suite import Suite, load_suite
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from pytest_pld.testing import ScriptedBackend
 
 WORDS = ("apple", "pear", "plum", "fig")
 
@@ -47,18 +46,6 @@ rules:
     text: Be careful.
 output: 'Answer with one word: {{ labels | join(", ") }}.'
 """
-
-
-def keyword_student(system: str, user: str, labels: Sequence[str]) -> str:
-    return "yes" if user.split()[1] in re.findall(r"[a-z]+", system.lower()) else "no"
-
-
-@pytest.fixture
-def student() -> Iterator[ScriptedBackend]:
-    backend = ScriptedBackend("demo", classify=keyword_student)
-    unregister = use_scripted_backend(backend)
-    yield backend
-    unregister()
 
 
 def make_suite(root: Path, *, student: str = "scripted:demo",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ import pytest
 from pytest_pld.cli import main
 from pytest_pld.instructions import InstructionSet, Rule
 from pytest_pld.review_diff import diff_sets, format_provenance
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from pytest_pld.testing import ScriptedBackend
 
 WORDS = ("apple", "pear", "plum", "fig", "kiwi", "lime")
 
@@ -63,18 +63,6 @@ rules:
     provenance: {method: refine, round: 2}
 output: 'Answer with one word: {{ labels | join(", ") }}.'
 """
-
-
-def keyword_student(system: str, user: str, labels: Sequence[str]) -> str:
-    return "yes" if user.split()[1] in re.findall(r"[a-z]+", system.lower()) else "no"
-
-
-@pytest.fixture
-def student() -> Iterator[ScriptedBackend]:
-    backend = ScriptedBackend("demo", classify=keyword_student)
-    unregister = use_scripted_backend(backend)
-    yield backend
-    unregister()
 
 
 @pytest.fixture(autouse=True)
