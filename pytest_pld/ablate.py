@@ -141,7 +141,7 @@ def ablate(suite: Suite, *, split: str = "dev", limit: int | None = None,
 def _counter(lazy: Any, tokens: bool) -> tuple[Callable[[str], int], str]:
     if tokens:
         try:
-            return lazy.get().count_tokens, "tokens"
+            return lazy.token_counter(), "tokens"
         except PldError as exc:
             print(f"note: counting characters, not tokens: {exc.message}", file=sys.stderr)
     return len, "chars"

@@ -149,9 +149,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def _token_counter(model: str, disabled: bool):  # noqa: ANN202
     if disabled:
         return len
-    from .backends import get_backend
+    from .runner import LazyBackend
 
-    return get_backend(model).count_tokens
+    return LazyBackend(model).token_counter()
 
 
 # --- suites -------------------------------------------------------------------------------------

@@ -394,9 +394,9 @@ class RenderItem(SuiteItem):
         budget = suite.max_prompt_tokens
         most: float | None = None
         if budget is not None:
-            backend = self.state.backend(o.model_for(suite)).get()
-            system = backend.count_tokens(prepared.system_prompt)
-            counts = [system + backend.count_tokens(u) for u in prepared.users]
+            count = self.state.backend(o.model_for(suite)).token_counter()
+            system = count(prepared.system_prompt)
+            counts = [system + count(u) for u in prepared.users]
             most = float(max(counts))
         self.user_properties.extend(report.render_properties(
             suite.name, self.name, most, f"<= {budget}" if budget else "-",

@@ -211,7 +211,7 @@ class Models:
         if not tokens:
             return len, "chars"
         try:
-            return self.lazy(name).get().count_tokens, "tokens"
+            return self.lazy(name).token_counter(), "tokens"
         except PldError as exc:
             print(f"note: counting characters, not tokens: {exc.message}", file=sys.stderr)
             return len, "chars"

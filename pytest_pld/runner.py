@@ -156,6 +156,7 @@ class LazyBackend:
         self._factory = factory
         self._backend: Backend | None = None
         self._identity: dict[str, Any] | None = None
+        self._counter: Callable[[str], int] | None = None
 
     def get(self) -> Backend:
         if self._backend is None:
@@ -178,6 +179,21 @@ class LazyBackend:
         from .backends.packaged import local_identity
 
         return local_identity(model)
+
+    def token_counter(self) -> Callable[[str], int]:
+        """The backend's `count_tokens`; for a local model not loaded yet, its tokenizer alone
+        (a fraction of a second instead of loading the weights). Raises PldError at once when
+        the model is missing, so callers can fall back to counting characters."""
+        if self._counter is None:
+            if self._backend is None and self._factory is get_backend:
+                provider, model = split_name(self.name)
+                if provider == "local":
+                    from .backends.packaged import local_token_counter
+
+                    self._counter = local_token_counter(model)
+            if self._counter is None:
+                self._counter = self.get().count_tokens
+        return self._counter
 
     def close(self) -> None:
         if self._backend is not None:

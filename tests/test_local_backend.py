@@ -495,6 +495,21 @@ def test_count_tokens_uses_the_model_tokenizer(smol: LocalBackend) -> None:
 
 
 @pytest.mark.integration
+def test_the_tokenizer_only_counter_counts_like_the_loaded_model_without_loading_it(
+    smol_run: SimpleNamespace,
+) -> None:
+    from pytest_pld.runner import LazyBackend
+
+    texts = ["", "hello world", SYSTEM, *USERS, "  tabs\tünïcödé 日本語 🎉 <|im_start|>\n\n"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLD_CACHE_DIR", str(smol_run.cache))
+        lazy = LazyBackend(f"local:{SMOL}")
+        count = lazy.token_counter()
+        assert lazy._backend is None  # the render check must not pay for the weights
+        assert [count(t) for t in texts] == [smol_run.backend.count_tokens(t) for t in texts]
+
+
+@pytest.mark.integration
 def test_identity_names_model_weights_dtype_and_scoring_and_holds_no_secrets(
     smol: LocalBackend,
 ) -> None:

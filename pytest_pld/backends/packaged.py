@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,6 +335,29 @@ def local_identity(
     return identity_of(
         resolve_model(model), dtype=dtype, max_context=max_context, on_overflow=on_overflow
     )
+
+
+def local_token_counter(model: str) -> Callable[[str], int]:
+    """`LocalBackend(model).count_tokens` from the tokenizer alone, so the render check and
+    `pld render` count prompt tokens without loading the weights or importing transformers
+    (seconds). The converted folder's `tokenizer.json` read by the `tokenizers` library counts
+    the same as transformers' fast tokenizer (tests/test_token_counter.py compares them)."""
+    folder = ensure_converted(model)
+    try:
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception:  # no tokenizers library, no tokenizer.json, or one it cannot parse
+        fast = None
+    if fast is not None:
+        return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise PldError("counting a local model's tokens needs transformers",
+                       hint="pip install 'pytest-pld[local]'") from exc
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 # -- conversion ------------------------------------------------------------------------------
