@@ -201,6 +201,15 @@ def test_a_rule_copying_a_gate_split_span_is_dropped(taught: Suite) -> None:
     assert check.copied_span("If the one test sentence appears, then pos.") is None
 
 
+def test_a_span_the_train_split_shares_with_the_gate_split_is_not_a_leak() -> None:
+    # ContractNLI asks the same hypotheses of every contract: quoting one learns from train
+    hypothesis = "receiving party may share some confidential information with its employees"
+    check = LeakageCheck([f"Hypothesis: {hypothesis}", TEST_SENTENCE],
+                         shared=[f"Hypothesis: {hypothesis}"])
+    assert check.copied_span(f"If {hypothesis}, then Entailment.") is None
+    assert check.copied_span(f"If {TEST_SENTENCE}, then pos.") is not None
+
+
 def test_a_leaking_candidate_is_never_scored_or_proposed(
         taught: Suite, backend: ScriptedBackend) -> None:
     def leaky(messages: Sequence[Message]) -> str:

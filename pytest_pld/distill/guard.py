@@ -8,7 +8,7 @@ distill checks every candidate rule for long word spans copied from the gate spl
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import PldError
@@ -36,27 +36,33 @@ def _tokens(text: str) -> list[str]:
 
 
 class LeakageCheck:
-    """Finds rules that copy a span of SPAN_WORDS+ consecutive words from gate-split inputs.
+    """Finds rules that copy a span of SPAN_WORDS+ consecutive words found only in the gate
+    split's inputs.
 
-    It is built from the *text* of the gate split's inputs only, never their labels, and it
-    only ever removes a rule: it cannot make a rule fit the gate split better, so reading the
-    texts for it does not leak the answers into the rules (it keeps them out).
+    It is built from the *text* of the inputs only, never their labels, and it only ever
+    removes a rule: it cannot make a rule fit the gate split better, so reading the texts for
+    it does not leak the answers into the rules (it keeps them out). Spans that also occur in
+    another split's inputs are allowed: the teacher saw them there (ContractNLI asks the same
+    17 hypotheses of every contract, and NDAs share boilerplate), so a rule quoting them has
+    learnt from the train split, not copied the test split.
     """
 
-    def __init__(self, texts: Iterable[str], span: int = SPAN_WORDS) -> None:
+    def __init__(self, texts: Iterable[str], span: int = SPAN_WORDS,
+                 shared: Iterable[str] = ()) -> None:
         self.span = span
-        self._grams: set[tuple[str, ...]] = set()
-        for text in texts:
-            words = _tokens(text)
-            for i in range(len(words) - span + 1):
-                self._grams.add(tuple(words[i:i + span]))
+        self._grams = set(_grams(texts, span)) - set(_grams(shared, span))
 
     @classmethod
     def for_suite(cls, suite: Suite, span: int = SPAN_WORDS) -> LeakageCheck:
         if suite.gate_split not in suite.splits:
             return cls((), span)
-        examples = suite.load_examples(suite.gate_split)
-        return cls((v for e in examples for v in _strings(e.fields)), span)
+
+        def inputs(split: str) -> Iterator[str]:
+            return (v for e in suite.load_examples(split) for v in _strings(e.fields))
+
+        others = [s for s in suite.splits if s != suite.gate_split]
+        return cls(inputs(suite.gate_split), span,
+                   shared=(text for split in others for text in inputs(split)))
 
     def copied_span(self, rule: str) -> str | None:
         """The first copied span, or None when the rule copies nothing long."""
@@ -66,6 +72,13 @@ class LeakageCheck:
             if gram in self._grams:
                 return " ".join(gram)
         return None
+
+
+def _grams(texts: Iterable[str], span: int) -> Iterator[tuple[str, ...]]:
+    for text in texts:
+        words = _tokens(text)
+        for i in range(len(words) - span + 1):
+            yield tuple(words[i:i + span])
 
 
 def _strings(fields: Mapping[str, Any]) -> Iterable[str]:

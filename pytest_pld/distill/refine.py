@@ -181,8 +181,9 @@ class ClosedLoop:
         only if dev macro-F1 rises by more than min_gain."""
         if cand.leak:
             self.decisions.append(Decision(cand, rule.id, False,
-                                           f"copies gate-split text: {cand.leak!r}"))
-            self.log(f"  {rule.id}: dropped, copies {SPAN_WORDS}+ words of a gate-split input")
+                                           f"copies gate-split-only text: {cand.leak!r}"))
+            self.log(f"  {rule.id}: dropped, copies {SPAN_WORDS}+ words found only in the "
+                     f"gate split's inputs: {cand.leak!r}")
             return current, best
         trial = list(current)
         if position is None:
