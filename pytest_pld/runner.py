@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from .cache import ResponseCache, classify_key
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
+from .progress import Progress
 from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
 from .yamlio import atomic_write_text
@@ -245,23 +245,6 @@ def default_results_dir(root: Path) -> Path:
     return root / ".pld" / "runs"
 
 
-class _Progress:
-    """A tqdm bar on stderr for long runs; silent when stderr is not a terminal."""
-
-    def __init__(self, total: int, desc: str, enabled: bool | None) -> None:
-        from tqdm import tqdm
-
-        show = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = tqdm(total=total, desc=desc, unit="ex", disable=not show, leave=False,
-                        file=sys.stderr)
-
-    def __call__(self, n: int) -> None:
-        self.bar.update(n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def run_suite(
     suite: Suite,
     *,
@@ -289,7 +272,7 @@ def run_suite(
     lazy = backend or LazyBackend(model_name)
     cache = ResponseCache(cache_path or default_cache_path(suite.root), mode=cache_mode)
     total = len(prepared.examples) * (2 if measure_without_rules else 1)
-    bar = _Progress(total, f"{suite.name}/{prepared.split}", progress)
+    bar = Progress(total, f"{suite.name}/{prepared.split}", progress)
     try:
         results, hits = classify_cached(lazy, cache, prepared.system_prompt, prepared.examples,
                                         prepared.users, suite.labels, progress=bar)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..backends.base import Backend, get_backend
 from ..errors import PldError
 from ..instructions import InstructionSet
+from ..progress import Progress
 from ..render import render_user_message
 from ..suite import Suite, example_fields
 from .answers import MODES, Teacher, ask_for_rule, default_mode, entity_terms
@@ -149,11 +150,7 @@ def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
     where = str(suite.path)
     cost = summary.cost
     started = time.perf_counter()
-    from tqdm import tqdm
-
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(todo), desc=f"teach {suite.name}", unit="ex", disable=not show,
-               file=sys.stderr, leave=False)
+    bar = Progress(len(todo), f"teach {suite.name}", progress)
     in_a_row = 0
     try:
         with TraceWriter(summary.out) as writer:
@@ -189,7 +186,7 @@ def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
                     summary.failed += 1
                     cost.teacher_failures += 1
                     summary.failure_reasons[_reason(answer.error)] += 1
-                bar.update(1)
+                bar(1)
                 in_a_row = in_a_row + 1 if answer.call_error else 0
                 if in_a_row >= MAX_CALL_ERRORS_IN_A_ROW:
                     summary.stopped = (f"{in_a_row} teacher calls in a row failed (last: "

@@ -1,0 +1,67 @@
+"""Progress on stderr for long work (evaluation runs, teaching).
+
+On a terminal: a tqdm bar. Where stderr is a file or a CI log, a bar would be one long line of
+carriage returns, so instead a plain line is written at most every `LOG_EVERY_S` seconds: a
+ten-minute run piped to a log is never silent, and the log stays readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+LOG_EVERY_S = 30.0
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Progress:
+    """`Progress(total, desc)(n)` advances by n. enabled: None chooses by the stream (bar on a
+    terminal, timed lines otherwise), True always draws the bar, False is silent."""
+
+    def __init__(self, total: int, desc: str, enabled: bool | None = None, *, unit: str = "ex",
+                 stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self.done = 0
+        self.started = self.last_line = clock()
+        terminal = _is_terminal(self.stream)
+        self.bar: Any = None
+        self.lines = False
+        if enabled is False or total <= 0:
+            return
+        if enabled or terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=self.stream)
+        else:
+            self.lines = True
+
+    def __call__(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.lines:
+            now = self.clock()
+            if now - self.last_line >= LOG_EVERY_S and self.done < self.total:
+                self.last_line = now
+                self._write_line(now)
+
+    def _write_line(self, now: float) -> None:
+        elapsed = now - self.started
+        line = (f"{self.desc}: {self.done}/{self.total} {self.unit} "
+                f"({100 * self.done / self.total:.0f}%), {elapsed:.0f} s")
+        if self.done:
+            line += f", about {elapsed / self.done * (self.total - self.done):.0f} s left"
+        print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,58 @@
+"""Progress output: a bar on a terminal, timed plain lines in a log, nothing when disabled."""
+
+from __future__ import annotations
+
+import io
+
+from pytest_pld.progress import LOG_EVERY_S, Progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_log_gets_a_plain_line_at_most_every_interval_with_the_time_left() -> None:
+    log, clock = io.StringIO(), Clock()
+    progress = Progress(100, "contractnli/test", stream=log, clock=clock)
+    for _ in range(10):  # 10 examples within the first interval: no line yet
+        clock.now += 1.0
+        progress(1)
+    assert log.getvalue() == ""
+    clock.now = LOG_EVERY_S
+    progress(15)
+    assert log.getvalue() == (f"contractnli/test: 25/100 ex (25%), {LOG_EVERY_S:.0f} s, "
+                              f"about {LOG_EVERY_S * 3:.0f} s left\n")
+    clock.now += 1.0
+    progress(1)
+    assert log.getvalue().count("\n") == 1  # the next line waits for the next interval
+    assert "\r" not in log.getvalue()
+
+
+def test_no_line_once_everything_is_done_and_none_when_disabled() -> None:
+    log, clock = io.StringIO(), Clock()
+    progress = Progress(5, "x", stream=log, clock=clock)
+    clock.now = 10 * LOG_EVERY_S
+    progress(5)  # the caller prints its own summary at the end
+    silent = Progress(5, "x", enabled=False, stream=log, clock=clock)
+    clock.now = 20 * LOG_EVERY_S
+    silent(1)
+    progress.close()
+    silent.close()
+    assert log.getvalue() == ""
+
+
+def test_a_terminal_gets_a_tqdm_bar() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    progress = Progress(3, "teach toy", stream=term)
+    progress(3)
+    progress.close()
+    drawn = term.getvalue()
+    assert "teach toy:" in drawn and "/3 [" in drawn and "\r" in drawn  # a redrawn bar
