@@ -181,6 +181,26 @@ def test_the_closed_loop_revises_a_conflicting_rule_and_it_keeps_its_id(
     assert "mentions a show" in revision
 
 
+def test_the_loop_writes_a_rule_for_a_missed_label_that_no_rule_covers(
+        taught: Suite, backend: ScriptedBackend) -> None:
+    def useless_merges(messages: Sequence[Message]) -> str:
+        if any("Merge them" in m.content for m in messages):  # selection keeps none of these
+            return json.dumps({"rule": "If the review is long, then the label is pos."})
+        return teacher_fn(messages)
+
+    backend._generate = useless_merges
+    proposal = distill(taught, settings(taught, synthesis="teacher"), log=lambda s: None)
+    assert not any(d["accepted"] for d in proposal.decisions if d["method"] == "synthesis")
+    (new,) = [r for r in proposal.new.rules if r.provenance.get("method") == "coverage"]
+    assert (new.label, new.text) == ("pos", "If the review calls it great, then the label is pos.")
+    assert new.provenance["round"] == 2 and "no rule for pos" in new.provenance["note"]
+    assert proposal.before["macro_f1"] < proposal.after["macro_f1"]
+    # the teacher saw the student's misses of pos and some of its right answers
+    ask = next(c[-1].content for c in backend.generate_calls
+               if "has no rule for the label pos" in c[-1].content)
+    assert "the student answered: neg" in ask and "(the student got it right)" in ask
+
+
 def test_no_gain_means_no_change_and_nothing_to_write(
         taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
     use = use_scripted_backend(ScriptedBackend("t", generate=teacher_fn,

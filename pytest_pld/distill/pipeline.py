@@ -114,7 +114,7 @@ def _provenance(decision: Decision, loop: LoopResult, settings: dict[str, Any],
         prov["revises"] = old.provenance.get("method", "manual")
     prov.update({"support": cand.support, "traces": list(cand.trace_ids), "round": cand.round,
                  "teacher": settings["teacher"]})
-    if cand.method != "revision":
+    if cand.method not in ("revision", "coverage"):  # coverage: written from train failures
         prov["embedder"] = settings["embedder"]
         prov["cluster"] = settings["cluster_method"]
     if cand.note:

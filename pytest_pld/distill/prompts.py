@@ -102,21 +102,43 @@ def synthesis_messages(header: str, label: str, rules: Sequence[str],
             Message("user", f"{header}\n\n{ask}")]
 
 
+def _shown(failures: Sequence[tuple[str, str, str]],
+           successes: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    fail = "\n".join(f"- Input: {x}\n  Correct: {g}; the student answered: {p}"
+                     for x, g, p in failures)
+    ok = "\n".join(f"- Input: {x}\n  Correct: {g} (the student got it right)"
+                   for x, g in successes)
+    return fail, ok or "- (none recorded)"
+
+
 def revision_messages(header: str, rule: str, label: str | None,
                       failures: Sequence[tuple[str, str, str]],
                       successes: Sequence[tuple[str, str]], *, mode: str) -> list[Message]:
     """Phase 3: revise a rule that misled the student, shown its failures *and* successes (so
     the revision fixes the one without breaking the other)."""
-    fail = "\n".join(f"- Input: {x}\n  Correct: {g}; the student answered: {p}"
-                     for x, g, p in failures)
-    ok = "\n".join(f"- Input: {x}\n  Correct: {g} (the student got it right)"
-                   for x, g in successes)
+    fail, ok = _shown(failures, successes)
     target = label or "the right label"
     ask = (f"A student model follows this rule:\n  {rule}\n\nWith it, it got these wrong:\n"
-           f"{fail}\n\nand these right:\n{ok or '- (none recorded)'}\n\n"
+           f"{fail}\n\nand these right:\n{ok}\n\n"
            f"Rewrite the rule so it still leads to {target} where it should but no longer "
            f"causes these mistakes. One sentence starting with 'If'. {GENERAL}")
+    return _rule_request("You revise labelling rules.", header, ask, mode)
+
+
+def coverage_messages(header: str, label: str, failures: Sequence[tuple[str, str, str]],
+                      successes: Sequence[tuple[str, str]], *, mode: str) -> list[Message]:
+    """Phase 3 for a label that no rule argues for: write one from the student's misses of it
+    and from inputs it got right (so that the new rule leaves those alone)."""
+    fail, ok = _shown(failures, successes)
+    ask = (f"A student model has no rule for the label {label}, and got these wrong:\n"
+           f"{fail}\n\nand these right:\n{ok}\n\n"
+           f"Write one rule that leads to {label} where it should without changing the right "
+           f"answers. One sentence starting with 'If'. {GENERAL}")
+    return _rule_request("You write labelling rules.", header, ask, mode)
+
+
+def _rule_request(system: str, header: str, ask: str, mode: str) -> list[Message]:
     if mode == "json":
-        return [Message("system", "You revise labelling rules. Answer with a JSON object only."),
+        return [Message("system", f"{system} Answer with a JSON object only."),
                 Message("user", f"{header}\n\n{ask}\n\n" + 'Answer as JSON: {"rule": "..."}')]
-    return [Message("system", "You revise labelling rules."), Message("user", f"{header}\n\n{ask}")]
+    return [Message("system", system), Message("user", f"{header}\n\n{ask}")]

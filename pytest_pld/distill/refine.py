@@ -7,7 +7,9 @@
 2. Revision rounds: the student runs the kept rules on train examples; the rules that argue for
    the label it wrongly gave (or failed to give) are sent to the teacher with those failures
    *and* with successes, and a revision replaces its rule (keeping its id) only if dev improves.
-   The loop stops when a round no longer lowers the dev error.
+   A label the student misses that no rule argues for (every label, when selection kept no
+   rule) gets a new rule from the teacher the same way, kept only if dev improves. The loop
+   stops when a round no longer lowers the dev error.
 
 The dev split is only ever scored, never shown to the teacher; the gate split is never read.
 """
@@ -29,7 +31,7 @@ from ..suite import Suite, example_fields
 from .answers import Teacher, ask_for_rule, entity_terms
 from .cost import CostLedger
 from .guard import SPAN_WORDS, LeakageCheck
-from .prompts import RULE_SCHEMA, revision_messages
+from .prompts import RULE_SCHEMA, coverage_messages, revision_messages
 from .synthesize import Candidate
 
 MAX_REVISIONS_PER_ROUND = 3
@@ -121,7 +123,7 @@ class RoundReport:
     def line(self) -> str:
         what = {"baseline": "baseline (current rules)",
                 "selection": f"selection: {self.kept} of {self.tried} candidates kept",
-                "revision": f"revision: {self.kept} of {self.tried} revisions kept"}[self.kind]
+                "revision": f"revision: {self.kept} of {self.tried} revised or new rules kept"}[self.kind]
         text = (f"round {self.number}  {what}; dev macro-F1 {self.dev['macro_f1']:.3f}, "
                 f"accuracy {self.dev['accuracy']:.3f} (n={self.dev['n']:.0f})")
         return text + (f"  [{self.note}]" if self.note else "")
@@ -154,6 +156,10 @@ def _delta(new: Score, old: Score, confidence: float) -> tuple[float, float, flo
     return metrics.paired_bootstrap_delta("macro_f1", new.preds, old.preds,
                                           n_resamples=BOOTSTRAP_RESAMPLES,
                                           confidence=confidence)
+
+
+def _same_words(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
 class ClosedLoop:
@@ -229,9 +235,6 @@ class ClosedLoop:
             if self.teacher is None:
                 stop = "no teacher to revise rules (medoid-only run)"
                 break
-            if not current:
-                stop = "no rules to revise"
-                break
             with self.ledger.phase("revise"):
                 report, current, new_best = self._revise(number, current, best)
             reports.append(report)
@@ -254,27 +257,33 @@ class ClosedLoop:
         assert self.teacher is not None
         train = self.student.score(self.base.with_rules(current), "train", self.limit_train)
         examples = {e.id: e for e in self.suite.load_examples("train", limit=self.limit_train)}
-        fails = [r for r in train.results if r.pred != r.gold]
-        wins = [r for r in train.results if r.pred == r.gold]
+        fails = [r for r in train.results if r.pred != r.gold and r.id in examples]
+        wins = [r for r in train.results if r.pred == r.gold and r.id in examples]
         if not fails:
             return (RoundReport(number, "revision", best.brief(), note="no train failures"),
                     current, best)
         # a rule conflicts when the student gave its label wrongly, or missed its label
-        blame = []
+        blame: list[tuple[int, int | None, str, list[ExampleResult]]] = []
         for index, rule in enumerate(current):
             if rule.label is None:
                 continue
             wrong = [r for r in fails if r.pred == rule.label]
             missed = [r for r in fails if r.gold == rule.label]
             if wrong or missed:
-                blame.append((len(wrong) + len(missed), index, wrong + missed))
-        blame.sort(key=lambda t: (-t[0], t[1]))
+                blame.append((len(wrong) + len(missed), index, rule.label, wrong + missed))
+        # a label the student misses that no rule argues for gets a new rule (also when
+        # selection kept none, so the loop still has something to work on)
+        covered = {rule.label for rule in current}
+        for label in self.suite.labels:
+            missed = [r for r in fails if r.gold == label]
+            if missed and label not in covered:
+                blame.append((len(missed), None, label, missed))
+        blame.sort(key=lambda t: (-t[0], -1 if t[1] is None else t[1]))
         tried = kept = 0
-        for _, index, bad in blame[:MAX_REVISIONS_PER_ROUND]:
-            rule = current[index]
-            good = [r for r in wins if r.gold == rule.label] or wins
-            shown_bad = [r for r in bad if r.id in examples][:FAILURES_SHOWN]
-            shown_good = [r for r in good if r.id in examples][:SUCCESSES_SHOWN]
+        for _, index, label, bad in blame[:MAX_REVISIONS_PER_ROUND]:
+            rule = current[index] if index is not None else None
+            good = [r for r in wins if r.gold == label] or wins
+            shown_bad, shown_good = bad[:FAILURES_SHOWN], good[:SUCCESSES_SHOWN]
             failures = [(self._text(examples[r.id]), r.gold, r.pred) for r in shown_bad]
             successes = [(self._text(examples[r.id]), r.gold) for r in shown_good]
             vocabulary = [*self.suite.labels, self.base.preamble,
@@ -282,31 +291,49 @@ class ClosedLoop:
             entities = sorted({t for r in [*shown_bad, *shown_good]
                                for t in entity_terms(examples[r.id].fields,
                                                      allowed=vocabulary)})
-            answer = ask_for_rule(self.teacher, revision_messages(
-                self.header, rule.text, rule.label, failures, successes, mode=self.mode),
-                mode=self.mode, label=rule.label, entities=entities, schema=RULE_SCHEMA)
+            messages = (revision_messages(self.header, rule.text, label, failures, successes,
+                                          mode=self.mode) if rule is not None else
+                        coverage_messages(self.header, label, failures, successes,
+                                          mode=self.mode))
+            answer = ask_for_rule(self.teacher, messages, mode=self.mode, label=label,
+                                  entities=entities, schema=RULE_SCHEMA)
             tried += 1
-            cand = Candidate(text=answer.rule, label=rule.label, method="revision",
-                             support=int(rule.provenance.get("support", 0) or 0),
-                             trace_ids=tuple(rule.provenance.get("traces", ()) or ()),
-                             round=number, replaces=rule.id,
-                             note=f"{len(failures)} failures, {len(successes)} successes shown",
-                             teacher_calls=answer.attempts,
-                             tokens=answer.prompt_tokens + answer.completion_tokens)
+            shown = f"{len(failures)} failures, {len(successes)} successes shown"
+            if rule is not None:
+                cand = Candidate(text=answer.rule, label=label, method="revision",
+                                 support=int(rule.provenance.get("support", 0) or 0),
+                                 trace_ids=tuple(rule.provenance.get("traces", ()) or ()),
+                                 round=number, replaces=rule.id, note=shown,
+                                 teacher_calls=answer.attempts,
+                                 tokens=answer.prompt_tokens + answer.completion_tokens)
+                rule_id = rule.id
+            else:
+                cand = Candidate(text=answer.rule, label=label, method="coverage",
+                                 support=len(bad), round=number,
+                                 note=f"no rule for {label}; {shown}",
+                                 teacher_calls=answer.attempts,
+                                 tokens=answer.prompt_tokens + answer.completion_tokens)
+                rule_id = self.ids.peek()
+            what = "revision" if rule is not None else f"new rule for {label}"
             if not answer.ok or answer.entity_terms:
                 why = answer.error or f"names example words ({', '.join(answer.entity_terms)})"
-                self.decisions.append(Decision(cand, rule.id, False,
-                                               f"revision unusable: {why}"))
-                self.log(f"  {rule.id}: revision unusable ({why})")
+                self.decisions.append(Decision(cand, rule_id, False, f"{what} unusable: {why}"))
+                self.log(f"  {rule_id}: {what} unusable ({why})")
                 continue
-            if " ".join(answer.rule.lower().split()) == " ".join(rule.text.lower().split()):
-                self.decisions.append(Decision(cand, rule.id, False, "revision is unchanged"))
+            if rule is not None and _same_words(answer.rule, rule.text):
+                self.decisions.append(Decision(cand, rule_id, False, "revision is unchanged"))
                 continue
             cand.leak = self.leak.copied_span(answer.rule)
-            revised = Rule(id=rule.id, text=answer.rule, label=rule.label, tags=rule.tags,
-                           provenance=rule.provenance)
             before = current
-            current, best = self._try(current, best, cand, revised, index)
+            if rule is not None:
+                revised = Rule(id=rule.id, text=answer.rule, label=label, tags=rule.tags,
+                               provenance=rule.provenance)
+                current, best = self._try(current, best, cand, revised, index)
+            else:
+                current, best = self._try(current, best, cand,
+                                          Rule(id=rule_id, text=answer.rule, label=label), None)
+                if current is not before:
+                    self.ids.take()
             kept += current is not before
         return RoundReport(number, "revision", best.brief(), tried, kept), current, best
 

@@ -29,7 +29,7 @@ class Candidate:
 
     text: str
     label: str | None
-    method: str  # synthesis | medoid | medoid-fallback | revision
+    method: str  # synthesis | medoid | medoid-fallback | revision | coverage
     support: int = 0
     trace_ids: tuple[str, ...] = ()
     cluster: int | None = None
