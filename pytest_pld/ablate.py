@@ -159,14 +159,14 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def format_text(a: Ablation) -> str:
-    out = [f"ablation of {a.instructions} on {a.suite}/{a.split}: {a.examples} examples, "
-           f"model {a.model}",
+    out = [(f"ablation of {a.instructions} on {a.suite}/{a.split}: {a.examples} examples, "
+           f"model {a.model}"),
            f"full set: macro-F1 {a.full['macro_f1']:.3f}, accuracy {a.full['accuracy']:.3f}",
-           "effect = metric with the rule - metric without it (> 0: the rule helps); "
-           f"95% paired bootstrap intervals, {a.resamples} resamples",
+           ("effect = metric with the rule - metric without it (> 0: the rule helps); "
+           f"95% paired bootstrap intervals, {a.resamples} resamples"),
            "",
-           f"{'rule':<12} {a.size_unit:>7}  {'effect on macro-F1':<26} {'effect on accuracy':<26}"
-           "  prune?  text"]
+           (f"{'rule':<12} {a.size_unit:>7}  {'effect on macro-F1':<26} {'effect on accuracy':<26}"
+           "  prune?  text")]
     rows = [*a.rules, *([a.all_rules] if a.all_rules else [])]
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
@@ -181,9 +181,9 @@ def format_text(a: Ablation) -> str:
 
 def format_markdown(a: Ablation) -> str:
     out = [f"### pld ablate: `{a.instructions}` on `{a.suite}/{a.split}`", "",
-           f"{a.examples} examples, model `{a.model}`; full set macro-F1 "
+           (f"{a.examples} examples, model `{a.model}`; full set macro-F1 "
            f"{a.full['macro_f1']:.3f}, accuracy {a.full['accuracy']:.3f}. Effect = metric with "
-           "the rule minus without it, with 95% paired bootstrap intervals.", "",
+           "the rule minus without it, with 95% paired bootstrap intervals."), "",
            f"| rule | {a.size_unit} | effect on macro-F1 | effect on accuracy | prune? |",
            "|---|--:|--:|--:|:-:|"]
     rows = [*a.rules, *([a.all_rules] if a.all_rules else [])]

@@ -44,7 +44,7 @@ def project_root(args: argparse.Namespace) -> Path:
     return (args.root or find_project_root()).resolve()
 
 
-def load_suite_by_name(root: Path, name: str):  # noqa: ANN201 - avoid importing Suite eagerly
+def load_suite_by_name(root: Path, name: str):
     from .suite import load_suite, resolve_suite_names
 
     return load_suite(resolve_suite_names(root, name)[0], root)
@@ -146,7 +146,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_counter(model: str, disabled: bool):  # noqa: ANN202
+def _token_counter(model: str, disabled: bool):
     if disabled:
         return len
     from .runner import LazyBackend
@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_shots(suite, iset, shots: int, seed: int):  # noqa: ANN001, ANN201
+def with_shots(suite, iset, shots: int, seed: int):
     """The k-shot baseline: `shots` random train examples (seeded) shown in the system prompt.
 
     Drawn from the train split only, so the gate split never leaks into the prompt."""

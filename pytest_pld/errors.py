@@ -50,7 +50,7 @@ class PldErrors(PldError):
         self.errors = errors
         super().__init__("\n".join(e.format() for e in errors))
 
-    def format(self) -> str:  # noqa: D102 - the joined messages are the format
+    def format(self) -> str:
         return "\n".join(e.format() for e in self.errors)
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from . import metrics
 from .backends.base import INVALID
 from .errors import PldError
+from .report import fmt
 from .runner import ExampleResult, RunRecord, load_record
 from .suite import Bound, RegressionGate
-from .report import fmt
 from .yamlio import atomic_write_text
 
 #: Resamples for bootstrap intervals: enough for two stable decimals, cheap enough for CI.
@@ -216,5 +216,13 @@ def write_baseline(record: RunRecord, path: Path) -> Path:
     return path
 
 
-__all__ = ["GateResult", "evaluate_bound", "evaluate_regression", "differences", "paired",
-           "write_baseline", "fmt", "fmt_interval"]
+__all__ = [
+    "GateResult",
+    "differences",
+    "evaluate_bound",
+    "evaluate_regression",
+    "fmt",
+    "fmt_interval",
+    "paired",
+    "write_baseline",
+]

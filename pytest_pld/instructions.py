@@ -14,8 +14,15 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import PldError, PldErrors, did_you_mean
-from .yamlio import (atomic_write_text, dump_yaml, keep_untouched_lines, line_of, load_yaml,
-                     load_yaml_text, strip_wrap_spaces)
+from .yamlio import (
+    atomic_write_text,
+    dump_yaml,
+    keep_untouched_lines,
+    line_of,
+    load_yaml,
+    load_yaml_text,
+    strip_wrap_spaces,
+)
 
 RULE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
@@ -305,7 +312,7 @@ def apply_to_document(doc: CommentedMap, new: InstructionSet) -> CommentedMap:
     if not isinstance(rules, CommentedSeq):
         rules = CommentedSeq()
         doc["rules"] = rules
-    existing = {r.get("id"): r for r in rules if isinstance(r, Mapping)}
+    existing = {r.get("id"): r for r in rules if isinstance(r, CommentedMap)}
     wanted_ids = [r.id for r in new.rules]
     # remove rules that are gone, walking backwards so indices stay valid
     for i in range(len(rules) - 1, -1, -1):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shlex
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,7 @@ def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between processes, released by the OS if the holder dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
-        if os.name == "nt":  # pragma: no cover - exercised on Windows only
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             import msvcrt
             import time
 
@@ -372,12 +373,12 @@ class SuiteItem(pytest.Item):
         if record is not None:
             path = report.shown(record.path, o.root)
             lines += [
-                f"  run: {record.suite}/{record.split}, {len(record.results)} examples, model "
+                (f"  run: {record.suite}/{record.split}, {len(record.results)} examples, model "
                 f"{record.model}, instructions {record.instructions.get('name')} "
-                f"v{record.instructions.get('version')}",
+                f"v{record.instructions.get('version')}"),
                 f"  run record: {path}",
-                f"  inspect it: python -m json.tool {shlex.quote(path)}"
-                f"  (or re-run: {o.pld_run_command(self.suite)})",
+                (f"  inspect it: python -m json.tool {shlex.quote(path)}"
+                f"  (or re-run: {o.pld_run_command(self.suite)})"),
             ]
         raise GateFailed("\n".join(lines))
 
@@ -407,8 +408,8 @@ class RenderItem(SuiteItem):
                 f"prompt tokens: {most:.0f} (system prompt {system} + user message of "
                 f"example {prepared.examples[worst].id}) exceed max_prompt_tokens {budget}",
                 [f"counted with the tokenizer of {o.model_for(suite)}",
-                 f"shorten the rules in {suite.instructions} or raise max_prompt_tokens in "
-                 f"{report.shown(str(suite.path), o.root)}",
+                 (f"shorten the rules in {suite.instructions} or raise max_prompt_tokens in "
+                 f"{report.shown(str(suite.path), o.root)}"),
                  f"see the prompt: pld render {suite.name} --example {worst}"], None)
 
 
@@ -445,8 +446,8 @@ class BoundItem(SuiteItem):
             self.fail_with(
                 f"{self.suite.name}: {result.message}", [
                     *result.details,
-                    f"improve {self.suite.instructions}, or change the bound in {where}"
-                    f"{':' + str(self.bound.line) if self.bound.line else ''}"], record)
+                    (f"improve {self.suite.instructions}, or change the bound in {where}"
+                    f"{':' + str(self.bound.line) if self.bound.line else ''}")], record)
 
 
 class RegressionItem(SuiteItem):

@@ -29,7 +29,7 @@ class Predictions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def subset(self, index: Sequence[int]) -> Predictions:
-        pick = lambda xs: tuple(xs[i] for i in index) if xs else ()  # noqa: E731
+        pick = lambda xs: tuple(xs[i] for i in index) if xs else ()
         return Predictions(self.labels, pick(self.gold), pick(self.pred), pick(self.latency_ms),
                            pick(self.prompt_tokens), pick(self.baseline_latency_ms), self.extra)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import posixpath
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -262,7 +263,7 @@ def paired_deltas(labels: Sequence[str], base: RunRecord, head: RunRecord, resam
                                 delta, low, high))
     for name in ("latency_overhead", "prompt_tokens"):
         b, h = (metrics.compute(name, rec.predictions()) for rec in (base, head))
-        if b == b and h == h:  # NaN: a record without the no-rules run has no overhead
+        if not (math.isnan(b) or math.isnan(h)):  # a record without the no-rules run: NaN
             rows.append(MetricDelta(name, b, h, h - b))
     r2w = [Flip(h.id, h.gold, b.pred, h.pred) for b, h in pairs
            if b.pred == b.gold and h.pred != h.gold]

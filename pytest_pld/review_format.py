@@ -190,8 +190,8 @@ def _md_suite(report: SuiteReport) -> list[str]:
         out += [f"| {_cell(m.name)} | {_num(m.base, m.name)} | {_num(m.head, m.name)} | "
                 f"{_signed(m.delta, m.name)} | {_interval(m)} | {VERDICT_MARK[m.verdict]} |"
                 for m in report.metrics]
-        out += ["", f"Flipped: {len(report.right_to_wrong)} right → wrong, "
-                    f"{len(report.wrong_to_right)} wrong → right.", ""]
+        out += ["", (f"Flipped: {len(report.right_to_wrong)} right → wrong, "
+                    f"{len(report.wrong_to_right)} wrong → right."), ""]
         if report.right_to_wrong or report.wrong_to_right:
             out += _details("Flipped examples", _md_flips(report))
     if report.prompt_diff:
@@ -286,4 +286,4 @@ def _text_flips(kind: str, flips: list[Flip]) -> list[str]:
     return [f"    flipped {kind} ({len(flips)}): {shown}{more}"]
 
 
-__all__ = ["render", "markdown", "text"]
+__all__ = ["markdown", "render", "text"]

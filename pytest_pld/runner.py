@@ -23,6 +23,7 @@ from .cache import ResponseCache, classify_key
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
+from .metrics import Predictions
 from .progress import Progress
 from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
@@ -65,7 +66,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     path: str | None = None
 
-    def predictions(self) -> metrics.Predictions:
+    def predictions(self) -> Predictions:
         base = [r.latency_ms for r in self.without_rules] if self.without_rules else []
         return metrics.Predictions(
             labels=tuple(self.labels), gold=tuple(r.gold for r in self.results),
@@ -213,7 +214,8 @@ def classify_cached(backend: LazyBackend, cache: ResponseCache, system: str,
         if key in found:
             value = found[key]
             # the cache stores Classification objects (older entries may be plain dicts)
-            answer = value if isinstance(value, Classification) else Classification(**value)
+            answer = (value if isinstance(value, Classification)
+                      else Classification(**value))  # type: ignore[arg-type]
             results[i] = _result(examples[i], answer, cached=True)
     hits = sum(r is not None for r in results)
     if progress and hits:

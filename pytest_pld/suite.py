@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ class Bound:
         return f"{self.metric}{self.op}{self.value:g}"
 
     def holds(self, observed: float) -> bool:
-        if observed != observed:  # NaN never passes a gate
+        if math.isnan(observed):  # NaN never passes a gate
             return False
         return {">=": observed >= self.value, ">": observed > self.value,
                 "<=": observed <= self.value, "<": observed < self.value}[self.op]
@@ -432,5 +433,14 @@ def example_fields(example: Example) -> dict[str, Any]:
     return {**example.fields, "id": example.id}
 
 
-__all__ = ["Bound", "RegressionGate", "Suite", "SplitSpec", "load_suite", "find_suites",
-           "resolve_suite_names", "parse_bound", "example_fields"]
+__all__ = [
+    "Bound",
+    "RegressionGate",
+    "SplitSpec",
+    "Suite",
+    "example_fields",
+    "find_suites",
+    "load_suite",
+    "parse_bound",
+    "resolve_suite_names",
+]

@@ -96,7 +96,7 @@ def test_the_command_prints_the_table_prune_candidates_and_model_calls(
                  "--limit", "8"]) == 0
     out = capsys.readouterr().out
     assert "ablation of demo v3 on demo/dev: 8 examples, model scripted:demo" in out
-    assert re.search(r"^R2 .* yes +Say yes for plum\.$", out, re.M)
+    assert re.search(r"^R2 .* yes +Say yes for plum\.$", out, re.MULTILINE)
     assert "prune candidates (removal did not lower macro-F1 or accuracy): R2, R3" in out
     assert "model calls: 40 (cache hits: 0)" in out
     assert "wide intervals" in out

@@ -231,7 +231,7 @@ def test_paired_delta_is_negative_when_the_new_run_is_worse() -> None:
     bad = Predictions(LABELS, good.gold, tuple(
         q if i % 4 else LABELS[(LABELS.index(g) + 1) % 3]
         for i, (g, q) in enumerate(zip(good.gold, good.pred))))
-    delta, low, high = metrics.paired_bootstrap_delta("macro_f1", bad, good)
+    delta, _low, high = metrics.paired_bootstrap_delta("macro_f1", bad, good)
     assert delta < 0 and high < 0
 
 

@@ -15,11 +15,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 # pytester's in-process runs restore sys.modules afterwards, and numpy's C extension cannot be
 # imported twice in one process: import what the plugin's runs use once, here, up front.
 import numpy  # noqa: F401
+import pytest
 import sklearn.metrics  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,8 +245,8 @@ def test_an_unknown_split_or_provider_is_a_collection_error(project: pytest.Pyte
     result.stdout.fnmatch_lines(["*--pld-split=train: the suite has no such split*",
                                  "*its splits: test, dev*"])
     result = project.runpytest("--pld-suite=sentiment", "--pld-model=scriptd:good")
-    result.stdout.fnmatch_lines(["*--pld-model 'scriptd:good': unknown provider 'scriptd' "
-                                 "(did you mean 'scripted'?)*"])
+    result.stdout.fnmatch_lines([("*--pld-model 'scriptd:good': unknown provider 'scriptd' "
+                                 "(did you mean 'scripted'?)*")])
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
@@ -259,8 +258,8 @@ def test_passing_gates_pass_and_the_summary_table_is_printed(project: pytest.Pyt
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines([
         "*pytest-pld summary*",
-        f"suite sentiment: split test, {N} examples, model scripted:good, instructions "
-        f"sentiment v1, {N} cache hits, 0 model calls",
+        (f"suite sentiment: split test, {N} examples, model scripted:good, instructions "
+        f"sentiment v1, {N} cache hits, 0 model calls"),
         "*gate*value*interval*bound*result*",
         "*render*20*-*<= 200*pass*",
         "*macro_f1>=0.6*1.000*1.000..1.000*>= 0.6*pass*",
@@ -280,12 +279,12 @@ def test_a_bound_above_the_observed_value_fails_with_a_readable_message(
         "*_ sentiment: macro_f1>=0.6 _*",
         "sentiment: macro_f1 = 0.333 (95% CI 0.*..0.*), required >= 0.6",
         "  most confused (gold -> predicted): neg -> pos (12)",
-        "  improve instructions/sentiment.yaml, or change the bound in "
-        "suites/sentiment.yaml:10",
+        ("  improve instructions/sentiment.yaml, or change the bound in "
+        "suites/sentiment.yaml:10"),
         f"  run: sentiment/test, {N} examples, model scripted:poor, instructions sentiment v1",
         "  run record: .pld/runs/sentiment-test-*.json",
-        "  inspect it: python -m json.tool .pld/runs/sentiment-test-*.json  (or re-run: pld run "
-        "sentiment --split test --model scripted:poor)",
+        ("  inspect it: python -m json.tool .pld/runs/sentiment-test-*.json  (or re-run: pld run "
+        "sentiment --split test --model scripted:poor)"),
         "*FAILED suites/sentiment.yaml::macro_f1>=0.6 - sentiment: macro_f1 = 0.333*",
     ])
     out = result.stdout.str()
@@ -367,8 +366,8 @@ def test_an_undefined_template_variable_fails_the_render_item(project: pytest.Py
     edit(project, "suites/sentiment.yaml", "{{ text }}", "{{ txt }}")
     result = project.runpytest("--pld-suite=sentiment", "-k", "render")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines(["*user_template: undefined template variable: 'txt' is "
-                                 "undefined*", "*hint: available variables: hint, id, text*"])
+    result.stdout.fnmatch_lines([("*user_template: undefined template variable: 'txt' is "
+                                 "undefined*"), "*hint: available variables: hint, id, text*"])
 
 
 def test_a_prompt_over_the_token_budget_fails_the_render_item(project: pytest.Pytester) -> None:
@@ -376,8 +375,8 @@ def test_a_prompt_over_the_token_budget_fails_the_render_item(project: pytest.Py
     result = project.runpytest("--pld-suite=sentiment", "-k", "render")
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.fnmatch_lines([
-        "prompt tokens: 20 (system prompt 15 + user message of example r0) exceed "
-        "max_prompt_tokens 8",
+        ("prompt tokens: 20 (system prompt 15 + user message of example r0) exceed "
+        "max_prompt_tokens 8"),
         "  counted with the tokenizer of scripted:good",
         "*see the prompt: pld render sentiment --example 0*"])
     assert calls(project) == 0
@@ -463,10 +462,10 @@ def test_update_baseline_then_a_harmless_edit_passes_and_a_planted_regression_fa
     result = project.runpytest("--pld-suite=sentiment", "-k", "regression")
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.fnmatch_lines([
-        "regression[[]macro_f1[]]: macro_f1 1.000 (baseline) -> 0.333, delta -0.667; with 95% "
-        "confidence the drop is at least 0.*, more than the margin 0.02",
-        f"  {N} examples paired by id: 12 went from right to wrong (r0, r2, r4, ... 9 more), "
-        "0 from wrong to right",
+        ("regression[[]macro_f1[]]: macro_f1 1.000 (baseline) -> 0.333, delta -0.667; with 95% "
+        "confidence the drop is at least 0.*, more than the margin 0.02"),
+        (f"  {N} examples paired by id: 12 went from right to wrong (r0, r2, r4, ... 9 more), "
+        "0 from wrong to right"),
         "  instructions: baseline v1 (*), this run v2 (*)",
         "  baseline: baselines/sentiment.json",
     ])

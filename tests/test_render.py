@@ -14,11 +14,11 @@ LABELS = ("Entailment", "Contradiction", "NotMentioned")
 
 
 def make_set(**overrides: object) -> InstructionSet:
-    values: dict[str, object] = dict(
-        path=None, name="demo", version=1, preamble="You review contracts.",
-        output='Answer with exactly one word: {{ labels | join(", ") }}.',
-        rules=(Rule("R1", "First rule."), Rule("R2", "Second rule.")),
-        label_definitions={"Entailment": "the contract says so"})
+    values: dict[str, object] = {
+        "path": None, "name": "demo", "version": 1, "preamble": "You review contracts.",
+        "output": 'Answer with exactly one word: {{ labels | join(", ") }}.',
+        "rules": (Rule("R1", "First rule."), Rule("R2", "Second rule.")),
+        "label_definitions": {"Entailment": "the contract says so"}}
     values.update(overrides)
     return InstructionSet(**values)  # type: ignore[arg-type]
 

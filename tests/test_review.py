@@ -359,8 +359,8 @@ def test_a_suite_that_cannot_be_evaluated_is_reported_and_the_review_goes_on(
 # --- the diff itself ---------------------------------------------------------------------------
 
 def _set(*rules: Rule, **fields: object) -> InstructionSet:
-    values: dict[str, object] = dict(path=None, name="s", version=1, preamble="P.",
-                                     output="O.", rules=rules)
+    values: dict[str, object] = {"path": None, "name": "s", "version": 1, "preamble": "P.",
+                                     "output": "O.", "rules": rules}
     values.update(fields)
     return InstructionSet(**values)  # type: ignore[arg-type]
 
@@ -402,10 +402,10 @@ def test_markdown_keeps_html_in_rule_text_as_text(
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml",
           HEAD_SET.replace("Say yes for fig.", "Say yes for </details> fig | kiwi."))
-    code, md, _ = pld(capsys, repo, "--no-run", "--format", "md")
+    _code, md, _ = pld(capsys, repo, "--no-run", "--format", "md")
     assert "> Say yes for &lt;/details&gt; fig | kiwi." in md
     # inside code fences (the prompt diff) text is literal; outside them tags must balance
-    prose = re.sub(r"```.*?```", "", md, flags=re.S)
+    prose = re.sub(r"```.*?```", "", md, flags=re.DOTALL)
     assert prose.count("<details>") == prose.count("</details>") == 2
 
 

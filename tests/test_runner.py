@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_teach import make_project
 
 from pytest_pld.errors import PldError
 from pytest_pld.runner import LazyBackend, load_record, run_suite
 from pytest_pld.testing import ScriptedBackend, use_scripted_backend
-from test_teach import make_project
 
 
 def answer_by_word(system: str, user: str, labels: object) -> str:
@@ -23,7 +23,7 @@ def answer_by_word(system: str, user: str, labels: object) -> str:
 
 
 @pytest.fixture
-def suite(tmp_path: Path):  # noqa: ANN201
+def suite(tmp_path: Path):
     made = make_project(tmp_path)
     # eight distinct dev messages, so each example has its own cache entry
     rows = [{"id": f"d{i}", "label": "neg" if i % 2 else "pos",

@@ -62,8 +62,8 @@ def test_an_updated_snapshot_holds_exactly_the_rendered_system_prompt(tmp_path: 
     text = (tmp_path / "instructions" / "demo.prompt.txt").read_text()
     assert text == ("Decide yes or no.\n\nRules:\n1. Say yes for apple.\n\n"
                     "Answer with one word: yes, no.\n")
-    assert check_snapshot(suite) == (True, "rendered system prompt matches "
-                                           "instructions/demo.prompt.txt")
+    assert check_snapshot(suite) == (True, ("rendered system prompt matches "
+                                           "instructions/demo.prompt.txt"))
     assert update_snapshot(suite) is False  # nothing to write the second time
 
 

@@ -6,6 +6,6 @@ import torch, transformers or openai.
 
 from __future__ import annotations
 
-from .base import Backend, Classification, Generation, INVALID, get_backend, split_name
+from .base import INVALID, Backend, Classification, Generation, get_backend, split_name
 
-__all__ = ["Backend", "Classification", "Generation", "INVALID", "get_backend", "split_name"]
+__all__ = ["INVALID", "Backend", "Classification", "Generation", "get_backend", "split_name"]

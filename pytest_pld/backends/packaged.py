@@ -347,7 +347,7 @@ def local_token_counter(model: str) -> Callable[[str], int]:
         from tokenizers import Tokenizer
 
         fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    except Exception:  # no tokenizers library, no tokenizer.json, or one it cannot parse
+    except Exception:  # noqa: BLE001 - tokenizers raises bare Exception for files it cannot parse
         fast = None
     if fast is not None:
         return lambda text: len(fast.encode(text, add_special_tokens=False).ids)

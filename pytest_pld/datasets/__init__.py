@@ -46,7 +46,7 @@ def split_fraction(key: str) -> float:
 
 
 def registry() -> dict[str, Loader]:
-    from . import contractnli, logiqa, stereoset, jsonl  # local imports keep start-up light
+    from . import contractnli, jsonl, logiqa, stereoset  # local imports keep start-up light
 
     loaders = [*contractnli.LOADERS, *stereoset.LOADERS, *logiqa.LOADERS, *jsonl.LOADERS]
     return {loader.name: loader for loader in loaders}

@@ -280,8 +280,8 @@ class ClosedLoop:
                 blame.append((len(missed), None, label, missed))
         blame.sort(key=lambda t: (-t[0], -1 if t[1] is None else t[1]))
         tried = kept = 0
-        for _, index, label, bad in blame[:MAX_REVISIONS_PER_ROUND]:
-            rule = current[index] if index is not None else None
+        for _, position, label, bad in blame[:MAX_REVISIONS_PER_ROUND]:
+            old = current[position] if position is not None else None
             good = [r for r in wins if r.gold == label] or wins
             shown_bad, shown_good = bad[:FAILURES_SHOWN], good[:SUCCESSES_SHOWN]
             failures = [(self._text(examples[r.id]), r.gold, r.pred) for r in shown_bad]
@@ -291,22 +291,22 @@ class ClosedLoop:
             entities = sorted({t for r in [*shown_bad, *shown_good]
                                for t in entity_terms(examples[r.id].fields,
                                                      allowed=vocabulary)})
-            messages = (revision_messages(self.header, rule.text, label, failures, successes,
-                                          mode=self.mode) if rule is not None else
+            messages = (revision_messages(self.header, old.text, label, failures, successes,
+                                          mode=self.mode) if old is not None else
                         coverage_messages(self.header, label, failures, successes,
                                           mode=self.mode))
             answer = ask_for_rule(self.teacher, messages, mode=self.mode, label=label,
                                   entities=entities, schema=RULE_SCHEMA)
             tried += 1
             shown = f"{len(failures)} failures, {len(successes)} successes shown"
-            if rule is not None:
+            if old is not None:
                 cand = Candidate(text=answer.rule, label=label, method="revision",
-                                 support=int(rule.provenance.get("support", 0) or 0),
-                                 trace_ids=tuple(rule.provenance.get("traces", ()) or ()),
-                                 round=number, replaces=rule.id, note=shown,
+                                 support=int(old.provenance.get("support", 0) or 0),
+                                 trace_ids=tuple(old.provenance.get("traces", ()) or ()),
+                                 round=number, replaces=old.id, note=shown,
                                  teacher_calls=answer.attempts,
                                  tokens=answer.prompt_tokens + answer.completion_tokens)
-                rule_id = rule.id
+                rule_id = old.id
             else:
                 cand = Candidate(text=answer.rule, label=label, method="coverage",
                                  support=len(bad), round=number,
@@ -314,21 +314,21 @@ class ClosedLoop:
                                  teacher_calls=answer.attempts,
                                  tokens=answer.prompt_tokens + answer.completion_tokens)
                 rule_id = self.ids.peek()
-            what = "revision" if rule is not None else f"new rule for {label}"
+            what = "revision" if old is not None else f"new rule for {label}"
             if not answer.ok or answer.entity_terms:
                 why = answer.error or f"names example words ({', '.join(answer.entity_terms)})"
                 self.decisions.append(Decision(cand, rule_id, False, f"{what} unusable: {why}"))
                 self.log(f"  {rule_id}: {what} unusable ({why})")
                 continue
-            if rule is not None and _same_words(answer.rule, rule.text):
+            if old is not None and _same_words(answer.rule, old.text):
                 self.decisions.append(Decision(cand, rule_id, False, "revision is unchanged"))
                 continue
             cand.leak = self.leak.copied_span(answer.rule)
             before = current
-            if rule is not None:
-                revised = Rule(id=rule.id, text=answer.rule, label=label, tags=rule.tags,
-                               provenance=rule.provenance)
-                current, best = self._try(current, best, cand, revised, index)
+            if old is not None:
+                revised = Rule(id=old.id, text=answer.rule, label=label, tags=old.tags,
+                               provenance=old.provenance)
+                current, best = self._try(current, best, cand, revised, position)
             else:
                 current, best = self._try(current, best, cand,
                                           Rule(id=rule_id, text=answer.rule, label=label), None)
