@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,9 @@ def test_validate_reports_a_broken_suite_with_file_line_and_key(tmp_path: Path) 
     shutil.copytree(ROOT / "instructions", tmp_path / "instructions")
     (tmp_path / "suites").mkdir()
     text = (ROOT / "suites" / "logiqa.yaml").read_text()
-    (tmp_path / "suites" / "logiqa.yaml").write_text(
-        text.replace('accuracy: ">= 0.2"', 'accuracy: "at least 0.2"'))
+    broken = re.sub(r'(?m)^  accuracy: ".*"$', '  accuracy: "at least 0.2"', text)
+    assert broken != text
+    (tmp_path / "suites" / "logiqa.yaml").write_text(broken)
     out = pld("validate", "suites", "--root", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 1
     assert "gates.accuracy: malformed bound" in out.stderr
