@@ -1,12 +1,14 @@
 """A scripted backend for unit tests of control flow (never evidence that a model did anything).
 
-Register it under the `scripted:` provider with `use_scripted_backend()`; the answer for each
+Register it under the `scripted:` provider with `scripted()` (a context manager) or
+`use_scripted_backend()`; the answer for each
 example comes from a Python function of (system prompt, user message, labels), and teacher
 generations come from a queue or a function.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -85,3 +87,14 @@ def use_scripted_backend(backend: ScriptedBackend | Callable[..., ScriptedBacken
     else:
         register_provider(prefix, backend)
     return lambda: unregister_provider(prefix)
+
+
+@contextlib.contextmanager
+def scripted(backend: ScriptedBackend, prefix: str = "scripted") -> Iterator[ScriptedBackend]:
+    """`use_scripted_backend` for a `with` block (or a fixture's yield): unregisters on exit,
+    also when the block raises."""
+    undo = use_scripted_backend(backend, prefix)
+    try:
+        yield backend
+    finally:
+        undo()

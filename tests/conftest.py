@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from pytest_pld.testing import ScriptedBackend, scripted
 
 SERVE_MODEL = "smollm2-135m-instruct"
 SERVER_START_TIMEOUT_S = 180.0
@@ -211,7 +211,5 @@ def keyword_student(system: str, user: str, labels: Sequence[str]) -> str:
 @pytest.fixture
 def student() -> Iterator[ScriptedBackend]:
     """`scripted:demo` answers with keyword_student while the test runs."""
-    backend = ScriptedBackend("demo", classify=keyword_student)
-    unregister = use_scripted_backend(backend)
-    yield backend
-    unregister()
+    with scripted(ScriptedBackend("demo", classify=keyword_student)) as backend:
+        yield backend

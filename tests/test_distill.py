@@ -23,7 +23,7 @@ from pytest_pld.distill.teach import teach
 from pytest_pld.errors import PldError
 from pytest_pld.instructions import load_instruction_set, load_instruction_set_text
 from pytest_pld.suite import Suite
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from pytest_pld.testing import ScriptedBackend, scripted
 
 TEST_SENTENCE = "the one test sentence that nobody may ever copy into a rule"
 
@@ -52,10 +52,8 @@ def teacher_fn(messages: Sequence[Message]) -> str:
 
 @pytest.fixture
 def backend() -> Iterator[ScriptedBackend]:
-    scripted = ScriptedBackend("t", generate=teacher_fn, classify=student)
-    undo = use_scripted_backend(scripted)
-    yield scripted
-    undo()
+    with scripted(ScriptedBackend("t", generate=teacher_fn, classify=student)) as backend:
+        yield backend
 
 
 @pytest.fixture
@@ -203,12 +201,9 @@ def test_the_loop_writes_a_rule_for_a_missed_label_that_no_rule_covers(
 
 def test_no_gain_means_no_change_and_nothing_to_write(
         taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
-    use = use_scripted_backend(ScriptedBackend("t", generate=teacher_fn,
-                                               classify=lambda s, u, labels: "neg"))
-    try:
+    with scripted(ScriptedBackend("t", generate=teacher_fn,
+                                  classify=lambda s, u, labels: "neg")):
         assert run_cli(taught, "--write") == 0
-    finally:
-        use()
     out = capsys.readouterr().out
     assert "no change proposed" in out and "nothing to write" in out
 

@@ -15,7 +15,7 @@ from test_teach import make_project
 
 from pytest_pld.errors import PldError
 from pytest_pld.runner import LazyBackend, load_record, run_suite
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from pytest_pld.testing import ScriptedBackend, scripted
 
 
 def answer_by_word(system: str, user: str, labels: object) -> str:
@@ -35,14 +35,10 @@ def suite(tmp_path: Path):
 
 
 def test_a_second_run_answers_everything_from_the_cache(suite, tmp_path: Path) -> None:
-    backend = ScriptedBackend("student", classify=answer_by_word)
-    undo = use_scripted_backend(backend)
-    try:
+    with scripted(ScriptedBackend("student", classify=answer_by_word)) as backend:
         first = run_suite(suite, split="dev", progress=False)
         calls = backend.classify_calls
         second = run_suite(suite, split="dev", progress=False)
-    finally:
-        undo()
     assert calls == 8 and backend.classify_calls == 8
     assert (first.cache_hits, second.cache_hits, second.cache_misses) == (0, 8, 0)
     assert [r.pred for r in first.results] == [r.pred for r in second.results]
@@ -52,31 +48,19 @@ def test_a_second_run_answers_everything_from_the_cache(suite, tmp_path: Path) -
 
 def test_an_interrupted_run_keeps_what_finished_and_resumes(suite) -> None:
     dying = ScriptedBackend("student", classify=answer_by_word, fail_after=5)
-    undo = use_scripted_backend(dying)
-    try:
-        with pytest.raises(PldError, match="interrupted"):
-            run_suite(suite, split="dev", progress=False)
-    finally:
-        undo()
-    healthy = ScriptedBackend("student", classify=answer_by_word)
-    undo = use_scripted_backend(healthy)
-    try:
+    with scripted(dying), pytest.raises(PldError, match="interrupted"):
+        run_suite(suite, split="dev", progress=False)
+    with scripted(ScriptedBackend("student", classify=answer_by_word)) as healthy:
         record = run_suite(suite, split="dev", progress=False)
-    finally:
-        undo()
     assert (record.cache_hits, healthy.classify_calls) == (5, 3)
 
 
 def test_changing_a_rule_changes_the_cache_key(suite) -> None:
-    backend = ScriptedBackend("student", classify=answer_by_word)
-    undo = use_scripted_backend(backend)
-    try:
+    with scripted(ScriptedBackend("student", classify=answer_by_word)):
         run_suite(suite, split="dev", progress=False)
         iset = suite.load_instructions()
         reworded = iset.with_rules([iset.rules[0].__class__("R001", "Dull means neg.")])
         record = run_suite(suite, split="dev", progress=False, instructions=reworded)
-    finally:
-        undo()
     assert record.cache_misses == 8
 
 

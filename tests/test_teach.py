@@ -18,7 +18,7 @@ from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
 from pytest_pld.suite import Suite, load_suite
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+from pytest_pld.testing import ScriptedBackend, scripted
 
 TRAIN = [("t1", "pos", "a great film about Zorblax", "Zorblax"),
          ("t2", "pos", "great acting all round", "acting"),
@@ -91,10 +91,8 @@ def good_json(messages: Sequence[Message]) -> str:
 
 @pytest.fixture
 def teacher() -> Iterator[ScriptedBackend]:
-    backend = ScriptedBackend("teacher", generate=good_json)
-    undo = use_scripted_backend(backend)
-    yield backend
-    undo()
+    with scripted(ScriptedBackend("teacher", generate=good_json)) as backend:
+        yield backend
 
 
 def out_of(suite: Suite) -> Path:
