@@ -341,7 +341,7 @@ def local_token_counter(model: str) -> Callable[[str], int]:
     """`LocalBackend(model).count_tokens` from the tokenizer alone, so the render check and
     `pld render` count prompt tokens without loading the weights or importing transformers
     (seconds). The converted folder's `tokenizer.json` read by the `tokenizers` library counts
-    the same as transformers' fast tokenizer (tests/test_token_counter.py compares them)."""
+    the same as transformers' fast tokenizer (tests/test_local_backend.py compares them)."""
     folder = ensure_converted(model)
     try:
         from tokenizers import Tokenizer

@@ -280,14 +280,14 @@ class ClosedLoop:
                 blame.append((len(missed), None, label, missed))
         blame.sort(key=lambda t: (-t[0], -1 if t[1] is None else t[1]))
         tried = kept = 0
+        # the task's own words, which a general rule may use
+        vocabulary = [*self.suite.labels, self.base.preamble, *self.base.label_definitions.values()]
         for _, position, label, bad in blame[:MAX_REVISIONS_PER_ROUND]:
             old = current[position] if position is not None else None
             good = [r for r in wins if r.gold == label] or wins
             shown_bad, shown_good = bad[:FAILURES_SHOWN], good[:SUCCESSES_SHOWN]
             failures = [(self._text(examples[r.id]), r.gold, r.pred) for r in shown_bad]
             successes = [(self._text(examples[r.id]), r.gold) for r in shown_good]
-            vocabulary = [*self.suite.labels, self.base.preamble,
-                          *self.base.label_definitions.values()]
             entities = sorted({t for r in [*shown_bad, *shown_good]
                                for t in entity_terms(examples[r.id].fields,
                                                      allowed=vocabulary)})
@@ -299,42 +299,38 @@ class ClosedLoop:
                                   entities=entities, schema=RULE_SCHEMA)
             tried += 1
             shown = f"{len(failures)} failures, {len(successes)} successes shown"
-            if old is not None:
+            tokens = answer.prompt_tokens + answer.completion_tokens
+            if old is not None:  # a revision keeps its rule's id, place and provenance
                 cand = Candidate(text=answer.rule, label=label, method="revision",
                                  support=int(old.provenance.get("support", 0) or 0),
                                  trace_ids=tuple(old.provenance.get("traces", ()) or ()),
                                  round=number, replaces=old.id, note=shown,
-                                 teacher_calls=answer.attempts,
-                                 tokens=answer.prompt_tokens + answer.completion_tokens)
-                rule_id = old.id
-            else:
+                                 teacher_calls=answer.attempts, tokens=tokens)
+                trial = Rule(id=old.id, text=answer.rule, label=label, tags=old.tags,
+                             provenance=old.provenance)
+                what = "revision"
+            else:  # a new rule is appended under the next free id
                 cand = Candidate(text=answer.rule, label=label, method="coverage",
                                  support=len(bad), round=number,
                                  note=f"no rule for {label}; {shown}",
-                                 teacher_calls=answer.attempts,
-                                 tokens=answer.prompt_tokens + answer.completion_tokens)
-                rule_id = self.ids.peek()
-            what = "revision" if old is not None else f"new rule for {label}"
+                                 teacher_calls=answer.attempts, tokens=tokens)
+                trial = Rule(id=self.ids.peek(), text=answer.rule, label=label)
+                what = f"new rule for {label}"
             if not answer.ok or answer.entity_terms:
                 why = answer.error or f"names example words ({', '.join(answer.entity_terms)})"
-                self.decisions.append(Decision(cand, rule_id, False, f"{what} unusable: {why}"))
-                self.log(f"  {rule_id}: {what} unusable ({why})")
+                self.decisions.append(Decision(cand, trial.id, False, f"{what} unusable: {why}"))
+                self.log(f"  {trial.id}: {what} unusable ({why})")
                 continue
             if old is not None and _same_words(answer.rule, old.text):
-                self.decisions.append(Decision(cand, rule_id, False, "revision is unchanged"))
+                self.decisions.append(Decision(cand, trial.id, False, "revision is unchanged"))
                 continue
             cand.leak = self.leak.copied_span(answer.rule)
             before = current
-            if old is not None:
-                revised = Rule(id=old.id, text=answer.rule, label=label, tags=old.tags,
-                               provenance=old.provenance)
-                current, best = self._try(current, best, cand, revised, position)
-            else:
-                current, best = self._try(current, best, cand,
-                                          Rule(id=rule_id, text=answer.rule, label=label), None)
-                if current is not before:
+            current, best = self._try(current, best, cand, trial, position)
+            if current is not before:
+                kept += 1
+                if old is None:
                     self.ids.take()
-            kept += current is not before
         return RoundReport(number, "revision", best.brief(), tried, kept), current, best
 
     def _text(self, example: Any) -> str:
