@@ -75,32 +75,48 @@ def _effects(full: Any, without: Any, resamples: int) -> dict[str, Effect]:
 
     out = {}
     for name in METRICS:
-        value, low, high = paired_bootstrap_delta(name, full.predictions(),
-                                                  without.predictions(), n_resamples=resamples)
+        value, low, high = paired_bootstrap_delta(
+            name, full.predictions(), without.predictions(), n_resamples=resamples
+        )
         out[name] = Effect(value, low, high)
     return out
 
 
-def ablate(suite: Suite, *, split: str = "dev", limit: int | None = None,
-           model: str | None = None, tokens: bool = True, resamples: int = 1000,
-           cache_mode: str = "use",
-           progress: Callable[[str], None] | None = None) -> Ablation:
+def ablate(
+    suite: Suite,
+    *,
+    split: str = "dev",
+    limit: int | None = None,
+    model: str | None = None,
+    tokens: bool = True,
+    resamples: int = 1000,
+    cache_mode: str = "use",
+    progress: Callable[[str], None] | None = None,
+) -> Ablation:
     """Run the full set, each leave-one-out variant and the no-rules variant on one split."""
     from .render import render_system_prompt
     from .runner import LazyBackend, run_suite
 
     iset = suite.load_instructions()
     if not iset.rules:
-        raise PldError("the instruction set has no rules to ablate", path=iset.path,
-                       key="rules")
+        raise PldError("the instruction set has no rules to ablate", path=iset.path, key="rules")
     model_name = model or suite.student
     lazy = LazyBackend(model_name)
     say = progress or (lambda message: None)
     try:
+
         def run(variant: InstructionSet) -> Any:
-            return run_suite(suite, split=split, limit=limit, model=model_name,
-                             instructions=variant, backend=lazy, cache_mode=cache_mode,
-                             progress=None, write_record=False)
+            return run_suite(
+                suite,
+                split=split,
+                limit=limit,
+                model=model_name,
+                instructions=variant,
+                backend=lazy,
+                cache_mode=cache_mode,
+                progress=None,
+                write_record=False,
+            )
 
         def size(variant: InstructionSet) -> int:
             return count(render_system_prompt(variant, suite.labels, suite.root))
@@ -108,21 +124,39 @@ def ablate(suite: Suite, *, split: str = "dev", limit: int | None = None,
         say(f"full set ({len(iset.rules)} rules)")
         full = run(iset)
         count, unit = _counter(lazy, tokens)
-        result = Ablation(suite.name, full.split, limit, model_name,
-                          f"{iset.name} v{iset.version}", len(full.results), unit,
-                          {n: full.metrics.get(n, float("nan")) for n in METRICS}, [], None,
-                          full.cache_misses, full.cache_hits, resamples)
+        result = Ablation(
+            suite.name,
+            full.split,
+            limit,
+            model_name,
+            f"{iset.name} v{iset.version}",
+            len(full.results),
+            unit,
+            {n: full.metrics.get(n, float("nan")) for n in METRICS},
+            [],
+            None,
+            full.cache_misses,
+            full.cache_hits,
+            resamples,
+        )
         full_size = size(iset)
-        variants = [(r.id, r.text, iset.with_rules([x for x in iset.rules if x.id != r.id]))
-                    for r in iset.rules]
+        variants = [
+            (r.id, r.text, iset.with_rules([x for x in iset.rules if x.id != r.id]))
+            for r in iset.rules
+        ]
         variants.append(("(all rules)", "", iset.with_rules([])))
         for rule_id, text, variant in variants:
             say(f"without {rule_id}")
             record = run(variant)
             result.model_calls += record.cache_misses
             result.cache_hits += record.cache_hits
-            row = RuleAblation(rule_id, text, full_size - size(variant),
-                               _effects(full, record, resamples), record.cache_misses)
+            row = RuleAblation(
+                rule_id,
+                text,
+                full_size - size(variant),
+                _effects(full, record, resamples),
+                record.cache_misses,
+            )
             if rule_id == "(all rules)":
                 result.all_rules = row
             else:
@@ -130,11 +164,15 @@ def ablate(suite: Suite, *, split: str = "dev", limit: int | None = None,
     finally:
         lazy.close()
     if result.split == suite.gate_split:
-        result.notes.append(f"{result.split!r} is the split the gates use: choosing rules by "
-                            "their effect on it fits the gate; prefer --split dev")
+        result.notes.append(
+            f"{result.split!r} is the split the gates use: choosing rules by "
+            "their effect on it fits the gate; prefer --split dev"
+        )
     if result.examples < 30:
-        result.notes.append(f"{result.examples} examples give wide intervals: confirm a prune "
-                            "candidate on more data (--limit) before removing it")
+        result.notes.append(
+            f"{result.examples} examples give wide intervals: confirm a prune "
+            "candidate on more data (--limit) before removing it"
+        )
     return result
 
 
@@ -149,6 +187,7 @@ def _counter(lazy: Any, tokens: bool) -> tuple[Callable[[str], int], str]:
 
 # --- output ------------------------------------------------------------------------------------
 
+
 def _effect(e: Effect) -> str:
     return f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
 
@@ -159,41 +198,64 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def format_text(a: Ablation) -> str:
-    out = [(f"ablation of {a.instructions} on {a.suite}/{a.split}: {a.examples} examples, "
-           f"model {a.model}"),
-           f"full set: macro-F1 {a.full['macro_f1']:.3f}, accuracy {a.full['accuracy']:.3f}",
-           ("effect = metric with the rule - metric without it (> 0: the rule helps); "
-           f"95% paired bootstrap intervals, {a.resamples} resamples"),
-           "",
-           (f"{'rule':<12} {a.size_unit:>7}  {'effect on macro-F1':<26} {'effect on accuracy':<26}"
-           "  prune?  text")]
+    out = [
+        (
+            f"ablation of {a.instructions} on {a.suite}/{a.split}: {a.examples} examples, "
+            f"model {a.model}"
+        ),
+        f"full set: macro-F1 {a.full['macro_f1']:.3f}, accuracy {a.full['accuracy']:.3f}",
+        (
+            "effect = metric with the rule - metric without it (> 0: the rule helps); "
+            f"95% paired bootstrap intervals, {a.resamples} resamples"
+        ),
+        "",
+        (
+            f"{'rule':<12} {a.size_unit:>7}  {'effect on macro-F1':<26} {'effect on accuracy':<26}"
+            "  prune?  text"
+        ),
+    ]
     rows = [*a.rules, *([a.all_rules] if a.all_rules else [])]
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
-        out.append(f"{r.id:<12} {r.tokens:>7}  {_effect(r.effects['macro_f1']):<26} "
-                   f"{_effect(r.effects['accuracy']):<26}  {prune:<6}  {_short(r.text)}")
-    out += ["", "prune candidates (removal did not lower macro-F1 or accuracy): "
-            + (", ".join(a.prune_candidates) or "none")]
+        out.append(
+            f"{r.id:<12} {r.tokens:>7}  {_effect(r.effects['macro_f1']):<26} "
+            f"{_effect(r.effects['accuracy']):<26}  {prune:<6}  {_short(r.text)}"
+        )
+    out += [
+        "",
+        "prune candidates (removal did not lower macro-F1 or accuracy): "
+        + (", ".join(a.prune_candidates) or "none"),
+    ]
     out.append(f"model calls: {a.model_calls} (cache hits: {a.cache_hits})")
     out += [f"note: {n}" for n in a.notes]
     return "\n".join(out) + "\n"
 
 
 def format_markdown(a: Ablation) -> str:
-    out = [f"### pld ablate: `{a.instructions}` on `{a.suite}/{a.split}`", "",
-           (f"{a.examples} examples, model `{a.model}`; full set macro-F1 "
-           f"{a.full['macro_f1']:.3f}, accuracy {a.full['accuracy']:.3f}. Effect = metric with "
-           "the rule minus without it, with 95% paired bootstrap intervals."), "",
-           f"| rule | {a.size_unit} | effect on macro-F1 | effect on accuracy | prune? |",
-           "|---|--:|--:|--:|:-:|"]
+    out = [
+        f"### pld ablate: `{a.instructions}` on `{a.suite}/{a.split}`",
+        "",
+        (
+            f"{a.examples} examples, model `{a.model}`; full set macro-F1 "
+            f"{a.full['macro_f1']:.3f}, accuracy {a.full['accuracy']:.3f}. Effect = metric with "
+            "the rule minus without it, with 95% paired bootstrap intervals."
+        ),
+        "",
+        f"| rule | {a.size_unit} | effect on macro-F1 | effect on accuracy | prune? |",
+        "|---|--:|--:|--:|:-:|",
+    ]
     rows = [*a.rules, *([a.all_rules] if a.all_rules else [])]
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
-        out.append(f"| `{r.id}` | {r.tokens} | {_effect(r.effects['macro_f1'])} | "
-                   f"{_effect(r.effects['accuracy'])} | {prune} |")
-    out += ["", "Prune candidates: " + (", ".join(f"`{i}`" for i in a.prune_candidates)
-                                        or "none") + ".",
-            f"Model calls: {a.model_calls} (cache hits: {a.cache_hits})."]
+        out.append(
+            f"| `{r.id}` | {r.tokens} | {_effect(r.effects['macro_f1'])} | "
+            f"{_effect(r.effects['accuracy'])} | {prune} |"
+        )
+    out += [
+        "",
+        "Prune candidates: " + (", ".join(f"`{i}`" for i in a.prune_candidates) or "none") + ".",
+        f"Model calls: {a.model_calls} (cache hits: {a.cache_hits}).",
+    ]
     out += [f"> {n}" for n in a.notes]
     return "\n".join(out) + "\n"
 
@@ -206,14 +268,22 @@ def format_json(a: Ablation) -> str:
 
 # --- the command -------------------------------------------------------------------------------
 
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .cli import load_suite_by_name, project_root
 
     suite = load_suite_by_name(project_root(args), args.suite)
     mode = "off" if args.no_cache else "use"
-    result = ablate(suite, split=args.split, limit=args.limit, model=args.model,
-                    tokens=not args.no_tokens, resamples=args.resamples, cache_mode=mode,
-                    progress=lambda m: print(f"pld ablate: {m} ...", file=sys.stderr))
+    result = ablate(
+        suite,
+        split=args.split,
+        limit=args.limit,
+        model=args.model,
+        tokens=not args.no_tokens,
+        resamples=args.resamples,
+        cache_mode=mode,
+        progress=lambda m: print(f"pld ablate: {m} ...", file=sys.stderr),
+    )
     formatter = {"text": format_text, "md": format_markdown, "json": format_json}[args.format]
     sys.stdout.write(formatter(result))
     return 0
@@ -223,25 +293,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .cli import add_root_option, positive_int
 
     p = sub.add_parser(
-        "ablate", help="leave-one-rule-out: each rule's effect on macro-F1 and accuracy",
+        "ablate",
+        help="leave-one-rule-out: each rule's effect on macro-F1 and accuracy",
         description="Evaluate the suite's instruction set on the dev split with all rules, "
-                    "without each rule in turn, and without any rule; print each rule's effect "
-                    "with paired bootstrap intervals, its prompt-size cost, and the rules whose "
-                    "removal does not hurt (prune candidates). Cached answers are reused.")
+        "without each rule in turn, and without any rule; print each rule's effect "
+        "with paired bootstrap intervals, its prompt-size cost, and the rules whose "
+        "removal does not hurt (prune candidates). Cached answers are reused.",
+    )
     p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
-    p.add_argument("--split", default="dev", metavar="S",
-                   help="the split to ablate on (default: dev; never the gate split)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="a deterministic sample of N examples (default: all)")
-    p.add_argument("--model", default=None, metavar="M",
-                   help="provider:model, overriding the suite's student")
-    p.add_argument("--format", choices=("text", "md", "json"), default="text",
-                   help="output format (default: text)")
-    p.add_argument("--no-tokens", action="store_true",
-                   help="measure rule cost in characters (does not load a tokenizer)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="neither read nor write the response cache")
-    p.add_argument("--resamples", type=positive_int, default=1000, metavar="N",
-                   help="bootstrap resamples for the intervals (default: 1000)")
+    p.add_argument(
+        "--split",
+        default="dev",
+        metavar="S",
+        help="the split to ablate on (default: dev; never the gate split)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="a deterministic sample of N examples (default: all)",
+    )
+    p.add_argument(
+        "--model", default=None, metavar="M", help="provider:model, overriding the suite's student"
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "md", "json"),
+        default="text",
+        help="output format (default: text)",
+    )
+    p.add_argument(
+        "--no-tokens",
+        action="store_true",
+        help="measure rule cost in characters (does not load a tokenizer)",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the response cache"
+    )
+    p.add_argument(
+        "--resamples",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the intervals (default: 1000)",
+    )
     add_root_option(p)
     p.set_defaults(func=cmd_ablate)

@@ -58,8 +58,14 @@ def confusion_line(preds: metrics.Predictions, n: int = 3) -> str | None:
 
 # --- thresholds ---------------------------------------------------------------------------------
 
-def evaluate_bound(bound: Bound, record: RunRecord, *, n_resamples: int = N_RESAMPLES,
-                   confidence: float = CONFIDENCE) -> GateResult:
+
+def evaluate_bound(
+    bound: Bound,
+    record: RunRecord,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> GateResult:
     """Check one absolute threshold; the interval tells a reader how much noise is in it."""
     preds = record.predictions()
     observed = record.metrics.get(bound.metric)
@@ -68,16 +74,19 @@ def evaluate_bound(bound: Bound, record: RunRecord, *, n_resamples: int = N_RESA
     entry, _ = metrics.lookup(bound.metric, preds.labels)
     interval: tuple[float, float] | None = None
     if entry.resamplable and preds.gold and not math.isnan(observed):
-        interval = metrics.bootstrap_interval(bound.metric, preds, n_resamples=n_resamples,
-                                              confidence=confidence)
+        interval = metrics.bootstrap_interval(
+            bound.metric, preds, n_resamples=n_resamples, confidence=confidence
+        )
     passed = bound.holds(observed)
     required = f"{bound.op} {bound.value:g}"
     shown = fmt(observed, bound.metric)
     if interval:
         shown += f" ({confidence:.0%} CI {fmt_interval(interval, bound.metric)})"
     if math.isnan(observed):
-        message = (f"{bound.metric} is undefined in this run (NaN), required {required}; "
-                   "a gate never passes on an undefined value")
+        message = (
+            f"{bound.metric} is undefined in this run (NaN), required {required}; "
+            "a gate never passes on an undefined value"
+        )
     elif passed:
         message = f"{bound.metric} = {shown} meets {required}"
     else:
@@ -89,8 +98,16 @@ def evaluate_bound(bound: Bound, record: RunRecord, *, n_resamples: int = N_RESA
             details.append(line)
         if bound.metric == "invalid_rate":
             details.append(_invalid_examples(record.results))
-    return GateResult(gate=bound.label, metric=bound.metric, passed=passed, observed=observed,
-                      interval=interval, bound=required, message=message, details=tuple(details))
+    return GateResult(
+        gate=bound.label,
+        metric=bound.metric,
+        passed=passed,
+        observed=observed,
+        interval=interval,
+        bound=required,
+        message=message,
+        details=tuple(details),
+    )
 
 
 def _invalid_examples(results: Sequence[ExampleResult], n: int = 3) -> str:
@@ -100,6 +117,7 @@ def _invalid_examples(results: Sequence[ExampleResult], n: int = 3) -> str:
 
 
 # --- regression against a baseline --------------------------------------------------------------
+
 
 def differences(new: RunRecord, old: RunRecord) -> list[str]:
     """Why two records cannot be compared example by example (empty when they can)."""
@@ -113,8 +131,10 @@ def differences(new: RunRecord, old: RunRecord) -> list[str]:
     only_new = sorted(set(new_gold) - set(old_gold))
     only_old = sorted(set(old_gold) - set(new_gold))
     if only_new or only_old:
-        out.append(f"example ids differ: {len(only_old)} only in the baseline "
-                   f"{_some(only_old)}, {len(only_new)} only in this run {_some(only_new)}")
+        out.append(
+            f"example ids differ: {len(only_old)} only in the baseline "
+            f"{_some(only_old)}, {len(only_new)} only in this run {_some(only_new)}"
+        )
     relabelled = sorted(i for i in set(new_gold) & set(old_gold) if new_gold[i] != old_gold[i])
     if relabelled:
         out.append(f"gold labels differ for {len(relabelled)} examples {_some(relabelled)}")
@@ -133,15 +153,23 @@ def paired(new: RunRecord, old: RunRecord) -> tuple[metrics.Predictions, metrics
     by_id = {r.id: r for r in old.results}
     old_sorted = [by_id[r.id] for r in new.results]
     new_preds = new.predictions()
-    old_preds = metrics.Predictions(labels=tuple(old.labels),
-                                    gold=tuple(r.gold for r in old_sorted),
-                                    pred=tuple(r.pred for r in old_sorted))
+    old_preds = metrics.Predictions(
+        labels=tuple(old.labels),
+        gold=tuple(r.gold for r in old_sorted),
+        pred=tuple(r.pred for r in old_sorted),
+    )
     return new_preds, old_preds
 
 
-def evaluate_regression(gate: RegressionGate, record: RunRecord, baseline_path: Path, *,
-                        create_command: str, shown_path: str | None = None,
-                        n_resamples: int = N_RESAMPLES) -> GateResult:
+def evaluate_regression(
+    gate: RegressionGate,
+    record: RunRecord,
+    baseline_path: Path,
+    *,
+    create_command: str,
+    shown_path: str | None = None,
+    n_resamples: int = N_RESAMPLES,
+) -> GateResult:
     """Compare the run with the committed baseline, example by example.
 
     It fails only when the metric dropped by more than the margin with the gate's confidence:
@@ -154,60 +182,92 @@ def evaluate_regression(gate: RegressionGate, record: RunRecord, baseline_path: 
     bound = f"drop <= {gate.margin:g} ({gate.confidence:.0%})"
 
     def fail(message: str, *details: str) -> GateResult:
-        return GateResult(gate=label, metric=gate.metric, passed=False, observed=math.nan,
-                          interval=None, bound=bound, message=message, details=details)
+        return GateResult(
+            gate=label,
+            metric=gate.metric,
+            passed=False,
+            observed=math.nan,
+            interval=None,
+            bound=bound,
+            message=message,
+            details=details,
+        )
 
     if not baseline_path.exists():
-        return fail(f"{label}: the baseline {where} does not exist",
-                    f"create it with: {create_command}",
-                    "then commit it, so later runs are compared against it")
+        return fail(
+            f"{label}: the baseline {where} does not exist",
+            f"create it with: {create_command}",
+            "then commit it, so later runs are compared against it",
+        )
     try:
         old = load_record(baseline_path)
     except PldError as exc:
-        return fail(f"{label}: the baseline {where} cannot be read: {exc.message}",
-                    f"re-create it with: {create_command}")
+        return fail(
+            f"{label}: the baseline {where} cannot be read: {exc.message}",
+            f"re-create it with: {create_command}",
+        )
     diffs = differences(record, old)
     if diffs:
-        return fail(f"{label}: the baseline {where} is not comparable with this run", *diffs,
-                    "a baseline is only compared with a run of the same suite, split, sample, "
-                    "model and labels",
-                    f"re-create it with: {create_command}")
+        return fail(
+            f"{label}: the baseline {where} is not comparable with this run",
+            *diffs,
+            "a baseline is only compared with a run of the same suite, split, sample, "
+            "model and labels",
+            f"re-create it with: {create_command}",
+        )
     new_preds, old_preds = paired(record, old)
     # a two-sided interval at 2c-1 has the one-sided c upper bound as its upper end
     delta, low, high = metrics.paired_bootstrap_delta(
-        gate.metric, new_preds, old_preds, n_resamples=n_resamples,
-        confidence=2 * gate.confidence - 1)
-    before, after = metrics.compute(gate.metric, old_preds), metrics.compute(gate.metric,
-                                                                              new_preds)
+        gate.metric,
+        new_preds,
+        old_preds,
+        n_resamples=n_resamples,
+        confidence=2 * gate.confidence - 1,
+    )
+    before, after = metrics.compute(gate.metric, old_preds), metrics.compute(gate.metric, new_preds)
     passed = not high < -gate.margin
-    change = (f"{gate.metric} {fmt(before)} (baseline) -> {fmt(after)}, "
-              f"delta {delta:+.3f}")
+    change = f"{gate.metric} {fmt(before)} (baseline) -> {fmt(after)}, delta {delta:+.3f}"
     if passed:
-        message = (f"{change}; with {gate.confidence:.0%} confidence the change is at most "
-                   f"{high:+.3f}, not a drop beyond the margin {gate.margin:g}")
+        message = (
+            f"{change}; with {gate.confidence:.0%} confidence the change is at most "
+            f"{high:+.3f}, not a drop beyond the margin {gate.margin:g}"
+        )
     else:
-        message = (f"{label}: {change}; with {gate.confidence:.0%} confidence the drop is at "
-                   f"least {-high:.3f}, more than the margin {gate.margin:g}")
+        message = (
+            f"{label}: {change}; with {gate.confidence:.0%} confidence the drop is at "
+            f"least {-high:.3f}, more than the margin {gate.margin:g}"
+        )
     details = [_flips(record, old_preds, new_preds)]
     versions = (old.instructions.get("version"), record.instructions.get("version"))
-    details.append(f"instructions: baseline v{versions[0]} "
-                   f"({str(old.instructions.get('hash', ''))[:12]}), this run v{versions[1]} "
-                   f"({str(record.instructions.get('hash', ''))[:12]})")
+    details.append(
+        f"instructions: baseline v{versions[0]} "
+        f"({str(old.instructions.get('hash', ''))[:12]}), this run v{versions[1]} "
+        f"({str(record.instructions.get('hash', ''))[:12]})"
+    )
     line = confusion_line(new_preds)
     if line:
         details.append(line)
     details.append(f"baseline: {where}")
-    return GateResult(gate=label, metric=gate.metric, passed=passed, observed=delta,
-                      interval=(low, high), bound=bound, message=message,
-                      details=tuple(details))
+    return GateResult(
+        gate=label,
+        metric=gate.metric,
+        passed=passed,
+        observed=delta,
+        interval=(low, high),
+        bound=bound,
+        message=message,
+        details=tuple(details),
+    )
 
 
 def _flips(record: RunRecord, old: metrics.Predictions, new: metrics.Predictions) -> str:
     ids = [r.id for r in record.results]
     worse = [i for i, g, a, b in zip(ids, new.gold, old.pred, new.pred) if a == g and b != g]
     better = [i for i, g, a, b in zip(ids, new.gold, old.pred, new.pred) if a != g and b == g]
-    return (f"{len(ids)} examples paired by id: {len(worse)} went from right to wrong "
-            f"{_some(worse)}, {len(better)} from wrong to right {_some(better)}".rstrip())
+    return (
+        f"{len(ids)} examples paired by id: {len(worse)} went from right to wrong "
+        f"{_some(worse)}, {len(better)} from wrong to right {_some(better)}".rstrip()
+    )
 
 
 def write_baseline(record: RunRecord, path: Path) -> Path:

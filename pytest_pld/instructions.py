@@ -105,25 +105,45 @@ class InstructionSet:
 
     def without_rules(self) -> InstructionSet:
         """The zero-shot variant: same preamble and output, no rules and no examples."""
-        return InstructionSet(path=self.path, name=self.name, version=self.version,
-                              preamble=self.preamble, output=self.output, rules=(),
-                              description=self.description,
-                              label_definitions=self.label_definitions, template=self.template)
+        return InstructionSet(
+            path=self.path,
+            name=self.name,
+            version=self.version,
+            preamble=self.preamble,
+            output=self.output,
+            rules=(),
+            description=self.description,
+            label_definitions=self.label_definitions,
+            template=self.template,
+        )
 
     def with_rules(self, rules: Sequence[Rule], *, version: int | None = None) -> InstructionSet:
-        return InstructionSet(path=self.path, name=self.name,
-                              version=self.version if version is None else version,
-                              preamble=self.preamble, output=self.output, rules=tuple(rules),
-                              description=self.description,
-                              label_definitions=self.label_definitions, template=self.template,
-                              examples=self.examples)
+        return InstructionSet(
+            path=self.path,
+            name=self.name,
+            version=self.version if version is None else version,
+            preamble=self.preamble,
+            output=self.output,
+            rules=tuple(rules),
+            description=self.description,
+            label_definitions=self.label_definitions,
+            template=self.template,
+            examples=self.examples,
+        )
 
     def with_examples(self, examples: Sequence[Example]) -> InstructionSet:
-        return InstructionSet(path=self.path, name=self.name, version=self.version,
-                              preamble=self.preamble, output=self.output, rules=self.rules,
-                              description=self.description,
-                              label_definitions=self.label_definitions, template=self.template,
-                              examples=tuple(examples))
+        return InstructionSet(
+            path=self.path,
+            name=self.name,
+            version=self.version,
+            preamble=self.preamble,
+            output=self.output,
+            rules=self.rules,
+            description=self.description,
+            label_definitions=self.label_definitions,
+            template=self.template,
+            examples=tuple(examples),
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -160,17 +180,31 @@ def load_instruction_set_text(text: str, path: Path | str) -> InstructionSet:
 def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
     errors: list[PldError] = []
 
-    def err(msg: str, node: Any = None, key: Any = None, name: str | None = None,
-            hint: str | None = None) -> None:
+    def err(
+        msg: str,
+        node: Any = None,
+        key: Any = None,
+        name: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         errors.append(PldError(msg, path=path, line=line_of(node, key), key=name, hint=hint))
 
     if not isinstance(doc, CommentedMap):
-        raise PldError("an instruction set must be a YAML mapping at the top level", path=path,
-                       line=1, hint=f"allowed keys: {', '.join(TOP_KEYS)}")
+        raise PldError(
+            "an instruction set must be a YAML mapping at the top level",
+            path=path,
+            line=1,
+            hint=f"allowed keys: {', '.join(TOP_KEYS)}",
+        )
     for key in doc:
         if key not in TOP_KEYS:
-            err(f"unknown key{did_you_mean(str(key), TOP_KEYS)}", doc, key, str(key),
-                hint=f"allowed keys: {', '.join(TOP_KEYS)}")
+            err(
+                f"unknown key{did_you_mean(str(key), TOP_KEYS)}",
+                doc,
+                key,
+                str(key),
+                hint=f"allowed keys: {', '.join(TOP_KEYS)}",
+            )
     for key in REQUIRED:
         if key not in doc:
             err("required key is missing", doc, None, key, hint=TOP_KEYS[key])
@@ -202,8 +236,12 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
     defs = doc.get("label_definitions")
     if defs is not None:
         if not isinstance(defs, Mapping):
-            err("expected a mapping label -> definition", doc, "label_definitions",
-                "label_definitions")
+            err(
+                "expected a mapping label -> definition",
+                doc,
+                "label_definitions",
+                "label_definitions",
+            )
         else:
             for label, text in defs.items():
                 if not isinstance(text, str) or not text.strip():
@@ -220,8 +258,12 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
             for i, ex in enumerate(raw_examples):
                 where = f"examples[{i}]"
                 if not isinstance(ex, Mapping) or set(ex) != {"input", "label"}:
-                    err("expected a mapping with exactly the keys input and label",
-                        raw_examples, i, where)
+                    err(
+                        "expected a mapping with exactly the keys input and label",
+                        raw_examples,
+                        i,
+                        where,
+                    )
                     continue
                 if not all(isinstance(ex[k], str) and ex[k].strip() for k in ("input", "label")):
                     err("input and label must be non-empty strings", raw_examples, i, where)
@@ -243,21 +285,35 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
             continue
         for key in raw:
             if key not in RULE_KEYS:
-                err(f"unknown key{did_you_mean(str(key), RULE_KEYS)}", raw, key, f"{where}.{key}",
-                    hint=f"allowed rule keys: {', '.join(sorted(RULE_KEYS))}")
+                err(
+                    f"unknown key{did_you_mean(str(key), RULE_KEYS)}",
+                    raw,
+                    key,
+                    f"{where}.{key}",
+                    hint=f"allowed rule keys: {', '.join(sorted(RULE_KEYS))}",
+                )
         rid = raw.get("id")
         if not isinstance(rid, str) or not RULE_ID.match(rid):
             err(f"rule id must match {RULE_ID.pattern}, got {rid!r}", raw, "id", f"{where}.id")
             rid = None
         elif rid in seen:
-            err(f"duplicate rule id {rid!r} (first defined on line {seen[rid]})", raw, "id",
-                f"{where}.id", hint="rule ids are stable references; give the new rule a new id")
+            err(
+                f"duplicate rule id {rid!r} (first defined on line {seen[rid]})",
+                raw,
+                "id",
+                f"{where}.id",
+                hint="rule ids are stable references; give the new rule a new id",
+            )
         else:
             seen[rid] = line_of(raw, "id")
         text = raw.get("text")
         if not isinstance(text, str):
-            err(f"expected a string, got {type(text).__name__}", raw, "text" if "text" in raw
-                else None, f"{where}.text")
+            err(
+                f"expected a string, got {type(text).__name__}",
+                raw,
+                "text" if "text" in raw else None,
+                f"{where}.text",
+            )
             text = None
         elif not text.strip():
             err("rule text must not be empty", raw, "text", f"{where}.text")
@@ -275,18 +331,33 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
             err("expected a mapping", raw, "provenance", f"{where}.provenance")
             prov = {}
         if rid and text:
-            rules.append(Rule(id=rid, text=str(text).strip(),
-                              label=str(label) if label is not None else None,
-                              tags=tuple(str(t) for t in tags), provenance=_freeze(prov)))
+            rules.append(
+                Rule(
+                    id=rid,
+                    text=str(text).strip(),
+                    label=str(label) if label is not None else None,
+                    tags=tuple(str(t) for t in tags),
+                    provenance=_freeze(prov),
+                )
+            )
     if errors:
         raise PldErrors(errors)
-    return InstructionSet(path=path, name=name, version=int(version), preamble=preamble,
-                          output=output, rules=tuple(rules), description=description,
-                          label_definitions=MappingProxyType(label_definitions),
-                          template=template, examples=tuple(examples))
+    return InstructionSet(
+        path=path,
+        name=name,
+        version=int(version),
+        preamble=preamble,
+        output=output,
+        rules=tuple(rules),
+        description=description,
+        label_definitions=MappingProxyType(label_definitions),
+        template=template,
+        examples=tuple(examples),
+    )
 
 
 # --- saving -------------------------------------------------------------------------------------
+
 
 def _rule_node(rule: Rule) -> CommentedMap:
     node = CommentedMap()
@@ -302,8 +373,11 @@ def apply_to_document(doc: CommentedMap, new: InstructionSet) -> CommentedMap:
     of a rule are replaced in place; new rules are appended in `new`'s order.
     """
     doc["version"] = new.version
-    for key, value in (("preamble", new.preamble), ("output", new.output),
-                       ("description", new.description or None)):
+    for key, value in (
+        ("preamble", new.preamble),
+        ("output", new.output),
+        ("description", new.description or None),
+    ):
         if value is None:
             continue
         if doc.get(key) != value:
@@ -354,7 +428,9 @@ def render_instruction_text(new: InstructionSet, current: str | None, path: Path
     return text
 
 
-def save_instruction_set(new: InstructionSet, path: Path, *, expected_text: str | None = None) -> str:
+def save_instruction_set(
+    new: InstructionSet, path: Path, *, expected_text: str | None = None
+) -> str:
     """Apply `new` to the file at `path` through ruamel's round trip; write atomically.
 
     `expected_text` guards against clobbering: when given and the file no longer has that
@@ -363,8 +439,11 @@ def save_instruction_set(new: InstructionSet, path: Path, *, expected_text: str 
     """
     current = path.read_text(encoding="utf-8") if path.exists() else None
     if expected_text is not None and current != expected_text:
-        raise PldError("the file changed since the proposal was computed; nothing was written",
-                       path=path, hint="re-run the command to compute a fresh proposal")
+        raise PldError(
+            "the file changed since the proposal was computed; nothing was written",
+            path=path,
+            hint="re-run the command to compute a fresh proposal",
+        )
     text = render_instruction_text(new, current, path)
     # validate before writing: a proposal must never leave an invalid file behind
     load_instruction_set_text(text, path)

@@ -79,7 +79,8 @@ def positive_int(text: str) -> int:
         return parse(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(
-            f"{exc} (leave --pld-limit out to run every example)") from None
+            f"{exc} (leave --pld-limit out to run every example)"
+        ) from None
 
 
 def make_options(config: pytest.Config) -> Options:
@@ -96,21 +97,34 @@ def make_options(config: pytest.Config) -> Options:
     invocation = config.invocation_params.dir
     cli_results, ini_results = config.getoption("pld_results"), config.getini("pld_results")
     # a command-line path is relative to where pytest was started; an ini path to the root
-    results_dir = (invocation / str(cli_results) if cli_results
-                   else root / str(ini_results or ".pld/runs")).resolve()
-    check_writable(results_dir, "--pld-results" if cli_results
-                   else "ini key pld_results" if ini_results else "the results folder")
+    results_dir = (
+        invocation / str(cli_results) if cli_results else root / str(ini_results or ".pld/runs")
+    ).resolve()
+    check_writable(
+        results_dir,
+        "--pld-results"
+        if cli_results
+        else "ini key pld_results"
+        if ini_results
+        else "the results folder",
+    )
     baseline = config.getoption("pld_baseline")
     baseline_path = (invocation / str(baseline)).resolve() if baseline else None
     report_path = config.getoption("pld_report")
     no_cache = bool(config.getoption("pld_no_cache"))
     return Options(
-        root=root, suites_dir=suites_dir, suite_paths=tuple(p.resolve() for p in paths),
+        root=root,
+        suites_dir=suites_dir,
+        suite_paths=tuple(p.resolve() for p in paths),
         model=config.getoption("pld_model") or config.getini("pld_default_model") or None,
-        limit=config.getoption("pld_limit"), split=config.getoption("pld_split"),
-        cache_mode="off" if no_cache else "use", results_dir=results_dir,
-        baseline=baseline_path, update_baseline=bool(config.getoption("pld_update_baseline")),
-        report=(invocation / str(report_path)).resolve() if report_path else None)
+        limit=config.getoption("pld_limit"),
+        split=config.getoption("pld_split"),
+        cache_mode="off" if no_cache else "use",
+        results_dir=results_dir,
+        baseline=baseline_path,
+        update_baseline=bool(config.getoption("pld_update_baseline")),
+        report=(invocation / str(report_path)).resolve() if report_path else None,
+    )
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -169,9 +183,17 @@ class State:
 
     def run_key(self, suite: Suite) -> str:
         o = self.options
-        blob = json.dumps({"suite": str(suite.path), "split": o.split_for(suite),
-                           "limit": o.limit, "model": o.model_for(suite), "cache": o.cache_mode,
-                           "results": str(o.results_dir)}, sort_keys=True)
+        blob = json.dumps(
+            {
+                "suite": str(suite.path),
+                "split": o.split_for(suite),
+                "limit": o.limit,
+                "model": o.model_for(suite),
+                "cache": o.cache_mode,
+                "results": str(o.results_dir),
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     def _evaluate_once(self, suite: Suite) -> Any:
@@ -194,11 +216,13 @@ class State:
             except Exception as exc:
                 # the waiting workers fail with this message instead of evaluating again
                 text = str(exc) if isinstance(exc, PldError) else f"{type(exc).__name__}: {exc}"
-                atomic_write_text(marker, json.dumps({"testrunuid": self.worker_uid,
-                                                      "error": text}))
+                atomic_write_text(
+                    marker, json.dumps({"testrunuid": self.worker_uid, "error": text})
+                )
                 raise
-            atomic_write_text(marker, json.dumps({"testrunuid": self.worker_uid,
-                                                  "record": record.path}))
+            atomic_write_text(
+                marker, json.dumps({"testrunuid": self.worker_uid, "record": record.path})
+            )
             return record
 
     def _evaluate(self, suite: Suite) -> Any:
@@ -207,11 +231,17 @@ class State:
         o = self.options
         model = o.model_for(suite)
         return run_suite(
-            suite, split=o.split_for(suite), limit=o.limit, model=model,
-            cache_mode=o.cache_mode, results_dir=o.results_dir,
+            suite,
+            split=o.split_for(suite),
+            limit=o.limit,
+            model=model,
+            cache_mode=o.cache_mode,
+            results_dir=o.results_dir,
             # the overhead gate compares with a rule-free run of the same examples
             measure_without_rules=any(b.metric == "latency_overhead" for b in suite.gates),
-            backend=self.backend(model), progress=None)
+            backend=self.backend(model),
+            progress=None,
+        )
 
 
 def _read_marker(path: Path) -> dict[str, Any]:
@@ -284,8 +314,9 @@ class SuiteFile(pytest.File):
         for bound in suite.gates:
             yield BoundItem.from_parent(self, name=bound.label, suite=suite, bound=bound)
         if regression is not None:
-            yield RegressionItem.from_parent(self, name=regression.label, suite=suite,
-                                             gate=regression, baseline=baseline)
+            yield RegressionItem.from_parent(
+                self, name=regression.label, suite=suite, gate=regression, baseline=baseline
+            )
 
     def _load(self, o: Options) -> tuple[Suite, RegressionGate | None, Path | None]:
         from .backends.base import split_name
@@ -295,15 +326,22 @@ class SuiteFile(pytest.File):
         suite = load_suite(self.path, o.root)
         split = o.split_for(suite)
         if split not in suite.splits:
-            raise PldError(f"--pld-split={split}: the suite has no such split",
-                           path=self.path, key="splits",
-                           hint=f"its splits: {', '.join(suite.splits)}")
+            raise PldError(
+                f"--pld-split={split}: the suite has no such split",
+                path=self.path,
+                key="splits",
+                hint=f"its splits: {', '.join(suite.splits)}",
+            )
         try:  # an unknown provider fails here, before any item runs
             split_name(o.model_for(suite))
         except PldError as exc:
             given = "--pld-model" if o.model else "student"
-            raise PldError(f"{given} {o.model_for(suite)!r}: {exc.message}", path=self.path,
-                           key=None if o.model else "student", hint=exc.hint) from None
+            raise PldError(
+                f"{given} {o.model_for(suite)!r}: {exc.message}",
+                path=self.path,
+                key=None if o.model else "student",
+                hint=exc.hint,
+            ) from None
         regression = suite.regression
         baseline: Path | None = None
         if o.baseline is not None:
@@ -312,14 +350,22 @@ class SuiteFile(pytest.File):
             baseline = o.baseline / f"{suite.name}.json" if several else o.baseline
             regression = regression or RegressionGate("macro_f1", str(baseline))
         elif regression is not None:
-            baseline = resolve_inside(o.root, regression.baseline, path=self.path,
-                                      line=regression.line, key="gates.regression.baseline")
+            baseline = resolve_inside(
+                o.root,
+                regression.baseline,
+                path=self.path,
+                line=regression.line,
+                key="gates.regression.baseline",
+            )
         if o.update_baseline and regression is None:
-            raise PldError("--pld-update-baseline: this suite has no regression gate to write "
-                           "a baseline for", path=self.path, key="gates",
-                           hint="add gates.regression: {metric: macro_f1, baseline: "
-                                f"baselines/{suite.name}.json, margin: 0.02}} or pass "
-                                "--pld-baseline PATH")
+            raise PldError(
+                "--pld-update-baseline: this suite has no regression gate to write a baseline for",
+                path=self.path,
+                key="gates",
+                hint="add gates.regression: {metric: macro_f1, baseline: "
+                f"baselines/{suite.name}.json, margin: 0.02}} or pass "
+                "--pld-baseline PATH",
+            )
         return suite, regression, baseline
 
 
@@ -346,8 +392,7 @@ class SuiteItem(pytest.Item):
         line = self.line()
         return self.path, (line - 1 if line else None), f"{self.suite.name}: {self.name}"
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (GateFailed, PldError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
@@ -357,14 +402,17 @@ class SuiteItem(pytest.Item):
         try:
             return self.state.record_for(self.suite)
         except PldError as exc:
-            self.user_properties.extend(report.error_properties(self.suite.name, self.name,
-                                                                str(exc)))
-            raise GateFailed(f"{self.suite.name}: the suite could not be evaluated\n{exc}"
-                             ) from None
+            self.user_properties.extend(
+                report.error_properties(self.suite.name, self.name, str(exc))
+            )
+            raise GateFailed(
+                f"{self.suite.name}: the suite could not be evaluated\n{exc}"
+            ) from None
         except Exception as exc:
             # not a user error: keep the traceback, it is what a bug report needs
-            self.user_properties.extend(report.error_properties(
-                self.suite.name, self.name, f"{type(exc).__name__}: {exc}"))
+            self.user_properties.extend(
+                report.error_properties(self.suite.name, self.name, f"{type(exc).__name__}: {exc}")
+            )
             raise
 
     def fail_with(self, message: str, details: Sequence[str], record: Any) -> None:
@@ -373,12 +421,16 @@ class SuiteItem(pytest.Item):
         if record is not None:
             path = report.shown(record.path, o.root)
             lines += [
-                (f"  run: {record.suite}/{record.split}, {len(record.results)} examples, model "
-                f"{record.model}, instructions {record.instructions.get('name')} "
-                f"v{record.instructions.get('version')}"),
+                (
+                    f"  run: {record.suite}/{record.split}, {len(record.results)} examples, model "
+                    f"{record.model}, instructions {record.instructions.get('name')} "
+                    f"v{record.instructions.get('version')}"
+                ),
                 f"  run record: {path}",
-                (f"  inspect it: python -m json.tool {shlex.quote(path)}"
-                f"  (or re-run: {o.pld_run_command(self.suite)})"),
+                (
+                    f"  inspect it: python -m json.tool {shlex.quote(path)}"
+                    f"  (or re-run: {o.pld_run_command(self.suite)})"
+                ),
             ]
         raise GateFailed("\n".join(lines))
 
@@ -399,18 +451,31 @@ class RenderItem(SuiteItem):
             system = count(prepared.system_prompt)
             counts = [system + count(u) for u in prepared.users]
             most = float(max(counts))
-        self.user_properties.extend(report.render_properties(
-            suite.name, self.name, most, f"<= {budget}" if budget else "-",
-            len(prepared.users), prepared.instructions))
+        self.user_properties.extend(
+            report.render_properties(
+                suite.name,
+                self.name,
+                most,
+                f"<= {budget}" if budget else "-",
+                len(prepared.users),
+                prepared.instructions,
+            )
+        )
         if budget is not None and most is not None and most > budget:
             worst = max(range(len(counts)), key=counts.__getitem__)
             self.fail_with(
                 f"prompt tokens: {most:.0f} (system prompt {system} + user message of "
                 f"example {prepared.examples[worst].id}) exceed max_prompt_tokens {budget}",
-                [f"counted with the tokenizer of {o.model_for(suite)}",
-                 (f"shorten the rules in {suite.instructions} or raise max_prompt_tokens in "
-                 f"{report.shown(str(suite.path), o.root)}"),
-                 f"see the prompt: pld render {suite.name} --example {worst}"], None)
+                [
+                    f"counted with the tokenizer of {o.model_for(suite)}",
+                    (
+                        f"shorten the rules in {suite.instructions} or raise max_prompt_tokens in "
+                        f"{report.shown(str(suite.path), o.root)}"
+                    ),
+                    f"see the prompt: pld render {suite.name} --example {worst}",
+                ],
+                None,
+            )
 
 
 class SnapshotItem(SuiteItem):
@@ -444,10 +509,16 @@ class BoundItem(SuiteItem):
         if not result.passed:
             where = report.shown(str(self.suite.path), self.state.options.root)
             self.fail_with(
-                f"{self.suite.name}: {result.message}", [
+                f"{self.suite.name}: {result.message}",
+                [
                     *result.details,
-                    (f"improve {self.suite.instructions}, or change the bound in {where}"
-                    f"{':' + str(self.bound.line) if self.bound.line else ''}")], record)
+                    (
+                        f"improve {self.suite.instructions}, or change the bound in {where}"
+                        f"{':' + str(self.bound.line) if self.bound.line else ''}"
+                    ),
+                ],
+                record,
+            )
 
 
 class RegressionItem(SuiteItem):
@@ -469,13 +540,17 @@ class RegressionItem(SuiteItem):
         shown = report.shown(str(self.baseline), o.root)
         if o.update_baseline:
             write_baseline(record, self.baseline)
-            self.user_properties.extend(report.baseline_properties(
-                self.suite.name, self.name, record, shown))
+            self.user_properties.extend(
+                report.baseline_properties(self.suite.name, self.name, record, shown)
+            )
             return
         result = evaluate_regression(
-            self.gate, record, self.baseline, shown_path=shown,
-            create_command=o.command(self.suite, "--pld-update-baseline",
-                                     *self._baseline_option()))
+            self.gate,
+            record,
+            self.baseline,
+            shown_path=shown,
+            create_command=o.command(self.suite, "--pld-update-baseline", *self._baseline_option()),
+        )
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:
             self.fail_with(result.message, result.details, record)

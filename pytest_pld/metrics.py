@@ -30,8 +30,15 @@ class Predictions:
 
     def subset(self, index: Sequence[int]) -> Predictions:
         pick = lambda xs: tuple(xs[i] for i in index) if xs else ()
-        return Predictions(self.labels, pick(self.gold), pick(self.pred), pick(self.latency_ms),
-                           pick(self.prompt_tokens), pick(self.baseline_latency_ms), self.extra)
+        return Predictions(
+            self.labels,
+            pick(self.gold),
+            pick(self.pred),
+            pick(self.latency_ms),
+            pick(self.prompt_tokens),
+            pick(self.baseline_latency_ms),
+            self.extra,
+        )
 
 
 MetricFn = Callable[[Predictions], float]
@@ -51,8 +58,14 @@ _REGISTRY: dict[str, Metric] = {}
 _PER_LABEL: dict[str, Metric] = {}
 
 
-def metric(name: str, *, higher_is_better: bool, description: str, per_label: bool = False,
-           resamplable: bool = True) -> Callable[[Callable[..., float]], Callable[..., float]]:
+def metric(
+    name: str,
+    *,
+    higher_is_better: bool,
+    description: str,
+    per_label: bool = False,
+    resamplable: bool = True,
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         entry = Metric(name, fn, higher_is_better, description, per_label, resamplable)
         (_PER_LABEL if per_label else _REGISTRY)[name] = entry
@@ -72,13 +85,17 @@ def accuracy(p: Predictions) -> float:
     return float(_sk().accuracy_score(p.gold, p.pred)) if p.gold else 0.0
 
 
-@metric("macro_f1", higher_is_better=True,
-        description="unweighted mean F1 over the suite's labels (invalid answers count as wrong)")
+@metric(
+    "macro_f1",
+    higher_is_better=True,
+    description="unweighted mean F1 over the suite's labels (invalid answers count as wrong)",
+)
 def macro_f1(p: Predictions) -> float:
     if not p.gold:
         return 0.0
-    return float(_sk().f1_score(p.gold, p.pred, labels=list(p.labels), average="macro",
-                                zero_division=0))
+    return float(
+        _sk().f1_score(p.gold, p.pred, labels=list(p.labels), average="macro", zero_division=0)
+    )
 
 
 @metric("invalid_rate", higher_is_better=False, description="share of off-label answers")
@@ -102,8 +119,12 @@ def latency_p95_ms(p: Predictions) -> float:
     return _percentile(p.latency_ms, 95)
 
 
-@metric("latency_overhead", higher_is_better=False, resamplable=False,
-        description="mean latency with the rules / without them (same examples, same run)")
+@metric(
+    "latency_overhead",
+    higher_is_better=False,
+    resamplable=False,
+    description="mean latency with the rules / without them (same examples, same run)",
+)
 def latency_overhead(p: Predictions) -> float:
     if not p.latency_ms or not p.baseline_latency_ms:
         return float("nan")
@@ -111,27 +132,38 @@ def latency_overhead(p: Predictions) -> float:
     return sum(p.latency_ms) / base if base > 0 else float("nan")
 
 
-@metric("prompt_tokens", higher_is_better=False, resamplable=False,
-        description="largest prompt (system + user) in tokens")
+@metric(
+    "prompt_tokens",
+    higher_is_better=False,
+    resamplable=False,
+    description="largest prompt (system + user) in tokens",
+)
 def prompt_tokens(p: Predictions) -> float:
     return float(max(p.prompt_tokens)) if p.prompt_tokens else 0.0
 
 
 def _per_label(kind: str, p: Predictions, label: str) -> float:
-    fn = {"f1": _sk().f1_score, "precision": _sk().precision_score,
-          "recall": _sk().recall_score}[kind]
+    fn = {"f1": _sk().f1_score, "precision": _sk().precision_score, "recall": _sk().recall_score}[
+        kind
+    ]
     return float(fn(p.gold, p.pred, labels=[label], average="macro", zero_division=0))
 
 
 for _kind, _desc in (("f1", "F1"), ("precision", "precision"), ("recall", "recall")):
-    metric(_kind, higher_is_better=True, per_label=True,
-           description=f"{_desc} of one label, written {_kind}[Label]")(
-        lambda p, label, _k=_kind: _per_label(_k, p, label))
+    metric(
+        _kind,
+        higher_is_better=True,
+        per_label=True,
+        description=f"{_desc} of one label, written {_kind}[Label]",
+    )(lambda p, label, _k=_kind: _per_label(_k, p, label))
 
 
 # the built-in label metrics, whose vectorised bootstrap form is in _resampled
-_BUILTIN = {"accuracy": accuracy, "macro_f1": macro_f1,
-            **{k: _PER_LABEL[k].fn for k in ("f1", "precision", "recall")}}
+_BUILTIN = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+    **{k: _PER_LABEL[k].fn for k in ("f1", "precision", "recall")},
+}
 
 _PER_LABEL_NAME = re.compile(r"^(?P<kind>[a-z_0-9]+)\[(?P<label>[^\]]+)\]$")
 
@@ -162,17 +194,28 @@ def per_class(p: Predictions) -> dict[str, dict[str, float]]:
     """precision / recall / F1 / support per label."""
     sk = _sk()
     prec, rec, f1, support = sk.precision_recall_fscore_support(
-        p.gold, p.pred, labels=list(p.labels), zero_division=0)
-    return {label: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                    "support": int(support[i])} for i, label in enumerate(p.labels)}
+        p.gold, p.pred, labels=list(p.labels), zero_division=0
+    )
+    return {
+        label: {
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(p.labels)
+    }
 
 
 def confusion(p: Predictions) -> dict[str, dict[str, int]]:
     """gold -> predicted -> count, with `invalid` as an extra predicted column."""
     cols = [*p.labels, INVALID]
     matrix = _sk().confusion_matrix(p.gold, p.pred, labels=cols)
-    return {g: {c: int(matrix[i][j]) for j, c in enumerate(cols)}
-            for i, g in enumerate(cols) if g != INVALID}
+    return {
+        g: {c: int(matrix[i][j]) for j, c in enumerate(cols)}
+        for i, g in enumerate(cols)
+        if g != INVALID
+    }
 
 
 def worst_confusions(p: Predictions, n: int = 3) -> list[tuple[str, str, int]]:
@@ -218,8 +261,9 @@ def _resampled(name: str, p: Predictions, index: Any) -> Any:
         denominator = {"f1": n_gold + n_pred, "precision": n_pred, "recall": n_gold}[kind]
         numerator = 2 * tp if kind == "f1" else tp
         # zero_division=0, as in the scikit-learn calls above
-        scores.append(np.divide(numerator, denominator, out=np.zeros_like(tp),
-                                where=denominator > 0))
+        scores.append(
+            np.divide(numerator, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        )
     return np.mean(scores, axis=0)
 
 
@@ -232,8 +276,9 @@ def _resample_values(name: str, p: Predictions, index: Any) -> Any:
     return np.asarray([compute(name, p.subset(row.tolist())) for row in index])
 
 
-def bootstrap_interval(name: str, p: Predictions, *, n_resamples: int = 1000,
-                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    name: str, p: Predictions, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of a metric over examples (resampled with replacement)."""
     import numpy as np
 
@@ -247,9 +292,15 @@ def bootstrap_interval(name: str, p: Predictions, *, n_resamples: int = 1000,
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 
-def paired_bootstrap_delta(name: str, new: Predictions, old: Predictions, *,
-                           n_resamples: int = 1000, confidence: float = 0.95,
-                           seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap_delta(
+    name: str,
+    new: Predictions,
+    old: Predictions,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """(delta, low, high) of metric(new) - metric(old) over the same examples, resampled in
     pairs so that per-example difficulty cancels out."""
     import numpy as np

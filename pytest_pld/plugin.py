@@ -24,43 +24,87 @@ def _positive_int(text: str) -> int:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pld", "pytest-pld: instruction-set gates")
-    group.addoption("--pld-suite", metavar="NAME[,NAME...]", default=None,
-                    help="evaluate these suites (files in the suites folder) as gates, or "
-                         "'all'. Default: none, so the plugin collects nothing")
-    group.addoption("--pld-model", metavar="PROVIDER:MODEL", default=None,
-                    help="student model for every selected suite, e.g. "
-                         "local:qwen2.5-coder-0.5b-instruct. Default: the ini key "
-                         "pld_default_model, else each suite's `student`")
-    group.addoption("--pld-limit", metavar="N", type=_positive_int, default=None,
-                    help="evaluate a deterministic sample of N examples (N >= 1), for fast "
-                         "PR runs. Default: every example of the split")
-    group.addoption("--pld-split", metavar="SPLIT", default=None,
-                    help="split to evaluate: train, dev or test. Default: each suite's "
-                         "gate_split (test)")
-    group.addoption("--pld-no-cache", action="store_true", default=False,
-                    help="neither read nor write the response cache (.pld/cache.sqlite). "
-                         "Default: cached answers are reused")
-    group.addoption("--pld-results", metavar="DIR", default=None,
-                    help="folder for run records. Default: the ini key pld_results, else "
-                         ".pld/runs")
-    group.addoption("--pld-baseline", metavar="PATH", default=None,
-                    help="baseline run record for the regression gate (with several suites: "
-                         "a folder of SUITE.json). Default: the suite's "
-                         "gates.regression.baseline")
-    group.addoption("--pld-update-baseline", action="store_true", default=False,
-                    help="write this run's record as the regression baseline instead of "
-                         "comparing with it. Default: off")
-    group.addoption("--pld-report", metavar="PATH", default=None,
-                    help="write a Markdown report (gate table, per-class scores) to PATH; it "
-                         "is also appended to $GITHUB_STEP_SUMMARY when that is set. "
-                         "Default: none")
-    parser.addini("pld_suites_dir", default="suites",
-                  help="folder of suite files, relative to the rootdir (default: suites)")
-    parser.addini("pld_default_model", default="",
-                  help="student model for every suite unless --pld-model is given "
-                       "(default: each suite's `student`)")
-    parser.addini("pld_results", default="",
-                  help="folder for run records, relative to the rootdir (default: .pld/runs)")
+    group.addoption(
+        "--pld-suite",
+        metavar="NAME[,NAME...]",
+        default=None,
+        help="evaluate these suites (files in the suites folder) as gates, or "
+        "'all'. Default: none, so the plugin collects nothing",
+    )
+    group.addoption(
+        "--pld-model",
+        metavar="PROVIDER:MODEL",
+        default=None,
+        help="student model for every selected suite, e.g. "
+        "local:qwen2.5-coder-0.5b-instruct. Default: the ini key "
+        "pld_default_model, else each suite's `student`",
+    )
+    group.addoption(
+        "--pld-limit",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="evaluate a deterministic sample of N examples (N >= 1), for fast "
+        "PR runs. Default: every example of the split",
+    )
+    group.addoption(
+        "--pld-split",
+        metavar="SPLIT",
+        default=None,
+        help="split to evaluate: train, dev or test. Default: each suite's gate_split (test)",
+    )
+    group.addoption(
+        "--pld-no-cache",
+        action="store_true",
+        default=False,
+        help="neither read nor write the response cache (.pld/cache.sqlite). "
+        "Default: cached answers are reused",
+    )
+    group.addoption(
+        "--pld-results",
+        metavar="DIR",
+        default=None,
+        help="folder for run records. Default: the ini key pld_results, else .pld/runs",
+    )
+    group.addoption(
+        "--pld-baseline",
+        metavar="PATH",
+        default=None,
+        help="baseline run record for the regression gate (with several suites: "
+        "a folder of SUITE.json). Default: the suite's "
+        "gates.regression.baseline",
+    )
+    group.addoption(
+        "--pld-update-baseline",
+        action="store_true",
+        default=False,
+        help="write this run's record as the regression baseline instead of "
+        "comparing with it. Default: off",
+    )
+    group.addoption(
+        "--pld-report",
+        metavar="PATH",
+        default=None,
+        help="write a Markdown report (gate table, per-class scores) to PATH; it "
+        "is also appended to $GITHUB_STEP_SUMMARY when that is set. "
+        "Default: none",
+    )
+    parser.addini(
+        "pld_suites_dir",
+        default="suites",
+        help="folder of suite files, relative to the rootdir (default: suites)",
+    )
+    parser.addini(
+        "pld_default_model",
+        default="",
+        help="student model for every suite unless --pld-model is given "
+        "(default: each suite's `student`)",
+    )
+    parser.addini(
+        "pld_results",
+        default="",
+        help="folder for run records, relative to the rootdir (default: .pld/runs)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -76,10 +120,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.args_source == pytest.Config.ArgsSource.ARGS:
         # explicit paths run alongside the gates, unless they already name a suite file (or a
         # gate in it, `suites/x.yaml::accuracy>=0.5`), which must then not widen to all gates
-        named = [(config.invocation_params.dir / a.split("::")[0]).resolve()
-                 for a in config.args]
-        config.args.extend(str(p) for p in options.suite_paths
-                           if not any(n == p or n in p.parents for n in named))
+        named = [(config.invocation_params.dir / a.split("::")[0]).resolve() for a in config.args]
+        config.args.extend(
+            str(p) for p in options.suite_paths if not any(n == p or n in p.parents for n in named)
+        )
     else:
         # `pytest --pld-suite=X` alone means "run the gates", not the whole test suite too
         config.args[:] = [str(p) for p in options.suite_paths]
@@ -93,8 +137,9 @@ class ActiveSession:
         self.config = config
         self.state = state
 
-    def pytest_collect_file(self, file_path: Path,
-                            parent: pytest.Collector) -> pytest.Collector | None:
+    def pytest_collect_file(
+        self, file_path: Path, parent: pytest.Collector
+    ) -> pytest.Collector | None:
         if file_path.resolve() not in self.state.options.suite_paths:
             return None
         from .items import SuiteFile

@@ -24,9 +24,16 @@ class Progress:
     """`Progress(total, desc)(n)` advances by n. enabled: None chooses by the stream (bar on a
     terminal, timed lines otherwise), True always draws the bar, False is silent."""
 
-    def __init__(self, total: int, desc: str, enabled: bool | None = None, *, unit: str = "ex",
-                 stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        enabled: bool | None = None,
+        *,
+        unit: str = "ex",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
@@ -56,8 +63,10 @@ class Progress:
 
     def _write_line(self, now: float) -> None:
         elapsed = now - self.started
-        line = (f"{self.desc}: {self.done}/{self.total} {self.unit} "
-                f"({100 * self.done / self.total:.0f}%), {elapsed:.0f} s")
+        line = (
+            f"{self.desc}: {self.done}/{self.total} {self.unit} "
+            f"({100 * self.done / self.total:.0f}%), {elapsed:.0f} s"
+        )
         if self.done:
             line += f", about {elapsed / self.done * (self.total - self.done):.0f} s left"
         print(line, file=self.stream, flush=True)

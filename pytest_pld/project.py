@@ -37,11 +37,21 @@ def resolve_inside(
         raise PldError("expected a non-empty relative path", path=path, line=line, key=key)
     candidate = Path(relative)
     if candidate.is_absolute():
-        raise PldError(f"absolute path {relative!r} is not allowed", path=path, line=line, key=key,
-                       hint="use a path relative to the project root")
+        raise PldError(
+            f"absolute path {relative!r} is not allowed",
+            path=path,
+            line=line,
+            key=key,
+            hint="use a path relative to the project root",
+        )
     root = root.resolve()
     resolved = (root / candidate).resolve()
     if resolved != root and root not in resolved.parents:
-        raise PldError(f"path {relative!r} escapes the project root {root}", path=path, line=line,
-                       key=key, hint="keep instruction templates and data inside the project")
+        raise PldError(
+            f"path {relative!r} escapes the project root {root}",
+            path=path,
+            line=line,
+            key=key,
+            hint="keep instruction templates and data inside the project",
+        )
     return resolved

@@ -20,7 +20,9 @@ from .errors import PldError
 from .instructions import InstructionSet
 from .project import resolve_inside
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV = SandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,23 +35,36 @@ def _compile(source: str, where: str) -> Template:
     try:
         return _ENV.from_string(source)
     except TemplateSyntaxError as exc:
-        raise PldError(f"template syntax error: {exc.message}", path=where, line=exc.lineno,
-                       hint="see https://jinja.palletsprojects.com/templates/") from None
+        raise PldError(
+            f"template syntax error: {exc.message}",
+            path=where,
+            line=exc.lineno,
+            hint="see https://jinja.palletsprojects.com/templates/",
+        ) from None
 
 
-def render_string(source: str, variables: Mapping[str, Any], *, where: str,
-                  key: str | None = None) -> str:
+def render_string(
+    source: str, variables: Mapping[str, Any], *, where: str, key: str | None = None
+) -> str:
     """Render `source` in the sandbox; every failure becomes a PldError naming `where`."""
     template = _compile(source, where)
     try:
         return template.render(**variables)
     except SecurityError as exc:
-        raise PldError(f"template refused by the sandbox: {exc}", path=where, key=key,
-                       hint="templates may use the documented variables only") from None
+        raise PldError(
+            f"template refused by the sandbox: {exc}",
+            path=where,
+            key=key,
+            hint="templates may use the documented variables only",
+        ) from None
     except UndefinedError as exc:
         allowed = ", ".join(sorted(variables))
-        raise PldError(f"undefined template variable: {exc.message}", path=where, key=key,
-                       hint=f"available variables: {allowed}") from None
+        raise PldError(
+            f"undefined template variable: {exc.message}",
+            path=where,
+            key=key,
+            hint=f"available variables: {allowed}",
+        ) from None
     except TemplateError as exc:
         raise PldError(f"template error: {exc}", path=where, key=key) from None
 
@@ -74,13 +89,13 @@ def render_system_prompt(iset: InstructionSet, labels: Sequence[str], project_ro
     variables = system_variables(iset, labels)
     if iset.template:
         where_file = str(iset.path or iset.name)
-        template_path = resolve_inside(project_root, iset.template, path=where_file,
-                                       key="template")
+        template_path = resolve_inside(project_root, iset.template, path=where_file, key="template")
         try:
             source = template_path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise PldError(f"template file {iset.template!r} not found", path=where_file,
-                           key="template") from None
+            raise PldError(
+                f"template file {iset.template!r} not found", path=where_file, key="template"
+            ) from None
         where = str(template_path)
     else:
         source, where = default_system_template(), "pytest_pld/templates/system.j2"

@@ -52,18 +52,27 @@ def shown(path: str | Path | None, root: Path) -> str:
 
 def _run_properties(record: Any) -> list[tuple[str, object]]:
     iset = record.instructions
-    return [(P + "model", record.model), (P + "split", record.split),
-            (P + "instructions", f"{iset.get('name')} v{iset.get('version')}"),
-            (P + "examples", len(record.results)), (P + "cache_hits", record.cache_hits),
-            (P + "model_calls", record.cache_misses), (P + "record", record.path or "")]
+    return [
+        (P + "model", record.model),
+        (P + "split", record.split),
+        (P + "instructions", f"{iset.get('name')} v{iset.get('version')}"),
+        (P + "examples", len(record.results)),
+        (P + "cache_hits", record.cache_hits),
+        (P + "model_calls", record.cache_misses),
+        (P + "record", record.path or ""),
+    ]
 
 
 def gate_properties(suite: str, result: Any, record: Any) -> list[tuple[str, object]]:
     """Properties of a checked gate; the metric also appears under its own name, which is
     what a JUnit dashboard plots."""
     props: list[tuple[str, object]] = [
-        (P + "suite", suite), (P + "gate", result.gate), (P + "metric", result.metric),
-        (P + "value", result.observed), (P + "bound", result.bound)]
+        (P + "suite", suite),
+        (P + "gate", result.gate),
+        (P + "metric", result.metric),
+        (P + "value", result.observed),
+        (P + "bound", result.bound),
+    ]
     if result.interval is not None:
         props += [(P + "ci_low", result.interval[0]), (P + "ci_high", result.interval[1])]
     if not result.gate.startswith("regression["):
@@ -71,12 +80,17 @@ def gate_properties(suite: str, result: Any, record: Any) -> list[tuple[str, obj
     return props + _run_properties(record)
 
 
-def render_properties(suite: str, gate: str, tokens: float | None, bound: str, examples: int,
-                      iset: Any) -> list[tuple[str, object]]:
+def render_properties(
+    suite: str, gate: str, tokens: float | None, bound: str, examples: int, iset: Any
+) -> list[tuple[str, object]]:
     props: list[tuple[str, object]] = [
-        (P + "suite", suite), (P + "gate", gate), (P + "metric", "rendered_prompt_tokens"),
-        (P + "bound", bound), (P + "examples", examples),
-        (P + "instructions", f"{iset.name} v{iset.version}")]
+        (P + "suite", suite),
+        (P + "gate", gate),
+        (P + "metric", "rendered_prompt_tokens"),
+        (P + "bound", bound),
+        (P + "examples", examples),
+        (P + "instructions", f"{iset.name} v{iset.version}"),
+    ]
     if tokens is not None:
         props += [(P + "value", tokens), ("rendered_prompt_tokens", tokens)]
     return props
@@ -86,10 +100,14 @@ def error_properties(suite: str, gate: str, error: str) -> list[tuple[str, objec
     return [(P + "suite", suite), (P + "gate", gate), (P + "error", error.splitlines()[0])]
 
 
-def baseline_properties(suite: str, gate: str, record: Any,
-                        path: str) -> list[tuple[str, object]]:
-    return [(P + "suite", suite), (P + "gate", gate), (P + "bound", "baseline updated"),
-            (P + "baseline_written", path), *_run_properties(record)]
+def baseline_properties(suite: str, gate: str, record: Any, path: str) -> list[tuple[str, object]]:
+    return [
+        (P + "suite", suite),
+        (P + "gate", gate),
+        (P + "bound", "baseline updated"),
+        (P + "baseline_written", path),
+        *_run_properties(record),
+    ]
 
 
 def row_from_report(report: Any) -> Row | None:
@@ -106,16 +124,25 @@ def row_from_report(report: Any) -> Row | None:
         value = props.get(P + key)
         return int(value) if value is not None else None
 
-    return Row(suite=str(props[P + "suite"]), gate=str(props.get(P + "gate", "")),
-               outcome=report.outcome, metric=str(props.get(P + "metric", "")),
-               value=num("value"), low=num("ci_low"), high=num("ci_high"),
-               bound=str(props.get(P + "bound", "")), model=str(props.get(P + "model", "")),
-               split=str(props.get(P + "split", "")),
-               instructions=str(props.get(P + "instructions", "")),
-               examples=count("examples"), cache_hits=count("cache_hits"),
-               model_calls=count("model_calls"), record=str(props.get(P + "record", "")),
-               error=str(props.get(P + "error", "")),
-               baseline_written=str(props.get(P + "baseline_written", "")))
+    return Row(
+        suite=str(props[P + "suite"]),
+        gate=str(props.get(P + "gate", "")),
+        outcome=report.outcome,
+        metric=str(props.get(P + "metric", "")),
+        value=num("value"),
+        low=num("ci_low"),
+        high=num("ci_high"),
+        bound=str(props.get(P + "bound", "")),
+        model=str(props.get(P + "model", "")),
+        split=str(props.get(P + "split", "")),
+        instructions=str(props.get(P + "instructions", "")),
+        examples=count("examples"),
+        cache_hits=count("cache_hits"),
+        model_calls=count("model_calls"),
+        record=str(props.get(P + "record", "")),
+        error=str(props.get(P + "error", "")),
+        baseline_written=str(props.get(P + "baseline_written", "")),
+    )
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -136,8 +163,11 @@ def fmt(value: float | None, metric: str = "", signed: bool = False) -> str:
 
 def _cells(row: Row) -> list[str]:
     signed = row.gate.startswith("regression[")
-    interval = (f"{fmt(row.low, row.metric, signed)}..{fmt(row.high, row.metric, signed)}"
-                if row.low is not None and row.high is not None else "-")
+    interval = (
+        f"{fmt(row.low, row.metric, signed)}..{fmt(row.high, row.metric, signed)}"
+        if row.low is not None and row.high is not None
+        else "-"
+    )
     if row.error:
         result = "ERROR"
     elif row.baseline_written:
@@ -156,8 +186,10 @@ def intervals_note(rows: Sequence[Row]) -> str | None:
         return None
     note = "interval: 95% bootstrap interval over the examples"
     if any(r.gate.startswith("regression[") and r.low is not None for r in rows):
-        note += ("; for the regression gate, the one-sided bounds of (this run - baseline) "
-                 "at its confidence, examples paired by id")
+        note += (
+            "; for the regression gate, the one-sided bounds of (this run - baseline) "
+            "at its confidence, examples paired by id"
+        )
     return note
 
 
@@ -179,11 +211,14 @@ def run_line(rows: Sequence[Row]) -> str:
     run = _run_of(rows)
     if run is None:
         first = rows[0]
-        return (f"instructions {first.instructions or '-'}; not evaluated"
-                + (f" ({first.error})" if first.error else ""))
+        return f"instructions {first.instructions or '-'}; not evaluated" + (
+            f" ({first.error})" if first.error else ""
+        )
     calls = f"{run.cache_hits} cache hits, {run.model_calls} model calls"
-    return (f"split {run.split}, {run.examples} examples, model {run.model}, "
-            f"instructions {run.instructions}, {calls}")
+    return (
+        f"split {run.split}, {run.examples} examples, model {run.model}, "
+        f"instructions {run.instructions}, {calls}"
+    )
 
 
 def terminal_lines(rows: Sequence[Row], root: Path) -> list[str]:
@@ -246,8 +281,10 @@ def _per_class(record_path: str) -> list[str]:
     scores = metrics.per_class(record.predictions())
     lines = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, s in scores.items():
-        lines.append(f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
-                     f"| {s['support']} |")
+        lines.append(
+            f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
+            f"| {s['support']} |"
+        )
     return ["Per-class scores:", "", *lines, ""]
 
 

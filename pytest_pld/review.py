@@ -41,6 +41,7 @@ SIDES = ("base", "head")
 
 # --- the report's shape -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ReviewOptions:
     suites: tuple[str, ...] = ()  # only sets used by these suites (default: all)
@@ -135,6 +136,7 @@ def _json_default(value: Any) -> Any:
 
 # --- one instruction set at one revision -------------------------------------------------------
 
+
 @dataclass
 class Side:
     rev: Revision
@@ -161,11 +163,16 @@ def load_side(repo: GitRepo, rev: Revision, path: str) -> Side:
     return side
 
 
-def candidate_paths(repo: GitRepo, revs: Sequence[Revision],
-                    suite_paths: Iterable[str]) -> list[str]:
+def candidate_paths(
+    repo: GitRepo, revs: Sequence[Revision], suite_paths: Iterable[str]
+) -> list[str]:
     """Instruction files under instructions/ at either revision, plus those suites name."""
-    found = {p for rev in revs for p in repo.list_files(rev, "instructions")
-             if p.endswith(INSTRUCTION_SUFFIXES)}
+    found = {
+        p
+        for rev in revs
+        for p in repo.list_files(rev, "instructions")
+        if p.endswith(INSTRUCTION_SUFFIXES)
+    }
     return sorted(found | set(suite_paths))
 
 
@@ -181,8 +188,11 @@ def run_set_for(side: Side, path: str, root: Path) -> InstructionSet:
     iset = dataclasses.replace(side.iset, path=root / path)
     if iset.template and not side.rev.is_worktree:
         if side.template_text is None:
-            raise PldError(f"template {iset.template!r} does not exist at {side.rev.short}",
-                           path=f"{path}@{side.rev.short}", key="template")
+            raise PldError(
+                f"template {iset.template!r} does not exist at {side.rev.short}",
+                path=f"{path}@{side.rev.short}",
+                key="template",
+            )
         rel = Path(".pld", "review", str(side.rev.sha), iset.template).as_posix()
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +202,7 @@ def run_set_for(side: Side, path: str, root: Path) -> InstructionSet:
 
 
 # --- metrics -----------------------------------------------------------------------------------
+
 
 class Models:
     """One lazily created backend per model name, shared by token counts and runs."""
@@ -222,8 +233,15 @@ class Models:
             lazy.close()
 
 
-def find_record(suite: Suite, split: str, limit: int | None, model: str, system_sha: str,
-                *, need_without_rules: bool) -> RunRecord | None:
+def find_record(
+    suite: Suite,
+    split: str,
+    limit: int | None,
+    model: str,
+    system_sha: str,
+    *,
+    need_without_rules: bool,
+) -> RunRecord | None:
     """The newest run record in .pld/runs for exactly this prompt, split, sample and model,
     whose examples are still the suite's (a data change makes old records stale)."""
     from .runner import default_results_dir, load_record
@@ -237,16 +255,24 @@ def find_record(suite: Suite, split: str, limit: int | None, model: str, system_
             record = load_record(path)
         except PldError:
             continue  # an unreadable record is just not reused
-        if (record.system_prompt_sha256 == system_sha and record.model == model
-                and record.limit == limit and record.labels == list(suite.labels)
-                and (record.without_rules is not None or not need_without_rules)
-                and [(r.id, r.gold) for r in record.results] == wanted):
+        if (
+            record.system_prompt_sha256 == system_sha
+            and record.model == model
+            and record.limit == limit
+            and record.labels == list(suite.labels)
+            and (record.without_rules is not None or not need_without_rules)
+            and [(r.id, r.gold) for r in record.results] == wanted
+        ):
             return record
     return None
 
 
-def paired_deltas(labels: Sequence[str], base: RunRecord, head: RunRecord, resamples: int,
-                  ) -> tuple[list[MetricDelta], list[Flip], list[Flip], int]:
+def paired_deltas(
+    labels: Sequence[str],
+    base: RunRecord,
+    head: RunRecord,
+    resamples: int,
+) -> tuple[list[MetricDelta], list[Flip], list[Flip], int]:
     """Metric deltas head - base over the examples both records share, paired by id."""
     from . import metrics
 
@@ -257,22 +283,31 @@ def paired_deltas(labels: Sequence[str], base: RunRecord, head: RunRecord, resam
     p_new = metrics.Predictions(tuple(labels), gold, tuple(h.pred for _, h in pairs))
     rows = []
     for name in ["accuracy", "macro_f1", *(f"f1[{label}]" for label in labels), "invalid_rate"]:
-        delta, low, high = metrics.paired_bootstrap_delta(name, p_new, p_old,
-                                                          n_resamples=resamples)
-        rows.append(MetricDelta(name, metrics.compute(name, p_old), metrics.compute(name, p_new),
-                                delta, low, high))
+        delta, low, high = metrics.paired_bootstrap_delta(name, p_new, p_old, n_resamples=resamples)
+        rows.append(
+            MetricDelta(
+                name, metrics.compute(name, p_old), metrics.compute(name, p_new), delta, low, high
+            )
+        )
     for name in ("latency_overhead", "prompt_tokens"):
         b, h = (metrics.compute(name, rec.predictions()) for rec in (base, head))
         if not (math.isnan(b) or math.isnan(h)):  # a record without the no-rules run: NaN
             rows.append(MetricDelta(name, b, h, h - b))
-    r2w = [Flip(h.id, h.gold, b.pred, h.pred) for b, h in pairs
-           if b.pred == b.gold and h.pred != h.gold]
-    w2r = [Flip(h.id, h.gold, b.pred, h.pred) for b, h in pairs
-           if b.pred != b.gold and h.pred == h.gold]
+    r2w = [
+        Flip(h.id, h.gold, b.pred, h.pred)
+        for b, h in pairs
+        if b.pred == b.gold and h.pred != h.gold
+    ]
+    w2r = [
+        Flip(h.id, h.gold, b.pred, h.pred)
+        for b, h in pairs
+        if b.pred != b.gold and h.pred == h.gold
+    ]
     return rows, r2w, w2r, len(pairs)
 
 
 # --- the review --------------------------------------------------------------------------------
+
 
 def _norm(path: str) -> str:
     # git speaks POSIX paths on every platform; suites may write ./instructions/x.yaml
@@ -280,8 +315,9 @@ def _norm(path: str) -> str:
 
 
 class Reviewer:
-    def __init__(self, root: Path, base: Revision, head: Revision, options: ReviewOptions,
-                 repo: GitRepo) -> None:
+    def __init__(
+        self, root: Path, base: Revision, head: Revision, options: ReviewOptions, repo: GitRepo
+    ) -> None:
         self.root, self.base, self.head, self.options, self.repo = root, base, head, options, repo
         self.models = Models()
         self.notes: list[str] = []
@@ -291,8 +327,9 @@ class Reviewer:
         from .suite import find_suites, load_suite, resolve_suite_names
 
         if self.options.suites:
-            paths = [p for name in self.options.suites
-                     for p in resolve_suite_names(self.root, name)]
+            paths = [
+                p for name in self.options.suites for p in resolve_suite_names(self.root, name)
+            ]
         else:
             paths = list(find_suites(self.root).values())
         suites = []
@@ -300,8 +337,10 @@ class Reviewer:
             try:
                 suites.append(load_suite(path, self.root))
             except PldError as exc:
-                self.notes.append(f"suite {path.stem} is invalid in the working tree, so its "
-                                  f"metrics are not compared:\n{exc}")
+                self.notes.append(
+                    f"suite {path.stem} is invalid in the working tree, so its "
+                    f"metrics are not compared:\n{exc}"
+                )
         return suites
 
     def users_of(self, path: str) -> list[Suite]:
@@ -340,14 +379,24 @@ class Reviewer:
             empty = (head.iset or base.iset).with_rules([])  # type: ignore[union-attr]
             old, new = (empty, head.iset) if base.iset is None else (base.iset, empty)
             assert old is not None and new is not None
-            return SetReport(path, status, diff=diff_sets(old, new),
-                             note=f"the instruction set was {status}; there is no other side "
-                                  "to compare metrics with")
-        if (base.iset.content_hash() == head.iset.content_hash()
-                and base.template_text == head.template_text):
-            return SetReport(path, "no semantic change", diff=diff_sets(base.iset, head.iset),
-                             note="only comments or formatting changed (equal content hash): "
-                                  "no rule change, the model sees the same prompt")
+            return SetReport(
+                path,
+                status,
+                diff=diff_sets(old, new),
+                note=f"the instruction set was {status}; there is no other side "
+                "to compare metrics with",
+            )
+        if (
+            base.iset.content_hash() == head.iset.content_hash()
+            and base.template_text == head.template_text
+        ):
+            return SetReport(
+                path,
+                "no semantic change",
+                diff=diff_sets(base.iset, head.iset),
+                note="only comments or formatting changed (equal content hash): "
+                "no rule change, the model sees the same prompt",
+            )
         report = SetReport(path, "changed", diff=diff_sets(base.iset, head.iset))
         users = self.users_of(path)
         if not users:
@@ -362,9 +411,14 @@ class Reviewer:
             # a suite that cannot be evaluated (model missing, data gone) is reported, and the
             # rest of the review still gets written
             split = self.options.split or suite.gate_split
-            return SuiteReport(suite.name, split, self.options.limit,
-                               self.options.model or suite.student, status="error",
-                               note=f"could not be evaluated: {exc}")
+            return SuiteReport(
+                suite.name,
+                split,
+                self.options.limit,
+                self.options.model or suite.student,
+                status="error",
+                note=f"could not be evaluated: {exc}",
+            )
 
     def review_suite(self, suite: Suite, path: str, base: Side, head: Side) -> SuiteReport:
         from .render import render_system_prompt
@@ -385,8 +439,12 @@ class Reviewer:
                 return report
         count, report.size_unit = self.models.counter(model, opts.tokens)
         report.prompt_size = (count(prompts[0]), count(prompts[1]))
-        report.prompt_diff = unified(prompts[0], prompts[1], old_name=f"{path}@{base.rev.short}",
-                                     new_name=f"{path}@{head.rev.short}")
+        report.prompt_diff = unified(
+            prompts[0],
+            prompts[1],
+            old_name=f"{path}@{base.rev.short}",
+            new_name=f"{path}@{head.rev.short}",
+        )
         if prompts[0] == prompts[1]:
             # same system prompt, same user messages, same model: the same cached answers
             report.status = "prompt unchanged"
@@ -394,34 +452,50 @@ class Reviewer:
             return report
         records = []
         for name, run_set, prompt in zip(SIDES, run_sets, prompts):
-            record = find_record(suite, split, opts.limit, model, sha256_text(prompt),
-                                 need_without_rules=opts.run)
+            record = find_record(
+                suite, split, opts.limit, model, sha256_text(prompt), need_without_rules=opts.run
+            )
             if record is None and opts.run:
-                print(f"pld review: evaluating {suite.name}/{split} with the {name} "
-                      f"instructions ...", file=sys.stderr)
+                print(
+                    f"pld review: evaluating {suite.name}/{split} with the {name} instructions ...",
+                    file=sys.stderr,
+                )
                 record = self._run(suite, split, model, run_set)
                 report.model_calls += record.cache_misses
             if record is None:
                 report.status = "no records"
-                report.note = (f"no run record for the {name} side; run without --no-run to "
-                               "compute it")
+                report.note = (
+                    f"no run record for the {name} side; run without --no-run to compute it"
+                )
                 return report
             records.append(record)
             report.records[name] = record.path
-        report.metrics, report.right_to_wrong, report.wrong_to_right, report.examples = \
+        report.metrics, report.right_to_wrong, report.wrong_to_right, report.examples = (
             paired_deltas(suite.labels, records[0], records[1], opts.resamples)
+        )
         return report
 
     def _run(self, suite: Suite, split: str, model: str, run_set: InstructionSet) -> RunRecord:
         from .runner import run_suite
 
-        return run_suite(suite, split=split, limit=self.options.limit, model=model,
-                         instructions=run_set, measure_without_rules=True,
-                         backend=self.models.lazy(model), progress=None, write_record=True)
+        return run_suite(
+            suite,
+            split=split,
+            limit=self.options.limit,
+            model=model,
+            instructions=run_set,
+            measure_without_rules=True,
+            backend=self.models.lazy(model),
+            progress=None,
+            write_record=True,
+        )
 
 
-def resolve_revisions(repo: GitRepo, base: str | None, head: str | None,
-                      ) -> tuple[Revision, Revision, list[str]]:
+def resolve_revisions(
+    repo: GitRepo,
+    base: str | None,
+    head: str | None,
+) -> tuple[Revision, Revision, list[str]]:
     notes: list[str] = []
     head_rev = WORKTREE if head is None else repo.resolve(head, role="head")
     if base is not None:
@@ -433,8 +507,13 @@ def resolve_revisions(repo: GitRepo, base: str | None, head: str | None,
     return base_rev, head_rev, notes
 
 
-def review(root: Path, *, base: str | None = None, head: str | None = None,
-           options: ReviewOptions = ReviewOptions()) -> Review:
+def review(
+    root: Path,
+    *,
+    base: str | None = None,
+    head: str | None = None,
+    options: ReviewOptions = ReviewOptions(),
+) -> Review:
     """Compare the instruction sets of two revisions (head None: the working tree)."""
     repo = GitRepo(root)
     base_rev, head_rev, notes = resolve_revisions(repo, base, head)
@@ -445,14 +524,21 @@ def review(root: Path, *, base: str | None = None, head: str | None = None,
 
 # --- the command -------------------------------------------------------------------------------
 
+
 def cmd_review(args: argparse.Namespace) -> int:
     from .cli import project_root
     from .review_format import render
 
     suites = tuple(n.strip() for spec in args.suite or [] for n in spec.split(",") if n.strip())
-    options = ReviewOptions(suites=suites, split=args.split, limit=args.limit, model=args.model,
-                            run=not args.no_run, tokens=not args.no_tokens,
-                            resamples=args.resamples)
+    options = ReviewOptions(
+        suites=suites,
+        split=args.split,
+        limit=args.limit,
+        model=args.model,
+        run=not args.no_run,
+        tokens=not args.no_tokens,
+        resamples=args.resamples,
+    )
     result = review(project_root(args), base=args.base, head=args.head, options=options)
     sys.stdout.write(render(result, args.format))
     # a review informs; the gates block. Problems found are in the report, not the exit code,
@@ -464,33 +550,71 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .cli import add_root_option, positive_int
 
     p = sub.add_parser(
-        "review", help="rule-level diff and metric deltas of instruction changes between revisions",
+        "review",
+        help="rule-level diff and metric deltas of instruction changes between revisions",
         description="For every instruction set that differs between two git revisions: the "
-                    "rules added, removed and reworded (with provenance), the rendered system "
-                    "prompt's diff and size, and for each suite using the set the metric deltas "
-                    "with paired bootstrap intervals and the examples that flipped. Suites are "
-                    "read from the working tree, so both sides differ only in their instructions.")
-    p.add_argument("--base", default=None, metavar="REV",
-                   help="the revision to compare with (default: the merge base of HEAD and the "
-                        "default branch, origin/HEAD, main or master)")
-    p.add_argument("--head", default=None, metavar="REV",
-                   help="the revision under review (default: the working tree)")
-    p.add_argument("--suite", action="append", metavar="NAME",
-                   help="only instruction sets used by this suite (repeatable, or NAME,NAME)")
-    p.add_argument("--format", choices=("md", "text", "json"), default="text",
-                   help="md for a pull-request comment, text for a terminal, json for tools "
-                        "(default: text)")
-    p.add_argument("--split", default=None, metavar="S",
-                   help="the split to evaluate (default: each suite's gate split)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="evaluate a deterministic sample of N examples (default: all)")
-    p.add_argument("--model", default=None, metavar="M",
-                   help="provider:model, overriding each suite's student")
-    p.add_argument("--no-run", action="store_true",
-                   help="only reuse run records in .pld/runs; never call a model")
-    p.add_argument("--no-tokens", action="store_true",
-                   help="measure prompts in characters (does not load a tokenizer)")
-    p.add_argument("--resamples", type=positive_int, default=1000, metavar="N",
-                   help="bootstrap resamples for the paired intervals (default: 1000)")
+        "rules added, removed and reworded (with provenance), the rendered system "
+        "prompt's diff and size, and for each suite using the set the metric deltas "
+        "with paired bootstrap intervals and the examples that flipped. Suites are "
+        "read from the working tree, so both sides differ only in their instructions.",
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="REV",
+        help="the revision to compare with (default: the merge base of HEAD and the "
+        "default branch, origin/HEAD, main or master)",
+    )
+    p.add_argument(
+        "--head",
+        default=None,
+        metavar="REV",
+        help="the revision under review (default: the working tree)",
+    )
+    p.add_argument(
+        "--suite",
+        action="append",
+        metavar="NAME",
+        help="only instruction sets used by this suite (repeatable, or NAME,NAME)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("md", "text", "json"),
+        default="text",
+        help="md for a pull-request comment, text for a terminal, json for tools (default: text)",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        metavar="S",
+        help="the split to evaluate (default: each suite's gate split)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="evaluate a deterministic sample of N examples (default: all)",
+    )
+    p.add_argument(
+        "--model", default=None, metavar="M", help="provider:model, overriding each suite's student"
+    )
+    p.add_argument(
+        "--no-run",
+        action="store_true",
+        help="only reuse run records in .pld/runs; never call a model",
+    )
+    p.add_argument(
+        "--no-tokens",
+        action="store_true",
+        help="measure prompts in characters (does not load a tokenizer)",
+    )
+    p.add_argument(
+        "--resamples",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the paired intervals (default: 1000)",
+    )
     add_root_option(p)
     p.set_defaults(func=cmd_review)

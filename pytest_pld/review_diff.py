@@ -61,8 +61,9 @@ class SetDiff:
     def summary(self) -> str:
         """'1 added, 1 reworded; preamble changed; rules reordered' (or 'no rule changes')."""
         counts = self.counts()
-        parts = [f"{counts[k]} {k}" for k in ("added", "removed", "reworded", "changed")
-                 if k in counts]
+        parts = [
+            f"{counts[k]} {k}" for k in ("added", "removed", "reworded", "changed") if k in counts
+        ]
         text = ", ".join(parts) or "no rule changes"
         if self.fields:
             text += "; " + ", ".join(f.field for f in self.fields) + " changed"
@@ -72,9 +73,13 @@ class SetDiff:
 
 
 def diff_sets(old: InstructionSet, new: InstructionSet) -> SetDiff:
-    return SetDiff(old_version=old.version, new_version=new.version,
-                   rules=tuple(_rule_changes(old, new)), fields=tuple(_field_changes(old, new)),
-                   reordered=_reordered(old, new))
+    return SetDiff(
+        old_version=old.version,
+        new_version=new.version,
+        rules=tuple(_rule_changes(old, new)),
+        fields=tuple(_field_changes(old, new)),
+        reordered=_reordered(old, new),
+    )
 
 
 def _rule_changes(old: InstructionSet, new: InstructionSet) -> list[RuleChange]:
@@ -89,8 +94,9 @@ def _rule_changes(old: InstructionSet, new: InstructionSet) -> list[RuleChange]:
         if keys:
             kind = "reworded" if "text" in keys else "changed"
             changes.append(RuleChange(kind, rule.id, before[rule.id], after[rule.id], keys))
-    changes.extend(RuleChange("removed", r.id, before[r.id], None) for r in old.rules
-                   if r.id not in after)
+    changes.extend(
+        RuleChange("removed", r.id, before[r.id], None) for r in old.rules if r.id not in after
+    )
     return changes
 
 
@@ -114,20 +120,30 @@ def _field_changes(old: InstructionSet, new: InstructionSet) -> list[FieldChange
     from deepdiff import DeepDiff
 
     a, b = old.as_dict(), new.as_dict()
-    return [FieldChange(key, a.get(key), b.get(key)) for key in SET_FIELDS
-            if DeepDiff(a.get(key), b.get(key))]
+    return [
+        FieldChange(key, a.get(key), b.get(key))
+        for key in SET_FIELDS
+        if DeepDiff(a.get(key), b.get(key))
+    ]
 
 
 def _reordered(old: InstructionSet, new: InstructionSet) -> bool:
     common = {r.id for r in old.rules} & {r.id for r in new.rules}
-    return ([r.id for r in old.rules if r.id in common]
-            != [r.id for r in new.rules if r.id in common])
+    return [r.id for r in old.rules if r.id in common] != [
+        r.id for r in new.rules if r.id in common
+    ]
 
 
 def unified(old: str, new: str, *, old_name: str, new_name: str, context: int = 2) -> str:
     """A unified diff of two texts ('' when equal)."""
-    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), fromfile=old_name,
-                                 tofile=new_name, lineterm="", n=context)
+    lines = difflib.unified_diff(
+        old.splitlines(),
+        new.splitlines(),
+        fromfile=old_name,
+        tofile=new_name,
+        lineterm="",
+        n=context,
+    )
     return "\n".join(lines)
 
 

@@ -31,6 +31,7 @@ def render(review: Review, fmt: str) -> str:
 
 # --- shared helpers -----------------------------------------------------------------------------
 
+
 def _num(value: float, name: str) -> str:
     if name == "prompt_tokens":
         return f"{value:.0f}"
@@ -68,8 +69,11 @@ def _title(report: SetReport) -> str:
         return "invalid at " + " and ".join(report.errors)
     if diff is None:
         return report.status
-    version = (f"v{diff.old_version} → v{diff.new_version}"
-               if diff.old_version != diff.new_version else f"v{diff.new_version}")
+    version = (
+        f"v{diff.old_version} → v{diff.new_version}"
+        if diff.old_version != diff.new_version
+        else f"v{diff.new_version}"
+    )
     if report.status == "no semantic change":
         return f"{version} · no semantic change"
     prefix = f"{report.status} · " if report.status in ("added", "removed") else ""
@@ -85,6 +89,7 @@ def _field_value(value: Any) -> str:
 
 
 # --- Markdown -----------------------------------------------------------------------------------
+
 
 def _html(value: str) -> str:
     # rule text comes from a pull request: a stray </details> or <img> must stay text
@@ -112,8 +117,12 @@ def _details(summary: str, body: str) -> list[str]:
 
 
 def markdown(review: Review) -> str:
-    out = ["### pld review: instruction changes", "",
-           f"`{review.base.description}` → `{review.head.description}`", ""]
+    out = [
+        "### pld review: instruction changes",
+        "",
+        f"`{review.base.description}` → `{review.head.description}`",
+        "",
+    ]
     out += [_quote(note) + "\n" for note in review.notes]
     if not review.sets:
         out.append(f"No instruction changes ({review.unchanged} instruction sets compared).")
@@ -124,8 +133,10 @@ def markdown(review: Review) -> str:
         out.append(f"<sub>{review.unchanged} other instruction sets unchanged.</sub>")
     text = "\n".join(out).rstrip() + "\n"
     if len(text) > MD_LIMIT:
-        text = text[:MD_LIMIT] + ("\n\n... (truncated: the review is longer than a PR comment "
-                                  "allows; run `pld review` locally)\n")
+        text = text[:MD_LIMIT] + (
+            "\n\n... (truncated: the review is longer than a PR comment "
+            "allows; run `pld review` locally)\n"
+        )
     return text
 
 
@@ -138,13 +149,18 @@ def _md_set(report: SetReport) -> list[str]:
     diff = report.diff
     if diff is not None and diff.rules:
         out += ["| | rule | change | provenance |", "|:-:|---|---|---|"]
-        out += [f"| {KIND_MARK[c.kind]} | `{c.id}` | {_rule_change_label(c)} | "
-                f"{_cell(format_provenance(c.provenance)) or '—'} |" for c in diff.rules]
+        out += [
+            f"| {KIND_MARK[c.kind]} | `{c.id}` | {_rule_change_label(c)} | "
+            f"{_cell(format_provenance(c.provenance)) or '—'} |"
+            for c in diff.rules
+        ]
         out.append("")
         out += _details("Rule texts", "\n\n".join(_md_rule(c) for c in diff.rules))
     if diff is not None and diff.fields:
-        out += _details(", ".join(f.field for f in diff.fields) + " changed",
-                        "\n\n".join(_md_field(f) for f in diff.fields))
+        out += _details(
+            ", ".join(f.field for f in diff.fields) + " changed",
+            "\n\n".join(_md_field(f) for f in diff.fields),
+        )
     for suite in report.suites:
         out += _md_suite(suite)
     return out
@@ -178,20 +194,34 @@ def _md_field(change: FieldChange) -> str:
 
 
 def _md_suite(report: SuiteReport) -> list[str]:
-    facts = [report.split, f"{report.examples or report.limit or 'all'} examples",
-             f"`{report.model}`"]
-    out = [f"**Suite `{report.suite}`** ({', '.join(facts)})"
-           + (f" · {_size(report)}" if _size(report) else "")
-           + (f" · {report.model_calls} model calls" if report.model_calls else ""), ""]
+    facts = [
+        report.split,
+        f"{report.examples or report.limit or 'all'} examples",
+        f"`{report.model}`",
+    ]
+    out = [
+        f"**Suite `{report.suite}`** ({', '.join(facts)})"
+        + (f" · {_size(report)}" if _size(report) else "")
+        + (f" · {report.model_calls} model calls" if report.model_calls else ""),
+        "",
+    ]
     if report.note:
         out += [f"_{report.note}_", ""]
     if report.metrics:
         out += ["| metric | base | head | Δ | 95% interval | |", "|---|--:|--:|--:|--:|---|"]
-        out += [f"| {_cell(m.name)} | {_num(m.base, m.name)} | {_num(m.head, m.name)} | "
-                f"{_signed(m.delta, m.name)} | {_interval(m)} | {VERDICT_MARK[m.verdict]} |"
-                for m in report.metrics]
-        out += ["", (f"Flipped: {len(report.right_to_wrong)} right → wrong, "
-                    f"{len(report.wrong_to_right)} wrong → right."), ""]
+        out += [
+            f"| {_cell(m.name)} | {_num(m.base, m.name)} | {_num(m.head, m.name)} | "
+            f"{_signed(m.delta, m.name)} | {_interval(m)} | {VERDICT_MARK[m.verdict]} |"
+            for m in report.metrics
+        ]
+        out += [
+            "",
+            (
+                f"Flipped: {len(report.right_to_wrong)} right → wrong, "
+                f"{len(report.wrong_to_right)} wrong → right."
+            ),
+            "",
+        ]
         if report.right_to_wrong or report.wrong_to_right:
             out += _details("Flipped examples", _md_flips(report))
     if report.prompt_diff:
@@ -202,16 +232,21 @@ def _md_suite(report: SuiteReport) -> list[str]:
 
 def _md_flips(report: SuiteReport) -> str:
     rows = ["| example | gold | base | head | |", "|---|---|---|---|---|"]
-    for kind, flips in (("right → wrong", report.right_to_wrong),
-                        ("wrong → right", report.wrong_to_right)):
-        rows += [f"| `{_cell(f.id)}` | {_cell(f.gold)} | {_cell(f.base)} | {_cell(f.head)} | "
-                 f"{kind} |" for f in flips[:MAX_FLIPS]]
+    for kind, flips in (
+        ("right → wrong", report.right_to_wrong),
+        ("wrong → right", report.wrong_to_right),
+    ):
+        rows += [
+            f"| `{_cell(f.id)}` | {_cell(f.gold)} | {_cell(f.base)} | {_cell(f.head)} | {kind} |"
+            for f in flips[:MAX_FLIPS]
+        ]
         if len(flips) > MAX_FLIPS:
             rows.append(f"| ... | | | | {len(flips) - MAX_FLIPS} more {kind} |")
     return "\n".join(rows)
 
 
 # --- plain text ---------------------------------------------------------------------------------
+
 
 def _indent(value: str, prefix: str) -> list[str]:
     return [prefix + line for line in value.splitlines()]
@@ -240,8 +275,10 @@ def _text_set(report: SetReport) -> list[str]:
     diff = report.diff
     for change in diff.rules if diff else ():
         prov = format_provenance(change.provenance)
-        out.append(f"  {KIND_MARK[change.kind]} {change.id}  {_rule_change_label(change)}"
-                   + (f"  [{prov}]" if prov else ""))
+        out.append(
+            f"  {KIND_MARK[change.kind]} {change.id}  {_rule_change_label(change)}"
+            + (f"  [{prov}]" if prov else "")
+        )
         if change.kind == "reworded":
             assert change.old is not None and change.new is not None
             out += [f"      - {change.old['text']}", f"      + {change.new['text']}"]
@@ -266,10 +303,12 @@ def _text_suite(report: SuiteReport) -> list[str]:
         out.append(f"    note: {report.note}")
     if report.metrics:
         out.append(f"    {'metric':<24} {'base':>7} {'head':>7} {'delta':>8}  95% interval")
-        out += [f"    {m.name:<24} {_num(m.base, m.name):>7} {_num(m.head, m.name):>7} "
-                f"{_signed(m.delta, m.name):>8}  {_interval(m)}"
-                + (f"  {m.verdict}" if m.verdict in ("better", "worse") else "")
-                for m in report.metrics]
+        out += [
+            f"    {m.name:<24} {_num(m.base, m.name):>7} {_num(m.head, m.name):>7} "
+            f"{_signed(m.delta, m.name):>8}  {_interval(m)}"
+            + (f"  {m.verdict}" if m.verdict in ("better", "worse") else "")
+            for m in report.metrics
+        ]
         out += _text_flips("right -> wrong", report.right_to_wrong)
         out += _text_flips("wrong -> right", report.wrong_to_right)
     if report.prompt_diff:

@@ -16,9 +16,11 @@ from .errors import PldError
 #: Branches tried, in order, when looking for the default branch to take the merge base with.
 DEFAULT_BRANCH_CANDIDATES = ("origin/main", "origin/master", "main", "master")
 
-SHALLOW_HINT = ("this is a shallow clone without that commit: run `git fetch --unshallow` "
-                "(or `git fetch origin BRANCH`), or in GitHub Actions check out with "
-                "`actions/checkout` and `fetch-depth: 0`")
+SHALLOW_HINT = (
+    "this is a shallow clone without that commit: run `git fetch --unshallow` "
+    "(or `git fetch origin BRANCH`), or in GitHub Actions check out with "
+    "`actions/checkout` and `fetch-depth: 0`"
+)
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,14 @@ class GitRepo:
     def __init__(self, root: Path) -> None:
         self.root = root
         if self._run("rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
-            raise PldError(f"{root} is not inside a git repository",
-                           hint="`pld review` compares git revisions; run it in a clone")
+            raise PldError(
+                f"{root} is not inside a git repository",
+                hint="`pld review` compares git revisions; run it in a clone",
+            )
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         try:
-            proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True,
-                                  check=False)
+            proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, check=False)
         except FileNotFoundError:
             raise PldError("the git command was not found", hint="install git") from None
         if check and proc.returncode != 0:
@@ -75,8 +78,11 @@ class GitRepo:
         """A user-given revision; a clear error when it does not exist."""
         sha = self.commit_of(spec)
         if sha is None:
-            hint = (SHALLOW_HINT if self.is_shallow() else
-                    "check the name with `git branch -a` or `git log --oneline`")
+            hint = (
+                SHALLOW_HINT
+                if self.is_shallow()
+                else "check the name with `git branch -a` or `git log --oneline`"
+            )
             raise PldError(f"{role} revision {spec!r} not found in the repository", hint=hint)
         return Revision(spec, sha, f"{spec} ({sha[:7]})" if not sha.startswith(spec) else sha[:7])
 
@@ -89,27 +95,39 @@ class GitRepo:
     def default_base(self) -> tuple[Revision, str | None]:
         """The merge base of HEAD with the default branch, or HEAD~1 with a note saying why."""
         if self.commit_of("HEAD") is None:
-            raise PldError("the repository has no commits yet, so there is no base to compare "
-                           "with", hint="commit first, or pass --base REV")
+            raise PldError(
+                "the repository has no commits yet, so there is no base to compare with",
+                hint="commit first, or pass --base REV",
+            )
         branch = self.default_branch()
         if branch is not None:
             base = self._out("merge-base", "HEAD", branch)
             if base:
                 return Revision(None, base, f"{base[:7]} (merge base of HEAD and {branch})"), None
             if self.is_shallow():
-                raise PldError(f"cannot find the merge base of HEAD and {branch}",
-                               hint=SHALLOW_HINT)
-            raise PldError(f"HEAD and {branch} have no common ancestor",
-                           hint="pass the revision to compare with as --base REV")
+                raise PldError(
+                    f"cannot find the merge base of HEAD and {branch}", hint=SHALLOW_HINT
+                )
+            raise PldError(
+                f"HEAD and {branch} have no common ancestor",
+                hint="pass the revision to compare with as --base REV",
+            )
         parent = self.commit_of("HEAD~1")
         if parent is None:
             if self.is_shallow():
-                raise PldError("no default branch (origin/HEAD, main, master) and no parent "
-                               "commit in this clone", hint=SHALLOW_HINT)
-            raise PldError("no default branch (origin/HEAD, main, master) and HEAD has no "
-                           "parent", hint="pass the revision to compare with as --base REV")
-        note = ("no default branch (origin/HEAD, main or master) was found, so the base is "
-                "HEAD~1; pass --base REV to choose another")
+                raise PldError(
+                    "no default branch (origin/HEAD, main, master) and no parent "
+                    "commit in this clone",
+                    hint=SHALLOW_HINT,
+                )
+            raise PldError(
+                "no default branch (origin/HEAD, main, master) and HEAD has no parent",
+                hint="pass the revision to compare with as --base REV",
+            )
+        note = (
+            "no default branch (origin/HEAD, main or master) was found, so the base is "
+            "HEAD~1; pass --base REV to choose another"
+        )
         return Revision("HEAD~1", parent, f"{parent[:7]} (HEAD~1)"), note
 
     def list_files(self, rev: Revision, folder: str) -> list[str]:
@@ -118,8 +136,9 @@ class GitRepo:
             base = self.root / folder
             if not base.is_dir():
                 return []
-            return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                          if p.is_file())
+            return sorted(
+                p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()
+            )
         out = self._out("ls-tree", "-r", "--name-only", str(rev.sha), "--", folder)
         return sorted(line for line in (out or "").splitlines() if line)
 

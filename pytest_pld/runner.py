@@ -69,16 +69,23 @@ class RunRecord:
     def predictions(self) -> Predictions:
         base = [r.latency_ms for r in self.without_rules] if self.without_rules else []
         return metrics.Predictions(
-            labels=tuple(self.labels), gold=tuple(r.gold for r in self.results),
+            labels=tuple(self.labels),
+            gold=tuple(r.gold for r in self.results),
             pred=tuple(r.pred for r in self.results),
             latency_ms=tuple(r.latency_ms for r in self.results),
             prompt_tokens=tuple(r.prompt_tokens for r in self.results),
-            baseline_latency_ms=tuple(base))
+            baseline_latency_ms=tuple(base),
+        )
 
     def comparable_key(self) -> dict[str, Any]:
         """What must match for two records to be compared example by example."""
-        return {"suite": self.suite, "split": self.split, "limit": self.limit,
-                "model": self.model, "labels": self.labels}
+        return {
+            "suite": self.suite,
+            "split": self.split,
+            "limit": self.limit,
+            "model": self.model,
+            "labels": self.labels,
+        }
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -88,8 +95,11 @@ class RunRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], path: str | None = None) -> RunRecord:
         if data.get("schema") != RECORD_SCHEMA:
-            raise PldError(f"unsupported run record schema {data.get('schema')!r}", path=path,
-                           hint=f"this version reads schema {RECORD_SCHEMA}; re-create it")
+            raise PldError(
+                f"unsupported run record schema {data.get('schema')!r}",
+                path=path,
+                hint=f"this version reads schema {RECORD_SCHEMA}; re-create it",
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         kwargs["results"] = [ExampleResult(**r) for r in data["results"]]
@@ -105,8 +115,12 @@ def load_record(path: Path) -> RunRecord:
     except FileNotFoundError:
         raise PldError("run record not found", path=path) from None
     except json.JSONDecodeError as exc:
-        raise PldError(f"run record is not valid JSON: {exc.msg}", path=path, line=exc.lineno,
-                       hint="re-create it (for a baseline: pytest --pld-update-baseline)") from None
+        raise PldError(
+            f"run record is not valid JSON: {exc.msg}",
+            path=path,
+            line=exc.lineno,
+            hint="re-create it (for a baseline: pytest --pld-update-baseline)",
+        ) from None
     try:
         return RunRecord.from_json(data, str(path))
     except (KeyError, TypeError) as exc:
@@ -135,17 +149,23 @@ class PreparedSuite:
     users: list[str]
 
 
-def prepare(suite: Suite, *, split: str | None = None, limit: int | None = None,
-            instructions: InstructionSet | None = None,
-            examples: Sequence[Example] | None = None) -> PreparedSuite:
+def prepare(
+    suite: Suite,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    instructions: InstructionSet | None = None,
+    examples: Sequence[Example] | None = None,
+) -> PreparedSuite:
     split = split or suite.gate_split
     iset = instructions or suite.load_instructions()
     system = render_system_prompt(iset, suite.labels, suite.root)
     if examples is None:
         examples = suite.load_examples(split, limit=limit)
     where = str(suite.path)
-    users = [render_user_message(suite.user_template, example_fields(e), where=where)
-             for e in examples]
+    users = [
+        render_user_message(suite.user_template, example_fields(e), where=where) for e in examples
+    ]
     return PreparedSuite(suite, split, iset, system, list(examples), users)
 
 
@@ -201,10 +221,16 @@ class LazyBackend:
             self._backend.close()
 
 
-def classify_cached(backend: LazyBackend, cache: ResponseCache, system: str,
-                    examples: Sequence[Example], users: Sequence[str], labels: Sequence[str],
-                    *, progress: Callable[[int], None] | None = None,
-                    ) -> tuple[list[ExampleResult], int]:
+def classify_cached(
+    backend: LazyBackend,
+    cache: ResponseCache,
+    system: str,
+    examples: Sequence[Example],
+    users: Sequence[str],
+    labels: Sequence[str],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[ExampleResult], int]:
     """Classify through the cache; returns results in example order and the number of hits."""
     identity = backend.identity()
     keys = [classify_key(identity, system, u, labels) for u in users]
@@ -214,8 +240,7 @@ def classify_cached(backend: LazyBackend, cache: ResponseCache, system: str,
         if key in found:
             value = found[key]
             # the cache stores Classification objects (older entries may be plain dicts)
-            answer = (value if isinstance(value, Classification)
-                      else Classification(**value))  # type: ignore[arg-type]
+            answer = value if isinstance(value, Classification) else Classification(**value)  # type: ignore[arg-type]
             results[i] = _result(examples[i], answer, cached=True)
     hits = sum(r is not None for r in results)
     if progress and hits:
@@ -233,10 +258,17 @@ def classify_cached(backend: LazyBackend, cache: ResponseCache, system: str,
 
 
 def _result(example: Example, c: Classification, *, cached: bool) -> ExampleResult:
-    return ExampleResult(id=example.id, gold=example.label, pred=c.label,
-                         latency_ms=c.latency_s * 1000.0, prompt_tokens=c.prompt_tokens,
-                         scores=dict(c.scores) if c.scores else None, raw=c.raw,
-                         truncated=c.truncated, cached=cached)
+    return ExampleResult(
+        id=example.id,
+        gold=example.label,
+        pred=c.label,
+        latency_ms=c.latency_s * 1000.0,
+        prompt_tokens=c.prompt_tokens,
+        scores=dict(c.scores) if c.scores else None,
+        raw=c.raw,
+        truncated=c.truncated,
+        cached=cached,
+    )
 
 
 def default_cache_path(root: Path) -> Path:
@@ -276,19 +308,35 @@ def run_suite(
     total = len(prepared.examples) * (2 if measure_without_rules else 1)
     bar = Progress(total, f"{suite.name}/{prepared.split}", progress)
     try:
-        results, hits = classify_cached(lazy, cache, prepared.system_prompt, prepared.examples,
-                                        prepared.users, suite.labels, progress=bar)
+        results, hits = classify_cached(
+            lazy,
+            cache,
+            prepared.system_prompt,
+            prepared.examples,
+            prepared.users,
+            suite.labels,
+            progress=bar,
+        )
         without = None
         if measure_without_rules:
             bare = prepared.instructions.without_rules()
             bare_system = render_system_prompt(bare, suite.labels, suite.root)
-            without, bare_hits = classify_cached(lazy, cache, bare_system, prepared.examples,
-                                                 prepared.users, suite.labels, progress=bar)
+            without, bare_hits = classify_cached(
+                lazy,
+                cache,
+                bare_system,
+                prepared.examples,
+                prepared.users,
+                suite.labels,
+                progress=bar,
+            )
             hits += bare_hits
         identity = lazy.identity()
     except KeyboardInterrupt:
-        raise PldError("interrupted; every answer that finished is in the cache",
-                       hint="re-run the same command to resume") from None
+        raise PldError(
+            "interrupted; every answer that finished is in the cache",
+            hint="re-run the same command to resume",
+        ) from None
     finally:
         bar.close()
         cache.close()
@@ -296,19 +344,36 @@ def run_suite(
             lazy.close()
     iset = prepared.instructions
     record = RunRecord(
-        suite=suite.name, split=prepared.split, limit=limit, model=model_name,
+        suite=suite.name,
+        split=prepared.split,
+        limit=limit,
+        model=model_name,
         backend=identity,
-        instructions={"path": str(iset.path.relative_to(suite.root)) if iset.path else None,
-                      "name": iset.name, "version": iset.version, "hash": iset.content_hash(),
-                      "rules": len(iset.rules)},
-        labels=list(suite.labels), system_prompt_sha256=sha256_text(prepared.system_prompt),
-        results=results, without_rules=without,
+        instructions={
+            "path": str(iset.path.relative_to(suite.root)) if iset.path else None,
+            "name": iset.name,
+            "version": iset.version,
+            "hash": iset.content_hash(),
+            "rules": len(iset.rules),
+        },
+        labels=list(suite.labels),
+        system_prompt_sha256=sha256_text(prepared.system_prompt),
+        results=results,
+        without_rules=without,
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        duration_s=round(time.perf_counter() - started, 3), cache_hits=hits,
-        cache_misses=total - hits)
+        duration_s=round(time.perf_counter() - started, 3),
+        cache_hits=hits,
+        cache_misses=total - hits,
+    )
     preds = record.predictions()
-    names = [*suite.metrics, *(b.metric for b in suite.gates), "invalid_rate", "prompt_tokens",
-             "latency_p50_ms", "latency_p95_ms"]
+    names = [
+        *suite.metrics,
+        *(b.metric for b in suite.gates),
+        "invalid_rate",
+        "prompt_tokens",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    ]
     if measure_without_rules:
         names.append("latency_overhead")
     record.metrics = {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}

@@ -67,22 +67,27 @@ def check_snapshot(suite: Suite) -> tuple[bool, str]:
     try:
         rendered = render_snapshot(suite)
     except PldError as exc:
-        return False, (f"the system prompt does not render, so it cannot be compared with "
-                       f"{rel}:\n{exc}")
+        return False, (
+            f"the system prompt does not render, so it cannot be compared with {rel}:\n{exc}"
+        )
     stored = read_snapshot(path)
     if stored is None:
-        return False, (f"no snapshot of the rendered system prompt at {rel}\n"
-                       f"create it and commit it: {update_command(suite)}")
+        return False, (
+            f"no snapshot of the rendered system prompt at {rel}\n"
+            f"create it and commit it: {update_command(suite)}"
+        )
     if stored == rendered:
         return True, f"rendered system prompt matches {rel}"
-    diff = unified(stored, rendered, old_name=f"{rel} (snapshot)",
-                   new_name="rendered now", context=1).splitlines()
+    diff = unified(
+        stored, rendered, old_name=f"{rel} (snapshot)", new_name="rendered now", context=1
+    ).splitlines()
     if len(diff) > MAX_DIFF_LINES:
         diff = [*diff[:MAX_DIFF_LINES], f"... {len(diff) - MAX_DIFF_LINES} more lines"]
-    return False, (f"the rendered system prompt differs from its snapshot {rel}:\n"
-                   + "\n".join(diff) + "\n"
-                   f"if the change is intended, update the snapshot and commit it: "
-                   f"{update_command(suite)}")
+    return False, (
+        f"the rendered system prompt differs from its snapshot {rel}:\n" + "\n".join(diff) + "\n"
+        f"if the change is intended, update the snapshot and commit it: "
+        f"{update_command(suite)}"
+    )
 
 
 def update_snapshot(suite: Suite) -> bool:
@@ -105,14 +110,18 @@ def _check_shared_paths(suites: Sequence[Suite]) -> None:
         path = suite.snapshot_path()
         other = by_path.setdefault(path, suite)
         if other is not suite and render_snapshot(other) != render_snapshot(suite):
-            raise PldError(f"suites {other.name!r} and {suite.name!r} render different prompts "
-                           f"into the same snapshot {_relative(suite, path)}", path=suite.path,
-                           key="snapshot",
-                           hint="give one of them its own path with `snapshot: "
-                                f"instructions/{suite.name}.prompt.txt`")
+            raise PldError(
+                f"suites {other.name!r} and {suite.name!r} render different prompts "
+                f"into the same snapshot {_relative(suite, path)}",
+                path=suite.path,
+                key="snapshot",
+                hint="give one of them its own path with `snapshot: "
+                f"instructions/{suite.name}.prompt.txt`",
+            )
 
 
 # --- the command -------------------------------------------------------------------------------
+
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from .cli import project_root
@@ -120,8 +129,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     names = [n for spec in args.suites for n in spec.split(",") if n.strip()]
-    paths = ([p for n in names for p in resolve_suite_names(root, n)] if names
-             else list(find_suites(root).values()))
+    paths = (
+        [p for n in names for p in resolve_suite_names(root, n)]
+        if names
+        else list(find_suites(root).values())
+    )
     if not paths:
         raise PldError(f"no suites found in {root / 'suites'}", hint="add suites/NAME.yaml files")
     suites = [load_suite(p, root) for p in paths]
@@ -148,17 +160,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .cli import add_root_option
 
     p = sub.add_parser(
-        "snapshot", help="check or update the committed rendered system prompts",
+        "snapshot",
+        help="check or update the committed rendered system prompts",
         description="Each suite's rendered system prompt is committed next to its instruction "
-                    "set (instructions/NAME.prompt.txt, or the suite's `snapshot:` path), so a "
-                    "change to a rule, a template or pytest-pld's default template shows in the "
-                    "pull request. Without --update, compare and exit 1 on any difference.")
-    p.add_argument("suites", nargs="*", metavar="SUITE",
-                   help="suite names (default: every suite in suites/)")
+        "set (instructions/NAME.prompt.txt, or the suite's `snapshot:` path), so a "
+        "change to a rule, a template or pytest-pld's default template shows in the "
+        "pull request. Without --update, compare and exit 1 on any difference.",
+    )
+    p.add_argument(
+        "suites", nargs="*", metavar="SUITE", help="suite names (default: every suite in suites/)"
+    )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--update", action="store_true",
-                      help="write the snapshots from the current rendering")
-    mode.add_argument("--check", action="store_true",
-                      help="compare only and exit 1 on a difference (the default)")
+    mode.add_argument(
+        "--update", action="store_true", help="write the snapshots from the current rendering"
+    )
+    mode.add_argument(
+        "--check", action="store_true", help="compare only and exit 1 on a difference (the default)"
+    )
     add_root_option(p)
     p.set_defaults(func=cmd_snapshot)

@@ -54,8 +54,12 @@ class Bound:
     def holds(self, observed: float) -> bool:
         if math.isnan(observed):  # NaN never passes a gate
             return False
-        return {">=": observed >= self.value, ">": observed > self.value,
-                "<=": observed <= self.value, "<": observed < self.value}[self.op]
+        return {
+            ">=": observed >= self.value,
+            ">": observed > self.value,
+            "<=": observed <= self.value,
+            "<": observed < self.value,
+        }[self.op]
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,12 @@ class Suite:
 
     def _spec(self, split: str) -> SplitSpec:
         if split not in self.splits:
-            raise PldError(f"suite has no {split!r} split{did_you_mean(split, self.splits)}",
-                           path=self.path, key="splits",
-                           hint=f"declared splits: {', '.join(self.splits)}")
+            raise PldError(
+                f"suite has no {split!r} split{did_you_mean(split, self.splits)}",
+                path=self.path,
+                key="splits",
+                hint=f"declared splits: {', '.join(self.splits)}",
+            )
         return self.splits[split]
 
     def load_examples(self, split: str, *, limit: int | None = None) -> list[Example]:
@@ -124,9 +131,12 @@ class Suite:
         spec = self._spec(split)
         data_path = self.split_path(split)
         if not data_path.exists():
-            raise PldError(f"data file {spec.path!r} for split {split!r} is missing",
-                           path=self.path, key=f"splits.{split}",
-                           hint="restore it from git or fix the path")
+            raise PldError(
+                f"data file {spec.path!r} for split {split!r} is missing",
+                path=self.path,
+                key=f"splits.{split}",
+                hint="restore it from git or fix the path",
+            )
         examples = _cached_load(self.loader, data_path, self.loader_options)
         lo, hi = spec.fraction
         if (lo, hi) != (0.0, 1.0):
@@ -151,12 +161,22 @@ def _cached_load(loader: Loader, path: Path, options: Mapping[str, Any]) -> list
 
 def parse_bound(metric: str, raw: Any, *, path: Path, line: int | None) -> Bound:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raise PldError(f"bound {raw!r} has no comparison", path=path, line=line,
-                       key=f"gates.{metric}", hint=f"write it as {BOUND_FORMS}")
+        raise PldError(
+            f"bound {raw!r} has no comparison",
+            path=path,
+            line=line,
+            key=f"gates.{metric}",
+            hint=f"write it as {BOUND_FORMS}",
+        )
     match = _BOUND.match(str(raw)) if isinstance(raw, str) else None
     if not match:
-        raise PldError(f"malformed bound {raw!r}", path=path, line=line, key=f"gates.{metric}",
-                       hint=f"write it as {BOUND_FORMS}")
+        raise PldError(
+            f"malformed bound {raw!r}",
+            path=path,
+            line=line,
+            key=f"gates.{metric}",
+            hint=f"write it as {BOUND_FORMS}",
+        )
     return Bound(metric, match[1], float(match[2]), line)
 
 
@@ -171,14 +191,15 @@ def resolve_suite_names(root: Path, spec: str, folder: str | Path = "suites") ->
     known = find_suites(root, folder)
     if spec.strip() == "all":
         if not known:
-            raise PldError(f"no suites found in {root / folder}",
-                           hint="add suites/NAME.yaml files")
+            raise PldError(f"no suites found in {root / folder}", hint="add suites/NAME.yaml files")
         return list(known.values())
     paths = []
     for name in [n.strip() for n in spec.split(",") if n.strip()]:
         if name not in known:
-            raise PldError(f"unknown suite {name!r}{did_you_mean(name, known)}",
-                           hint=f"available suites: {', '.join(known) or '(none)'}, or all")
+            raise PldError(
+                f"unknown suite {name!r}{did_you_mean(name, known)}",
+                hint=f"available suites: {', '.join(known) or '(none)'}, or all",
+            )
         paths.append(known[name])
     if not paths:
         raise PldError("no suite named", hint=f"available suites: {', '.join(known)}")
@@ -190,19 +211,32 @@ def load_suite(path: Path, root: Path) -> Suite:
     doc = load_yaml(path)
     errors: list[PldError] = []
 
-    def err(msg: str, node: Any = None, key: Any = None, name: str | None = None,
-            hint: str | None = None) -> None:
+    def err(
+        msg: str,
+        node: Any = None,
+        key: Any = None,
+        name: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         errors.append(PldError(msg, path=path, line=line_of(node, key), key=name, hint=hint))
 
     if not isinstance(doc, CommentedMap):
-        raise PldError("a suite must be a YAML mapping at the top level", path=path, line=1,
-                       hint=f"allowed keys: {', '.join(TOP_KEYS)}")
+        raise PldError(
+            "a suite must be a YAML mapping at the top level",
+            path=path,
+            line=1,
+            hint=f"allowed keys: {', '.join(TOP_KEYS)}",
+        )
     for key in doc:
         if key not in TOP_KEYS:
-            err(f"unknown key{did_you_mean(str(key), TOP_KEYS)}", doc, key, str(key),
-                hint=f"allowed keys: {', '.join(TOP_KEYS)}")
-    for key in ("name", "dataset", "splits", "labels", "user_template", "instructions",
-                "student"):
+            err(
+                f"unknown key{did_you_mean(str(key), TOP_KEYS)}",
+                doc,
+                key,
+                str(key),
+                hint=f"allowed keys: {', '.join(TOP_KEYS)}",
+            )
+    for key in ("name", "dataset", "splits", "labels", "user_template", "instructions", "student"):
         if key not in doc:
             err("required key is missing", doc, None, key, hint=TOP_KEYS[key])
 
@@ -220,17 +254,30 @@ def load_suite(path: Path, root: Path) -> Suite:
     description = text("description") if "description" in doc else ""
     snapshot = text("snapshot") or None if "snapshot" in doc else None
     if name and name != path.stem:
-        err(f"name {name!r} differs from the file name {path.stem!r}", doc, "name", "name",
-            hint="--pld-suite selects suites by file name; keep them equal")
+        err(
+            f"name {name!r} differs from the file name {path.stem!r}",
+            doc,
+            "name",
+            "name",
+            hint="--pld-suite selects suites by file name; keep them equal",
+        )
     if student and ":" not in student:
-        err(f"student {student!r} must read provider:model", doc, "student", "student",
-            hint="for example local:qwen2.5-coder-0.5b-instruct")
+        err(
+            f"student {student!r} must read provider:model",
+            doc,
+            "student",
+            "student",
+            hint="for example local:qwen2.5-coder-0.5b-instruct",
+        )
 
     labels: tuple[str, ...] = ()
     raw_labels = doc.get("labels")
     if raw_labels is not None:
-        if (not isinstance(raw_labels, list) or len(raw_labels) < 2
-                or not all(isinstance(x, str) and x.strip() for x in raw_labels)):
+        if (
+            not isinstance(raw_labels, list)
+            or len(raw_labels) < 2
+            or not all(isinstance(x, str) and x.strip() for x in raw_labels)
+        ):
             err("expected a list of at least two non-empty strings", doc, "labels", "labels")
         elif len(set(raw_labels)) != len(raw_labels):
             err("labels must be distinct", doc, "labels", "labels")
@@ -247,12 +294,22 @@ def load_suite(path: Path, root: Path) -> Suite:
         else:
             for key in dataset:
                 if key not in ("loader", "options"):
-                    err(f"unknown key{did_you_mean(str(key), ['loader', 'options'])}",
-                        dataset, key, f"dataset.{key}", hint="allowed keys: loader, options")
+                    err(
+                        f"unknown key{did_you_mean(str(key), ['loader', 'options'])}",
+                        dataset,
+                        key,
+                        f"dataset.{key}",
+                        hint="allowed keys: loader, options",
+                    )
             lname = dataset.get("loader")
             if lname not in loaders:
-                err(f"unknown loader {lname!r}{did_you_mean(str(lname), loaders)}", dataset,
-                    "loader", "dataset.loader", hint=f"loaders: {', '.join(loaders)}")
+                err(
+                    f"unknown loader {lname!r}{did_you_mean(str(lname), loaders)}",
+                    dataset,
+                    "loader",
+                    "dataset.loader",
+                    hint=f"loaders: {', '.join(loaders)}",
+                )
             else:
                 loader = loaders[lname]
                 options = dataset.get("options") or {}
@@ -261,10 +318,14 @@ def load_suite(path: Path, root: Path) -> Suite:
                     options = {}
                 for key, value in options.items():
                     if key not in loader.options:
-                        err(f"unknown option{did_you_mean(str(key), loader.options)}", options,
-                            key, f"dataset.options.{key}",
+                        err(
+                            f"unknown option{did_you_mean(str(key), loader.options)}",
+                            options,
+                            key,
+                            f"dataset.options.{key}",
                             hint=f"the {lname} loader accepts: "
-                                 f"{', '.join(loader.options) or '(no options)'}")
+                            f"{', '.join(loader.options) or '(no options)'}",
+                        )
                     else:
                         loader_options[str(key)] = _plain_scalar(value)
                 loader_options = {**loader.options, **loader_options}
@@ -278,39 +339,64 @@ def load_suite(path: Path, root: Path) -> Suite:
             for split, spec in raw_splits.items():
                 where = f"splits.{split}"
                 if split not in SPLITS:
-                    err(f"unknown split{did_you_mean(str(split), SPLITS)}", raw_splits, split,
-                        where, hint=f"splits: {', '.join(SPLITS)}")
+                    err(
+                        f"unknown split{did_you_mean(str(split), SPLITS)}",
+                        raw_splits,
+                        split,
+                        where,
+                        hint=f"splits: {', '.join(SPLITS)}",
+                    )
                     continue
                 if isinstance(spec, str):
                     splits[split] = SplitSpec(spec)
-                elif isinstance(spec, Mapping) and "path" in spec and set(spec) <= {"path",
-                                                                                     "fraction"}:
+                elif (
+                    isinstance(spec, Mapping)
+                    and "path" in spec
+                    and set(spec) <= {"path", "fraction"}
+                ):
                     frac = spec.get("fraction", [0.0, 1.0])
-                    if (not isinstance(frac, list) or len(frac) != 2
-                            or not all(isinstance(x, (int, float)) for x in frac)
-                            or not 0 <= frac[0] < frac[1] <= 1):
-                        err("fraction must be [lo, hi] with 0 <= lo < hi <= 1", spec,
-                            "fraction", f"{where}.fraction")
+                    if (
+                        not isinstance(frac, list)
+                        or len(frac) != 2
+                        or not all(isinstance(x, (int, float)) for x in frac)
+                        or not 0 <= frac[0] < frac[1] <= 1
+                    ):
+                        err(
+                            "fraction must be [lo, hi] with 0 <= lo < hi <= 1",
+                            spec,
+                            "fraction",
+                            f"{where}.fraction",
+                        )
                         continue
                     splits[split] = SplitSpec(str(spec["path"]), (float(frac[0]), float(frac[1])))
                 else:
                     err("expected a path or {path, fraction: [lo, hi]}", raw_splits, split, where)
                     continue
                 try:
-                    resolve_inside(root, splits[split].path, path=path,
-                                   line=line_of(raw_splits, split), key=where)
+                    resolve_inside(
+                        root,
+                        splits[split].path,
+                        path=path,
+                        line=line_of(raw_splits, split),
+                        key=where,
+                    )
                 except PldError as exc:
                     errors.append(exc)
             _check_disjoint(splits, raw_splits, path, errors)
 
     gate_split = str(doc.get("gate_split", "test"))
     if splits and gate_split not in splits:
-        err(f"gate split {gate_split!r} is not declared", doc,
-            "gate_split" if "gate_split" in doc else "splits", "gate_split")
+        err(
+            f"gate split {gate_split!r} is not declared",
+            doc,
+            "gate_split" if "gate_split" in doc else "splits",
+            "gate_split",
+        )
 
     max_tokens = doc.get("max_prompt_tokens")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
         err("expected a positive integer", doc, "max_prompt_tokens", "max_prompt_tokens")
         max_tokens = None
 
@@ -320,15 +406,25 @@ def load_suite(path: Path, root: Path) -> Suite:
             metrics.lookup(str(mname), labels or None)
             reported.append(str(mname))
         except KeyError as exc:
-            err(f"{exc.args[0]}", doc["metrics"], i, "metrics",
-                hint=f"metrics: {', '.join(metrics.metric_names())}")
+            err(
+                f"{exc.args[0]}",
+                doc["metrics"],
+                i,
+                "metrics",
+                hint=f"metrics: {', '.join(metrics.metric_names())}",
+            )
 
     bounds: list[Bound] = []
     regression: RegressionGate | None = None
     gates = doc.get("gates")
     if gates is None or (isinstance(gates, Mapping) and not gates):
-        err("a suite needs at least one gate", doc, "gates" if "gates" in doc else None, "gates",
-            hint="for example gates: {macro_f1: '>= 0.5'}")
+        err(
+            "a suite needs at least one gate",
+            doc,
+            "gates" if "gates" in doc else None,
+            "gates",
+            hint="for example gates: {macro_f1: '>= 0.5'}",
+        )
     elif not isinstance(gates, Mapping):
         err("expected a mapping metric -> bound", doc, "gates", "gates")
     else:
@@ -340,10 +436,15 @@ def load_suite(path: Path, root: Path) -> Suite:
             try:
                 metrics.lookup(str(mname), labels or None)
             except KeyError as exc:
-                errors.append(PldError(f"{exc.args[0]}", path=path, line=line,
-                                       key=f"gates.{mname}",
-                                       hint=f"metrics: {', '.join(metrics.metric_names())}, "
-                                            "regression"))
+                errors.append(
+                    PldError(
+                        f"{exc.args[0]}",
+                        path=path,
+                        line=line,
+                        key=f"gates.{mname}",
+                        hint=f"metrics: {', '.join(metrics.metric_names())}, regression",
+                    )
+                )
                 continue
             try:
                 bounds.append(parse_bound(str(mname), raw, path=path, line=line))
@@ -353,13 +454,25 @@ def load_suite(path: Path, root: Path) -> Suite:
     if errors:
         raise PldErrors(errors)
     assert loader is not None
-    return Suite(path=path, root=root, name=name, loader=loader,
-                 loader_options=MappingProxyType(loader_options),
-                 splits=MappingProxyType(splits), labels=labels, user_template=user_template,
-                 instructions=instructions, student=student, gates=tuple(bounds),
-                 regression=regression, gate_split=gate_split, max_prompt_tokens=max_tokens,
-                 metrics=tuple(reported) or ("accuracy", "macro_f1"), description=description,
-                 snapshot=snapshot)
+    return Suite(
+        path=path,
+        root=root,
+        name=name,
+        loader=loader,
+        loader_options=MappingProxyType(loader_options),
+        splits=MappingProxyType(splits),
+        labels=labels,
+        user_template=user_template,
+        instructions=instructions,
+        student=student,
+        gates=tuple(bounds),
+        regression=regression,
+        gate_split=gate_split,
+        max_prompt_tokens=max_tokens,
+        metrics=tuple(reported) or ("accuracy", "macro_f1"),
+        description=description,
+        snapshot=snapshot,
+    )
 
 
 def _plain_scalar(value: Any) -> Any:
@@ -370,35 +483,54 @@ def _plain_scalar(value: Any) -> Any:
     return value
 
 
-def _check_disjoint(splits: Mapping[str, SplitSpec], node: Any, path: Path,
-                    errors: list[PldError]) -> None:
+def _check_disjoint(
+    splits: Mapping[str, SplitSpec], node: Any, path: Path, errors: list[PldError]
+) -> None:
     """Two splits that read the same file must take non-overlapping fractions of it."""
     names = list(splits)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             sa, sb = splits[a], splits[b]
             if sa.path != sb.path:
                 continue
             if sa.fraction[0] < sb.fraction[1] and sb.fraction[0] < sa.fraction[1]:
-                errors.append(PldError(
-                    f"splits {a!r} and {b!r} overlap (same file, fractions {list(sa.fraction)} "
-                    f"and {list(sb.fraction)})", path=path, line=line_of(node, b),
-                    key=f"splits.{b}", hint="give them disjoint [lo, hi) fractions"))
+                errors.append(
+                    PldError(
+                        f"splits {a!r} and {b!r} overlap (same file, fractions {list(sa.fraction)} "
+                        f"and {list(sb.fraction)})",
+                        path=path,
+                        line=line_of(node, b),
+                        key=f"splits.{b}",
+                        hint="give them disjoint [lo, hi) fractions",
+                    )
+                )
 
 
-def _parse_regression(raw: Any, path: Path, line: int | None, labels: Sequence[str],
-                      errors: list[PldError]) -> RegressionGate | None:
+def _parse_regression(
+    raw: Any, path: Path, line: int | None, labels: Sequence[str], errors: list[PldError]
+) -> RegressionGate | None:
     if not isinstance(raw, Mapping):
-        errors.append(PldError("expected {metric, baseline, margin, confidence}", path=path,
-                               line=line, key="gates.regression"))
+        errors.append(
+            PldError(
+                "expected {metric, baseline, margin, confidence}",
+                path=path,
+                line=line,
+                key="gates.regression",
+            )
+        )
         return None
     bad = False
     for key in raw:
         if key not in REGRESSION_KEYS:
-            errors.append(PldError(f"unknown key{did_you_mean(str(key), REGRESSION_KEYS)}",
-                                   path=path, line=line_of(raw, key),
-                                   key=f"gates.regression.{key}",
-                                   hint=f"allowed: {', '.join(sorted(REGRESSION_KEYS))}"))
+            errors.append(
+                PldError(
+                    f"unknown key{did_you_mean(str(key), REGRESSION_KEYS)}",
+                    path=path,
+                    line=line_of(raw, key),
+                    key=f"gates.regression.{key}",
+                    hint=f"allowed: {', '.join(sorted(REGRESSION_KEYS))}",
+                )
+            )
             bad = True
     mname, baseline = raw.get("metric", "macro_f1"), raw.get("baseline")
     try:
@@ -406,23 +538,45 @@ def _parse_regression(raw: Any, path: Path, line: int | None, labels: Sequence[s
         if not entry.resamplable:
             raise KeyError(f"metric {mname!r} cannot be compared by paired bootstrap")
     except KeyError as exc:
-        errors.append(PldError(f"{exc.args[0]}", path=path, line=line_of(raw, "metric"),
-                               key="gates.regression.metric"))
+        errors.append(
+            PldError(
+                f"{exc.args[0]}",
+                path=path,
+                line=line_of(raw, "metric"),
+                key="gates.regression.metric",
+            )
+        )
         bad = True
     if not isinstance(baseline, str) or not baseline.strip():
-        errors.append(PldError("baseline must be a project-relative path", path=path,
-                               line=line_of(raw, "baseline") or line,
-                               key="gates.regression.baseline"))
+        errors.append(
+            PldError(
+                "baseline must be a project-relative path",
+                path=path,
+                line=line_of(raw, "baseline") or line,
+                key="gates.regression.baseline",
+            )
+        )
         bad = True
     margin, confidence = raw.get("margin", 0.02), raw.get("confidence", 0.95)
     if not isinstance(margin, (int, float)) or not 0 <= margin < 1:
-        errors.append(PldError("margin must be a number in [0, 1)", path=path,
-                               line=line_of(raw, "margin"), key="gates.regression.margin"))
+        errors.append(
+            PldError(
+                "margin must be a number in [0, 1)",
+                path=path,
+                line=line_of(raw, "margin"),
+                key="gates.regression.margin",
+            )
+        )
         bad = True
     if not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1:
-        errors.append(PldError("confidence must be a number in [0.5, 1)", path=path,
-                               line=line_of(raw, "confidence"),
-                               key="gates.regression.confidence"))
+        errors.append(
+            PldError(
+                "confidence must be a number in [0.5, 1)",
+                path=path,
+                line=line_of(raw, "confidence"),
+                key="gates.regression.confidence",
+            )
+        )
         bad = True
     if bad:
         return None

@@ -28,9 +28,15 @@ GenerateFn = Callable[[Sequence[Message]], str]
 class ScriptedBackend:
     """Answers by rule, counts calls, and can fail on demand."""
 
-    def __init__(self, model: str = "scripted", *, classify: ClassifyFn | None = None,
-                 generate: GenerateFn | Sequence[str] | None = None,
-                 latency_s: float = 0.001, fail_after: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str = "scripted",
+        *,
+        classify: ClassifyFn | None = None,
+        generate: GenerateFn | Sequence[str] | None = None,
+        latency_s: float = 0.001,
+        fail_after: int | None = None,
+    ) -> None:
         self.name = f"scripted:{model}"
         self.model = model
         self._classify = classify or (lambda system, user, labels: labels[0])
@@ -44,20 +50,31 @@ class ScriptedBackend:
     def identity(self) -> Mapping[str, Any]:
         return {"provider": "scripted", "model": self.model}
 
-    def classify_many(self, system: str, users: Sequence[str],
-                      labels: Sequence[str]) -> Iterator[Classification]:
+    def classify_many(
+        self, system: str, users: Sequence[str], labels: Sequence[str]
+    ) -> Iterator[Classification]:
         for user in users:
             if self.fail_after is not None and self.classify_calls >= self.fail_after:
                 raise KeyboardInterrupt  # behaves like Ctrl-C in the middle of a run
             self.classify_calls += 1
             label = self._classify(system, user, labels)
             time.sleep(self.latency_s)
-            yield Classification(label=label, raw=label, latency_s=self.latency_s,
-                                 prompt_tokens=self.count_tokens(system + user))
+            yield Classification(
+                label=label,
+                raw=label,
+                latency_s=self.latency_s,
+                prompt_tokens=self.count_tokens(system + user),
+            )
 
-    def generate(self, messages: Sequence[Message], *, max_tokens: int = 256,
-                 stop: Sequence[str] = (), prefill: str = "",
-                 json_schema: Mapping[str, Any] | None = None) -> Generation:
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        prefill: str = "",
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Generation:
         self.generate_calls.append(list(messages))
         if self._queue is not None:
             if not self._queue:
@@ -67,9 +84,12 @@ class ScriptedBackend:
             text = self._generate(messages)
         else:
             text = ""
-        return Generation(text=text, latency_s=self.latency_s,
-                          prompt_tokens=sum(self.count_tokens(m.content) for m in messages),
-                          completion_tokens=self.count_tokens(text))
+        return Generation(
+            text=text,
+            latency_s=self.latency_s,
+            prompt_tokens=sum(self.count_tokens(m.content) for m in messages),
+            completion_tokens=self.count_tokens(text),
+        )
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text.split()))
@@ -78,8 +98,9 @@ class ScriptedBackend:
         pass
 
 
-def use_scripted_backend(backend: ScriptedBackend | Callable[..., ScriptedBackend],
-                         prefix: str = "scripted") -> Callable[[], None]:
+def use_scripted_backend(
+    backend: ScriptedBackend | Callable[..., ScriptedBackend], prefix: str = "scripted"
+) -> Callable[[], None]:
     """Register `prefix:` names to return `backend`; returns the function that unregisters."""
     if isinstance(backend, ScriptedBackend):
         instance = backend

@@ -44,8 +44,12 @@ def load_yaml_text(text: str, path: Path | str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise PldError(f"malformed YAML: {problem}", path=path, line=line,
-                       hint="fix the syntax; `pld validate` re-checks every file") from None
+        raise PldError(
+            f"malformed YAML: {problem}",
+            path=path,
+            line=line,
+            hint="fix the syntax; `pld validate` re-checks every file",
+        ) from None
     except YAMLError as exc:
         raise PldError(f"malformed YAML: {exc}", path=path) from None
 
@@ -109,8 +113,9 @@ def _segments(lines: list[str], doc: CommentedMap) -> tuple[list[str], dict[Any,
     if not starts or [s for _, s in starts] != sorted(s for _, s in starts):
         return None
     bounds = [s for _, s in starts] + [len(lines)]
-    return lines[:bounds[0]], {key: lines[bounds[i]:bounds[i + 1]]
-                               for i, (key, _) in enumerate(starts)}
+    return lines[: bounds[0]], {
+        key: lines[bounds[i] : bounds[i + 1]] for i, (key, _) in enumerate(starts)
+    }
 
 
 def _split_trailing(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -121,15 +126,17 @@ def _split_trailing(lines: list[str]) -> tuple[list[str], list[str]]:
     return lines[:i], lines[i:]
 
 
-def _list_parts(lines: list[str], starts: list[int],
-                ) -> tuple[list[str], list[tuple[list[str], list[str]]], list[str]]:
+def _list_parts(
+    lines: list[str],
+    starts: list[int],
+) -> tuple[list[str], list[tuple[list[str], list[str]]], list[str]]:
     """A list-valued key's lines as (key line, [(leading comments, item lines)], tail).
 
     ruamel attaches a comment to the node *before* it; for a reviewer a comment above a rule
     belongs to that rule, and the comments after the last rule to the list's end."""
     if not starts:
         return lines[:1], [], lines[1:]
-    head, lead = _split_trailing(lines[:starts[0]])
+    head, lead = _split_trailing(lines[: starts[0]])
     items = []
     for a, b in zip(starts, [*starts[1:], len(lines)]):
         body, trailing = _split_trailing(lines[a:b])
@@ -138,8 +145,14 @@ def _list_parts(lines: list[str], starts: list[int],
     return head, items, lead
 
 
-def _merge_items(old_lines: list[str], old_seq: Any, new_lines: list[str], new_seq: Any,
-                 old_key_line: int, new_key_line: int) -> list[str] | None:
+def _merge_items(
+    old_lines: list[str],
+    old_seq: Any,
+    new_lines: list[str],
+    new_seq: Any,
+    old_key_line: int,
+    new_key_line: int,
+) -> list[str] | None:
     """A list of mappings with `id`s: unchanged items keep their original lines, and every
     comment comes from the original text (new items have none of their own)."""
     if not (isinstance(old_seq, CommentedSeq) and isinstance(new_seq, CommentedSeq)):
@@ -197,8 +210,14 @@ def keep_untouched_lines(old_text: str, new_text: str) -> str:
                 continue
             merged = None
             if item_level and key in old_doc:
-                merged = _merge_items(old_parts[1][key], old_doc[key], lines, new_doc[key],
-                                      int(old_doc.lc.key(key)[0]), int(new_doc.lc.key(key)[0]))
+                merged = _merge_items(
+                    old_parts[1][key],
+                    old_doc[key],
+                    lines,
+                    new_doc[key],
+                    int(old_doc.lc.key(key)[0]),
+                    int(new_doc.lc.key(key)[0]),
+                )
             out.extend(merged if merged is not None else lines)
         text = "".join(out)
         if text and not text.endswith("\n"):
@@ -219,8 +238,9 @@ def strip_wrap_spaces(text: str) -> str:
     if stripped == text:
         return text
     try:
-        same = (_plain_data(load_yaml_text(stripped, "<stripped>"))
-                == _plain_data(load_yaml_text(text, "<dumped>")))
+        same = _plain_data(load_yaml_text(stripped, "<stripped>")) == _plain_data(
+            load_yaml_text(text, "<dumped>")
+        )
     except PldError:
         return text
     return stripped if same else text

@@ -48,14 +48,23 @@ output: 'Answer with one word: {{ labels | join(", ") }}.'
 """
 
 
-def make_suite(root: Path, *, student: str = "scripted:demo",
-               instructions: str = INSTRUCTIONS) -> Suite:
+def make_suite(
+    root: Path, *, student: str = "scripted:demo", instructions: str = INSTRUCTIONS
+) -> Suite:
     for folder in ("suites", "instructions", "data"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for split, n in (("dev", 16), ("test", 4)):
         # apple examples are "yes", all others "no"
-        lines = [json.dumps({"id": f"{split}{i}", "text": f"a {WORDS[i % 4]} {i}",
-                             "label": "yes" if i % 4 == 0 else "no"}) for i in range(n)]
+        lines = [
+            json.dumps(
+                {
+                    "id": f"{split}{i}",
+                    "text": f"a {WORDS[i % 4]} {i}",
+                    "label": "yes" if i % 4 == 0 else "no",
+                }
+            )
+            for i in range(n)
+        ]
         (root / "data" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     (root / "suites" / "demo.yaml").write_text(SUITE.format(student=student))
     (root / "instructions" / "demo.yaml").write_text(instructions)
@@ -63,7 +72,8 @@ def make_suite(root: Path, *, student: str = "scripted:demo",
 
 
 def test_each_rule_gets_its_effect_and_the_harmless_ones_are_prune_candidates(
-        tmp_path: Path, student: ScriptedBackend) -> None:
+    tmp_path: Path, student: ScriptedBackend
+) -> None:
     result = ablate(make_suite(tmp_path), resamples=100)
     rows = {r.id: r for r in result.rules}
     assert result.split == "dev" and result.examples == 16
@@ -79,7 +89,8 @@ def test_each_rule_gets_its_effect_and_the_harmless_ones_are_prune_candidates(
 
 
 def test_model_calls_are_counted_and_a_second_ablation_is_served_from_the_cache(
-        tmp_path: Path, student: ScriptedBackend) -> None:
+    tmp_path: Path, student: ScriptedBackend
+) -> None:
     suite = make_suite(tmp_path)
     first = ablate(suite, resamples=50)
     # full set, three leave-one-out variants and the no-rules variant, 16 examples each
@@ -90,10 +101,12 @@ def test_model_calls_are_counted_and_a_second_ablation_is_served_from_the_cache(
 
 
 def test_the_command_prints_the_table_prune_candidates_and_model_calls(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_suite(tmp_path)
-    assert main(["ablate", "demo", "--root", str(tmp_path), "--resamples", "50",
-                 "--limit", "8"]) == 0
+    assert (
+        main(["ablate", "demo", "--root", str(tmp_path), "--resamples", "50", "--limit", "8"]) == 0
+    )
     out = capsys.readouterr().out
     assert "ablation of demo v3 on demo/dev: 8 examples, model scripted:demo" in out
     assert re.search(r"^R2 .* yes +Say yes for plum\.$", out, re.MULTILINE)
@@ -102,8 +115,9 @@ def test_the_command_prints_the_table_prune_candidates_and_model_calls(
     assert "wide intervals" in out
 
 
-def test_markdown_and_json_outputs(tmp_path: Path, student: ScriptedBackend,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_markdown_and_json_outputs(
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_suite(tmp_path)
     main(["ablate", "demo", "--root", str(tmp_path), "--resamples", "50", "--format", "md"])
     md = capsys.readouterr().out
@@ -113,23 +127,27 @@ def test_markdown_and_json_outputs(tmp_path: Path, student: ScriptedBackend,
     assert data["prune_candidates"] == ["R2", "R3"] and data["model_calls"] == 0
 
 
-def test_a_set_without_rules_has_nothing_to_ablate(tmp_path: Path,
-                                                   student: ScriptedBackend) -> None:
-    suite = make_suite(tmp_path, instructions=INSTRUCTIONS.split("rules:")[0]
-                       + "output: 'One word.'\n")
+def test_a_set_without_rules_has_nothing_to_ablate(
+    tmp_path: Path, student: ScriptedBackend
+) -> None:
+    suite = make_suite(
+        tmp_path, instructions=INSTRUCTIONS.split("rules:")[0] + "output: 'One word.'\n"
+    )
     with pytest.raises(PldError, match="no rules to ablate"):
         ablate(suite)
 
 
 def test_a_suite_without_the_split_is_an_error_naming_its_splits(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     make_suite(tmp_path)
     assert main(["ablate", "demo", "--split", "train", "--root", str(tmp_path)]) == 2
     assert "declared splits: dev, test" in capsys.readouterr().err
 
 
 def test_ablating_on_the_gate_split_is_allowed_with_a_warning(
-        tmp_path: Path, student: ScriptedBackend) -> None:
+    tmp_path: Path, student: ScriptedBackend
+) -> None:
     result = ablate(make_suite(tmp_path), split="test", resamples=20)
     assert any("the split the gates use" in note for note in result.notes)
 
@@ -137,8 +155,7 @@ def test_ablating_on_the_gate_split_is_allowed_with_a_warning(
 @pytest.mark.integration
 def test_ablation_with_the_real_small_local_model(tmp_path: Path) -> None:
     instructions = INSTRUCTIONS.replace("  - id: R3\n    text: Be careful.\n", "")
-    suite = make_suite(tmp_path, student="local:smollm2-135m-instruct",
-                       instructions=instructions)
+    suite = make_suite(tmp_path, student="local:smollm2-135m-instruct", instructions=instructions)
     try:
         result = ablate(suite, limit=6, resamples=200)
     except PldError as exc:

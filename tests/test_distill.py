@@ -68,21 +68,35 @@ def traces_of(suite: Suite) -> Path:
 
 
 def settings(suite: Suite, **kw: object) -> DistillSettings:
-    base: dict[str, object] = {"traces": traces_of(suite), "embedder": "tfidf",
-                               "min_samples": 2}
+    base: dict[str, object] = {"traces": traces_of(suite), "embedder": "tfidf", "min_samples": 2}
     base.update(kw)
     return DistillSettings(**base)  # type: ignore[arg-type]
 
 
 def run_cli(suite: Suite, *extra: str) -> int:
-    return main(["distill", "toy", "--traces", str(traces_of(suite)), "--embedder", "tfidf",
-                 "--min-samples", "2", "--root", str(suite.root), *extra])
+    return main(
+        [
+            "distill",
+            "toy",
+            "--traces",
+            str(traces_of(suite)),
+            "--embedder",
+            "tfidf",
+            "--min-samples",
+            "2",
+            "--root",
+            str(suite.root),
+            *extra,
+        ]
+    )
 
 
 # --- the proposal -------------------------------------------------------------------------------
 
+
 def test_distill_prints_a_diff_with_an_added_rule_and_writes_nothing(
-        taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
+    taught: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = taught.instructions_path
     before = path.read_bytes()
     assert run_cli(taught) == 0
@@ -102,7 +116,8 @@ def test_distill_prints_a_diff_with_an_added_rule_and_writes_nothing(
 
 
 def test_write_keeps_comments_and_untouched_lines_byte_identical(
-        taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
+    taught: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = taught.instructions_path
     old = path.read_text(encoding="utf-8").splitlines(keepends=True)
     assert run_cli(taught, "--write") == 0
@@ -112,8 +127,10 @@ def test_write_keeps_comments_and_untouched_lines_byte_identical(
     it = iter(new)
     assert all(any(line == other for other in it) for line in kept)
     assert "version: 2\n" in new
-    assert "  pos: the reviewer liked it, a long definition that wraps onto a second line " \
-           "because\n" in new  # a wrapped plain scalar is not re-flowed
+    assert (
+        "  pos: the reviewer liked it, a long definition that wraps onto a second line "
+        "because\n" in new
+    )  # a wrapped plain scalar is not re-flowed
     iset = load_instruction_set(path)
     assert [r.id for r in iset.rules] == ["R001", "R002"]
     assert iset.rules[1].provenance["method"] == "synthesis"
@@ -133,20 +150,24 @@ def test_write_refuses_a_file_that_changed_since_the_proposal(taught: Suite) -> 
 
 
 def test_a_saved_proposal_can_be_applied_later_unless_the_file_changed(
-        taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
+    taught: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
     proposal = distill(taught, settings(taught), log=lambda s: None)
     assert proposal.saved_to is not None
-    assert main(["distill", "toy", "--apply", str(proposal.saved_to),
-                 "--root", str(taught.root)]) == 0
+    assert (
+        main(["distill", "toy", "--apply", str(proposal.saved_to), "--root", str(taught.root)]) == 0
+    )
     assert taught.instructions_path.read_text(encoding="utf-8") == proposal.text
     capsys.readouterr()
-    assert main(["distill", "toy", "--apply", str(proposal.saved_to),
-                 "--root", str(taught.root)]) == 2
+    assert (
+        main(["distill", "toy", "--apply", str(proposal.saved_to), "--root", str(taught.root)]) == 2
+    )
     assert "changed since the proposal" in capsys.readouterr().err
 
 
 def test_a_rerun_reuses_cached_answers_and_proposes_the_same_text(
-        taught: Suite, backend: ScriptedBackend) -> None:
+    taught: Suite, backend: ScriptedBackend
+) -> None:
     first = distill(taught, settings(taught), log=lambda s: None)
     calls = len(backend.generate_calls)
     second = distill(taught, settings(taught), log=lambda s: None)
@@ -157,30 +178,37 @@ def test_a_rerun_reuses_cached_answers_and_proposes_the_same_text(
 
 
 def test_the_closed_loop_revises_a_conflicting_rule_and_it_keeps_its_id(
-        taught: Suite, backend: ScriptedBackend) -> None:
+    taught: Suite, backend: ScriptedBackend
+) -> None:
     path = taught.instructions_path
-    path.write_text(path.read_text(encoding="utf-8").replace(
-        "text: A review that calls something dull is neg.\n    label: neg",
-        "text: If the review mentions a show, then the label is pos.\n    label: pos"),
-        encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "text: A review that calls something dull is neg.\n    label: neg",
+            "text: If the review mentions a show, then the label is pos.\n    label: pos",
+        ),
+        encoding="utf-8",
+    )
     proposal = distill(taught, settings(taught), log=lambda s: None)
     assert [(c.kind, c.id) for c in proposal.changes.rules] == [("reworded", "R001")]
     rule = proposal.new.rules[0]
-    assert rule.id == "R001" and rule.text == ("If the review calls it great, then the label "
-                                               "is pos.")
+    assert rule.id == "R001" and rule.text == (
+        "If the review calls it great, then the label is pos."
+    )
     assert rule.provenance["method"] == "revision" and rule.provenance["round"] == 2
     kinds = [r["kind"] for r in proposal.rounds]
     assert kinds[:3] == ["baseline", "selection", "revision"]
     assert proposal.before["macro_f1"] < proposal.after["macro_f1"] == 1.0
     # the teacher saw the failures and the successes of the rule
-    revision = next(c for c in backend.generate_calls if "student model follows" in
-                    c[-1].content)[-1].content
+    revision = next(c for c in backend.generate_calls if "student model follows" in c[-1].content)[
+        -1
+    ].content
     assert "got these wrong" in revision and "the student answered: neg" in revision
     assert "mentions a show" in revision
 
 
 def test_the_loop_writes_a_rule_for_a_missed_label_that_no_rule_covers(
-        taught: Suite, backend: ScriptedBackend) -> None:
+    taught: Suite, backend: ScriptedBackend
+) -> None:
     def useless_merges(messages: Sequence[Message]) -> str:
         if any("Merge them" in m.content for m in messages):  # selection keeps none of these
             return json.dumps({"rule": "If the review is long, then the label is pos."})
@@ -194,21 +222,25 @@ def test_the_loop_writes_a_rule_for_a_missed_label_that_no_rule_covers(
     assert new.provenance["round"] == 2 and "no rule for pos" in new.provenance["note"]
     assert proposal.before["macro_f1"] < proposal.after["macro_f1"]
     # the teacher saw the student's misses of pos and some of its right answers
-    ask = next(c[-1].content for c in backend.generate_calls
-               if "has no rule for the label pos" in c[-1].content)
+    ask = next(
+        c[-1].content
+        for c in backend.generate_calls
+        if "has no rule for the label pos" in c[-1].content
+    )
     assert "the student answered: neg" in ask and "(the student got it right)" in ask
 
 
 def test_no_gain_means_no_change_and_nothing_to_write(
-        taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
-    with scripted(ScriptedBackend("t", generate=teacher_fn,
-                                  classify=lambda s, u, labels: "neg")):
+    taught: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with scripted(ScriptedBackend("t", generate=teacher_fn, classify=lambda s, u, labels: "neg")):
         assert run_cli(taught, "--write") == 0
     out = capsys.readouterr().out
     assert "no change proposed" in out and "nothing to write" in out
 
 
 # --- generality and leakage ---------------------------------------------------------------------
+
 
 def test_a_rule_copying_a_gate_split_span_is_dropped(taught: Suite) -> None:
     check = LeakageCheck.for_suite(taught)
@@ -219,14 +251,16 @@ def test_a_rule_copying_a_gate_split_span_is_dropped(taught: Suite) -> None:
 def test_a_span_the_train_split_shares_with_the_gate_split_is_not_a_leak() -> None:
     # ContractNLI asks the same hypotheses of every contract: quoting one learns from train
     hypothesis = "receiving party may share some confidential information with its employees"
-    check = LeakageCheck([f"Hypothesis: {hypothesis}", TEST_SENTENCE],
-                         shared=[f"Hypothesis: {hypothesis}"])
+    check = LeakageCheck(
+        [f"Hypothesis: {hypothesis}", TEST_SENTENCE], shared=[f"Hypothesis: {hypothesis}"]
+    )
     assert check.copied_span(f"If {hypothesis}, then Entailment.") is None
     assert check.copied_span(f"If {TEST_SENTENCE}, then pos.") is not None
 
 
 def test_a_leaking_candidate_is_never_scored_or_proposed(
-        taught: Suite, backend: ScriptedBackend) -> None:
+    taught: Suite, backend: ScriptedBackend
+) -> None:
     def leaky(messages: Sequence[Message]) -> str:
         if any("Merge them" in m.content for m in messages):
             return json.dumps({"rule": f"If {TEST_SENTENCE} or it is great, then pos."})
@@ -240,23 +274,23 @@ def test_a_leaking_candidate_is_never_scored_or_proposed(
 
 
 def test_garbage_synthesis_falls_back_to_the_medoid_rule(
-        taught: Suite, backend: ScriptedBackend) -> None:
+    taught: Suite, backend: ScriptedBackend
+) -> None:
     def garbage(messages: Sequence[Message]) -> str:
         if any("Merge them" in m.content for m in messages):  # the repair request too
             return '{"rule": "!!! ??? ..."}'
         return teacher_fn(messages)
 
     backend._generate = garbage
-    proposal = distill(taught, settings(taught, synthesis="teacher", rounds=0),
-                       log=lambda s: None)
+    proposal = distill(taught, settings(taught, synthesis="teacher", rounds=0), log=lambda s: None)
     added = [r for r in proposal.new.rules if r.id != "R001"]
     assert added and added[0].provenance["method"] == "medoid-fallback"
     assert added[0].text.startswith("If the text praises something as great")
-    assert "too short" in added[0].provenance["note"] or "not words" in \
-        added[0].provenance["note"]
+    assert "too short" in added[0].provenance["note"] or "not words" in added[0].provenance["note"]
 
 
 # --- clustering ---------------------------------------------------------------------------------
+
 
 def _two_groups(n: int = 8) -> np.ndarray:
     a = np.tile([1.0, 0.05, 0.0], (n, 1)) + np.linspace(0, 0.01, n)[:, None]
@@ -297,33 +331,41 @@ def test_clusters_are_formed_within_labels_so_a_minority_label_keeps_its_rule() 
 
 def test_the_medoid_avoids_rules_that_name_example_entities() -> None:
     vectors = _two_groups(4)[:4]
-    result = cluster_rules(vectors, ["pos"] * 4, method="kmeans", k=1,
-                           avoid=[True, True, False, True])
+    result = cluster_rules(
+        vectors, ["pos"] * 4, method="kmeans", k=1, avoid=[True, True, False, True]
+    )
     assert result.clusters[0].medoid == 2
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"eps": 0.0}, "--eps must be in (0, 2]"),
-    ({"eps": 2.5}, "--eps must be in (0, 2]"),
-    ({"min_samples": 0}, "--min-samples must be an integer >= 1"),
-    ({"method": "kmeans", "k": 0}, "--k must be an integer >= 1"),
-    ({"method": "hdbscan"}, "unknown clustering method"),
-], ids=["eps-zero", "eps-above-two", "min-samples-zero", "k-zero", "unknown-method"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"eps": 0.0}, "--eps must be in (0, 2]"),
+        ({"eps": 2.5}, "--eps must be in (0, 2]"),
+        ({"min_samples": 0}, "--min-samples must be an integer >= 1"),
+        ({"method": "kmeans", "k": 0}, "--k must be an integer >= 1"),
+        ({"method": "hdbscan"}, "unknown clustering method"),
+    ],
+    ids=["eps-zero", "eps-above-two", "min-samples-zero", "k-zero", "unknown-method"],
+)
 def test_clustering_parameters_out_of_range_are_clear_errors(
-        kwargs: dict[str, object], message: str) -> None:
+    kwargs: dict[str, object], message: str
+) -> None:
     with pytest.raises(PldError) as info:
         cluster_rules(np.eye(3), ["a", "b", "c"], **kwargs)  # type: ignore[arg-type]
     assert message in str(info.value)
 
 
 def test_the_cli_rejects_an_out_of_range_eps_before_any_work(
-        taught: Suite, capsys: pytest.CaptureFixture[str]) -> None:
+    taught: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         run_cli(taught, "--eps", "3")
     assert info.value.code == 2 and "must be in (0, 2]" in capsys.readouterr().err
 
 
 # --- ids ----------------------------------------------------------------------------------------
+
 
 def test_new_ids_follow_the_files_convention_and_skip_every_used_id() -> None:
     ids = IdAllocator(["R001", "R003", "R004"])
@@ -354,8 +396,10 @@ def test_ids_of_rules_removed_in_git_history_are_not_reused(tmp_path: Path) -> N
 
 # --- split discipline and bad input -------------------------------------------------------------
 
+
 def test_distill_refuses_a_suite_that_gates_on_the_dev_split(
-        tmp_path: Path, backend: ScriptedBackend) -> None:
+    tmp_path: Path, backend: ScriptedBackend
+) -> None:
     suite = make_project(tmp_path, gate_split="dev")
     teach(suite, teacher="scripted:t", out=traces_of(suite))
     with pytest.raises(PldError, match="never reads the 'dev' split"):
@@ -370,26 +414,44 @@ def _write_traces(suite: Suite, rows: list[dict[str, object]], tail: str = "") -
 
 
 def _row(**kw: object) -> dict[str, object]:
-    row: dict[str, object] = {"id": "t1", "suite": "toy", "split": "train", "gold": "pos",
-                              "rule": "If great, then pos.", "teacher": "scripted:t",
-                              "status": "ok", "labels": ["pos", "neg"]}
+    row: dict[str, object] = {
+        "id": "t1",
+        "suite": "toy",
+        "split": "train",
+        "gold": "pos",
+        "rule": "If great, then pos.",
+        "teacher": "scripted:t",
+        "status": "ok",
+        "labels": ["pos", "neg"],
+    }
     row.update(kw)
     return row
 
 
-@pytest.mark.parametrize("rows, tail, message", [
-    ([], "", "the traces file has no traces"),
-    ([_row(suite="other")], "", "trace of suite 'other', not 'toy'"),
-    ([_row(labels=["yes", "no"])], "", "trace written for labels ['yes', 'no']"),
-    ([_row(gold="maybe", labels=[])], "", "gold label 'maybe' is not one of"),
-    ([_row(split="test")], "", "was taught on the 'test' split"),
-    ([_row(status="failed", rule="")], "", "none of the 1 traces has a usable rule"),
-    ([_row()], "{oops\n" + json.dumps(_row(id="t2")) + "\n", ":2: malformed trace line"),
-], ids=["empty", "other-suite", "other-label-set", "unknown-gold-label", "gate-split-traces",
-        "only-failures", "malformed-middle-line"])
+@pytest.mark.parametrize(
+    "rows, tail, message",
+    [
+        ([], "", "the traces file has no traces"),
+        ([_row(suite="other")], "", "trace of suite 'other', not 'toy'"),
+        ([_row(labels=["yes", "no"])], "", "trace written for labels ['yes', 'no']"),
+        ([_row(gold="maybe", labels=[])], "", "gold label 'maybe' is not one of"),
+        ([_row(split="test")], "", "was taught on the 'test' split"),
+        ([_row(status="failed", rule="")], "", "none of the 1 traces has a usable rule"),
+        ([_row()], "{oops\n" + json.dumps(_row(id="t2")) + "\n", ":2: malformed trace line"),
+    ],
+    ids=[
+        "empty",
+        "other-suite",
+        "other-label-set",
+        "unknown-gold-label",
+        "gate-split-traces",
+        "only-failures",
+        "malformed-middle-line",
+    ],
+)
 def test_bad_traces_are_clear_errors_naming_file_and_line(
-        tmp_path: Path, backend: ScriptedBackend, rows: list[dict[str, object]], tail: str,
-        message: str) -> None:
+    tmp_path: Path, backend: ScriptedBackend, rows: list[dict[str, object]], tail: str, message: str
+) -> None:
     suite = make_project(tmp_path)
     _write_traces(suite, rows, tail)
     with pytest.raises(PldError) as info:
@@ -413,19 +475,19 @@ def test_a_truncated_last_trace_line_is_reported_and_skipped(taught: Suite) -> N
 
 
 def test_a_teacher_that_fails_during_synthesis_leaves_the_medoid(
-        taught: Suite, backend: ScriptedBackend) -> None:
+    taught: Suite, backend: ScriptedBackend
+) -> None:
     def broken(messages: Sequence[Message]) -> str:
         raise PldError("request timed out")
 
     backend._generate = broken
-    proposal = distill(taught, settings(taught, synthesis="teacher", rounds=0),
-                       log=lambda s: None)
-    assert all(r.provenance.get("method") in (None, "medoid-fallback")
-               for r in proposal.new.rules)
+    proposal = distill(taught, settings(taught, synthesis="teacher", rounds=0), log=lambda s: None)
+    assert all(r.provenance.get("method") in (None, "medoid-fallback") for r in proposal.new.rules)
     assert proposal.cost["phases"]["synthesize"]["teacher_failures"] >= 1
 
 
 # --- the round trip the proposal is computed with (instructions.render_instruction_text) -------
+
 
 def _edit(tmp_path: Path, rules_of: object) -> tuple[str, str]:
     from pytest_pld.instructions import Rule, render_instruction_text
@@ -433,29 +495,38 @@ def _edit(tmp_path: Path, rules_of: object) -> tuple[str, str]:
     suite = make_project(tmp_path)
     path = suite.instructions_path
     text = path.read_text(encoding="utf-8")
-    text = text.replace("    label: neg\n", "    label: neg\n  - id: R002\n    text: Praise is "
-                        "pos.\n    label: pos\n")
+    text = text.replace(
+        "    label: neg\n",
+        "    label: neg\n  - id: R002\n    text: Praise is pos.\n    label: pos\n",
+    )
     iset = load_instruction_set(path).with_rules([])
-    base = iset.with_rules([Rule("R001", "A review that calls something dull is neg.", "neg"),
-                            Rule("R002", "Praise is pos.", "pos")])
+    base = iset.with_rules(
+        [
+            Rule("R001", "A review that calls something dull is neg.", "neg"),
+            Rule("R002", "Praise is pos.", "pos"),
+        ]
+    )
     new = base.with_rules(rules_of(base.rules), version=2)  # type: ignore[operator]
     return text, render_instruction_text(new, text, path)
 
 
 def test_a_reworded_rule_keeps_its_comment_and_the_rest_stays_byte_identical(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from pytest_pld.instructions import Rule
 
-    old, new = _edit(tmp_path, lambda rules: [rules[0], Rule("R002", "Warm praise is pos.",
-                                                             "pos")])
+    old, new = _edit(tmp_path, lambda rules: [rules[0], Rule("R002", "Warm praise is pos.", "pos")])
     changed = [(a, b) for a, b in zip(old.splitlines(), new.splitlines()) if a != b]
-    assert changed == [("version: 1", "version: 2"),
-                       ("    text: Praise is pos.", "    text: Warm praise is pos.")]
+    assert changed == [
+        ("version: 1", "version: 2"),
+        ("    text: Praise is pos.", "    text: Warm praise is pos."),
+    ]
     assert len(old.splitlines()) == len(new.splitlines())
 
 
 def test_removing_every_rule_leaves_an_empty_list_and_keeps_the_comment_after_it(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     _, new = _edit(tmp_path, lambda rules: [])
     assert "rules: []\n# the output instruction\n" in new
     assert "# Sentiment rules. This comment must survive every write.\n" in new
@@ -468,16 +539,20 @@ def test_a_long_new_rule_wraps_without_trailing_spaces(tmp_path: Path) -> None:
     suite = make_project(tmp_path)
     path = suite.instructions_path
     iset = load_instruction_set(path)
-    long = ("If the target is an occupation or a role someone holds, such as a nurse, a manager "
-            "or a chess player, then the label is profession.")
-    text = render_instruction_text(iset.with_rules([*iset.rules, Rule("R002", long, "pos")],
-                                                   version=2), path.read_text("utf-8"), path)
+    long = (
+        "If the target is an occupation or a role someone holds, such as a nurse, a manager "
+        "or a chess player, then the label is profession."
+    )
+    text = render_instruction_text(
+        iset.with_rules([*iset.rules, Rule("R002", long, "pos")], version=2),
+        path.read_text("utf-8"),
+        path,
+    )
     assert all(line == line.rstrip() for line in text.splitlines())
     assert load_instruction_set_text(text, path).rules[1].text == long
 
 
-def test_strict_selection_keeps_only_gains_whose_interval_excludes_zero(
-        taught: Suite) -> None:
+def test_strict_selection_keeps_only_gains_whose_interval_excludes_zero(taught: Suite) -> None:
     loose = distill(taught, settings(taught, rounds=0), log=lambda s: None)
     strict = distill(taught, settings(taught, rounds=0, strict=True), log=lambda s: None)
     # 8 dev examples: 0.333 -> 1.0 is a clear gain; both keep it, and say how sure it is

@@ -43,11 +43,15 @@ def small_stereoset(root: Path) -> Suite:
     shutil.copy(ROOT / "instructions" / "stereoset.yaml", root / "instructions" / "small.yaml")
     for split, n in (("train", 3), ("dev", 3), ("test", 2)):
         rows = per_label(shipped.load_examples(split), n)
-        (root / "data" / f"{split}.jsonl").write_text("".join(
-            json.dumps({"id": e.id, "label": e.label, **dict(e.fields)}) + "\n" for e in rows),
-            encoding="utf-8")
+        (root / "data" / f"{split}.jsonl").write_text(
+            "".join(
+                json.dumps({"id": e.id, "label": e.label, **dict(e.fields)}) + "\n" for e in rows
+            ),
+            encoding="utf-8",
+        )
     template = json.dumps(shipped.user_template)
-    (root / "suites" / "small.yaml").write_text(textwrap.dedent(f"""\
+    (root / "suites" / "small.yaml").write_text(
+        textwrap.dedent(f"""\
         name: small
         dataset: {{loader: jsonl}}
         splits: {{train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}}
@@ -56,13 +60,16 @@ def small_stereoset(root: Path) -> Suite:
         instructions: instructions/small.yaml
         student: {MODEL}
         gates: {{accuracy: ">= 0.1"}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     return load_suite(root / "suites" / "small.yaml", root)
 
 
 @pytest.mark.integration
 def test_teach_and_distill_with_the_real_small_local_model(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     suite = small_stereoset(tmp_path)
     traces = tmp_path / "traces" / "small.jsonl"
     try:
@@ -78,9 +85,20 @@ def test_teach_and_distill_with_the_real_small_local_model(
     ok = [t for t in read_traces(traces).traces if t.ok]
     assert all(t.rule.startswith("If ") and t.rule.endswith(".") for t in ok)
 
-    proposal = distill(suite, DistillSettings(
-        traces=traces, embedder="tfidf", cluster="kmeans", rounds=1, limit_dev=12,
-        limit_train=12, max_candidates=5, progress=False), log=lambda s: None)
+    proposal = distill(
+        suite,
+        DistillSettings(
+            traces=traces,
+            embedder="tfidf",
+            cluster="kmeans",
+            rounds=1,
+            limit_dev=12,
+            limit_train=12,
+            max_candidates=5,
+            progress=False,
+        ),
+        log=lambda s: None,
+    )
     # a real proposal: candidates from the model, each scored by the student on dev
     scored = [d for d in proposal.decisions if d["after"]]
     assert scored and all(d["after"]["n"] == 12 for d in scored)
@@ -91,8 +109,11 @@ def test_teach_and_distill_with_the_real_small_local_model(
     # every candidate rule renders in the system prompt, and an instruction file holding all
     # of them (whether or not the student's score kept them) passes `pld validate`
     iset = load_instruction_set(suite.instructions_path)
-    rules = [Rule(id=f"C{i:03d}", text=d["text"], label=d["label"])
-             for i, d in enumerate(proposal.decisions, start=1) if d["text"]]
+    rules = [
+        Rule(id=f"C{i:03d}", text=d["text"], label=d["label"])
+        for i, d in enumerate(proposal.decisions, start=1)
+        if d["text"]
+    ]
     candidate_set = iset.with_rules(rules, version=iset.version + 1)
     prompt = render_system_prompt(candidate_set, suite.labels, suite.root)
     assert all(r.text in prompt for r in rules)

@@ -26,17 +26,34 @@ from pytest_pld.suite import Bound, RegressionGate, load_suite, parse_bound
 LABELS = ["pos", "neg", "mixed"]
 
 
-def record(gold: Sequence[str], pred: Sequence[str], *, ids: Sequence[str] | None = None,
-           limit: int | None = None, model: str = "scripted:m", split: str = "test",
-           version: int = 1, tokens: int = 50) -> RunRecord:
+def record(
+    gold: Sequence[str],
+    pred: Sequence[str],
+    *,
+    ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    model: str = "scripted:m",
+    split: str = "test",
+    version: int = 1,
+    tokens: int = 50,
+) -> RunRecord:
     ids = list(ids) if ids is not None else [f"e{i}" for i in range(len(gold))]
-    results = [ExampleResult(id=i, gold=g, pred=p, latency_ms=10.0, prompt_tokens=tokens,
-                             raw=p) for i, g, p in zip(ids, gold, pred)]
-    rec = RunRecord(suite="s", split=split, limit=limit, model=model,
-                    backend={"provider": "scripted"},
-                    instructions={"name": "s", "version": version, "hash": f"h{version}"},
-                    labels=list(LABELS), system_prompt_sha256="x", results=results,
-                    path="/runs/s.json")
+    results = [
+        ExampleResult(id=i, gold=g, pred=p, latency_ms=10.0, prompt_tokens=tokens, raw=p)
+        for i, g, p in zip(ids, gold, pred)
+    ]
+    rec = RunRecord(
+        suite="s",
+        split=split,
+        limit=limit,
+        model=model,
+        backend={"provider": "scripted"},
+        instructions={"name": "s", "version": version, "hash": f"h{version}"},
+        labels=list(LABELS),
+        system_prompt_sha256="x",
+        results=results,
+        path="/runs/s.json",
+    )
     return rec
 
 
@@ -49,10 +66,18 @@ def noisy(n: int, right: float, seed: int = 0) -> tuple[list[str], list[str]]:
 
 # --- bound parsing ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "op", "value"), [
-    (">= 0.6", ">=", 0.6), ("<=1.15", "<=", 1.15), ("< 6000", "<", 6000.0),
-    ("> .5", ">", 0.5), (">= 1e-2", ">=", 0.01),
-], ids=["ge", "le-no-space", "lt-integer", "gt-leading-dot", "exponent"])
+
+@pytest.mark.parametrize(
+    ("raw", "op", "value"),
+    [
+        (">= 0.6", ">=", 0.6),
+        ("<=1.15", "<=", 1.15),
+        ("< 6000", "<", 6000.0),
+        ("> .5", ">", 0.5),
+        (">= 1e-2", ">=", 0.01),
+    ],
+    ids=["ge", "le-no-space", "lt-integer", "gt-leading-dot", "exponent"],
+)
 def test_a_bound_parses_into_operator_and_value(raw: str, op: str, value: float) -> None:
     bound = parse_bound("macro_f1", raw, path=Path("s.yaml"), line=3)
     assert (bound.op, bound.value, bound.line) == (op, value, 3)
@@ -70,23 +95,40 @@ student: scripted:m
 """
 
 
-@pytest.mark.parametrize(("gates", "line", "expected"), [
-    pytest.param("gates:\n  macro_f1: '>= lots'", 9, ["malformed bound '>= lots'",
-                                                       "gates.macro_f1", "'>= 0.6'"],
-                 id="malformed-bound"),
-    pytest.param("gates:\n  accuracy: 0.6", 9, ["has no comparison", "gates.accuracy"],
-                 id="number-without-comparison"),
-    pytest.param("gates:\n  accuracy: '>= 0.5'\n  f1_macro: '>= 0.6'", 10,
-                 ["unknown metric 'f1_macro'", "macro_f1", "regression"],
-                 id="unknown-metric"),
-    pytest.param("gates:\n  f1[Neutral]: '>= 0.4'", 9, ["label 'Neutral'"],
-                 id="unknown-label"),
-    pytest.param("gates:\n  regression: {metric: macro_f1, baseline: b.json, margin: 2}", 9,
-                 ["margin must be a number in [0, 1)"], id="regression-margin"),
-    pytest.param("gates: {}", 8, ["a suite needs at least one gate"], id="no-gates"),
-])
-def test_a_bad_gate_names_file_line_and_allowed_forms(tmp_path: Path, gates: str, line: int,
-                                                      expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("gates", "line", "expected"),
+    [
+        pytest.param(
+            "gates:\n  macro_f1: '>= lots'",
+            9,
+            ["malformed bound '>= lots'", "gates.macro_f1", "'>= 0.6'"],
+            id="malformed-bound",
+        ),
+        pytest.param(
+            "gates:\n  accuracy: 0.6",
+            9,
+            ["has no comparison", "gates.accuracy"],
+            id="number-without-comparison",
+        ),
+        pytest.param(
+            "gates:\n  accuracy: '>= 0.5'\n  f1_macro: '>= 0.6'",
+            10,
+            ["unknown metric 'f1_macro'", "macro_f1", "regression"],
+            id="unknown-metric",
+        ),
+        pytest.param("gates:\n  f1[Neutral]: '>= 0.4'", 9, ["label 'Neutral'"], id="unknown-label"),
+        pytest.param(
+            "gates:\n  regression: {metric: macro_f1, baseline: b.json, margin: 2}",
+            9,
+            ["margin must be a number in [0, 1)"],
+            id="regression-margin",
+        ),
+        pytest.param("gates: {}", 8, ["a suite needs at least one gate"], id="no-gates"),
+    ],
+)
+def test_a_bad_gate_names_file_line_and_allowed_forms(
+    tmp_path: Path, gates: str, line: int, expected: list[str]
+) -> None:
     path = tmp_path / "suites" / "s.yaml"
     path.parent.mkdir()
     path.write_text(SUITE.format(gates=gates))
@@ -100,6 +142,7 @@ def test_a_bad_gate_names_file_line_and_allowed_forms(tmp_path: Path, gates: str
 
 # --- thresholds ---------------------------------------------------------------------------------
 
+
 def test_a_bound_below_the_observed_value_passes() -> None:
     gold, pred = noisy(80, 0.8)
     result = evaluate_bound(Bound("accuracy", ">=", 0.5), record(gold, pred))
@@ -109,8 +152,7 @@ def test_a_bound_below_the_observed_value_passes() -> None:
     assert result.message.startswith("accuracy = ")
 
 
-def test_a_bound_above_the_observed_value_fails_with_value_interval_bound_and_confusions(
-) -> None:
+def test_a_bound_above_the_observed_value_fails_with_value_interval_bound_and_confusions() -> None:
     gold, pred = noisy(80, 0.5)
     result = evaluate_bound(Bound("macro_f1", ">=", 0.9), record(gold, pred))
     assert not result.passed
@@ -151,8 +193,9 @@ def baseline(tmp_path: Path, rec: RunRecord) -> Path:
 
 
 def check(rec: RunRecord, path: Path) -> GateResult:
-    return evaluate_regression(GATE, rec, path, create_command="pytest --pld-suite=s "
-                                                               "--pld-update-baseline")
+    return evaluate_regression(
+        GATE, rec, path, create_command="pytest --pld-suite=s --pld-update-baseline"
+    )
 
 
 def test_a_harmless_change_with_the_same_predictions_passes(tmp_path: Path) -> None:
@@ -174,12 +217,13 @@ def test_noise_of_a_few_flipped_examples_does_not_block(tmp_path: Path) -> None:
     assert result.passed
 
 
-def test_a_planted_regression_fails_with_the_drop_and_the_flipped_examples(
-        tmp_path: Path) -> None:
+def test_a_planted_regression_fails_with_the_drop_and_the_flipped_examples(tmp_path: Path) -> None:
     gold, pred = noisy(100, 0.8)
     path = baseline(tmp_path, record(gold, pred))
-    worse = [p if i % 3 else LABELS[(LABELS.index(g) + 1) % 3]
-             for i, (g, p) in enumerate(zip(gold, pred))]
+    worse = [
+        p if i % 3 else LABELS[(LABELS.index(g) + 1) % 3]
+        for i, (g, p) in enumerate(zip(gold, pred))
+    ]
     result = check(record(gold, worse, version=2), path)
     assert not result.passed
     text = result.text()
@@ -212,18 +256,27 @@ def test_an_unreadable_baseline_fails_instead_of_passing(tmp_path: Path) -> None
     assert "cannot be read" in result.text()
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    pytest.param({"limit": 50}, "limit: baseline 50, this run None", id="other-sample"),
-    pytest.param({"model": "scripted:other"}, "model: baseline 'scripted:other'",
-                 id="other-model"),
-    pytest.param({"split": "dev"}, "split: baseline 'dev', this run 'test'", id="other-split"),
-    pytest.param({"ids": ["e0", "e1", "x2"]}, "1 only in the baseline (x2)",
-                 id="other-examples"),
-    pytest.param({"gold": ["pos", "neg", "pos"]}, "gold labels differ for 1 examples (e2)",
-                 id="relabelled-data"),
-])
-def test_an_incomparable_baseline_is_reported_not_used(tmp_path: Path, change: dict[str, object],
-                                                       expected: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param({"limit": 50}, "limit: baseline 50, this run None", id="other-sample"),
+        pytest.param(
+            {"model": "scripted:other"}, "model: baseline 'scripted:other'", id="other-model"
+        ),
+        pytest.param({"split": "dev"}, "split: baseline 'dev', this run 'test'", id="other-split"),
+        pytest.param(
+            {"ids": ["e0", "e1", "x2"]}, "1 only in the baseline (x2)", id="other-examples"
+        ),
+        pytest.param(
+            {"gold": ["pos", "neg", "pos"]},
+            "gold labels differ for 1 examples (e2)",
+            id="relabelled-data",
+        ),
+    ],
+)
+def test_an_incomparable_baseline_is_reported_not_used(
+    tmp_path: Path, change: dict[str, object], expected: str
+) -> None:
     gold = ["pos", "neg", "mixed"]
     old_gold = change.pop("gold", gold)
     old = record(old_gold, old_gold, **change)  # type: ignore[arg-type]

@@ -52,34 +52,80 @@ def test_a_valid_file_loads_into_frozen_typed_objects(tmp_path: Path) -> None:
 
 def test_the_content_hash_ignores_comments_and_formatting(tmp_path: Path) -> None:
     a = load_instruction_set(write(tmp_path, GOOD, "a.yaml"))
-    b = load_instruction_set(write(tmp_path, GOOD.replace("# the first", "# a different"),
-                                   "b.yaml"))
+    b = load_instruction_set(
+        write(tmp_path, GOOD.replace("# the first", "# a different"), "b.yaml")
+    )
     c = load_instruction_set(write(tmp_path, GOOD.replace("employees", "staff"), "c.yaml"))
     assert a.content_hash() == b.content_hash() != c.content_hash()
 
 
 ERROR_CASES = [
-    pytest.param("name: demo\nversion: 1\npreamble: p\noutput: o\ncolour: red\n",
-                 5, "colour", "unknown key", id="unknown-top-level-key"),
-    pytest.param("name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n"
-                 "  - id: R1\n    text: a\n  - id: R1\n    text: b\n",
-                 8, "rules[1].id", "duplicate rule id", id="duplicate-rule-id"),
-    pytest.param("name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n  - id: R1\n    text: ''\n",
-                 7, "rules[0].text", "must not be empty", id="empty-rule-text"),
-    pytest.param("name: demo\nversion: two\npreamble: p\noutput: o\n",
-                 2, "version", "integer", id="version-not-an-integer"),
-    pytest.param("name: demo\nversion: 1\npreamble: p\noutput: o\nrules: {a: 1}\n",
-                 5, "rules", "list of rules", id="rules-not-a-list"),
-    pytest.param("name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n  - id: R1\n"
-                 "    text: t\n    lable: Yes\n", 8, "rules[0].lable", "did you mean 'label'",
-                 id="unknown-rule-key-with-suggestion"),
-    pytest.param("name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n  - id: R1\n"
-                 "    text: t\n    tags: sharing\n", 8, "rules[0].tags", "list of strings",
-                 id="tags-not-a-list"),
-    pytest.param("name: demo\nversion: 1\noutput: o\n", None, "preamble", "missing",
-                 id="missing-required-key"),
-    pytest.param("name: demo\nversion: 1\npreamble: [p]\noutput: o\n", 3, "preamble",
-                 "expected a string", id="preamble-wrong-type"),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: p\noutput: o\ncolour: red\n",
+        5,
+        "colour",
+        "unknown key",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n"
+        "  - id: R1\n    text: a\n  - id: R1\n    text: b\n",
+        8,
+        "rules[1].id",
+        "duplicate rule id",
+        id="duplicate-rule-id",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n  - id: R1\n    text: ''\n",
+        7,
+        "rules[0].text",
+        "must not be empty",
+        id="empty-rule-text",
+    ),
+    pytest.param(
+        "name: demo\nversion: two\npreamble: p\noutput: o\n",
+        2,
+        "version",
+        "integer",
+        id="version-not-an-integer",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: p\noutput: o\nrules: {a: 1}\n",
+        5,
+        "rules",
+        "list of rules",
+        id="rules-not-a-list",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n  - id: R1\n"
+        "    text: t\n    lable: Yes\n",
+        8,
+        "rules[0].lable",
+        "did you mean 'label'",
+        id="unknown-rule-key-with-suggestion",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: p\noutput: o\nrules:\n  - id: R1\n"
+        "    text: t\n    tags: sharing\n",
+        8,
+        "rules[0].tags",
+        "list of strings",
+        id="tags-not-a-list",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\noutput: o\n",
+        None,
+        "preamble",
+        "missing",
+        id="missing-required-key",
+    ),
+    pytest.param(
+        "name: demo\nversion: 1\npreamble: [p]\noutput: o\n",
+        3,
+        "preamble",
+        "expected a string",
+        id="preamble-wrong-type",
+    ),
 ]
 
 
@@ -120,8 +166,11 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_yaml_tags_cannot_construct_python_objects(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\nversion: 1\n"
-                           "preamble: p\noutput: o\n")
+    path = write(
+        tmp_path,
+        "name: !!python/object/apply:os.system ['echo pwned']\nversion: 1\n"
+        "preamble: p\noutput: o\n",
+    )
     with pytest.raises(PldError):
         load_instruction_set(path)
 
@@ -130,8 +179,9 @@ def test_load_modify_save_keeps_untouched_lines_byte_identical(tmp_path: Path) -
     path = write(tmp_path, GOOD)
     iset = load_instruction_set(path)
     reworded = Rule(id="R002", text="Silence about a topic means it is not mentioned.")
-    added = Rule(id="R003", text="A new rule.", label="No",
-                 provenance={"method": "cluster", "support": 7})
+    added = Rule(
+        id="R003", text="A new rule.", label="No", provenance={"method": "cluster", "support": 7}
+    )
     new = iset.with_rules([iset.rules[0], reworded, added], version=4)
     save_instruction_set(new, path, expected_text=GOOD)
     after = path.read_text(encoding="utf-8")
@@ -140,7 +190,7 @@ def test_load_modify_save_keeps_untouched_lines_byte_identical(tmp_path: Path) -
     cut = before_lines.index("  - id: R002")
     assert after_lines[:2] == before_lines[:2]
     assert after_lines[2] == "version: 4   # bumped by every accepted change"
-    assert after_lines[3:cut + 1] == before_lines[3:cut + 1]
+    assert after_lines[3 : cut + 1] == before_lines[3 : cut + 1]
     reloaded = load_instruction_set(path)
     assert [r.id for r in reloaded.rules] == ["R001", "R002", "R003"]
     assert reloaded.rule("R002").text == reworded.text  # type: ignore[union-attr]

@@ -17,21 +17,32 @@ from pytest_pld.metrics import Predictions
 LABELS = ("a", "b", "c")
 
 
-def preds(gold: str, pred: str, *, latency_ms: tuple[float, ...] = (),
-          prompt_tokens: tuple[int, ...] = (),
-          baseline_latency_ms: tuple[float, ...] = ()) -> Predictions:
+def preds(
+    gold: str,
+    pred: str,
+    *,
+    latency_ms: tuple[float, ...] = (),
+    prompt_tokens: tuple[int, ...] = (),
+    baseline_latency_ms: tuple[float, ...] = (),
+) -> Predictions:
     """'aab', 'abx' -> Predictions; x in `pred` stands for an invalid answer."""
-    return Predictions(labels=LABELS, gold=tuple(gold),
-                       pred=tuple(INVALID if p == "x" else p for p in pred),
-                       latency_ms=latency_ms, prompt_tokens=prompt_tokens,
-                       baseline_latency_ms=baseline_latency_ms)
+    return Predictions(
+        labels=LABELS,
+        gold=tuple(gold),
+        pred=tuple(INVALID if p == "x" else p for p in pred),
+        latency_ms=latency_ms,
+        prompt_tokens=prompt_tokens,
+        baseline_latency_ms=baseline_latency_ms,
+    )
 
 
 def random_preds(seed: int, n: int = 60, invalid: float = 0.1) -> Predictions:
     rng = random.Random(seed)
     gold = [rng.choice(LABELS) for _ in range(n)]
-    pred = [INVALID if rng.random() < invalid else g if rng.random() < 0.6
-            else rng.choice(LABELS) for g in gold]
+    pred = [
+        INVALID if rng.random() < invalid else g if rng.random() < 0.6 else rng.choice(LABELS)
+        for g in gold
+    ]
     return Predictions(LABELS, tuple(gold), tuple(pred))
 
 
@@ -41,8 +52,13 @@ HAND = [
     # gold, pred, metric, expected
     pytest.param("aabb", "abbb", "accuracy", 0.75, id="accuracy-three-of-four"),
     # a: P 1, R 1/2, F 2/3; b: P 2/3, R 1, F 4/5; c: no gold, no pred -> 0
-    pytest.param("aabb", "abbb", "macro_f1", (2 / 3 + 4 / 5 + 0) / 3,
-                 id="macro_f1-counts-an-absent-label-as-zero"),
+    pytest.param(
+        "aabb",
+        "abbb",
+        "macro_f1",
+        (2 / 3 + 4 / 5 + 0) / 3,
+        id="macro_f1-counts-an-absent-label-as-zero",
+    ),
     pytest.param("abc", "abc", "macro_f1", 1.0, id="macro_f1-perfect"),
     pytest.param("abc", "xxx", "macro_f1", 0.0, id="macro_f1-all-invalid"),
     pytest.param("abc", "xbc", "accuracy", 2 / 3, id="accuracy-invalid-is-wrong"),
@@ -57,8 +73,9 @@ HAND = [
 
 
 @pytest.mark.parametrize(("gold", "pred", "name", "expected"), HAND)
-def test_metric_matches_the_hand_computed_value(gold: str, pred: str, name: str,
-                                                expected: float) -> None:
+def test_metric_matches_the_hand_computed_value(
+    gold: str, pred: str, name: str, expected: float
+) -> None:
     assert metrics.compute(name, preds(gold, pred)) == pytest.approx(expected)
 
 
@@ -75,13 +92,14 @@ def test_latency_overhead_is_the_ratio_of_summed_latencies() -> None:
 
 
 def test_latency_overhead_is_undefined_without_a_rule_free_run() -> None:
-    assert math.isnan(metrics.compute("latency_overhead", preds("ab", "ab",
-                                                                latency_ms=(1.0, 2.0))))
+    assert math.isnan(metrics.compute("latency_overhead", preds("ab", "ab", latency_ms=(1.0, 2.0))))
 
 
 def test_prompt_tokens_is_the_largest_prompt() -> None:
-    assert metrics.compute("prompt_tokens", preds("abc", "abc",
-                                                  prompt_tokens=(120, 480, 300))) == 480.0
+    assert (
+        metrics.compute("prompt_tokens", preds("abc", "abc", prompt_tokens=(120, 480, 300)))
+        == 480.0
+    )
 
 
 def test_metrics_of_an_empty_run_are_zero_not_an_exception() -> None:
@@ -100,15 +118,17 @@ def test_accuracy_and_macro_f1_match_scikit_learn(seed: int) -> None:
     p = random_preds(seed)
     assert metrics.compute("accuracy", p) == pytest.approx(skm.accuracy_score(p.gold, p.pred))
     assert metrics.compute("macro_f1", p) == pytest.approx(
-        skm.f1_score(p.gold, p.pred, labels=list(LABELS), average="macro", zero_division=0))
+        skm.f1_score(p.gold, p.pred, labels=list(LABELS), average="macro", zero_division=0)
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("label", LABELS)
 def test_per_label_scores_match_scikit_learn(seed: int, label: str) -> None:
     p = random_preds(seed)
-    prec, rec, f1, _ = skm.precision_recall_fscore_support(p.gold, p.pred, labels=[label],
-                                                           zero_division=0)
+    prec, rec, f1, _ = skm.precision_recall_fscore_support(
+        p.gold, p.pred, labels=[label], zero_division=0
+    )
     assert metrics.compute(f"precision[{label}]", p) == pytest.approx(prec[0])
     assert metrics.compute(f"recall[{label}]", p) == pytest.approx(rec[0])
     assert metrics.compute(f"f1[{label}]", p) == pytest.approx(f1[0])
@@ -141,10 +161,18 @@ def test_worst_confusions_are_the_largest_off_diagonal_cells_first() -> None:
 
 # --- the registry -------------------------------------------------------------------------------
 
-DIRECTIONS = [("accuracy", True), ("macro_f1", True), ("invalid_rate", False),
-              ("latency_p50_ms", False), ("latency_p95_ms", False),
-              ("latency_overhead", False), ("prompt_tokens", False), ("f1[a]", True),
-              ("precision[a]", True), ("recall[a]", True)]
+DIRECTIONS = [
+    ("accuracy", True),
+    ("macro_f1", True),
+    ("invalid_rate", False),
+    ("latency_p50_ms", False),
+    ("latency_p95_ms", False),
+    ("latency_overhead", False),
+    ("prompt_tokens", False),
+    ("f1[a]", True),
+    ("precision[a]", True),
+    ("recall[a]", True),
+]
 
 
 @pytest.mark.parametrize(("name", "higher_is_better"), DIRECTIONS, ids=[d[0] for d in DIRECTIONS])
@@ -153,17 +181,21 @@ def test_every_metric_is_registered_with_its_direction(name: str, higher_is_bett
     assert entry.higher_is_better is higher_is_better
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    pytest.param("f1_macro", "unknown metric", id="unknown-name"),
-    pytest.param("f1[z]", "not one of the suite's labels", id="unknown-label"),
-    pytest.param("bleu[a]", "unknown metric", id="unknown-per-label-kind"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        pytest.param("f1_macro", "unknown metric", id="unknown-name"),
+        pytest.param("f1[z]", "not one of the suite's labels", id="unknown-label"),
+        pytest.param("bleu[a]", "unknown metric", id="unknown-per-label-kind"),
+    ],
+)
 def test_lookup_rejects_unknown_names_with_a_reason(name: str, reason: str) -> None:
     with pytest.raises(KeyError, match=reason):
         metrics.lookup(name, LABELS)
 
 
 # --- bootstrap ----------------------------------------------------------------------------------
+
 
 def sample(n: int, right: float, seed: int = 0) -> Predictions:
     """n examples of which a share `right` are predicted correctly, shuffled."""
@@ -187,8 +219,13 @@ def test_bootstrap_interval_contains_the_point_estimate(name: str) -> None:
 @pytest.mark.parametrize("name", ["accuracy", "macro_f1"])
 def test_bootstrap_interval_narrows_as_examples_grow(name: str) -> None:
     small, large = sample(30, 0.7), sample(600, 0.7)
-    width = [hi - lo for lo, hi in (metrics.bootstrap_interval(name, small),
-                                     metrics.bootstrap_interval(name, large))]
+    width = [
+        hi - lo
+        for lo, hi in (
+            metrics.bootstrap_interval(name, small),
+            metrics.bootstrap_interval(name, large),
+        )
+    ]
     assert width[1] < width[0] / 2  # ~1/sqrt(20) in theory
 
 
@@ -202,8 +239,7 @@ def test_a_metric_that_cannot_be_resampled_has_a_degenerate_interval() -> None:
     assert metrics.bootstrap_interval("prompt_tokens", p) == (9.0, 9.0)
 
 
-@pytest.mark.parametrize("name", ["accuracy", "macro_f1", "f1[b]", "precision[c]",
-                                  "recall[a]"])
+@pytest.mark.parametrize("name", ["accuracy", "macro_f1", "f1[b]", "precision[c]", "recall[a]"])
 def test_the_vectorised_bootstrap_equals_scikit_learn_on_every_resample(name: str) -> None:
     p = random_preds(11)
     index = metrics._resample_index(len(p.gold), 200, seed=3)
@@ -228,9 +264,14 @@ def test_paired_delta_is_positive_when_the_new_run_is_better() -> None:
 
 def test_paired_delta_is_negative_when_the_new_run_is_worse() -> None:
     good = sample(200, 0.9)
-    bad = Predictions(LABELS, good.gold, tuple(
-        q if i % 4 else LABELS[(LABELS.index(g) + 1) % 3]
-        for i, (g, q) in enumerate(zip(good.gold, good.pred))))
+    bad = Predictions(
+        LABELS,
+        good.gold,
+        tuple(
+            q if i % 4 else LABELS[(LABELS.index(g) + 1) % 3]
+            for i, (g, q) in enumerate(zip(good.gold, good.pred))
+        ),
+    )
     delta, _low, high = metrics.paired_bootstrap_delta("macro_f1", bad, good)
     assert delta < 0 and high < 0
 

@@ -24,7 +24,7 @@ import sklearn.metrics  # noqa: F401
 ROOT = Path(__file__).resolve().parents[1]
 N = 24  # examples in the temporary suite
 
-CONFTEST = '''
+CONFTEST = """
 from pathlib import Path
 
 from pytest_pld.testing import ScriptedBackend, use_scripted_backend
@@ -55,9 +55,9 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     while _undo:
         _undo.pop()()
-'''
+"""
 
-SUITE = '''\
+SUITE = """\
 name: sentiment
 dataset: {loader: jsonl}
 splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl}
@@ -70,9 +70,9 @@ gates:
   macro_f1: ">= 0.6"
   accuracy: ">= 0.5"
   regression: {metric: macro_f1, baseline: baselines/sentiment.json, margin: 0.02}
-'''
+"""
 
-INSTRUCTIONS = '''\
+INSTRUCTIONS = """\
 name: sentiment
 version: 1
 preamble: You label short reviews.
@@ -80,7 +80,7 @@ rules:
   - id: R1
     text: Trust the hint.
 output: 'Answer with one word: {{ labels | join(", ") }}.'
-'''
+"""
 
 GATES = ["render", "macro_f1>=0.6", "accuracy>=0.5", "regression[macro_f1]"]
 
@@ -105,11 +105,19 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     (pytester.path / "instructions" / "sentiment.yaml").write_text(INSTRUCTIONS)
     data = pytester.path / "data"
     data.mkdir()
-    rows = [{"id": f"r{i}", "text": f"review number {i}", "hint": "pos" if i % 2 else "neg",
-             "label": "pos" if i % 2 else "neg"} for i in range(N)]
+    rows = [
+        {
+            "id": f"r{i}",
+            "text": f"review number {i}",
+            "hint": "pos" if i % 2 else "neg",
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(N)
+    ]
     (data / "sentiment.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (data / "dev.jsonl").write_text("".join(json.dumps({**r, "id": f"d{i}"}) + "\n"
-                                            for i, r in enumerate(rows[:6])))
+    (data / "dev.jsonl").write_text(
+        "".join(json.dumps({**r, "id": f"d{i}"}) + "\n" for i, r in enumerate(rows[:6]))
+    )
     pytester.makepyfile(test_ordinary="def test_ordinary():\n    pass\n")
     return pytester
 
@@ -128,49 +136,56 @@ def edit(project: pytest.Pytester, relative: str, old: str, new: str) -> None:
 
 # --- options ------------------------------------------------------------------------------------
 
+
 def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines([
-        "pytest-pld: instruction-set gates:",
-        "*--pld-suite=NAME[[],NAME...[]]*",
-        "*--pld-model=PROVIDER:MODEL*",
-        "*--pld-limit=N*",
-        "*--pld-split=SPLIT*",
-        "*--pld-no-cache*",
-        "*--pld-results=DIR*",
-        "*--pld-baseline=PATH*",
-        "*--pld-update-baseline*",
-        "*--pld-report=PATH*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-pld: instruction-set gates:",
+            "*--pld-suite=NAME[[],NAME...[]]*",
+            "*--pld-model=PROVIDER:MODEL*",
+            "*--pld-limit=N*",
+            "*--pld-split=SPLIT*",
+            "*--pld-no-cache*",
+            "*--pld-results=DIR*",
+            "*--pld-baseline=PATH*",
+            "*--pld-update-baseline*",
+            "*--pld-report=PATH*",
+        ]
+    )
     text = result.stdout.str()
     for key in ("pld_suites_dir", "pld_default_model", "pld_results"):
         assert key in text
     # every option states its default
-    block = text[text.index("pytest-pld: instruction-set gates:"):]
-    block = block[:block.index("\n\n")]
+    block = text[text.index("pytest-pld: instruction-set gates:") :]
+    block = block[: block.index("\n\n")]
     assert block.count("Default:") == 9
 
 
 def test_without_pld_suite_nothing_is_collected_and_nothing_heavy_is_imported(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     (pytester.path / "suites").mkdir()
     (pytester.path / "suites" / "broken.yaml").write_text("not: [valid")
-    pytester.makepyfile(test_light='''
+    pytester.makepyfile(
+        test_light="""
 import sys
 
 def test_the_plugin_costs_nothing():
     heavy = {"sklearn", "torch", "transformers", "openai", "pytest_pld.items",
              "pytest_pld.runner", "pytest_pld.suite"}
     assert not heavy & set(sys.modules)
-''')
+"""
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "pytest-pld summary" not in result.stdout.str()
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "some"])
-def test_a_limit_that_is_not_a_positive_integer_is_a_usage_error(project: pytest.Pytester,
-                                                                value: str) -> None:
+def test_a_limit_that_is_not_a_positive_integer_is_a_usage_error(
+    project: pytest.Pytester, value: str
+) -> None:
     result = project.runpytest("--pld-suite=sentiment", f"--pld-limit={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--pld-limit: expected a positive integer*"])
@@ -180,24 +195,32 @@ def test_a_limit_that_is_not_a_positive_integer_is_a_usage_error(project: pytest
 def test_an_unknown_suite_is_a_usage_error_with_did_you_mean(project: pytest.Pytester) -> None:
     result = project.runpytest("--pld-suite=sentimnet")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "*--pld-suite=sentimnet: unknown suite 'sentimnet' (did you mean 'sentiment'?)*",
-        "*available suites: sentiment, or all*",
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "*--pld-suite=sentimnet: unknown suite 'sentimnet' (did you mean 'sentiment'?)*",
+            "*available suites: sentiment, or all*",
+        ]
+    )
 
 
 def test_an_unwritable_results_folder_is_a_usage_error(project: pytest.Pytester) -> None:
     result = project.runpytest("--pld-suite=sentiment", "--pld-results=tox.ini/runs")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--pld-results: cannot write run records to*",
-                                 "*hint: pass --pld-results DIR with a writable folder*"])
+    result.stderr.fnmatch_lines(
+        [
+            "*--pld-results: cannot write run records to*",
+            "*hint: pass --pld-results DIR with a writable folder*",
+        ]
+    )
     assert calls(project) == 0
 
 
 # --- collection ---------------------------------------------------------------------------------
 
+
 def test_each_gate_is_its_own_item_and_ordinary_tests_are_left_out(
-        project: pytest.Pytester) -> None:
+    project: pytest.Pytester,
+) -> None:
     result = project.runpytest("--pld-suite=sentiment", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([*ids(*GATES), "4 tests collected*"])
@@ -217,22 +240,38 @@ def test_the_ini_key_names_the_suites_folder(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["benchmarks/sentiment.yaml::render", "4 tests collected*"])
 
 
-@pytest.mark.parametrize(("gates", "expected"), [
-    pytest.param('gates:\n  macro_f1: ">= 0.6"\n  f1_macro: ">= 0.6"\n',
-                 ["*sentiment.yaml:11: gates.f1_macro: unknown metric 'f1_macro'*",
-                  "*hint: metrics: accuracy, macro_f1,*"], id="unknown-metric"),
-    pytest.param('gates:\n  macro_f1: "at least 0.6"\n',
-                 ["*sentiment.yaml:10: gates.macro_f1: malformed bound 'at least 0.6'*",
-                  "*hint: write it as '>= 0.6', '> 0.6', '<= 1.15' or '< 6000'*"],
-                 id="malformed-bound"),
-    pytest.param("gates: {}\n", ["*sentiment.yaml:9: gates: a suite needs at least one gate*"],
-                 id="no-gates"),
-    pytest.param("gates: [oops\n", ["*sentiment.yaml:*: malformed YAML*"], id="broken-yaml"),
-])
-def test_a_broken_suite_is_a_collection_error_never_a_pass(project: pytest.Pytester, gates: str,
-                                                            expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("gates", "expected"),
+    [
+        pytest.param(
+            'gates:\n  macro_f1: ">= 0.6"\n  f1_macro: ">= 0.6"\n',
+            [
+                "*sentiment.yaml:11: gates.f1_macro: unknown metric 'f1_macro'*",
+                "*hint: metrics: accuracy, macro_f1,*",
+            ],
+            id="unknown-metric",
+        ),
+        pytest.param(
+            'gates:\n  macro_f1: "at least 0.6"\n',
+            [
+                "*sentiment.yaml:10: gates.macro_f1: malformed bound 'at least 0.6'*",
+                "*hint: write it as '>= 0.6', '> 0.6', '<= 1.15' or '< 6000'*",
+            ],
+            id="malformed-bound",
+        ),
+        pytest.param(
+            "gates: {}\n",
+            ["*sentiment.yaml:9: gates: a suite needs at least one gate*"],
+            id="no-gates",
+        ),
+        pytest.param("gates: [oops\n", ["*sentiment.yaml:*: malformed YAML*"], id="broken-yaml"),
+    ],
+)
+def test_a_broken_suite_is_a_collection_error_never_a_pass(
+    project: pytest.Pytester, gates: str, expected: list[str]
+) -> None:
     path = project.path / "suites" / "sentiment.yaml"
-    path.write_text(SUITE[:SUITE.index("gates:")] + gates)
+    path.write_text(SUITE[: SUITE.index("gates:")] + gates)
     result = project.runpytest("--pld-suite=sentiment")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ERROR collecting suites/sentiment.yaml*", *expected])
@@ -242,51 +281,66 @@ def test_a_broken_suite_is_a_collection_error_never_a_pass(project: pytest.Pytes
 
 def test_an_unknown_split_or_provider_is_a_collection_error(project: pytest.Pytester) -> None:
     result = project.runpytest("--pld-suite=sentiment", "--pld-split=train")
-    result.stdout.fnmatch_lines(["*--pld-split=train: the suite has no such split*",
-                                 "*its splits: test, dev*"])
+    result.stdout.fnmatch_lines(
+        ["*--pld-split=train: the suite has no such split*", "*its splits: test, dev*"]
+    )
     result = project.runpytest("--pld-suite=sentiment", "--pld-model=scriptd:good")
-    result.stdout.fnmatch_lines([("*--pld-model 'scriptd:good': unknown provider 'scriptd' "
-                                 "(did you mean 'scripted'?)*")])
+    result.stdout.fnmatch_lines(
+        [("*--pld-model 'scriptd:good': unknown provider 'scriptd' (did you mean 'scripted'?)*")]
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
 # --- outcomes -----------------------------------------------------------------------------------
 
+
 def test_passing_gates_pass_and_the_summary_table_is_printed(project: pytest.Pytester) -> None:
     project.runpytest("--pld-suite=sentiment", "--pld-update-baseline")
     result = project.runpytest("--pld-suite=sentiment")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([
-        "*pytest-pld summary*",
-        (f"suite sentiment: split test, {N} examples, model scripted:good, instructions "
-        f"sentiment v1, {N} cache hits, 0 model calls"),
-        "*gate*value*interval*bound*result*",
-        "*render*20*-*<= 200*pass*",
-        "*macro_f1>=0.6*1.000*1.000..1.000*>= 0.6*pass*",
-        "*accuracy>=0.5*1.000*>= 0.5*pass*",
-        "*regression[[]macro_f1[]]*delta +0.000*drop <= 0.02 (95%)*pass*",
-        "*run record: .pld/runs/sentiment-test-*.json",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-pld summary*",
+            (
+                f"suite sentiment: split test, {N} examples, model scripted:good, instructions "
+                f"sentiment v1, {N} cache hits, 0 model calls"
+            ),
+            "*gate*value*interval*bound*result*",
+            "*render*20*-*<= 200*pass*",
+            "*macro_f1>=0.6*1.000*1.000..1.000*>= 0.6*pass*",
+            "*accuracy>=0.5*1.000*>= 0.5*pass*",
+            "*regression[[]macro_f1[]]*delta +0.000*drop <= 0.02 (95%)*pass*",
+            "*run record: .pld/runs/sentiment-test-*.json",
+        ]
+    )
     assert calls(project) == N  # the second run was answered by the response cache
 
 
 def test_a_bound_above_the_observed_value_fails_with_a_readable_message(
-        project: pytest.Pytester) -> None:
-    result = project.runpytest("--pld-suite=sentiment", "--pld-model=scripted:poor",
-                               "-k", "not regression")
+    project: pytest.Pytester,
+) -> None:
+    result = project.runpytest(
+        "--pld-suite=sentiment", "--pld-model=scripted:poor", "-k", "not regression"
+    )
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines([
-        "*_ sentiment: macro_f1>=0.6 _*",
-        "sentiment: macro_f1 = 0.333 (95% CI 0.*..0.*), required >= 0.6",
-        "  most confused (gold -> predicted): neg -> pos (12)",
-        ("  improve instructions/sentiment.yaml, or change the bound in "
-        "suites/sentiment.yaml:10"),
-        f"  run: sentiment/test, {N} examples, model scripted:poor, instructions sentiment v1",
-        "  run record: .pld/runs/sentiment-test-*.json",
-        ("  inspect it: python -m json.tool .pld/runs/sentiment-test-*.json  (or re-run: pld run "
-        "sentiment --split test --model scripted:poor)"),
-        "*FAILED suites/sentiment.yaml::macro_f1>=0.6 - sentiment: macro_f1 = 0.333*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ sentiment: macro_f1>=0.6 _*",
+            "sentiment: macro_f1 = 0.333 (95% CI 0.*..0.*), required >= 0.6",
+            "  most confused (gold -> predicted): neg -> pos (12)",
+            (
+                "  improve instructions/sentiment.yaml, or change the bound in "
+                "suites/sentiment.yaml:10"
+            ),
+            f"  run: sentiment/test, {N} examples, model scripted:poor, instructions sentiment v1",
+            "  run record: .pld/runs/sentiment-test-*.json",
+            (
+                "  inspect it: python -m json.tool .pld/runs/sentiment-test-*.json  (or re-run: pld run "
+                "sentiment --split test --model scripted:poor)"
+            ),
+            "*FAILED suites/sentiment.yaml::macro_f1>=0.6 - sentiment: macro_f1 = 0.333*",
+        ]
+    )
     out = result.stdout.str()
     assert "Traceback" not in out and "def runtest" not in out
     assert calls(project) == N  # three items, one evaluation
@@ -294,8 +348,9 @@ def test_a_bound_above_the_observed_value_fails_with_a_readable_message(
 
 def test_lowering_the_bound_below_the_observed_value_passes(project: pytest.Pytester) -> None:
     edit(project, "suites/sentiment.yaml", 'macro_f1: ">= 0.6"', 'macro_f1: ">= 0.3"')
-    result = project.runpytest("--pld-suite=sentiment", "--pld-model=scripted:poor",
-                               "-k", "macro_f1 and not regression")
+    result = project.runpytest(
+        "--pld-suite=sentiment", "--pld-model=scripted:poor", "-k", "macro_f1 and not regression"
+    )
     result.assert_outcomes(passed=1, deselected=3)
 
 
@@ -307,8 +362,9 @@ def test_k_selects_a_single_gate(project: pytest.Pytester) -> None:
 
 def test_a_node_id_selects_a_single_gate(project: pytest.Pytester) -> None:
     # -k cannot spell ">=", but the node id as an argument can
-    result = project.runpytest("--pld-suite=sentiment", "suites/sentiment.yaml::macro_f1>=0.6",
-                               "-v")
+    result = project.runpytest(
+        "--pld-suite=sentiment", "suites/sentiment.yaml::macro_f1>=0.6", "-v"
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["suites/sentiment.yaml::macro_f1>=0.6 PASSED*"])
 
@@ -316,11 +372,9 @@ def test_a_node_id_selects_a_single_gate(project: pytest.Pytester) -> None:
 def test_last_failed_reruns_exactly_the_failed_gates(project: pytest.Pytester) -> None:
     first = project.runpytest("--pld-suite=sentiment", "--pld-model=scripted:poor")
     first.assert_outcomes(passed=2, failed=2)  # macro_f1 and the (missing) baseline
-    result = project.runpytest("--pld-suite=sentiment", "--pld-model=scripted:poor", "--lf",
-                               "-v")
+    result = project.runpytest("--pld-suite=sentiment", "--pld-model=scripted:poor", "--lf", "-v")
     result.assert_outcomes(failed=2, deselected=2)
-    result.stdout.fnmatch_lines(["*::macro_f1>=0.6 FAILED*",
-                                 "*::regression[[]macro_f1[]] FAILED*"])
+    result.stdout.fnmatch_lines(["*::macro_f1>=0.6 FAILED*", "*::regression[[]macro_f1[]] FAILED*"])
 
 
 def test_limit_evaluates_a_deterministic_sample(project: pytest.Pytester) -> None:
@@ -328,8 +382,7 @@ def test_limit_evaluates_a_deterministic_sample(project: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(["suite sentiment: split test, 5 examples*"])
     first = (project.path / "calls.txt").read_text()
     (project.path / "calls.txt").unlink()
-    project.runpytest("--pld-suite=sentiment", "--pld-limit=5", "--pld-no-cache",
-                      "-k", "accuracy")
+    project.runpytest("--pld-suite=sentiment", "--pld-limit=5", "--pld-no-cache", "-k", "accuracy")
     assert (project.path / "calls.txt").read_text() == first
 
 
@@ -346,12 +399,14 @@ def test_no_cache_calls_the_model_again(project: pytest.Pytester) -> None:
 
 
 def test_the_ini_default_model_is_used_unless_an_option_overrides_it(
-        project: pytest.Pytester) -> None:
+    project: pytest.Pytester,
+) -> None:
     project.makeini("[pytest]\npld_default_model = scripted:poor\n")
     result = project.runpytest("--pld-suite=sentiment", "-k", "accuracy")
     result.stdout.fnmatch_lines(["*model scripted:poor*"])
-    result = project.runpytest("--pld-suite=sentiment", "-k", "accuracy",
-                               "--pld-model=scripted:good")
+    result = project.runpytest(
+        "--pld-suite=sentiment", "-k", "accuracy", "--pld-model=scripted:good"
+    )
     result.stdout.fnmatch_lines(["*model scripted:good*"])
 
 
@@ -366,29 +421,41 @@ def test_an_undefined_template_variable_fails_the_render_item(project: pytest.Py
     edit(project, "suites/sentiment.yaml", "{{ text }}", "{{ txt }}")
     result = project.runpytest("--pld-suite=sentiment", "-k", "render")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines([("*user_template: undefined template variable: 'txt' is "
-                                 "undefined*"), "*hint: available variables: hint, id, text*"])
+    result.stdout.fnmatch_lines(
+        [
+            ("*user_template: undefined template variable: 'txt' is undefined*"),
+            "*hint: available variables: hint, id, text*",
+        ]
+    )
 
 
 def test_a_prompt_over_the_token_budget_fails_the_render_item(project: pytest.Pytester) -> None:
     edit(project, "suites/sentiment.yaml", "max_prompt_tokens: 200", "max_prompt_tokens: 8")
     result = project.runpytest("--pld-suite=sentiment", "-k", "render")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines([
-        ("prompt tokens: 20 (system prompt 15 + user message of example r0) exceed "
-        "max_prompt_tokens 8"),
-        "  counted with the tokenizer of scripted:good",
-        "*see the prompt: pld render sentiment --example 0*"])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "prompt tokens: 20 (system prompt 15 + user message of example r0) exceed "
+                "max_prompt_tokens 8"
+            ),
+            "  counted with the tokenizer of scripted:good",
+            "*see the prompt: pld render sentiment --example 0*",
+        ]
+    )
     assert calls(project) == 0
 
 
 # --- reports ------------------------------------------------------------------------------------
 
+
 def test_junit_xml_carries_the_metric_values_as_properties(project: pytest.Pytester) -> None:
     project.runpytest("--pld-suite=sentiment", "--junitxml=junit.xml", "-k", "not regression")
     tree = ET.parse(project.path / "junit.xml")
-    cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
-             for c in tree.iter("testcase")}
+    cases = {
+        c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+        for c in tree.iter("testcase")
+    }
     assert set(cases) == {"render", "macro_f1>=0.6", "accuracy>=0.5"}
     props = cases["macro_f1>=0.6"]
     assert props["macro_f1"] == "1.0"
@@ -399,14 +466,19 @@ def test_junit_xml_carries_the_metric_values_as_properties(project: pytest.Pytes
 
 
 def test_the_markdown_report_goes_to_a_file_and_the_github_step_summary(
-        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     summary = project.path / "step-summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    result = project.runpytest("--pld-suite=sentiment", "--pld-report=out/report.md",
-                               "--pld-model=scripted:poor", "-k", "not regression")
-    result.stdout.fnmatch_lines(["markdown report: */out/report.md",
-                                 f"markdown report: {summary}"])
+    result = project.runpytest(
+        "--pld-suite=sentiment",
+        "--pld-report=out/report.md",
+        "--pld-model=scripted:poor",
+        "-k",
+        "not regression",
+    )
+    result.stdout.fnmatch_lines(["markdown report: */out/report.md", f"markdown report: {summary}"])
     report = (project.path / "out" / "report.md").read_text()
     assert "### pytest-pld: `sentiment` failed" in report
     assert "| `macro_f1>=0.6` | 0.333 |" in report and "| FAIL |" in report
@@ -417,90 +489,136 @@ def test_the_markdown_report_goes_to_a_file_and_the_github_step_summary(
 
 # --- xdist --------------------------------------------------------------------------------------
 
+
 def test_xdist_workers_evaluate_the_suite_once(project: pytest.Pytester) -> None:
-    result = project.runpytest("--pld-suite=sentiment", "-n", "2", "--pld-no-cache",
-                               "--pld-update-baseline", "-v")
+    result = project.runpytest(
+        "--pld-suite=sentiment", "-n", "2", "--pld-no-cache", "--pld-update-baseline", "-v"
+    )
     result.assert_outcomes(passed=4)
-    workers = {line.split()[0] for line in result.stdout.lines
-               if "PASSED suites/sentiment.yaml::" in line and "render" not in line}
+    workers = {
+        line.split()[0]
+        for line in result.stdout.lines
+        if "PASSED suites/sentiment.yaml::" in line and "render" not in line
+    }
     assert workers == {"[gw0]", "[gw1]"}  # both workers needed the run
     assert calls(project) == N
-    result.stdout.fnmatch_lines(["*pytest-pld summary*", f"*{N} examples*",
-                                 "*baseline written: baselines/sentiment.json*"])
+    result.stdout.fnmatch_lines(
+        ["*pytest-pld summary*", f"*{N} examples*", "*baseline written: baselines/sentiment.json*"]
+    )
 
 
 # --- baselines ----------------------------------------------------------------------------------
 
+
 def test_a_missing_baseline_fails_with_the_command_that_creates_it(
-        project: pytest.Pytester) -> None:
+    project: pytest.Pytester,
+) -> None:
     result = project.runpytest("--pld-suite=sentiment", "--pld-limit=10", "-k", "regression")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines([
-        "regression[[]macro_f1[]]: the baseline baselines/sentiment.json does not exist",
-        "  create it with: pytest --pld-suite=sentiment --pld-limit=10 --pld-update-baseline"])
+    result.stdout.fnmatch_lines(
+        [
+            "regression[[]macro_f1[]]: the baseline baselines/sentiment.json does not exist",
+            "  create it with: pytest --pld-suite=sentiment --pld-limit=10 --pld-update-baseline",
+        ]
+    )
 
 
 def test_update_baseline_then_a_harmless_edit_passes_and_a_planted_regression_fails(
-        project: pytest.Pytester) -> None:
+    project: pytest.Pytester,
+) -> None:
     result = project.runpytest("--pld-suite=sentiment", "--pld-update-baseline")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*regression[[]macro_f1[]]*baseline updated*written*",
-                                 "*baseline written: baselines/sentiment.json (commit it)"])
+    result.stdout.fnmatch_lines(
+        [
+            "*regression[[]macro_f1[]]*baseline updated*written*",
+            "*baseline written: baselines/sentiment.json (commit it)",
+        ]
+    )
     baseline = json.loads((project.path / "baselines" / "sentiment.json").read_text())
     assert len(baseline["results"]) == N
 
     # harmless: the rule is reworded and the version bumped; the predictions do not change
-    edit(project, "instructions/sentiment.yaml", "Trust the hint.",
-         "Follow the hint given after the review.")
+    edit(
+        project,
+        "instructions/sentiment.yaml",
+        "Trust the hint.",
+        "Follow the hint given after the review.",
+    )
     edit(project, "instructions/sentiment.yaml", "version: 1", "version: 2")
     result = project.runpytest("--pld-suite=sentiment", "-k", "regression")
     result.assert_outcomes(passed=1, deselected=3)
 
     # planted regression: the rule about hints is gone
-    edit(project, "instructions/sentiment.yaml", "Follow the hint given after the review.",
-         "Read the review carefully.")
+    edit(
+        project,
+        "instructions/sentiment.yaml",
+        "Follow the hint given after the review.",
+        "Read the review carefully.",
+    )
     result = project.runpytest("--pld-suite=sentiment", "-k", "regression")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines([
-        ("regression[[]macro_f1[]]: macro_f1 1.000 (baseline) -> 0.333, delta -0.667; with 95% "
-        "confidence the drop is at least 0.*, more than the margin 0.02"),
-        (f"  {N} examples paired by id: 12 went from right to wrong (r0, r2, r4, ... 9 more), "
-        "0 from wrong to right"),
-        "  instructions: baseline v1 (*), this run v2 (*)",
-        "  baseline: baselines/sentiment.json",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "regression[[]macro_f1[]]: macro_f1 1.000 (baseline) -> 0.333, delta -0.667; with 95% "
+                "confidence the drop is at least 0.*, more than the margin 0.02"
+            ),
+            (
+                f"  {N} examples paired by id: 12 went from right to wrong (r0, r2, r4, ... 9 more), "
+                "0 from wrong to right"
+            ),
+            "  instructions: baseline v1 (*), this run v2 (*)",
+            "  baseline: baselines/sentiment.json",
+        ]
+    )
 
 
 def test_a_baseline_of_another_sample_is_not_comparable(project: pytest.Pytester) -> None:
     project.runpytest("--pld-suite=sentiment", "--pld-limit=10", "--pld-update-baseline")
     result = project.runpytest("--pld-suite=sentiment", "-k", "regression")
     result.assert_outcomes(failed=1, deselected=3)
-    result.stdout.fnmatch_lines([
-        "*the baseline baselines/sentiment.json is not comparable with this run",
-        "  limit: baseline 10, this run None",
-        f"  example ids differ: 0 only in the baseline , {N - 10} only in this run *",
-        "  re-create it with: pytest --pld-suite=sentiment --pld-update-baseline"])
+    result.stdout.fnmatch_lines(
+        [
+            "*the baseline baselines/sentiment.json is not comparable with this run",
+            "  limit: baseline 10, this run None",
+            f"  example ids differ: 0 only in the baseline , {N - 10} only in this run *",
+            "  re-create it with: pytest --pld-suite=sentiment --pld-update-baseline",
+        ]
+    )
 
 
 def test_the_baseline_option_points_the_gate_elsewhere(project: pytest.Pytester) -> None:
-    result = project.runpytest("--pld-suite=sentiment", "--pld-baseline=other/base.json",
-                               "--pld-update-baseline", "-k", "regression")
+    result = project.runpytest(
+        "--pld-suite=sentiment",
+        "--pld-baseline=other/base.json",
+        "--pld-update-baseline",
+        "-k",
+        "regression",
+    )
     result.assert_outcomes(passed=1, deselected=3)
     assert (project.path / "other" / "base.json").exists()
     assert not (project.path / "baselines").exists()
 
 
 def test_update_baseline_without_a_regression_gate_is_an_error(project: pytest.Pytester) -> None:
-    edit(project, "suites/sentiment.yaml",
-         "  regression: {metric: macro_f1, baseline: baselines/sentiment.json, margin: 0.02}\n",
-         "")
+    edit(
+        project,
+        "suites/sentiment.yaml",
+        "  regression: {metric: macro_f1, baseline: baselines/sentiment.json, margin: 0.02}\n",
+        "",
+    )
     result = project.runpytest("--pld-suite=sentiment", "--pld-update-baseline")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*--pld-update-baseline: this suite has no regression gate*",
-                                 "*hint: add gates.regression:*or pass --pld-baseline PATH"])
+    result.stdout.fnmatch_lines(
+        [
+            "*--pld-update-baseline: this suite has no regression gate*",
+            "*hint: add gates.regression:*or pass --pld-baseline PATH",
+        ]
+    )
 
 
 # --- the real model -----------------------------------------------------------------------------
+
 
 @pytest.mark.integration
 def test_the_shipped_stereoset_suite_gates_the_default_local_model(tmp_path: Path) -> None:
@@ -516,10 +634,28 @@ def test_the_shipped_stereoset_suite_gates_the_default_local_model(tmp_path: Pat
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("GITHUB_STEP_SUMMARY", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--pld-suite=stereoset", "--pld-limit=8",
-         f"--pld-results={tmp_path / 'runs'}", f"--junitxml={junit}", "-p", "no:cacheprovider",
-         "--rootdir", str(ROOT), "-k", "not regression"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pld-suite=stereoset",
+            "--pld-limit=8",
+            f"--pld-results={tmp_path / 'runs'}",
+            f"--junitxml={junit}",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(ROOT),
+            "-k",
+            "not regression",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode in (0, 1), out  # 1: a gate failed on its numbers, not an error
     assert "pytest-pld summary" in out and "8 examples" in out, out

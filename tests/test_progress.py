@@ -24,8 +24,10 @@ def test_a_log_gets_a_plain_line_at_most_every_interval_with_the_time_left() -> 
     assert log.getvalue() == ""
     clock.now = LOG_EVERY_S
     progress(15)
-    assert log.getvalue() == (f"contractnli/test: 25/100 ex (25%), {LOG_EVERY_S:.0f} s, "
-                              f"about {LOG_EVERY_S * 3:.0f} s left\n")
+    assert log.getvalue() == (
+        f"contractnli/test: 25/100 ex (25%), {LOG_EVERY_S:.0f} s, "
+        f"about {LOG_EVERY_S * 3:.0f} s left\n"
+    )
     clock.now += 1.0
     progress(1)
     assert log.getvalue().count("\n") == 1  # the next line waits for the next interval

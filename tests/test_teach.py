@@ -20,11 +20,13 @@ from pytest_pld.errors import PldError
 from pytest_pld.suite import Suite, load_suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
-TRAIN = [("t1", "pos", "a great film about Zorblax", "Zorblax"),
-         ("t2", "pos", "great acting all round", "acting"),
-         ("t3", "neg", "a dull plot", "plot"),
-         ("t4", "neg", "dull and long", "length"),
-         ("t5", "pos", "great music", "music")]
+TRAIN = [
+    ("t1", "pos", "a great film about Zorblax", "Zorblax"),
+    ("t2", "pos", "great acting all round", "acting"),
+    ("t3", "neg", "a dull plot", "plot"),
+    ("t4", "neg", "dull and long", "length"),
+    ("t5", "pos", "great music", "music"),
+]
 
 
 def make_project(root: Path, *, name: str = "toy", gate_split: str = "test") -> Suite:
@@ -35,16 +37,36 @@ def make_project(root: Path, *, name: str = "toy", gate_split: str = "test") -> 
     data.mkdir()
 
     def write(split: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
-        (data / f"{split}.jsonl").write_text("".join(
-            json.dumps({"id": i, "label": label, "text": text, "topic": topic}) + "\n"
-            for i, label, text, topic in rows), encoding="utf-8")
+        (data / f"{split}.jsonl").write_text(
+            "".join(
+                json.dumps({"id": i, "label": label, "text": text, "topic": topic}) + "\n"
+                for i, label, text, topic in rows
+            ),
+            encoding="utf-8",
+        )
 
     write("train", TRAIN)
-    write("dev", [(f"d{i}", "pos" if i % 2 else "neg",
-                   ("a great show" if i % 2 else "a dull show"), "show") for i in range(8)])
-    write("test", [("x1", "pos", "the one test sentence that nobody may ever copy into a rule",
-                    "secret"), ("x2", "neg", "dull", "secret")])
-    (root / "suites" / f"{name}.yaml").write_text(textwrap.dedent(f"""\
+    write(
+        "dev",
+        [
+            (
+                f"d{i}",
+                "pos" if i % 2 else "neg",
+                ("a great show" if i % 2 else "a dull show"),
+                "show",
+            )
+            for i in range(8)
+        ],
+    )
+    write(
+        "test",
+        [
+            ("x1", "pos", "the one test sentence that nobody may ever copy into a rule", "secret"),
+            ("x2", "neg", "dull", "secret"),
+        ],
+    )
+    (root / "suites" / f"{name}.yaml").write_text(
+        textwrap.dedent(f"""\
         name: {name}
         dataset: {{loader: jsonl}}
         splits: {{train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}}
@@ -54,8 +76,11 @@ def make_project(root: Path, *, name: str = "toy", gate_split: str = "test") -> 
         student: scripted:student
         gate_split: {gate_split}
         gates: {{accuracy: ">= 0.5"}}
-        """), encoding="utf-8")
-    (root / "instructions" / f"{name}.yaml").write_text(textwrap.dedent(f"""\
+        """),
+        encoding="utf-8",
+    )
+    (root / "instructions" / f"{name}.yaml").write_text(
+        textwrap.dedent(f"""\
         # Sentiment rules. This comment must survive every write.
         name: {name}
         version: 1
@@ -72,7 +97,9 @@ def make_project(root: Path, *, name: str = "toy", gate_split: str = "test") -> 
             label: neg
         # the output instruction
         output: 'Answer with one word: {{{{ labels | join(", ") }}}}.'
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     return load_suite(root / "suites" / f"{name}.yaml", root)
 
 
@@ -85,8 +112,12 @@ def good_json(messages: Sequence[Message]) -> str:
     prompt = next(m.content for m in messages if "Correct label: " in m.content)
     gold = prompt.split("Correct label: ")[1].split()[0]
     cue = "praises something as great" if gold == "pos" else "complains it is dull"
-    return json.dumps({"reasoning": "the wording decides", "rule": f"If the text {cue}, then "
-                                                                   f"the label is {gold}."})
+    return json.dumps(
+        {
+            "reasoning": "the wording decides",
+            "rule": f"If the text {cue}, then the label is {gold}.",
+        }
+    )
 
 
 @pytest.fixture
@@ -100,7 +131,8 @@ def out_of(suite: Suite) -> Path:
 
 
 def test_one_trace_per_example_records_gold_rule_teacher_and_tokens(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     summary = teach(suite, teacher="scripted:teacher", out=out_of(suite))
     traces = read_traces(out_of(suite)).traces
     assert [t.id for t in traces] == ["t1", "t2", "t3", "t4", "t5"]
@@ -117,7 +149,8 @@ def test_one_trace_per_example_records_gold_rule_teacher_and_tokens(
 
 
 def test_a_malformed_answer_gets_one_repair_request_then_counts(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     answers = iter(["Sure! Here is my reasoning in prose.", None])
 
     def script(messages: Sequence[Message]) -> str:
@@ -134,7 +167,8 @@ def test_a_malformed_answer_gets_one_repair_request_then_counts(
 
 
 def test_an_answer_still_malformed_after_the_repair_is_a_counted_failure(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     teacher._generate = lambda messages: '{"reasoning": "x", "rule": ""}'
     summary = teach(suite, teacher="scripted:teacher", out=out_of(suite), limit=2)
     traces = read_traces(out_of(suite)).traces
@@ -145,7 +179,8 @@ def test_an_answer_still_malformed_after_the_repair_is_a_counted_failure(
 
 
 def test_a_teacher_timeout_is_recorded_and_the_run_goes_on(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     def script(messages: Sequence[Message]) -> str:
         if "Zorblax" in messages[-1].content:
             raise PldError("request timed out after 60 s")
@@ -160,7 +195,8 @@ def test_a_teacher_timeout_is_recorded_and_the_run_goes_on(
 
 
 def test_repeated_teacher_errors_stop_the_run_and_a_rerun_resumes(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     teacher._generate = lambda messages: (_ for _ in ()).throw(PldError("connection refused"))
     summary = teach(suite, teacher="scripted:teacher", out=out_of(suite))
     assert summary.stopped and "5 teacher calls in a row failed" in summary.stopped
@@ -171,7 +207,8 @@ def test_repeated_teacher_errors_stop_the_run_and_a_rerun_resumes(
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     calls = {"n": 0}
 
     def script(messages: Sequence[Message]) -> str:
@@ -193,7 +230,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(
 
 
 def test_a_truncated_last_line_is_reported_removed_and_taught_again(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     teach(suite, teacher="scripted:teacher", out=out_of(suite), limit=2)
     path = out_of(suite)
     text = path.read_text(encoding="utf-8")
@@ -208,7 +246,8 @@ def test_a_truncated_last_line_is_reported_removed_and_taught_again(
 
 
 def test_a_malformed_line_in_the_middle_is_an_error_naming_it(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     teach(suite, teacher="scripted:teacher", out=out_of(suite), limit=2)
     path = out_of(suite)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -225,22 +264,39 @@ def test_teach_refuses_to_read_the_gate_split(suite: Suite, teacher: ScriptedBac
 
 
 def test_traces_of_another_suite_in_the_out_file_are_refused(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     out_of(suite).parent.mkdir(parents=True)
-    out_of(suite).write_text(json.dumps({"id": "a", "suite": "other", "split": "train",
-                                         "gold": "pos", "rule": "x", "teacher": "t",
-                                         "status": "ok"}) + "\n", encoding="utf-8")
+    out_of(suite).write_text(
+        json.dumps(
+            {
+                "id": "a",
+                "suite": "other",
+                "split": "train",
+                "gold": "pos",
+                "rule": "x",
+                "teacher": "t",
+                "status": "ok",
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     with pytest.raises(PldError, match="trace of suite 'other'"):
         teach(suite, teacher="scripted:teacher", out=out_of(suite))
 
 
 def test_a_rule_naming_the_examples_entities_is_repaired_once_else_flagged(
-        suite: Suite, teacher: ScriptedBackend) -> None:
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
     def script(messages: Sequence[Message]) -> str:
         repair = messages[-1].content.startswith("That answer")
         if "Zorblax" in messages[1].content:  # named, then fixed by the repair
-            rule = ("If the text praises a great film, then pos." if repair
-                    else "If the text mentions Zorblax, then it is pos.")
+            rule = (
+                "If the text praises a great film, then pos."
+                if repair
+                else "If the text mentions Zorblax, then it is pos."
+            )
         elif "Topic: acting" in messages[1].content:  # named twice
             rule = "If acting is praised, then the label is pos."
         else:
@@ -267,13 +323,26 @@ class PrefillTeacher(ScriptedBackend):
         super().__init__("prefill", generate=lambda messages: text)
         self.kwargs: list[dict[str, Any]] = []
 
-    def generate(self, messages: Sequence[Message], *, max_tokens: int = 256,
-                 stop: Sequence[str] = (), prefill: str = "",
-                 json_schema: Mapping[str, Any] | None = None) -> Generation:
-        self.kwargs.append({"stop": tuple(stop), "prefill": prefill, "schema": json_schema,
-                            "max_tokens": max_tokens})
-        return super().generate(messages, max_tokens=max_tokens, stop=stop, prefill=prefill,
-                                json_schema=json_schema)
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        prefill: str = "",
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Generation:
+        self.kwargs.append(
+            {
+                "stop": tuple(stop),
+                "prefill": prefill,
+                "schema": json_schema,
+                "max_tokens": max_tokens,
+            }
+        )
+        return super().generate(
+            messages, max_tokens=max_tokens, stop=stop, prefill=prefill, json_schema=json_schema
+        )
 
 
 def test_prefill_mode_starts_the_rule_and_stops_at_a_newline(suite: Suite) -> None:
@@ -282,8 +351,9 @@ def test_prefill_mode_starts_the_rule_and_stops_at_a_newline(suite: Suite) -> No
     assert backend.kwargs[0]["prefill"] == "Rule: If" and "\n" in backend.kwargs[0]["stop"]
     assert backend.kwargs[0]["schema"] is None and backend.kwargs[0]["max_tokens"] <= 96
     trace = read_traces(out_of(suite)).traces[0]
-    assert trace.rule == ("If the review praises the work as great, then the label is "
-                          f"{trace.gold}.")
+    assert trace.rule == (
+        f"If the review praises the work as great, then the label is {trace.gold}."
+    )
     assert trace.mode == "prefill" and summary.ok == 1
 
 
@@ -294,28 +364,39 @@ def test_json_mode_sends_a_json_schema(suite: Suite) -> None:
     assert backend.kwargs[0]["prefill"] == ""
 
 
-@pytest.mark.parametrize("raw, label, expected", [
-    ("if the target is a mother, then gender", "gender",
-     "If the target is a mother, then gender."),
-    ("Rule: If the text is upbeat", "pos", "If the text is upbeat, then the label is pos."),
-    ("If upbeat, then happy.", "pos", "If upbeat, then happy (label: pos)."),
-], ids=["capitalised-and-closed", "label-appended", "label-named-when-then-is-elsewhere"])
+@pytest.mark.parametrize(
+    "raw, label, expected",
+    [
+        (
+            "if the target is a mother, then gender",
+            "gender",
+            "If the target is a mother, then gender.",
+        ),
+        ("Rule: If the text is upbeat", "pos", "If the text is upbeat, then the label is pos."),
+        ("If upbeat, then happy.", "pos", "If upbeat, then happy (label: pos)."),
+    ],
+    ids=["capitalised-and-closed", "label-appended", "label-named-when-then-is-elsewhere"],
+)
 def test_rules_are_normalised_to_one_sentence_naming_their_label(
-        raw: str, label: str, expected: str) -> None:
+    raw: str, label: str, expected: str
+) -> None:
     assert normalise_rule(raw, label) == expected
 
 
 def test_entity_terms_are_short_field_values_and_capitalised_names() -> None:
-    terms = entity_terms({"target": "chess player", "sentence": "He said Boris was smart."},
-                         allowed=["player"])
+    terms = entity_terms(
+        {"target": "chess player", "sentence": "He said Boris was smart."}, allowed=["player"]
+    )
     assert "chess player" in terms and "chess" in terms and "boris" in terms
     assert "player" not in terms and "smart" not in terms
 
 
-def test_the_teach_command_prints_a_summary(suite: Suite, teacher: ScriptedBackend,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["teach", "toy", "--teacher", "scripted:teacher", "--limit", "3",
-                 "--root", str(suite.root)])
+def test_the_teach_command_prints_a_summary(
+    suite: Suite, teacher: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["teach", "toy", "--teacher", "scripted:teacher", "--limit", "3", "--root", str(suite.root)]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "ok 3, failed 0" in out and "teacher calls 3" in out
@@ -323,14 +404,24 @@ def test_the_teach_command_prints_a_summary(suite: Suite, teacher: ScriptedBacke
 
 
 def test_the_teach_command_refuses_the_test_split_with_exit_2(
-        suite: Suite, teacher: ScriptedBackend, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["teach", "toy", "--teacher", "scripted:teacher", "--split", "test",
-                 "--root", str(suite.root)])
+    suite: Suite, teacher: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "teach",
+            "toy",
+            "--teacher",
+            "scripted:teacher",
+            "--split",
+            "test",
+            "--root",
+            str(suite.root),
+        ]
+    )
     assert code == 2 and "never reads the 'test' split" in capsys.readouterr().err
 
 
-def test_prefill_mode_flags_an_entity_copying_rule_without_spending_a_repair(
-        suite: Suite) -> None:
+def test_prefill_mode_flags_an_entity_copying_rule_without_spending_a_repair(suite: Suite) -> None:
     backend = PrefillTeacher(" Zorblax is great, then the label is pos")
     teach(suite, teacher=backend, out=out_of(suite), mode="prefill")
     trace = read_traces(out_of(suite)).by_id()["t1"]

@@ -104,13 +104,17 @@ def split_name(name: str) -> tuple[str, str]:
     """'local:qwen' -> ('local', 'qwen'); errors say which providers exist."""
     provider, sep, model = name.partition(":")
     if not sep or not model:
-        raise PldError(f"backend {name!r} must read provider:model",
-                       hint=f"providers: {', '.join(PROVIDERS)}; "
-                            "for example local:qwen2.5-coder-0.5b-instruct")
+        raise PldError(
+            f"backend {name!r} must read provider:model",
+            hint=f"providers: {', '.join(PROVIDERS)}; "
+            "for example local:qwen2.5-coder-0.5b-instruct",
+        )
     known = (*PROVIDERS, *_EXTRA_PROVIDERS)
     if provider not in known:
-        raise PldError(f"unknown provider {provider!r}{did_you_mean(provider, known)}",
-                       hint=f"providers: {', '.join(known)}")
+        raise PldError(
+            f"unknown provider {provider!r}{did_you_mean(provider, known)}",
+            hint=f"providers: {', '.join(known)}",
+        )
     return provider, model
 
 

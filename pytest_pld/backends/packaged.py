@@ -354,8 +354,10 @@ def local_token_counter(model: str) -> Callable[[str], int]:
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:
-        raise PldError("counting a local model's tokens needs transformers",
-                       hint="pip install 'pytest-pld[local]'") from exc
+        raise PldError(
+            "counting a local model's tokens needs transformers",
+            hint="pip install 'pytest-pld[local]'",
+        ) from exc
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 

@@ -30,9 +30,15 @@ CALL_ERRORS: tuple[type[BaseException], ...] = (PldError, TimeoutError, Connecti
 class Teacher(Protocol):
     name: str
 
-    def generate(self, messages: Sequence[Message], *, max_tokens: int = 256,
-                 stop: Sequence[str] = (), prefill: str = "",
-                 json_schema: Mapping[str, Any] | None = None) -> Generation: ...
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        prefill: str = "",
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Generation: ...
 
 
 def default_mode(teacher_name: str) -> str:
@@ -154,10 +160,18 @@ def entity_terms(fields: Mapping[str, Any], *, allowed: Iterable[str] = ()) -> t
     return tuple(sorted(terms))
 
 
-def ask_for_rule(teacher: Teacher, messages: Sequence[Message], *, mode: str,
-                 label: str | None, entities: Sequence[str] = (), max_tokens: int = 200,
-                 want_reasoning: bool = False, schema: Mapping[str, Any] | None = None,
-                 repair_entities: bool | None = None) -> RuleAnswer:
+def ask_for_rule(
+    teacher: Teacher,
+    messages: Sequence[Message],
+    *,
+    mode: str,
+    label: str | None,
+    entities: Sequence[str] = (),
+    max_tokens: int = 200,
+    want_reasoning: bool = False,
+    schema: Mapping[str, Any] | None = None,
+    repair_entities: bool | None = None,
+) -> RuleAnswer:
     """One teacher call, plus one repair call when the answer is unusable or copies the
     example's entities. An entity-copying rule that survives the repair is kept, flagged.
 
@@ -175,8 +189,9 @@ def ask_for_rule(teacher: Teacher, messages: Sequence[Message], *, mode: str,
         started = time.perf_counter()
         try:
             if mode == "prefill":
-                gen = teacher.generate(history, max_tokens=min(max_tokens, 96), stop=RULE_STOP,
-                                       prefill=RULE_PREFILL)
+                gen = teacher.generate(
+                    history, max_tokens=min(max_tokens, 96), stop=RULE_STOP, prefill=RULE_PREFILL
+                )
             else:
                 gen = teacher.generate(history, max_tokens=max_tokens, json_schema=schema)
         except CALL_ERRORS as exc:
@@ -199,13 +214,18 @@ def ask_for_rule(teacher: Teacher, messages: Sequence[Message], *, mode: str,
                 flagged = RuleAnswer(rule=rule, reasoning=reasoning, entity_terms=copied)
             if not repair_entities:
                 break
-            error = (f"the rule names words of this example ({', '.join(copied)}); describe "
-                     "the kind of cue instead")
+            error = (
+                f"the rule names words of this example ({', '.join(copied)}); describe "
+                "the kind of cue instead"
+            )
         answer.error = error
         if attempt == 1:
             shown = gen.text if mode == "json" else RULE_PREFILL.removeprefix("Rule: ") + gen.text
-            history = [*history, Message("assistant", shown.strip() or "(empty)"),
-                       repair_message(error, mode=mode)]
+            history = [
+                *history,
+                Message("assistant", shown.strip() or "(empty)"),
+                repair_message(error, mode=mode),
+            ]
     if flagged is not None and not answer.call_error:
         # the repair did not give an entity-free rule: keep the first usable one, flagged,
         # so reviewers and the distiller can see it is specific
@@ -214,8 +234,7 @@ def ask_for_rule(teacher: Teacher, messages: Sequence[Message], *, mode: str,
     return answer
 
 
-def _read(text: str, mode: str, label: str | None,
-          want_reasoning: bool) -> tuple[str, str, str]:
+def _read(text: str, mode: str, label: str | None, want_reasoning: bool) -> tuple[str, str, str]:
     """(rule, reasoning, error) from a raw answer."""
     reasoning = ""
     if mode == "prefill":

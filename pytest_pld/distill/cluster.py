@@ -45,21 +45,34 @@ class Clustering:
 def check_params(method: str, *, eps: float, min_samples: int, k: int | None) -> None:
     """Out-of-range parameters are errors before any work is done."""
     if method not in METHODS:
-        raise PldError(f"unknown clustering method {method!r}",
-                       hint=f"methods: {', '.join(METHODS)}")
+        raise PldError(
+            f"unknown clustering method {method!r}", hint=f"methods: {', '.join(METHODS)}"
+        )
     if not (isinstance(eps, (int, float)) and 0 < eps <= 2):
-        raise PldError(f"--eps must be in (0, 2] (a cosine distance), got {eps}",
-                       hint="the paper uses 0.4; smaller makes tighter clusters")
+        raise PldError(
+            f"--eps must be in (0, 2] (a cosine distance), got {eps}",
+            hint="the paper uses 0.4; smaller makes tighter clusters",
+        )
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
-        raise PldError(f"--min-samples must be an integer >= 1, got {min_samples}",
-                       hint="the paper uses 6; use fewer for a few dozen traces")
+        raise PldError(
+            f"--min-samples must be an integer >= 1, got {min_samples}",
+            hint="the paper uses 6; use fewer for a few dozen traces",
+        )
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise PldError(f"--k must be an integer >= 1, got {k}")
 
 
-def cluster_rules(vectors: Any, labels: Sequence[str], *, method: str = "dbscan",
-                  eps: float = 0.4, min_samples: int = 6, k: int | None = None,
-                  by_label: bool = True, avoid: Sequence[bool] | None = None) -> Clustering:
+def cluster_rules(
+    vectors: Any,
+    labels: Sequence[str],
+    *,
+    method: str = "dbscan",
+    eps: float = 0.4,
+    min_samples: int = 6,
+    k: int | None = None,
+    by_label: bool = True,
+    avoid: Sequence[bool] | None = None,
+) -> Clustering:
     """Cluster L2-normalised rule vectors. `avoid[i]` marks rules a medoid should not be
     (those naming an example's entities) unless a cluster has nothing else."""
     import numpy as np
@@ -72,9 +85,17 @@ def cluster_rules(vectors: Any, labels: Sequence[str], *, method: str = "dbscan"
         raise PldError(f"--k {k} is more than the {n} rules there are to cluster")
     vectors = np.asarray(vectors, dtype=float)
     avoid = list(avoid) if avoid is not None else [False] * n
-    result = Clustering([], method=method,
-                        params={"method": method, "eps": eps, "min_samples": min_samples,
-                                "k": k, "by_label": by_label})
+    result = Clustering(
+        [],
+        method=method,
+        params={
+            "method": method,
+            "eps": eps,
+            "min_samples": min_samples,
+            "k": k,
+            "by_label": by_label,
+        },
+    )
     groups: dict[str, list[int]] = {}
     if by_label:
         for i, label in enumerate(labels):
@@ -96,16 +117,23 @@ def cluster_rules(vectors: Any, labels: Sequence[str], *, method: str = "dbscan"
                 fell_back = True
                 assign = _kmeans(sub, k, result.notes, where)
                 kind = "kmeans"
-                result.notes.append(f"DBSCAN (eps {eps}, min_samples {min_samples}) on {where} "
-                                    f"({len(index)} rules): {problem}; fell back to k-means "
-                                    f"({len(set(assign))} clusters). {_suggest(problem)}")
+                result.notes.append(
+                    f"DBSCAN (eps {eps}, min_samples {min_samples}) on {where} "
+                    f"({len(index)} rules): {problem}; fell back to k-means "
+                    f"({len(set(assign))} clusters). {_suggest(problem)}"
+                )
         result.noise += int(sum(a < 0 for a in assign))
         for cid in sorted(set(assign) - {-1}):
             members = [index[j] for j, a in enumerate(assign) if a == cid]
             majority = Counter(labels[m] for m in members).most_common(1)[0][0]
-            result.clusters.append(Cluster(
-                label=majority, members=tuple(members),
-                medoid=_medoid(vectors, members, avoid), method=kind))
+            result.clusters.append(
+                Cluster(
+                    label=majority,
+                    members=tuple(members),
+                    medoid=_medoid(vectors, members, avoid),
+                    method=kind,
+                )
+            )
     if fell_back:
         result.method = "dbscan+kmeans-fallback"
     result.clusters.sort(key=lambda c: (-c.support, c.label, c.members))
@@ -115,8 +143,10 @@ def cluster_rules(vectors: Any, labels: Sequence[str], *, method: str = "dbscan"
 def _dbscan(vectors: Any, eps: float, min_samples: int) -> list[int]:
     from sklearn.cluster import DBSCAN
 
-    return [int(a) for a in DBSCAN(eps=eps, min_samples=min_samples,
-                                   metric="cosine").fit_predict(vectors)]
+    return [
+        int(a)
+        for a in DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit_predict(vectors)
+    ]
 
 
 def _degenerate(assign: Sequence[int], min_samples: int, by_label: bool) -> str:
@@ -176,8 +206,9 @@ def _kmeans(vectors: Any, k: int | None, notes: list[str], where: str) -> list[i
     if best is None:
         return [0] * n
     if k is None and best[0] < 0.02:
-        notes.append(f"k-means on {where}: no structure (best silhouette {best[0]:.3f}); "
-                     "kept one cluster")
+        notes.append(
+            f"k-means on {where}: no structure (best silhouette {best[0]:.3f}); kept one cluster"
+        )
         return [0] * n
     return best[1]
 

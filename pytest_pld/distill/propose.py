@@ -76,9 +76,14 @@ def used_ids(iset: InstructionSet, path: Path | None) -> set[str]:
 def _git_history_ids(path: Path) -> set[str]:
     """Rule ids that ever appeared in the file's committed history (empty outside git)."""
     try:
-        out = subprocess.run(["git", "log", "--all", "-p", "--format=", "--", path.name],
-                             cwd=path.parent, capture_output=True, text=True, timeout=20,
-                             check=False)
+        out = subprocess.run(
+            ["git", "log", "--all", "-p", "--format=", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return set()
     if out.returncode != 0:
@@ -106,8 +111,9 @@ class Proposal:
     notes: list[str] = field(default_factory=list)
     cost_table: str = ""  # the cost ledger, formatted for the terminal
     round_lines: list[str] = field(default_factory=list)
-    created_at: str = field(default_factory=lambda: _dt.datetime.now(
-        _dt.timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
     saved_to: Path | None = None
 
     @property
@@ -116,9 +122,14 @@ class Proposal:
 
     def diff(self, rel: str | None = None) -> str:
         name = rel or self.path.name
-        return "".join(difflib.unified_diff(
-            self.base_text.splitlines(keepends=True), self.text.splitlines(keepends=True),
-            fromfile=f"a/{name}", tofile=f"b/{name}"))
+        return "".join(
+            difflib.unified_diff(
+                self.base_text.splitlines(keepends=True),
+                self.text.splitlines(keepends=True),
+                fromfile=f"a/{name}",
+                tofile=f"b/{name}",
+            )
+        )
 
     def summary_lines(self) -> list[str]:
         """Rule by rule, with ids (from deepdiff on the loaded sets, not from the text)."""
@@ -133,23 +144,36 @@ class Proposal:
                 out.append(f"            was: {change.old.get('text', '')}")
             prov = (change.new or {}).get("provenance") or {}
             if prov and change.kind != "removed":
-                shown = {k: prov[k] for k in ("method", "support", "round", "traces")
-                         if k in prov}
+                shown = {k: prov[k] for k in ("method", "support", "round", "traces") if k in prov}
                 out.append(f"            provenance: {json.dumps(shown, ensure_ascii=False)}")
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"suite": self.suite, "path": str(self.path), "created_at": self.created_at,
-                "base_version": self.base.version, "new_version": self.new.version,
-                "base_hash": self.base.content_hash(), "new_hash": self.new.content_hash(),
-                "summary": self.changes.summary(), "changes": [
-                    {"kind": c.kind, "id": c.id, "old": _plain(c.old), "new": _plain(c.new)}
-                    for c in self.changes.rules],
-                "dev_before": self.before, "dev_after": self.after,
-                "delta_macro_f1_interval": list(self.delta_interval),
-                "confidence": self.confidence, "rounds": self.rounds,
-                "decisions": self.decisions, "cost": self.cost, "settings": self.settings,
-                "notes": self.notes, "base_text": self.base_text, "proposed_text": self.text}
+        return {
+            "suite": self.suite,
+            "path": str(self.path),
+            "created_at": self.created_at,
+            "base_version": self.base.version,
+            "new_version": self.new.version,
+            "base_hash": self.base.content_hash(),
+            "new_hash": self.new.content_hash(),
+            "summary": self.changes.summary(),
+            "changes": [
+                {"kind": c.kind, "id": c.id, "old": _plain(c.old), "new": _plain(c.new)}
+                for c in self.changes.rules
+            ],
+            "dev_before": self.before,
+            "dev_after": self.after,
+            "delta_macro_f1_interval": list(self.delta_interval),
+            "confidence": self.confidence,
+            "rounds": self.rounds,
+            "decisions": self.decisions,
+            "cost": self.cost,
+            "settings": self.settings,
+            "notes": self.notes,
+            "base_text": self.base_text,
+            "proposed_text": self.text,
+        }
 
     def save(self, folder: Path) -> Path:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -174,11 +198,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def build_proposal(suite: str, path: Path, base: InstructionSet, base_text: str,
-                   rules: Sequence[Rule], **extra: Any) -> Proposal:
+def build_proposal(
+    suite: str,
+    path: Path,
+    base: InstructionSet,
+    base_text: str,
+    rules: Sequence[Rule],
+    **extra: Any,
+) -> Proposal:
     """The proposal for `rules` over `base`: version bumped when anything changed."""
     same = [r.as_dict() for r in rules] == [r.as_dict() for r in base.rules]
     new = base.with_rules(rules, version=base.version if same else base.version + 1)
     text = base_text if same else render_instruction_text(new, base_text, path)
-    return Proposal(suite=suite, path=path, base=base, base_text=base_text, new=new, text=text,
-                    changes=diff_sets(base, new), **extra)
+    return Proposal(
+        suite=suite,
+        path=path,
+        base=base,
+        base_text=base_text,
+        new=new,
+        text=text,
+        changes=diff_sets(base, new),
+        **extra,
+    )

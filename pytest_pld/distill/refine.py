@@ -55,17 +55,27 @@ class Score:
         return self.metrics.get("accuracy", metrics.compute("accuracy", self.preds))
 
     def brief(self) -> dict[str, float]:
-        return {"macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
-                "n": len(self.results)}
+        return {
+            "macro_f1": round(self.macro_f1, 4),
+            "accuracy": round(self.accuracy, 4),
+            "n": len(self.results),
+        }
 
 
 class Student:
     """Scores instruction sets with the student through the runner (and its response cache,
     so re-scoring a rule list it has seen costs nothing)."""
 
-    def __init__(self, suite: Suite, model: str, ledger: CostLedger, *,
-                 cache_path: Path | None = None, cache_mode: str = "use",
-                 progress: bool | None = False) -> None:
+    def __init__(
+        self,
+        suite: Suite,
+        model: str,
+        ledger: CostLedger,
+        *,
+        cache_path: Path | None = None,
+        cache_mode: str = "use",
+        progress: bool | None = False,
+    ) -> None:
         self.suite = suite
         self.model = model
         self.ledger = ledger
@@ -78,13 +88,22 @@ class Student:
     def score(self, iset: InstructionSet, split: str, limit: int | None) -> Score:
         key = (iset.content_hash(), split, limit)
         if key not in self._memo:
-            record = run_suite(self.suite, split=split, limit=limit, model=self.model,
-                               instructions=iset, backend=self.lazy, write_record=False,
-                               progress=self.progress, cache_path=self.cache_path,
-                               cache_mode=self.cache_mode)
+            record = run_suite(
+                self.suite,
+                split=split,
+                limit=limit,
+                model=self.model,
+                instructions=iset,
+                backend=self.lazy,
+                write_record=False,
+                progress=self.progress,
+                cache_path=self.cache_path,
+                cache_mode=self.cache_mode,
+            )
             self.ledger.record_student(record.cache_misses, record.cache_hits)
-            self._memo[key] = Score(dict(record.metrics), record.predictions(),
-                                    list(record.results))
+            self._memo[key] = Score(
+                dict(record.metrics), record.predictions(), list(record.results)
+            )
         return self._memo[key]
 
     def close(self) -> None:
@@ -104,11 +123,23 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         c = self.candidate
-        return {"rule_id": self.rule_id, "accepted": self.accepted, "reason": self.reason,
-                "text": c.text, "label": c.label, "method": c.method, "support": c.support,
-                "round": c.round, "replaces": c.replaces, "note": c.note, "leak": c.leak,
-                "before": self.before, "after": self.after, "delta": round(self.delta, 4),
-                "interval": [round(self.interval[0], 4), round(self.interval[1], 4)]}
+        return {
+            "rule_id": self.rule_id,
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "text": c.text,
+            "label": c.label,
+            "method": c.method,
+            "support": c.support,
+            "round": c.round,
+            "replaces": c.replaces,
+            "note": c.note,
+            "leak": c.leak,
+            "before": self.before,
+            "after": self.after,
+            "delta": round(self.delta, 4),
+            "interval": [round(self.interval[0], 4), round(self.interval[1], 4)],
+        }
 
 
 @dataclass
@@ -121,11 +152,15 @@ class RoundReport:
     note: str = ""
 
     def line(self) -> str:
-        what = {"baseline": "baseline (current rules)",
-                "selection": f"selection: {self.kept} of {self.tried} candidates kept",
-                "revision": f"revision: {self.kept} of {self.tried} revised or new rules kept"}[self.kind]
-        text = (f"round {self.number}  {what}; dev macro-F1 {self.dev['macro_f1']:.3f}, "
-                f"accuracy {self.dev['accuracy']:.3f} (n={self.dev['n']:.0f})")
+        what = {
+            "baseline": "baseline (current rules)",
+            "selection": f"selection: {self.kept} of {self.tried} candidates kept",
+            "revision": f"revision: {self.kept} of {self.tried} revised or new rules kept",
+        }[self.kind]
+        text = (
+            f"round {self.number}  {what}; dev macro-F1 {self.dev['macro_f1']:.3f}, "
+            f"accuracy {self.dev['accuracy']:.3f} (n={self.dev['n']:.0f})"
+        )
         return text + (f"  [{self.note}]" if self.note else "")
 
 
@@ -153,9 +188,9 @@ def _delta(new: Score, old: Score, confidence: float) -> tuple[float, float, flo
     if new.preds.gold != old.preds.gold:  # different samples (never, with a fixed limit)
         d = new.macro_f1 - old.macro_f1
         return d, d, d
-    return metrics.paired_bootstrap_delta("macro_f1", new.preds, old.preds,
-                                          n_resamples=BOOTSTRAP_RESAMPLES,
-                                          confidence=confidence)
+    return metrics.paired_bootstrap_delta(
+        "macro_f1", new.preds, old.preds, n_resamples=BOOTSTRAP_RESAMPLES, confidence=confidence
+    )
 
 
 def _same_words(a: str, b: str) -> bool:
@@ -163,12 +198,25 @@ def _same_words(a: str, b: str) -> bool:
 
 
 class ClosedLoop:
-    def __init__(self, suite: Suite, base: InstructionSet, student: Student, *,
-                 teacher: Teacher | None, mode: str, header: str, ids: Ids,
-                 ledger: CostLedger, leak: LeakageCheck, limit_dev: int | None,
-                 limit_train: int | None, min_gain: float = 0.0, confidence: float = 0.95,
-                 strict: bool = False,
-                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> None:
+    def __init__(
+        self,
+        suite: Suite,
+        base: InstructionSet,
+        student: Student,
+        *,
+        teacher: Teacher | None,
+        mode: str,
+        header: str,
+        ids: Ids,
+        ledger: CostLedger,
+        leak: LeakageCheck,
+        limit_dev: int | None,
+        limit_train: int | None,
+        min_gain: float = 0.0,
+        confidence: float = 0.95,
+        strict: bool = False,
+        log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    ) -> None:
         self.suite, self.base, self.student = suite, base, student
         self.teacher, self.mode, self.header = teacher, mode, header
         self.ids, self.ledger, self.leak = ids, ledger, leak
@@ -181,15 +229,19 @@ class ClosedLoop:
     def dev(self, rules: Sequence[Rule]) -> Score:
         return self.student.score(self.base.with_rules(rules), "dev", self.limit_dev)
 
-    def _try(self, current: list[Rule], best: Score, cand: Candidate, rule: Rule,
-             position: int | None) -> tuple[list[Rule], Score]:
+    def _try(
+        self, current: list[Rule], best: Score, cand: Candidate, rule: Rule, position: int | None
+    ) -> tuple[list[Rule], Score]:
         """Score `current` with `rule` added (position None) or put at `position`; keep it
         only if dev macro-F1 rises by more than min_gain."""
         if cand.leak:
-            self.decisions.append(Decision(cand, rule.id, False,
-                                           f"copies gate-split-only text: {cand.leak!r}"))
-            self.log(f"  {rule.id}: dropped, copies {SPAN_WORDS}+ words found only in the "
-                     f"gate split's inputs: {cand.leak!r}")
+            self.decisions.append(
+                Decision(cand, rule.id, False, f"copies gate-split-only text: {cand.leak!r}")
+            )
+            self.log(
+                f"  {rule.id}: dropped, copies {SPAN_WORDS}+ words found only in the "
+                f"gate split's inputs: {cand.leak!r}"
+            )
             return current, best
         trial = list(current)
         if position is None:
@@ -202,13 +254,19 @@ class ClosedLoop:
         accepted = gained and (lo > 0 or not self.strict)
         reason = "dev macro-F1 improved" if gained else "no dev gain"
         if gained and lo <= 0:
-            reason += (" but within noise (the interval includes 0)" if self.strict
-                       else " (within noise: the interval includes 0)")
-        decision = Decision(cand, rule.id, accepted, reason, best.brief(), score.brief(),
-                            delta, (lo, hi))
+            reason += (
+                " but within noise (the interval includes 0)"
+                if self.strict
+                else " (within noise: the interval includes 0)"
+            )
+        decision = Decision(
+            cand, rule.id, accepted, reason, best.brief(), score.brief(), delta, (lo, hi)
+        )
         self.decisions.append(decision)
-        self.log(f"  {'keep' if accepted else 'drop'} {rule.id} ({cand.method}, "
-                 f"{cand.label}): dev macro-F1 {best.macro_f1:.3f} -> {score.macro_f1:.3f}")
+        self.log(
+            f"  {'keep' if accepted else 'drop'} {rule.id} ({cand.method}, "
+            f"{cand.label}): dev macro-F1 {best.macro_f1:.3f} -> {score.macro_f1:.3f}"
+        )
         if not accepted:
             return current, best
         self.accepted[rule.id] = decision
@@ -249,19 +307,24 @@ class ClosedLoop:
         else:
             if rounds:
                 stop = f"ran all {rounds} revision round(s)"
-        return LoopResult(current, baseline, best, reports, self.decisions, stop,
-                          dict(self.accepted))
+        return LoopResult(
+            current, baseline, best, reports, self.decisions, stop, dict(self.accepted)
+        )
 
-    def _revise(self, number: int, current: list[Rule],
-                best: Score) -> tuple[RoundReport, list[Rule], Score]:
+    def _revise(
+        self, number: int, current: list[Rule], best: Score
+    ) -> tuple[RoundReport, list[Rule], Score]:
         assert self.teacher is not None
         train = self.student.score(self.base.with_rules(current), "train", self.limit_train)
         examples = {e.id: e for e in self.suite.load_examples("train", limit=self.limit_train)}
         fails = [r for r in train.results if r.pred != r.gold and r.id in examples]
         wins = [r for r in train.results if r.pred == r.gold and r.id in examples]
         if not fails:
-            return (RoundReport(number, "revision", best.brief(), note="no train failures"),
-                    current, best)
+            return (
+                RoundReport(number, "revision", best.brief(), note="no train failures"),
+                current,
+                best,
+            )
         # a rule conflicts when the student gave its label wrongly, or missed its label
         blame: list[tuple[int, int | None, str, list[ExampleResult]]] = []
         for index, rule in enumerate(current):
@@ -288,32 +351,61 @@ class ClosedLoop:
             shown_bad, shown_good = bad[:FAILURES_SHOWN], good[:SUCCESSES_SHOWN]
             failures = [(self._text(examples[r.id]), r.gold, r.pred) for r in shown_bad]
             successes = [(self._text(examples[r.id]), r.gold) for r in shown_good]
-            entities = sorted({t for r in [*shown_bad, *shown_good]
-                               for t in entity_terms(examples[r.id].fields,
-                                                     allowed=vocabulary)})
-            messages = (revision_messages(self.header, old.text, label, failures, successes,
-                                          mode=self.mode) if old is not None else
-                        coverage_messages(self.header, label, failures, successes,
-                                          mode=self.mode))
-            answer = ask_for_rule(self.teacher, messages, mode=self.mode, label=label,
-                                  entities=entities, schema=RULE_SCHEMA)
+            entities = sorted(
+                {
+                    t
+                    for r in [*shown_bad, *shown_good]
+                    for t in entity_terms(examples[r.id].fields, allowed=vocabulary)
+                }
+            )
+            messages = (
+                revision_messages(self.header, old.text, label, failures, successes, mode=self.mode)
+                if old is not None
+                else coverage_messages(self.header, label, failures, successes, mode=self.mode)
+            )
+            answer = ask_for_rule(
+                self.teacher,
+                messages,
+                mode=self.mode,
+                label=label,
+                entities=entities,
+                schema=RULE_SCHEMA,
+            )
             tried += 1
             shown = f"{len(failures)} failures, {len(successes)} successes shown"
             tokens = answer.prompt_tokens + answer.completion_tokens
             if old is not None:  # a revision keeps its rule's id, place and provenance
-                cand = Candidate(text=answer.rule, label=label, method="revision",
-                                 support=int(old.provenance.get("support", 0) or 0),
-                                 trace_ids=tuple(old.provenance.get("traces", ()) or ()),
-                                 round=number, replaces=old.id, note=shown,
-                                 teacher_calls=answer.attempts, tokens=tokens)
-                trial = Rule(id=old.id, text=answer.rule, label=label, tags=old.tags,
-                             provenance=old.provenance)
+                cand = Candidate(
+                    text=answer.rule,
+                    label=label,
+                    method="revision",
+                    support=int(old.provenance.get("support", 0) or 0),
+                    trace_ids=tuple(old.provenance.get("traces", ()) or ()),
+                    round=number,
+                    replaces=old.id,
+                    note=shown,
+                    teacher_calls=answer.attempts,
+                    tokens=tokens,
+                )
+                trial = Rule(
+                    id=old.id,
+                    text=answer.rule,
+                    label=label,
+                    tags=old.tags,
+                    provenance=old.provenance,
+                )
                 what = "revision"
             else:  # a new rule is appended under the next free id
-                cand = Candidate(text=answer.rule, label=label, method="coverage",
-                                 support=len(bad), round=number,
-                                 note=f"no rule for {label}; {shown}",
-                                 teacher_calls=answer.attempts, tokens=tokens)
+                cand = Candidate(
+                    text=answer.rule,
+                    label=label,
+                    method="coverage",
+                    support=len(bad),
+                    round=number,
+                    note=f"no rule for {label}; {shown}",
+                    teacher_calls=answer.attempts,
+                    tokens=tokens,
+                )
                 trial = Rule(id=self.ids.peek(), text=answer.rule, label=label)
                 what = f"new rule for {label}"
             if not answer.ok or answer.entity_terms:
@@ -334,6 +426,6 @@ class ClosedLoop:
         return RoundReport(number, "revision", best.brief(), tried, kept), current, best
 
     def _text(self, example: Any) -> str:
-        return render_user_message(self.suite.user_template, example_fields(example),
-                                   where=str(self.suite.path))
-
+        return render_user_message(
+            self.suite.user_template, example_fields(example), where=str(self.suite.path)
+        )

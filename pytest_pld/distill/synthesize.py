@@ -43,8 +43,10 @@ class Candidate:
 
 
 def _cost_of(traces: Sequence[Trace]) -> tuple[int, int]:
-    return (sum(t.attempts for t in traces),
-            sum(t.prompt_tokens + t.completion_tokens for t in traces))
+    return (
+        sum(t.attempts for t in traces),
+        sum(t.prompt_tokens + t.completion_tokens for t in traces),
+    )
 
 
 def _ordered_members(cluster: Cluster, vectors: Any) -> list[int]:
@@ -57,9 +59,16 @@ def _ordered_members(cluster: Cluster, vectors: Any) -> list[int]:
     return [members[i] for i in np.argsort(-sims, kind="stable")]
 
 
-def synthesize(clusters: Sequence[Cluster], traces: Sequence[Trace], vectors: Any, *,
-               teacher: Teacher | None, mode: str, header: str,
-               strategy: str = "teacher") -> list[Candidate]:
+def synthesize(
+    clusters: Sequence[Cluster],
+    traces: Sequence[Trace],
+    vectors: Any,
+    *,
+    teacher: Teacher | None,
+    mode: str,
+    header: str,
+    strategy: str = "teacher",
+) -> list[Candidate]:
     """Candidates in cluster order (largest first), duplicates (same text) merged."""
     out: list[Candidate] = []
     for number, cluster in enumerate(clusters, start=1):
@@ -69,9 +78,16 @@ def synthesize(clusters: Sequence[Cluster], traces: Sequence[Trace], vectors: An
         calls, tokens = _cost_of(members)
         medoid = traces[cluster.medoid]
         medoid_text = normalise_rule(medoid.rule, cluster.label)
-        base = Candidate(text=medoid_text, label=cluster.label, method="medoid",
-                         support=cluster.support, trace_ids=ids, cluster=number,
-                         teacher_calls=calls, tokens=tokens)
+        base = Candidate(
+            text=medoid_text,
+            label=cluster.label,
+            method="medoid",
+            support=cluster.support,
+            trace_ids=ids,
+            cluster=number,
+            teacher_calls=calls,
+            tokens=tokens,
+        )
 
         if strategy == "medoid" or teacher is None:
             out.append(base)
@@ -80,24 +96,49 @@ def synthesize(clusters: Sequence[Cluster], traces: Sequence[Trace], vectors: An
         edges = [(t.gold, t.rule) for t in members if t.gold != cluster.label][:MAX_EDGE_CASES]
         shown = [t.rule for t in majority[:MAX_RULES_SHOWN]]
         entities = sorted({e for t in members for e in t.entity_terms})
-        answer = ask_for_rule(teacher, synthesis_messages(header, cluster.label, shown, edges,
-                                                          mode=mode),
-                              mode=mode, label=cluster.label, entities=entities,
-                              schema=RULE_SCHEMA)
+        answer = ask_for_rule(
+            teacher,
+            synthesis_messages(header, cluster.label, shown, edges, mode=mode),
+            mode=mode,
+            label=cluster.label,
+            entities=entities,
+            schema=RULE_SCHEMA,
+        )
         spent_calls = calls + answer.attempts
         spent_tokens = tokens + answer.prompt_tokens + answer.completion_tokens
         usable = answer.ok and not answer.entity_terms
-        reason = "" if usable else (answer.error or "the merged rule names example words "
-                                    f"({', '.join(answer.entity_terms)})")
+        reason = (
+            ""
+            if usable
+            else (
+                answer.error
+                or f"the merged rule names example words ({', '.join(answer.entity_terms)})"
+            )
+        )
         if usable:
-            out.append(replace(base, text=answer.rule, method="synthesis",
-                               teacher_calls=spent_calls, tokens=spent_tokens))
+            out.append(
+                replace(
+                    base,
+                    text=answer.rule,
+                    method="synthesis",
+                    teacher_calls=spent_calls,
+                    tokens=spent_tokens,
+                )
+            )
         if strategy == "both":
-            out.append(replace(base, note=f"teacher synthesis unusable: {reason}"
-                               if reason else ""))
+            out.append(
+                replace(base, note=f"teacher synthesis unusable: {reason}" if reason else "")
+            )
         elif not usable:
-            out.append(replace(base, method="medoid-fallback", note=reason,
-                               teacher_calls=spent_calls, tokens=spent_tokens))
+            out.append(
+                replace(
+                    base,
+                    method="medoid-fallback",
+                    note=reason,
+                    teacher_calls=spent_calls,
+                    tokens=spent_tokens,
+                )
+            )
     return _dedupe(out)
 
 

@@ -49,21 +49,32 @@ class TeachSummary:
 
     def lines(self) -> list[str]:
         c = self.cost
-        out = [(f"teach {self.suite}/{self.split}: {self.examples} examples, "
+        out = [
+            (
+                f"teach {self.suite}/{self.split}: {self.examples} examples, "
                 f"{self.already_done} already in {self.out}, {self.taught} taught now "
-                f"(teacher {self.teacher}, {self.mode} mode)"),
-               (f"  ok {self.ok}, failed {self.failed}, rules naming example words "
-                f"(flagged) {self.entity_flagged}"),
-               (f"  teacher calls {c.teacher_calls}, tokens {c.tokens} ({c.prompt_tokens} "
-                f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s")]
+                f"(teacher {self.teacher}, {self.mode} mode)"
+            ),
+            (
+                f"  ok {self.ok}, failed {self.failed}, rules naming example words "
+                f"(flagged) {self.entity_flagged}"
+            ),
+            (
+                f"  teacher calls {c.teacher_calls}, tokens {c.tokens} ({c.prompt_tokens} "
+                f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s"
+            ),
+        ]
         for reason, n in self.failure_reasons.most_common():
             out.append(f"  failed x{n}: {reason}")
         if self.truncated_line:
-            out.append(f"  note: line {self.truncated_line} of {self.out} was truncated (an "
-                       "interrupted write); it was removed and its example taught again")
+            out.append(
+                f"  note: line {self.truncated_line} of {self.out} was truncated (an "
+                "interrupted write); it was removed and its example taught again"
+            )
         if self.interrupted:
-            out.append("  interrupted: every finished trace is saved; re-run the same command "
-                       "to resume")
+            out.append(
+                "  interrupted: every finished trace is saved; re-run the same command to resume"
+            )
         if self.stopped:
             out.append(f"  stopped early: {self.stopped}")
         return out
@@ -115,23 +126,41 @@ def teach(
         raise PldError(f"unknown mode {mode!r}", hint=f"modes: auto, {', '.join(MODES)}")
     summary = TeachSummary(suite.name, split, name, mode, out)
     try:
-        _teach(suite, backend, summary, split=split, limit=limit, retry_failed=retry_failed,
-               progress=progress, log=log)
+        _teach(
+            suite,
+            backend,
+            summary,
+            split=split,
+            limit=limit,
+            retry_failed=retry_failed,
+            progress=progress,
+            log=log,
+        )
     finally:
         if isinstance(teacher, str):
             backend.close()
     return summary
 
 
-def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
-           limit: int | None, retry_failed: bool, progress: bool | None,
-           log: Callable[[str], None]) -> None:
+def _teach(
+    suite: Suite,
+    backend: Teacher,
+    summary: TeachSummary,
+    *,
+    split: str,
+    limit: int | None,
+    retry_failed: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> None:
     existing = read_traces(summary.out, missing_ok=True)
     check_compatible(existing, suite.name, tuple(suite.labels))
     if existing.truncated_line is not None:
         summary.truncated_line = existing.truncated_line
-        log(f"{summary.out}:{existing.truncated_line}: truncated last line (an interrupted "
-            "write) removed; its example will be taught again")
+        log(
+            f"{summary.out}:{existing.truncated_line}: truncated last line (an interrupted "
+            "write) removed; its example will be taught again"
+        )
         drop_truncated_tail(existing)
 
     examples = suite.load_examples(split, limit=limit)
@@ -145,8 +174,12 @@ def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
     iset = suite.load_instructions()
     header = header_for(iset, suite)
     # the task's own words (labels, preamble, definitions) are fair game for a general rule
-    vocabulary = [*suite.labels, iset.preamble, *iset.label_definitions.values(),
-                  suite.user_template]
+    vocabulary = [
+        *suite.labels,
+        iset.preamble,
+        *iset.label_definitions.values(),
+        suite.user_template,
+    ]
     where = str(suite.path)
     cost = summary.cost
     started = time.perf_counter()
@@ -160,20 +193,40 @@ def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
                 begun = _now()
                 entities = entity_terms(example.fields, allowed=vocabulary)
                 answer = ask_for_rule(
-                    backend, teach_messages(header, user, example.label, mode=summary.mode,
-                                            avoid=_most_specific(entities)),
-                    mode=summary.mode, label=example.label, entities=entities,
-                    want_reasoning=summary.mode == "json", schema=TEACH_SCHEMA)
+                    backend,
+                    teach_messages(
+                        header,
+                        user,
+                        example.label,
+                        mode=summary.mode,
+                        avoid=_most_specific(entities),
+                    ),
+                    mode=summary.mode,
+                    label=example.label,
+                    entities=entities,
+                    want_reasoning=summary.mode == "json",
+                    schema=TEACH_SCHEMA,
+                )
                 trace = Trace(
-                    id=example.id, suite=suite.name, split=split, gold=example.label,
-                    rule=answer.rule if answer.ok else "", reasoning=answer.reasoning,
-                    teacher=summary.teacher, status="ok" if answer.ok else "failed",
-                    labels=tuple(suite.labels), mode=summary.mode, error=answer.error,
-                    attempts=answer.attempts, entity_terms=answer.entity_terms,
-                    started_at=begun, finished_at=_now(),
+                    id=example.id,
+                    suite=suite.name,
+                    split=split,
+                    gold=example.label,
+                    rule=answer.rule if answer.ok else "",
+                    reasoning=answer.reasoning,
+                    teacher=summary.teacher,
+                    status="ok" if answer.ok else "failed",
+                    labels=tuple(suite.labels),
+                    mode=summary.mode,
+                    error=answer.error,
+                    attempts=answer.attempts,
+                    entity_terms=answer.entity_terms,
+                    started_at=begun,
+                    finished_at=_now(),
                     latency_s=round(answer.latency_s, 3),
                     prompt_tokens=answer.prompt_tokens,
-                    completion_tokens=answer.completion_tokens)
+                    completion_tokens=answer.completion_tokens,
+                )
                 writer.append(trace)
                 summary.taught += 1
                 cost.teacher_calls += answer.attempts
@@ -189,8 +242,10 @@ def _teach(suite: Suite, backend: Teacher, summary: TeachSummary, *, split: str,
                 bar(1)
                 in_a_row = in_a_row + 1 if answer.call_error else 0
                 if in_a_row >= MAX_CALL_ERRORS_IN_A_ROW:
-                    summary.stopped = (f"{in_a_row} teacher calls in a row failed (last: "
-                                       f"{answer.error}); fix the teacher and re-run to resume")
+                    summary.stopped = (
+                        f"{in_a_row} teacher calls in a row failed (last: "
+                        f"{answer.error}); fix the teacher and re-run to resume"
+                    )
                     break
     except KeyboardInterrupt:
         summary.interrupted = True

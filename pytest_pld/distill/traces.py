@@ -71,11 +71,18 @@ def _trace_from(data: Any, path: Path, line: int) -> Trace:
         raise PldError("expected a JSON object (one trace per line)", path=path, line=line)
     missing = [k for k in REQUIRED if k not in data]
     if missing:
-        raise PldError(f"trace is missing {', '.join(missing)}", path=path, line=line,
-                       hint="traces are written by `pld teach`; re-create the file with it")
+        raise PldError(
+            f"trace is missing {', '.join(missing)}",
+            path=path,
+            line=line,
+            hint="traces are written by `pld teach`; re-create the file with it",
+        )
     if data["status"] not in STATUSES:
-        raise PldError(f"status must be one of {', '.join(STATUSES)}, got {data['status']!r}",
-                       path=path, line=line)
+        raise PldError(
+            f"status must be one of {', '.join(STATUSES)}, got {data['status']!r}",
+            path=path,
+            line=line,
+        )
     for key in ("id", "suite", "split", "gold", "rule", "teacher"):
         if not isinstance(data[key], str):
             raise PldError(f"{key} must be a string", path=path, line=line)
@@ -98,8 +105,11 @@ def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
     except FileNotFoundError:
         if missing_ok:
             return TraceFile(path, [])
-        raise PldError("traces file not found", path=path,
-                       hint="create it with `pld teach SUITE --teacher MODEL`") from None
+        raise PldError(
+            "traces file not found",
+            path=path,
+            hint="create it with `pld teach SUITE --teacher MODEL`",
+        ) from None
     except IsADirectoryError:
         raise PldError("expected a traces file, found a directory", path=path) from None
     latest: dict[str, Trace] = {}
@@ -120,9 +130,12 @@ def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
                 tf.truncated_line, tf.truncated_offset = number, start
                 continue
             msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-            raise PldError(f"malformed trace line: {msg}", path=path, line=number,
-                           hint="fix or delete that line; `pld teach` re-teaches missing ids"
-                           ) from None
+            raise PldError(
+                f"malformed trace line: {msg}",
+                path=path,
+                line=number,
+                hint="fix or delete that line; `pld teach` re-teaches missing ids",
+            ) from None
         trace = _trace_from(data, path, number)
         latest.pop(trace.id, None)  # a later line for an id (a retried failure) wins
         latest[trace.id] = trace
@@ -184,15 +197,25 @@ def check_compatible(tf: TraceFile, suite: str, labels: tuple[str, ...]) -> None
     cannot answer."""
     for trace in tf.traces:
         if trace.suite != suite:
-            raise PldError(f"trace of suite {trace.suite!r}, not {suite!r}", path=tf.path,
-                           line=trace.line,
-                           hint=f"teach this suite into its own file: pld teach {suite} "
-                                f"--out traces/{suite}.jsonl")
+            raise PldError(
+                f"trace of suite {trace.suite!r}, not {suite!r}",
+                path=tf.path,
+                line=trace.line,
+                hint=f"teach this suite into its own file: pld teach {suite} "
+                f"--out traces/{suite}.jsonl",
+            )
         if trace.labels and tuple(trace.labels) != labels:
-            raise PldError(f"trace written for labels {list(trace.labels)}, but the suite's "
-                           f"labels are {list(labels)}", path=tf.path, line=trace.line,
-                           hint="the label set changed since teaching; re-teach into a new file")
+            raise PldError(
+                f"trace written for labels {list(trace.labels)}, but the suite's "
+                f"labels are {list(labels)}",
+                path=tf.path,
+                line=trace.line,
+                hint="the label set changed since teaching; re-teach into a new file",
+            )
         if trace.gold not in labels:
-            raise PldError(f"gold label {trace.gold!r} is not one of the suite's labels "
-                           f"{list(labels)}", path=tf.path, line=trace.line,
-                           hint="re-teach into a new file")
+            raise PldError(
+                f"gold label {trace.gold!r} is not one of the suite's labels {list(labels)}",
+                path=tf.path,
+                line=trace.line,
+                hint="re-teach into a new file",
+            )
