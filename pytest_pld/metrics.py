@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.base import INVALID
+from .labels import INVALID
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_pld.backends import get_backend
-from pytest_pld.backends.base import INVALID, Backend, Classification, Message
+from pytest_pld.backends.base import Backend, Classification, Message
 from pytest_pld.backends.openai_backend import OpenAIBackend, public_url
 from pytest_pld.cache import ResponseCache, classify_key
 from pytest_pld.errors import PldError
+from pytest_pld.labels import INVALID
 
 if TYPE_CHECKING:
     from conftest import ServedModel
