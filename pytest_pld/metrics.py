@@ -27,6 +27,8 @@ class Predictions:
     # latency of the same examples without the rules, when the run measured it
     baseline_latency_ms: tuple[float, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # whether the top score tied exactly with another label's (scored backends)
+    tie: tuple[bool, ...] = ()
 
     def subset(self, index: Sequence[int]) -> Predictions:
         pick = lambda xs: tuple(xs[i] for i in index) if xs else ()
@@ -38,6 +40,7 @@ class Predictions:
             pick(self.prompt_tokens),
             pick(self.baseline_latency_ms),
             self.extra,
+            tie=pick(self.tie),
         )
 
 
@@ -101,6 +104,15 @@ def macro_f1(p: Predictions) -> float:
 @metric("invalid_rate", higher_is_better=False, description="share of off-label answers")
 def invalid_rate(p: Predictions) -> float:
     return sum(x == INVALID for x in p.pred) / len(p.pred) if p.pred else 0.0
+
+
+@metric(
+    "tie_rate",
+    higher_is_better=False,
+    description="share of examples whose top label score tied exactly with another's",
+)
+def tie_rate(p: Predictions) -> float:
+    return sum(p.tie) / len(p.tie) if p.tie else 0.0
 
 
 def _percentile(values: Sequence[float], q: float) -> float:

@@ -23,6 +23,7 @@ from .cache import ResponseCache, classify_key
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
+from .labels import top_label
 from .metrics import Predictions
 from .progress import Progress
 from .render import render_system_prompt, render_user_message
@@ -43,6 +44,7 @@ class ExampleResult:
     raw: str = ""
     truncated: bool = False
     cached: bool = False
+    tie: bool = False  # the top score tied exactly with another label's
 
 
 @dataclass
@@ -75,6 +77,7 @@ class RunRecord:
             latency_ms=tuple(r.latency_ms for r in self.results),
             prompt_tokens=tuple(r.prompt_tokens for r in self.results),
             baseline_latency_ms=tuple(base),
+            tie=tuple(r.tie for r in self.results),
         )
 
     def comparable_key(self) -> dict[str, Any]:
@@ -251,16 +254,22 @@ def classify_cached(
 
 
 def _result(example: Example, c: Classification, *, cached: bool) -> ExampleResult:
+    pred = c.label
+    if c.tie and c.scores:
+        # The backend resolved the tie by the user message; the record resolves it by the
+        # example's id, so that it goes the same way whatever the instructions render.
+        pred = top_label(c.scores, example.id)[0]
     return ExampleResult(
         id=example.id,
         gold=example.label,
-        pred=c.label,
+        pred=pred,
         latency_ms=c.latency_s * 1000.0,
         prompt_tokens=c.prompt_tokens,
         scores=dict(c.scores) if c.scores else None,
         raw=c.raw,
         truncated=c.truncated,
         cached=cached,
+        tie=c.tie,
     )
 
 
@@ -363,6 +372,7 @@ def run_suite(
         *suite.metrics,
         *(b.metric for b in suite.gates),
         "invalid_rate",
+        "tie_rate",
         "prompt_tokens",
         "latency_p50_ms",
         "latency_p95_ms",
