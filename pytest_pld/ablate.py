@@ -6,15 +6,14 @@ interval is much tighter than comparing two unpaired scores). Rules whose remova
 lower macro-F1 or accuracy are prune candidates: they cost prompt tokens on every call and
 earned nothing on this sample.
 
-It runs on dev, never on the split the gates use, for the same reason distill does: choosing
-rules by their effect on the gate split would fit the gate.
+It runs on dev by default. The gate split is allowed (a report may want each shipped rule's
+effect there) but noted in the result: choosing rules by their effect on the gate split fits
+the gate, which is why distill never reads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -95,7 +94,7 @@ def ablate(
 ) -> Ablation:
     """Run the full set, each leave-one-out variant and the no-rules variant on one split."""
     from .render import render_system_prompt
-    from .runner import LazyBackend, run_suite
+    from .runner import LazyBackend, run_suite, size_counter
 
     iset = suite.load_instructions()
     if not iset.rules:
@@ -103,6 +102,7 @@ def ablate(
     model_name = model or suite.student
     lazy = LazyBackend(model_name)
     say = progress or (lambda message: None)
+    notes: list[str] = []
     try:
 
         def run(variant: InstructionSet) -> Any:
@@ -123,7 +123,7 @@ def ablate(
 
         say(f"full set ({len(iset.rules)} rules)")
         full = run(iset)
-        count, unit = _counter(lazy, tokens)
+        count, unit = size_counter(lazy, tokens=tokens, notes=notes)
         result = Ablation(
             suite.name,
             full.split,
@@ -163,6 +163,7 @@ def ablate(
                 result.rules.append(row)
     finally:
         lazy.close()
+    result.notes.extend(notes)
     if result.split == suite.gate_split:
         result.notes.append(
             f"{result.split!r} is the split the gates use: choosing rules by "
@@ -174,15 +175,6 @@ def ablate(
             "candidate on more data (--limit) before removing it"
         )
     return result
-
-
-def _counter(lazy: Any, tokens: bool) -> tuple[Callable[[str], int], str]:
-    if tokens:
-        try:
-            return lazy.token_counter(), "tokens"
-        except PldError as exc:
-            print(f"note: counting characters, not tokens: {exc.message}", file=sys.stderr)
-    return len, "chars"
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -267,76 +259,3 @@ def format_json(a: Ablation) -> str:
 
 
 # --- the command -------------------------------------------------------------------------------
-
-
-def cmd_ablate(args: argparse.Namespace) -> int:
-    from .cli import load_suite_by_name, project_root
-
-    suite = load_suite_by_name(project_root(args), args.suite)
-    mode = "off" if args.no_cache else "use"
-    result = ablate(
-        suite,
-        split=args.split,
-        limit=args.limit,
-        model=args.model,
-        tokens=not args.no_tokens,
-        resamples=args.resamples,
-        cache_mode=mode,
-        progress=lambda m: print(f"pld ablate: {m} ...", file=sys.stderr),
-    )
-    formatter = {"text": format_text, "md": format_markdown, "json": format_json}[args.format]
-    sys.stdout.write(formatter(result))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_root_option, positive_int
-
-    p = sub.add_parser(
-        "ablate",
-        help="leave-one-rule-out: each rule's effect on macro-F1 and accuracy",
-        description="Evaluate the suite's instruction set on the dev split with all rules, "
-        "without each rule in turn, and without any rule; print each rule's effect "
-        "with paired bootstrap intervals, its prompt-size cost, and the rules whose "
-        "removal does not hurt (prune candidates). Cached answers are reused.",
-    )
-    p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
-    p.add_argument(
-        "--split",
-        default="dev",
-        metavar="S",
-        help="the split to ablate on (default: dev; never the gate split)",
-    )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="a deterministic sample of N examples (default: all)",
-    )
-    p.add_argument(
-        "--model", default=None, metavar="M", help="provider:model, overriding the suite's student"
-    )
-    p.add_argument(
-        "--format",
-        choices=("text", "md", "json"),
-        default="text",
-        help="output format (default: text)",
-    )
-    p.add_argument(
-        "--no-tokens",
-        action="store_true",
-        help="measure rule cost in characters (does not load a tokenizer)",
-    )
-    p.add_argument(
-        "--no-cache", action="store_true", help="neither read nor write the response cache"
-    )
-    p.add_argument(
-        "--resamples",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="bootstrap resamples for the intervals (default: 1000)",
-    )
-    add_root_option(p)
-    p.set_defaults(func=cmd_ablate)

@@ -1,6 +1,7 @@
 """pytest wiring for pytest-pld: options, ini keys, collection, reports.
 
-Only wiring lives here; the work is in items.py, gates.py and report.py. Without --pld-suite
+Only wiring lives here; the work is in session.py (options, run state), items.py (one test
+item per gate), gates.py and report.py. Without --pld-suite
 every hook returns at once and nothing heavier than this module is imported, so a project's
 ordinary test run pays nothing for the plugin being installed.
 """
@@ -13,13 +14,22 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .items import State
+    from .session import State
 
 
-def _positive_int(text: str) -> int:
-    from .items import positive_int  # light: items imports pytest and the standard library
+def _limit(text: str) -> int:
+    """--pld-limit: `pld`'s positive_int (argparse and the standard library only), with a
+    hint, because 0 or a negative number is a usage error here, never 'all'."""
+    import argparse
 
-    return positive_int(text)
+    from .cli.options import positive_int
+
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc} (leave --pld-limit out to run every example)"
+        ) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--pld-limit",
         metavar="N",
-        type=_positive_int,
+        type=_limit,
         default=None,
         help="evaluate a deterministic sample of N examples (N >= 1), for fast "
         "PR runs. Default: every example of the split",
@@ -111,7 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pld: a pytest-pld gate (added to every gate item)")
     if not config.getoption("pld_suite", None):
         return
-    from .items import STATE_KEY, State, make_options
+    from .session import STATE_KEY, State, make_options
 
     options = make_options(config)
     worker: dict[str, Any] | None = getattr(config, "workerinput", None)

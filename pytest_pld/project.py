@@ -55,3 +55,14 @@ def resolve_inside(
             hint="keep instruction templates and data inside the project",
         )
     return resolved
+
+
+def shown(path: str | Path | None, root: Path) -> str:
+    """`path` relative to the project root where it lies inside it (shorter in messages),
+    else as given; '' for no path."""
+    if not path:
+        return ""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)

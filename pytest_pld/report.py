@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .project import shown
+
 P = "pld."  # prefix of our property names, so they never clash with a project's own
 
 
@@ -38,16 +40,6 @@ class Row:
     record: str = ""
     error: str = ""
     baseline_written: str = ""
-
-
-def shown(path: str | Path | None, root: Path) -> str:
-    """A path relative to the project root where it lies inside it (shorter in messages)."""
-    if not path:
-        return ""
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _run_properties(record: Any) -> list[tuple[str, object]]:

@@ -221,6 +221,41 @@ class LazyBackend:
             self._backend.close()
 
 
+class BackendPool:
+    """One lazily created backend per model name, shared by everything a session runs (token
+    counts, runs of several suites or of both sides of a review)."""
+
+    def __init__(self, factory: Callable[[str], LazyBackend] = LazyBackend) -> None:
+        self._factory = factory
+        self._by_name: dict[str, LazyBackend] = {}
+
+    def get(self, name: str) -> LazyBackend:
+        if name not in self._by_name:
+            self._by_name[name] = self._factory(name)
+        return self._by_name[name]
+
+    def close(self) -> None:
+        for lazy in self._by_name.values():
+            lazy.close()
+        self._by_name.clear()
+
+
+def size_counter(
+    lazy: LazyBackend, *, tokens: bool = True, notes: list[str] | None = None
+) -> tuple[Callable[[str], int], str]:
+    """A prompt-size function and its unit: the model's tokenizer ("tokens"), or characters
+    ("chars") when `tokens` is off. When the tokenizer is unavailable (model not installed),
+    raise - or, given `notes`, fall back to characters and say why there."""
+    if tokens:
+        try:
+            return lazy.token_counter(), "tokens"
+        except PldError as exc:
+            if notes is None:
+                raise
+            notes.append(f"counting characters, not tokens: {exc.message}")
+    return len, "chars"
+
+
 def classify_cached(
     backend: LazyBackend,
     cache: ResponseCache,

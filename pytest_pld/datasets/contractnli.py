@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import PldError
-from . import Example, Loader
+from .base import Example, Loader
 from .jsonl import frozen, read_json
 
 LABELS = ("Entailment", "Contradiction", "NotMentioned")

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import PldError
-from . import Example, Loader
+from .base import Example, Loader
 
 
 def read_text(path: Path, *, what: str) -> str:

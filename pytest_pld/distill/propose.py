@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import PldError
 from ..instructions import InstructionSet, Rule, render_instruction_text, save_instruction_set
-from ..review_diff import SetDiff, diff_sets
+from ..review.diff import SetDiff, diff_sets
 from ..yamlio import atomic_write_text
 
 _ID = re.compile(r"^([A-Za-z][A-Za-z_.-]*?)(\d+)$")

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PldError
+from ..errors import PldError
 
 #: Branches tried, in order, when looking for the default branch to take the merge base with.
 DEFAULT_BRANCH_CANDIDATES = ("origin/main", "origin/master", "main", "master")

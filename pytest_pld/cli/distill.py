@@ -1,4 +1,4 @@
-"""`pld teach` and `pld distill` (registered through pytest_pld.cli.COMMAND_MODULES)."""
+"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`."""
 
 from __future__ import annotations
 
@@ -8,42 +8,29 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli import add_root_option, load_suite_by_name, positive_int, project_root
 from ..errors import PldError
+from ..project import shown
+from .options import (
+    add_limit_option,
+    add_root_option,
+    add_suite_argument,
+    load_suite_by_name,
+    number_in,
+    positive_int,
+    project_root,
+)
 
 if TYPE_CHECKING:
     from ..suite import Suite
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def _eps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 2:
-        raise argparse.ArgumentTypeError(f"must be in (0, 2] (a cosine distance), got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
+#: DBSCAN's eps is a cosine distance
+_eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
+_fraction = number_in(0, 1, low_open=False, high_open=True)
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from .teach import teach
+    from ..distill.teach import teach
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite)
@@ -60,7 +47,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     )
     for line in summary.lines():
         print(line)
-    print(f"traces: {_rel(out, root)}")
+    print(f"traces: {shown(out, root)}")
     if summary.interrupted:
         return 130
     if summary.stopped:
@@ -69,7 +56,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .pipeline import DistillSettings, distill
+    from ..distill.pipeline import DistillSettings, distill
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite)
@@ -103,7 +90,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.k is not None and args.cluster == "dbscan":
         settings.cluster = "kmeans"  # --k only means something for k-means
     proposal = distill(suite, settings)
-    rel = _rel(proposal.path, root)
+    rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
     for note in proposal.notes:
         print(f"# note: {note}")
@@ -129,12 +116,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print("\n# cost")
     print(proposal.cost_table)
     if proposal.saved_to:
-        print(f"\nproposal saved: {_rel(proposal.saved_to, root)}")
+        print(f"\nproposal saved: {shown(proposal.saved_to, root)}")
     if not args.write:
         if proposal.changed:
             print(
                 f"nothing written; apply with --write, or: pld distill {suite.name} --apply "
-                f"{_rel(proposal.saved_to, root) if proposal.saved_to else 'PROPOSAL'}"
+                f"{shown(proposal.saved_to, root) if proposal.saved_to else 'PROPOSAL'}"
             )
         return 0
     if not proposal.changed:
@@ -168,7 +155,7 @@ def _apply(file: Path, suite: Suite, root: Path) -> int:
     text = save_instruction_set(new, target, expected_text=base_text)
     if text != proposed:  # the writer changed since the proposal; say so rather than hide it
         print("note: the written text differs in layout from the saved proposal", file=sys.stderr)
-    print(f"wrote {_rel(target, root)} (version {new.version}); check it with: pld validate")
+    print(f"wrote {shown(target, root)} (version {new.version}); check it with: pld validate")
     return 0
 
 
@@ -180,7 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gold label), for one general rule. Appends JSON lines to --out; re-running "
         "skips examples already taught, so an interrupted run resumes.",
     )
-    p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
+    add_suite_argument(p)
     p.add_argument(
         "--teacher",
         required=True,
@@ -193,13 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="the split to teach from (default: train; never the gate split)",
     )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="a deterministic sample of N examples (default: all)",
-    )
+    add_limit_option(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -231,7 +212,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "revise rules that cause train-split failures, and print the proposed "
         "instruction file as a unified diff. Writes only with --write.",
     )
-    p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
+    add_suite_argument(p)
     p.add_argument(
         "--traces", type=Path, default=None, metavar="FILE", help="traces written by pld teach"
     )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .review import Flip, MetricDelta, Review, SetReport, SuiteReport
-from .review_diff import FieldChange, RuleChange, format_provenance
+from .diff import FieldChange, RuleChange, format_provenance
+from .report import Flip, MetricDelta, Review, SetReport, SuiteReport
 
 MAX_DIFF_LINES = 150
 MAX_FLIPS = 20
@@ -150,7 +150,7 @@ def _md_set(report: SetReport) -> list[str]:
     if diff is not None and diff.rules:
         out += ["| | rule | change | provenance |", "|:-:|---|---|---|"]
         out += [
-            f"| {KIND_MARK[c.kind]} | `{c.id}` | {_rule_change_label(c)} | "
+            f"| {KIND_MARK[c.kind]} | `{c.id}` | {_cell(c.describe())} | "
             f"{_cell(format_provenance(c.provenance)) or '—'} |"
             for c in diff.rules
         ]
@@ -166,16 +166,8 @@ def _md_set(report: SetReport) -> list[str]:
     return out
 
 
-def _rule_change_label(change: RuleChange) -> str:
-    if change.kind == "changed":
-        return "changed (" + ", ".join(change.fields) + ")"
-    if change.kind == "reworded" and len(change.fields) > 1:
-        return "reworded (+ " + ", ".join(f for f in change.fields if f != "text") + ")"
-    return change.kind
-
-
 def _md_rule(change: RuleChange) -> str:
-    head = f"**`{change.id}`** {_rule_change_label(change)}"
+    head = f"**`{change.id}`** {_html(change.describe())}"
     label = (change.new or change.old or {}).get("label")
     if label:
         head += f" · label {label}"
@@ -276,7 +268,7 @@ def _text_set(report: SetReport) -> list[str]:
     for change in diff.rules if diff else ():
         prov = format_provenance(change.provenance)
         out.append(
-            f"  {KIND_MARK[change.kind]} {change.id}  {_rule_change_label(change)}"
+            f"  {KIND_MARK[change.kind]} {change.id}  {change.describe(arrow='->')}"
             + (f"  [{prov}]" if prov else "")
         )
         if change.kind == "reworded":
