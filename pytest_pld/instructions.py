@@ -14,6 +14,8 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import PldError, PldErrors, did_you_mean
+from .templating import check_template_field, load_template_file
+from .textio import read_text
 from .yamlio import (
     atomic_write_text,
     dump_yaml,
@@ -39,6 +41,7 @@ TOP_KEYS = {
 }
 RULE_KEYS = {"id", "text", "label", "tags", "provenance"}
 REQUIRED = ("name", "version", "preamble", "output")
+OUTPUT_VARIABLES = ("labels",)  # what `output` is rendered with (render.system_variables)
 
 
 @dataclass(frozen=True)
@@ -167,10 +170,16 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def load_instruction_set(path: Path) -> InstructionSet:
-    """Load and validate one instruction file. Raises PldErrors listing every problem found."""
+def load_instruction_set(path: Path, *, root: Path | None = None) -> InstructionSet:
+    """Load and validate one instruction file. Raises PldErrors listing every problem found.
+
+    With the project `root`, the `template:` file it names is checked too (inside the
+    project, readable, compiles)."""
     doc = load_yaml(path)
-    return parse_instruction_set(doc, path)
+    iset = parse_instruction_set(doc, path)
+    if root is not None and iset.template:
+        load_template_file(root, iset.template, named_by=path, line=line_of(doc, "template"))
+    return iset
 
 
 def load_instruction_set_text(text: str, path: Path | str) -> InstructionSet:
@@ -223,6 +232,10 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
     name = string("name", required=True)
     preamble = string("preamble", required=True)
     output = string("output", required=True)
+    if output:  # rendered with the suite's labels; a broken template must fail here, not later
+        problem = check_template_field(doc, "output", path, variables=OUTPUT_VARIABLES)
+        if problem:
+            errors.append(problem)
     description = string("description", required=False)
     template = string("template", required=False) or None
 
@@ -437,8 +450,9 @@ def save_instruction_set(
     content (someone edited it after the proposal was computed), nothing is written.
     Returns the new text.
     """
-    current = path.read_text(encoding="utf-8") if path.exists() else None
-    if expected_text is not None and current != expected_text:
+    current = read_text(path, what="instruction file") if path.exists() else None
+    # read_text drops a byte-order mark; a caller's text read another way may still have it
+    if expected_text is not None and current != expected_text.removeprefix("\ufeff"):
         raise PldError(
             "the file changed since the proposal was computed; nothing was written",
             path=path,

@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PldError
-from ..instructions import InstructionSet, Rule, render_instruction_text, save_instruction_set
+from ..instructions import (
+    InstructionSet,
+    Rule,
+    load_instruction_set_text,
+    render_instruction_text,
+    save_instruction_set,
+)
 from ..review.diff import SetDiff, diff_sets
+from ..textio import read_json_object
 from ..yamlio import atomic_write_text
 
 _ID = re.compile(r"^([A-Za-z][A-Za-z_.-]*?)(\d+)$")
@@ -188,6 +195,41 @@ class Proposal:
         if not self.changed:
             raise PldError("nothing to write: the proposal changes no rule", path=self.path)
         return save_instruction_set(self.new, self.path, expected_text=self.base_text)
+
+
+@dataclass(frozen=True)
+class SavedProposal:
+    """What applying a saved proposal needs: the file, the text it was computed from, and
+    the text proposed."""
+
+    path: Path
+    base_text: str
+    proposed_text: str
+
+
+def read_proposal(file: Path) -> SavedProposal:
+    """A proposal saved by `Proposal.save` (what `pld distill --apply FILE` applies)."""
+    hint = "proposals are the .json files under .pld/proposals/"
+    data = read_json_object(file, what="proposal file", missing_hint=hint, hint=hint)
+    bad = [k for k in ("path", "base_text", "proposed_text") if not isinstance(data.get(k), str)]
+    if bad:
+        raise PldError(
+            f"not a proposal file: {', '.join(bad)} missing or not a string", path=file, hint=hint
+        )
+    return SavedProposal(Path(data["path"]), data["base_text"], data["proposed_text"])
+
+
+def apply_saved_proposal(file: Path, expected: Path) -> tuple[InstructionSet, bool]:
+    """Write a saved proposal to the instruction file it is for, which must be `expected`;
+    refuses when that file no longer holds the proposal's base text. Returns the written set
+    and whether the written text differs in layout from the saved proposal (the writer
+    changed since it was computed: the caller should say so rather than hide it)."""
+    saved = read_proposal(file)
+    if saved.path.resolve() != expected.resolve():
+        raise PldError(f"this proposal is for {saved.path}, not {expected}", path=file)
+    new = load_instruction_set_text(saved.proposed_text, saved.path)
+    text = save_instruction_set(new, saved.path, expected_text=saved.base_text)
+    return new, text != saved.proposed_text
 
 
 def _plain(value: Any) -> Any:
