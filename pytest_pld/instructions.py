@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -14,6 +15,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import PldError, PldErrors, did_you_mean
+from .plain import freeze, to_plain
 from .templating import check_template_field, load_template_file
 from .textio import read_text
 from .yamlio import (
@@ -59,7 +61,7 @@ class Rule:
         if self.tags:
             out["tags"] = list(self.tags)
         if self.provenance:
-            out["provenance"] = _plain(self.provenance)
+            out["provenance"] = to_plain(self.provenance)
         return out
 
 
@@ -108,66 +110,15 @@ class InstructionSet:
 
     def without_rules(self) -> InstructionSet:
         """The zero-shot variant: same preamble and output, no rules and no examples."""
-        return InstructionSet(
-            path=self.path,
-            name=self.name,
-            version=self.version,
-            preamble=self.preamble,
-            output=self.output,
-            rules=(),
-            description=self.description,
-            label_definitions=self.label_definitions,
-            template=self.template,
-        )
+        return dataclasses.replace(self, rules=(), examples=())
 
     def with_rules(self, rules: Sequence[Rule], *, version: int | None = None) -> InstructionSet:
-        return InstructionSet(
-            path=self.path,
-            name=self.name,
-            version=self.version if version is None else version,
-            preamble=self.preamble,
-            output=self.output,
-            rules=tuple(rules),
-            description=self.description,
-            label_definitions=self.label_definitions,
-            template=self.template,
-            examples=self.examples,
+        return dataclasses.replace(
+            self, rules=tuple(rules), version=self.version if version is None else version
         )
 
     def with_examples(self, examples: Sequence[Example]) -> InstructionSet:
-        return InstructionSet(
-            path=self.path,
-            name=self.name,
-            version=self.version,
-            preamble=self.preamble,
-            output=self.output,
-            rules=self.rules,
-            description=self.description,
-            label_definitions=self.label_definitions,
-            template=self.template,
-            examples=tuple(examples),
-        )
-
-
-def _plain(value: Any) -> Any:
-    """ruamel/MappingProxy containers -> plain dicts and lists (JSON-able)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, str):
-        return str(value)
-    return value
+        return dataclasses.replace(self, examples=tuple(examples))
 
 
 def load_instruction_set(path: Path, *, root: Path | None = None) -> InstructionSet:
@@ -350,7 +301,7 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
                     text=str(text).strip(),
                     label=str(label) if label is not None else None,
                     tags=tuple(str(t) for t in tags),
-                    provenance=_freeze(prov),
+                    provenance=freeze(prov),
                 )
             )
     if errors:
@@ -416,7 +367,7 @@ def apply_to_document(doc: CommentedMap, new: InstructionSet) -> CommentedMap:
             if key not in fresh:
                 del node[key]
         for key, value in fresh.items():
-            if _plain(node.get(key)) != value:
+            if to_plain(node.get(key)) != value:
                 node[key] = value
     return doc
 

@@ -119,9 +119,12 @@ def load_record(path: Path) -> RunRecord:
         raise PldError(f"run record has the wrong shape ({exc})", path=path, hint=hint) from None
 
 
-def save_record(record: RunRecord, path: Path) -> Path:
+def save_record(record: RunRecord, path: Path, *, repoint: bool = True) -> Path:
+    """Write the record atomically; `repoint` makes `record.path` name the new file (a
+    baseline copy keeps pointing at the run's own record)."""
     atomic_write_text(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
-    record.path = str(path)
+    if repoint:
+        record.path = str(path)
     return path
 
 

@@ -16,6 +16,7 @@ from . import metrics
 from .datasets import Example, Loader, registry, split_fraction
 from .errors import PldError, PldErrors, did_you_mean
 from .instructions import InstructionSet, load_instruction_set
+from .plain import freeze
 from .project import resolve_inside
 from .templating import check_template_field
 from .yamlio import line_of, load_yaml
@@ -328,7 +329,7 @@ def load_suite(path: Path, root: Path) -> Suite:
                             f"{', '.join(loader.options) or '(no options)'}",
                         )
                     else:
-                        loader_options[str(key)] = _plain_scalar(value)
+                        loader_options[str(key)] = freeze(value)
                 loader_options = {**loader.options, **loader_options}
 
     if user_template:
@@ -482,14 +483,6 @@ def load_suite(path: Path, root: Path) -> Suite:
         description=description,
         snapshot=snapshot,
     )
-
-
-def _plain_scalar(value: Any) -> Any:
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list):
-        return tuple(_plain_scalar(v) for v in value)
-    return value
 
 
 def _check_disjoint(

@@ -15,6 +15,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from .errors import PldError
+from .plain import to_plain
 from .textio import read_text
 
 
@@ -163,14 +164,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _plain_data(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain_data(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_data(v) for v in value]
-    return value
-
-
 def _line_starts(doc: CommentedMap) -> list[tuple[Any, int]] | None:
     try:
         return [(key, int(doc.lc.key(key)[0])) for key in doc]
@@ -246,7 +239,7 @@ def _merge_items(
         old = by_id.get(str(node["id"]))
         if old is None:
             out.extend(body)
-        elif _plain_data(old[0]) == _plain_data(node):
+        elif to_plain(old[0]) == to_plain(node):
             out.extend(old[1][0] + old[1][1])
         else:
             out.extend(old[1][0] + body)
@@ -272,11 +265,11 @@ def keep_untouched_lines(old_text: str, new_text: str) -> str:
     old_parts, new_parts = _segments(old_lines, old_doc), _segments(new_lines, new_doc)
     if old_parts is None or new_parts is None:
         return new_text
-    want = _plain_data(new_doc)
+    want = to_plain(new_doc)
     for item_level in (True, False):
         out = list(old_parts[0])
         for key, lines in new_parts[1].items():
-            if key in old_doc and _plain_data(old_doc[key]) == _plain_data(new_doc[key]):
+            if key in old_doc and to_plain(old_doc[key]) == to_plain(new_doc[key]):
                 out.extend(old_parts[1][key])
                 continue
             merged = None
@@ -294,7 +287,7 @@ def keep_untouched_lines(old_text: str, new_text: str) -> str:
         if text and not text.endswith("\n"):
             text += "\n"
         try:
-            if _plain_data(load_yaml_text(text, "<merged>")) == want:
+            if to_plain(load_yaml_text(text, "<merged>")) == want:
                 return text
         except PldError:
             pass
@@ -309,7 +302,7 @@ def strip_wrap_spaces(text: str) -> str:
     if stripped == text:
         return text
     try:
-        same = _plain_data(load_yaml_text(stripped, "<stripped>")) == _plain_data(
+        same = to_plain(load_yaml_text(stripped, "<stripped>")) == to_plain(
             load_yaml_text(text, "<dumped>")
         )
     except PldError:

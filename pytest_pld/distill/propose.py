@@ -14,7 +14,7 @@ import difflib
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ..instructions import (
     render_instruction_text,
     save_instruction_set,
 )
+from ..plain import to_plain
 from ..review.diff import SetDiff, diff_sets
 from ..textio import read_json_object
 from ..yamlio import atomic_write_text
@@ -166,7 +167,7 @@ class Proposal:
             "new_hash": self.new.content_hash(),
             "summary": self.changes.summary(),
             "changes": [
-                {"kind": c.kind, "id": c.id, "old": _plain(c.old), "new": _plain(c.new)}
+                {"kind": c.kind, "id": c.id, "old": to_plain(c.old), "new": to_plain(c.new)}
                 for c in self.changes.rules
             ],
             "dev_before": self.before,
@@ -230,14 +231,6 @@ def apply_saved_proposal(file: Path, expected: Path) -> tuple[InstructionSet, bo
     new = load_instruction_set_text(saved.proposed_text, saved.path)
     text = save_instruction_set(new, saved.path, expected_text=saved.base_text)
     return new, text != saved.proposed_text
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def build_proposal(
