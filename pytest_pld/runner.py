@@ -27,7 +27,7 @@ from .metrics import Predictions
 from .progress import Progress
 from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
-from .yamlio import atomic_write_text
+from .yamlio import atomic_write_text, load_json
 
 RECORD_SCHEMA = 1
 
@@ -110,17 +110,14 @@ class RunRecord:
 
 
 def load_record(path: Path) -> RunRecord:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PldError("run record not found", path=path) from None
-    except json.JSONDecodeError as exc:
+    data = load_json(
+        path, what="run record", hint="re-create it (for a baseline: pytest --pld-update-baseline)"
+    )
+    if not isinstance(data, dict):
         raise PldError(
-            f"run record is not valid JSON: {exc.msg}",
+            f"run record has the wrong shape (a JSON {type(data).__name__}, not an object)",
             path=path,
-            line=exc.lineno,
-            hint="re-create it (for a baseline: pytest --pld-update-baseline)",
-        ) from None
+        )
     try:
         return RunRecord.from_json(data, str(path))
     except (KeyError, TypeError) as exc:

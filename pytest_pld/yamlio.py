@@ -1,8 +1,10 @@
-"""Safe YAML loading with line numbers, round-trip saving, and atomic file writes."""
+"""Safe YAML loading with line numbers, round-trip saving, JSON files the tools write (run
+records, ablations) read back with file and line in every error, and atomic file writes."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -52,6 +54,22 @@ def load_yaml_text(text: str, path: Path | str) -> Any:
         ) from None
     except YAMLError as exc:
         raise PldError(f"malformed YAML: {exc}", path=path) from None
+
+
+def load_json(path: Path, *, what: str, hint: str | None = None) -> Any:
+    """A JSON file one of our commands wrote; `what` names it in errors ("run record")."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PldError(f"{what} not found", path=path, hint=hint) from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8
+        raise PldError(f"cannot read the {what}: {exc}", path=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PldError(
+            f"{what} is not valid JSON: {exc.msg}", path=path, line=exc.lineno, hint=hint
+        ) from None
 
 
 def dump_yaml(data: Any) -> str:
