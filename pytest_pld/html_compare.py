@@ -32,8 +32,9 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
     problems = differences(record, other)
     if problems:
         notes.append(
-            f"{other.path or 'the compared record'} is not comparable with {record.path or 'the record'}; "
-            "the page flags it and lists no flipped examples: " + "; ".join(problems)
+            f"{other.path or 'the compared record'} is not comparable with "
+            f"{record.path or 'the record'}; the page flags it and lists no flipped examples: "
+            + "; ".join(problems)
         )
         return section(
             title,

@@ -34,10 +34,10 @@ CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:24px auto;
 max-width:1100px;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
-.meta{color:#555}.meta code{color:#222}
+.meta{color:#555}.meta code{color:#222}section{overflow-x:auto}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#f4f4f4}td.num{text-align:right;
-font-variant-numeric:tabular-nums}
+font-variant-numeric:tabular-nums;white-space:nowrap}
 .flag{border:2px solid #c62828;background:#fdecea;padding:8px 12px;margin:8px 0}
 .note{color:#555;font-size:13px}
 svg.chart{display:block;margin:8px 0;font:12px system-ui,sans-serif}
@@ -62,6 +62,8 @@ def build_html(
     confidence: float = 0.95,
 ) -> HtmlReport:
     """The page for one record, optionally against a compared record and with an ablation."""
+    if not record.results:
+        raise PldError("the run record has no results to report", path=record.path, key="results")
     notes: list[str] = []
     preds = record.predictions()
     body = [
@@ -220,16 +222,20 @@ def _per_class_section(preds: metrics.Predictions, resamples: int, confidence: f
     rows = []
     for label in labels:
         s = scores[label]
-        low, high = metrics.bootstrap_interval(
-            f"f1[{label}]", preds, n_resamples=resamples, confidence=confidence
-        )
+        try:
+            low, high = metrics.bootstrap_interval(
+                f"f1[{label}]", preds, n_resamples=resamples, confidence=confidence
+            )
+            interval = f"{low:.3f} .. {high:.3f}"
+        except KeyError:  # a label with "]" cannot be spelt as a per-label metric name
+            interval = "-"
         rows.append(
             [
                 esc(label),
                 f"{s['precision']:.3f}",
                 f"{s['recall']:.3f}",
                 f"{s['f1']:.3f}",
-                f"{low:.3f} .. {high:.3f}",
+                interval,
                 str(s["support"]),
             ]
         )

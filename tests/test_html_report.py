@@ -285,6 +285,12 @@ def test_a_file_that_is_not_an_ablation_is_refused_with_a_hint(
     assert caught.value.hint and "pld ablate" in caught.value.hint
 
 
+def test_a_record_without_results_is_refused() -> None:
+    with pytest.raises(PldError, match="no results") as caught:
+        build_html(record([], []))
+    assert caught.value.path == "runs/s.json"
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
