@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PldError
@@ -180,7 +181,8 @@ def ablate(
 # --- output ------------------------------------------------------------------------------------
 
 
-def _effect(e: Effect) -> str:
+def effect_text(e: Effect) -> str:
+    """An effect and its interval: '+0.050 [-0.010, +0.120]'."""
     return f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
 
 
@@ -210,8 +212,8 @@ def format_text(a: Ablation) -> str:
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
         out.append(
-            f"{r.id:<12} {r.tokens:>7}  {_effect(r.effects['macro_f1']):<26} "
-            f"{_effect(r.effects['accuracy']):<26}  {prune:<6}  {_short(r.text)}"
+            f"{r.id:<12} {r.tokens:>7}  {effect_text(r.effects['macro_f1']):<26} "
+            f"{effect_text(r.effects['accuracy']):<26}  {prune:<6}  {_short(r.text)}"
         )
     out += [
         "",
@@ -240,8 +242,8 @@ def format_markdown(a: Ablation) -> str:
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
         out.append(
-            f"| `{r.id}` | {r.tokens} | {_effect(r.effects['macro_f1'])} | "
-            f"{_effect(r.effects['accuracy'])} | {prune} |"
+            f"| `{r.id}` | {r.tokens} | {effect_text(r.effects['macro_f1'])} | "
+            f"{effect_text(r.effects['accuracy'])} | {prune} |"
         )
     out += [
         "",
@@ -258,4 +260,60 @@ def format_json(a: Ablation) -> str:
     return json.dumps({"schema": 1, **data}, indent=1, ensure_ascii=False) + "\n"
 
 
-# --- the command -------------------------------------------------------------------------------
+# --- reading it back ---------------------------------------------------------------------------
+
+ABLATION_HINT = "make one with: pld ablate SUITE --format json > ABLATION.json"
+
+
+def load_ablation(path: Path) -> Ablation:
+    """Read what `format_json` wrote (for `pld report --ablation`)."""
+    from .textio import read_json
+
+    data = read_json(path, what="ablation file", missing_hint=ABLATION_HINT, hint=ABLATION_HINT)
+    return ablation_from_json(data, path)
+
+
+def ablation_from_json(data: Any, path: str | Path | None = None) -> Ablation:
+    if not isinstance(data, dict) or "rules" not in data:
+        what = "a run record" if isinstance(data, dict) and "results" in data else "something else"
+        raise PldError(
+            f"this is {what}, not an ablation (the output of pld ablate --format json)",
+            path=path,
+            hint=ABLATION_HINT,
+        )
+    if data.get("schema") != 1:
+        raise PldError(
+            f"unsupported ablation schema {data.get('schema')!r}", path=path, hint=ABLATION_HINT
+        )
+
+    def rule(d: Any) -> RuleAblation:
+        effects = {
+            name: Effect(**{k: float(v) for k, v in d["effects"][name].items()}) for name in METRICS
+        }
+        return RuleAblation(
+            str(d["id"]), str(d["text"]), int(d["tokens"]), effects, int(d["model_calls"])
+        )
+
+    try:
+        return Ablation(
+            suite=str(data["suite"]),
+            split=str(data["split"]),
+            limit=None if data["limit"] is None else int(data["limit"]),
+            model=str(data["model"]),
+            instructions=str(data["instructions"]),
+            examples=int(data["examples"]),
+            size_unit=str(data["size_unit"]),
+            full={name: float(data["full"][name]) for name in METRICS},
+            rules=[rule(r) for r in data["rules"]],
+            all_rules=rule(data["all_rules"]) if data.get("all_rules") else None,
+            model_calls=int(data.get("model_calls", 0)),
+            cache_hits=int(data.get("cache_hits", 0)),
+            resamples=int(data.get("resamples", 1000)),
+            notes=[str(n) for n in data.get("notes", [])],
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PldError(
+            f"the ablation has the wrong shape ({type(exc).__name__}: {exc})",
+            path=path,
+            hint=ABLATION_HINT,
+        ) from None

@@ -12,9 +12,12 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .project import shown
+
+if TYPE_CHECKING:
+    from .metrics import Predictions
 
 P = "pld."  # prefix of our property names, so they never clash with a project's own
 
@@ -234,7 +237,8 @@ def terminal_lines(rows: Sequence[Row], root: Path) -> list[str]:
 
 
 def markdown(rows: Sequence[Row], root: Path) -> str:
-    """The same tables for a PR comment or $GITHUB_STEP_SUMMARY, plus per-class scores."""
+    """The same tables for a PR comment or $GITHUB_STEP_SUMMARY, plus per-class scores and the
+    confusion matrix."""
     parts: list[str] = []
     for suite, suite_rows in group(rows).items():
         failed = any(r.outcome != "passed" for r in suite_rows)
@@ -252,7 +256,7 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
         if note:
             parts.append(note[0].upper() + note[1:] + ".\n")
         if run and run.record:
-            parts.extend(_per_class(run.record))
+            parts.extend(_record_tables(run.record))
             parts.append(f"Run record: `{shown(run.record, root)}`")
         for row in suite_rows:
             if row.baseline_written:
@@ -261,7 +265,8 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _per_class(record_path: str) -> list[str]:
+def _record_tables(record_path: str) -> list[str]:
+    """Per-class scores and the confusion matrix, read from the run record."""
     from . import metrics
     from .errors import PldError
     from .runner import load_record
@@ -270,14 +275,42 @@ def _per_class(record_path: str) -> list[str]:
         record = load_record(Path(record_path))
     except PldError:
         return []
-    scores = metrics.per_class(record.predictions())
+    preds = record.predictions()
+    scores = metrics.per_class(preds)
     lines = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for label, s in scores.items():
         lines.append(
-            f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
+            f"| {md_cell(label)} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
             f"| {s['support']} |"
         )
-    return ["Per-class scores:", "", *lines, ""]
+    return ["Per-class scores:", "", *lines, "", *confusion_markdown(preds)]
+
+
+def confusion_markdown(preds: Predictions) -> list[str]:
+    """The confusion matrix as a Markdown table: gold labels down, predicted across (with
+    `invalid` for answers outside the labels); the diagonal - the correct answers - in bold."""
+    from .backends.base import INVALID
+    from .metrics import confusion
+
+    matrix = confusion(preds)
+    cols = [*preds.labels, INVALID]
+    lines = [
+        "Confusion matrix (rows: gold, columns: predicted):",
+        "",
+        "| gold \\ predicted | " + " | ".join(md_cell(c) for c in cols) + " |",
+        "|---|" + "--:|" * len(cols),
+    ]
+    for gold, row in matrix.items():
+        cells = [f"**{row[c]}**" if c == gold else str(row[c]) for c in cols]
+        lines.append(f"| {md_cell(gold)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def md_cell(text: str) -> str:
+    """Text for a Markdown table cell: labels come from pull requests, so markup stays text
+    and a `|` does not split the cell."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("|", "\\|").replace("\n", " ")
 
 
 def write_markdown(text: str, path: Path | None) -> list[str]:

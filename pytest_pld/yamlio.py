@@ -1,4 +1,5 @@
-"""Safe YAML loading with line numbers, round-trip saving, and atomic file writes."""
+"""Safe YAML loading with line numbers, round-trip saving, JSON files the tools write (run
+records, ablations) read back with file and line in every error, and atomic file writes."""
 
 from __future__ import annotations
 
