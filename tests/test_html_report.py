@@ -318,7 +318,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "folder.json").mkdir()
     return {
         "missing-record": ([str(tmp_path / "nope.json")], "run record not found"),
-        "record-is-a-folder": ([str(tmp_path / "folder.json")], "is a directory, not the run record"),
+        "record-is-a-folder": (
+            [str(tmp_path / "folder.json")],
+            "is a directory, not the run record",
+        ),
         "ablation-is-a-record": (
             [str(rec), "--ablation", str(rec)],
             "a run record, not an ablation",
