@@ -9,7 +9,7 @@ cluster key); this module turns those resamples into statements a reviewer can c
 - `holm`: Holm's step-down correction for a family of one-sided tests (per-class gates).
 - `wilson_interval` / `rate_interval`: Wilson score intervals for rates, with a design-effect
   adjusted effective n when examples cluster; `metric_interval` picks Wilson or the bootstrap.
-- `mcnemar`: the exact McNemar test on paired correctness (scipy's binomial test).
+- `mcnemar`: the exact McNemar test on paired correctness (binomial, from scipy).
 
 tests/test_stats_simulation.py checks these against simulated data with a known truth.
 """
@@ -32,7 +32,7 @@ WILSON_BELOW = 300
 #: The power at which the detectable drop is reported (the usual choice in power analysis).
 POWER = 0.8
 #: Metrics that are a share of examples, so that a Wilson interval applies.
-RATES = {"accuracy": "correct", "invalid_rate": "invalid"}
+RATES = ("accuracy", "invalid_rate")
 
 
 def _z(probability: float) -> float:
@@ -122,7 +122,7 @@ def rate_flags(name: str, p: Predictions) -> list[bool]:
         return [g == x for g, x in zip(p.gold, p.pred)]
     if name == "invalid_rate":
         return [x == INVALID for x in p.pred]
-    raise KeyError(f"{name!r} is not a rate metric; rates are {sorted(RATES)}")
+    raise KeyError(f"{name!r} is not a rate metric; rates are {', '.join(RATES)}")
 
 
 def metric_interval(
