@@ -369,9 +369,11 @@ def minimum_detectable_drop(
     MDE > margin means it passes partly because it cannot see.
 
     Assumptions: the delta is roughly normal, and its SE is the same under the alternative as
-    in this run. The second is slightly optimistic for a run with no change: a real drop adds
-    flips, and with them variance, so in simulation the gate caught the MDE reported by such
-    runs in 75-79% of runs rather than 80% (tests/test_stats_simulation.py).
+    in this run. Both are slightly optimistic for a run with no change: a real drop adds
+    flips, and with them variance, and a run with more flips also gets a wider bound. In
+    simulation the gate caught the MDE reported by runs with no change in 74-77% of runs
+    rather than 80% (4000 runs each, independent and clustered; benchmarks/
+    bench_stats_simulation.py).
 
     The floor: a drop D of a share of n counted examples needs at least D*n examples to flip,
     whose variance alone is D(1-D)/n, so D >= k * sqrt(D(1-D)/n), i.e. D >= k^2 / (n + k^2).

@@ -26,8 +26,8 @@ checks here accept +-3 SE (0.95 +- 0.029) instead, which still fails intervals t
 clusters (about 0.65) by 30 SE; benchmarks/bench_stats_simulation.py checks the 0.93..0.97
 band itself with 4000 runs (SE 0.0034). Likewise a false-alarm rate must stay at most 0.05 +
 2.5 SE (0.074; cluster-blind gates raise 0.18-0.20), and power at the reported detectable drop
-must be 0.80 +- 0.06 (3 SE at 800 runs, plus the 2 points by which the normal approximation
-falls short; see the test). Seeds are fixed, so the numbers are reproducible.
+must lie in 0.70..0.86 (800 runs; the formula is a few points optimistic, see the test). Seeds
+are fixed, so the numbers are reproducible.
 """
 
 from __future__ import annotations
@@ -200,19 +200,6 @@ def gate_runs(
     return GateRuns(failed / runs, statistics.median(detectable))
 
 
-def power_at_the_reported_drop(
-    scenario: Scenario, margin: float, reported_at_no_change: float, runs: int = POWER_RUNS
-) -> GateRuns:
-    """The gate's power at a true drop of margin + D, D the median detectable drop reported by
-    runs at a true drop of margin + D0 (D0 = `reported_at_no_change`; a median over 200 runs
-    is steady to well under a percent). Those runs have the variance under the alternative,
-    which is what the formula assumes; runs with no change report slightly less, because a
-    drop adds flips and with them variance (benchmarks/bench_stats_simulation.py, MDE0)."""
-    near = gate_runs(scenario, margin + reported_at_no_change, margin, 200)
-    at = gate_runs(scenario, margin + near.detectable, margin, runs)
-    return GateRuns(at.failure_rate, near.detectable)
-
-
 def small_sample_coverage(scenario: Scenario, runs: int, seed: int = 4) -> tuple[float, float]:
     """Coverage of the true accuracy by (Wilson, bootstrap) 95% intervals, both cluster-aware
     when the scenario clusters."""
@@ -284,13 +271,15 @@ def test_a_gate_that_ignores_clusters_raises_false_alarms_on_clustered_data(
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_the_gate_catches_its_reported_detectable_drop_in_80_percent_of_runs(
+def test_the_gate_catches_the_detectable_drop_it_reported_in_about_80_percent_of_runs(
     scenario: Scenario,
 ) -> None:
-    """Within 0.06: the normal approximation leaves power about 2 points under 80% (a run
-    with more flips also has a larger SE, so its bound moves less), plus 3 SE at 800 runs."""
+    """D0 is the median detectable drop reported by runs with no true change (what a passing
+    gate shows); then runs with a true drop of D0. A real drop adds flips, and with them
+    variance, and a run with more flips also has a wider bound, so the formula is a little
+    optimistic: 74-77% in the benchmark's 4000 runs. Accepted: 0.70..0.86, 2.9 SE (at 800
+    runs) below the lowest of those and 4 SE above 0.80; a formula without z_power (50%) or
+    with cluster-blind SEs fails it."""
     reported = statistics.median(null_runs(scenario).detectable)
-    power = power_at_the_reported_drop(scenario, 0.0, reported)
-    assert abs(power.failure_rate - stats.POWER) <= 0.06, (
-        f"power {power.failure_rate:.3f} at a drop of {power.detectable:.3f}"
-    )
+    power = gate_runs(scenario, reported, 0.0, POWER_RUNS).failure_rate
+    assert 0.70 <= power <= 0.86, f"power {power:.3f} at a drop of {reported:.3f}"
