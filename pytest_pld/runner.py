@@ -20,6 +20,7 @@ from typing import Any
 from . import metrics
 from .backends.base import Backend, Classification, get_backend, split_name
 from .cache import ResponseCache, classify_key
+from .clusters import example_clusters
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
@@ -44,6 +45,7 @@ class ExampleResult:
     raw: str = ""
     truncated: bool = False
     cached: bool = False
+    cluster: str | None = None  # the example's id under the suite's cluster_key
 
 
 @dataclass
@@ -65,6 +67,7 @@ class RunRecord:
     cache_hits: int = 0
     cache_misses: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
     path: str | None = None
 
     def predictions(self) -> Predictions:
@@ -331,6 +334,8 @@ def run_suite(
     prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
     if not prepared.examples:
         raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
+    # checked before any model call: a suite whose examples lack the key fails at once
+    cluster_ids = example_clusters(suite, prepared.examples)
     model_name = model or suite.student
     own_backend = backend is None
     lazy = backend or LazyBackend(model_name)
@@ -372,6 +377,9 @@ def run_suite(
         cache.close()
         if own_backend:
             lazy.close()
+    for rows in (results, without or []):
+        for row, cluster in zip(rows, cluster_ids or ()):
+            row.cluster = cluster
     iset = prepared.instructions
     record = RunRecord(
         suite=suite.name,
@@ -394,6 +402,7 @@ def run_suite(
         duration_s=round(time.perf_counter() - started, 3),
         cache_hits=hits,
         cache_misses=total - hits,
+        cluster_key=suite.cluster_key,
     )
     preds = record.predictions()
     names = [

@@ -21,7 +21,7 @@ from filelock import FileLock
 from . import report
 from .errors import PldError
 from .runner import BackendPool
-from .suite import Suite
+from .suite import RegressionGate, Suite
 
 # --- options ------------------------------------------------------------------------------------
 
@@ -41,6 +41,8 @@ class Options:
     baseline: Path | None
     update_baseline: bool
     report: Path | None
+    power: str | None = None  # --pld-power
+    power_ini: str | None = None  # the ini key pld_power
 
     def model_for(self, suite: Suite) -> str:
         return self.model or suite.student
@@ -58,6 +60,12 @@ class Options:
         if self.model is not None and self.model != suite.student:
             parts.append(f"--pld-model={self.model}")
         return shlex.join([*parts, *extra])
+
+    def power_for(self, gate: RegressionGate) -> str:
+        """warn | fail for an underpowered regression gate (`verdicts.resolve_power`)."""
+        from .verdicts import resolve_power
+
+        return resolve_power(self.power, gate.power, self.power_ini)
 
     def pld_run_command(self, suite: Suite) -> str:
         parts = ["pld", "run", suite.name, "--split", self.split_for(suite)]
@@ -97,6 +105,12 @@ def make_options(config: pytest.Config) -> Options:
     baseline_path = (invocation / str(baseline)).resolve() if baseline else None
     report_path = config.getoption("pld_report")
     no_cache = bool(config.getoption("pld_no_cache"))
+    power_ini = str(config.getini("pld_power") or "").strip() or None
+    if power_ini not in (None, "warn", "fail"):
+        raise pytest.UsageError(
+            f"ini key pld_power = {power_ini!r}: expected warn or fail\n"
+            "  hint: warn reports an underpowered regression gate, fail fails it"
+        )
     return Options(
         root=root,
         suites_dir=suites_dir,
@@ -109,6 +123,8 @@ def make_options(config: pytest.Config) -> Options:
         baseline=baseline_path,
         update_baseline=bool(config.getoption("pld_update_baseline")),
         report=(invocation / str(report_path)).resolve() if report_path else None,
+        power=config.getoption("pld_power"),
+        power_ini=power_ini,
     )
 
 
