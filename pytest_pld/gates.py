@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import metrics
-from .backends.base import INVALID
 from .errors import PldError
+from .labels import INVALID
 from .report import fmt
 from .runner import ExampleResult, RunRecord, load_record, save_record
 from .suite import Bound, RegressionGate

@@ -46,7 +46,7 @@ class SuiteFile(pytest.File):
             )
 
     def _load(self, o: Options) -> tuple[Suite, RegressionGate | None, Path | None]:
-        from .backends.base import split_name
+        from .backends import split_name
         from .project import resolve_inside
         from .suite import load_suite
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .backends.base import Backend, Classification, get_backend, split_name
+from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
 from .datasets import Example
 from .errors import PldError
@@ -185,28 +185,21 @@ class LazyBackend:
         return self._identity
 
     def _cheap_identity(self) -> dict[str, Any] | None:
-        """A local model's identity without importing torch or loading weights, so that a
-        fully cached run never pays for a model it does not call."""
+        """The identity without loading a model (a local model: its pinned weights digest,
+        no torch import), so that a fully cached run never pays for a model it does not call.
+        The registry knows which providers can tell; a custom factory is asked directly."""
         if self._backend is not None or self._factory is not get_backend:
             return None
-        provider, model = split_name(self.name)
-        if provider != "local":
-            return None
-        from .backends.packaged import local_identity
-
-        return local_identity(model)
+        return cheap_identity(self.name)
 
     def token_counter(self) -> Callable[[str], int]:
-        """The backend's `count_tokens`; for a local model not loaded yet, its tokenizer alone
-        (a fraction of a second instead of loading the weights). Raises PldError at once when
-        the model is missing, so callers can fall back to counting characters."""
+        """The backend's `count_tokens`; for a model not loaded yet whose provider can count
+        without it (a local model: its tokenizer alone, a fraction of a second instead of
+        loading the weights). Raises PldError at once when the model is missing, so callers
+        can fall back to counting characters."""
         if self._counter is None:
             if self._backend is None and self._factory is get_backend:
-                provider, model = split_name(self.name)
-                if provider == "local":
-                    from .backends.packaged import local_token_counter
-
-                    self._counter = local_token_counter(model)
+                self._counter = cheap_token_counter(self.name)
             if self._counter is None:
                 self._counter = self.get().count_tokens
         return self._counter

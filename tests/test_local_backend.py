@@ -535,7 +535,7 @@ def test_identity_is_available_without_loading_the_model(
 
 def test_get_backend_reports_unknown_local_models_with_a_suggestion() -> None:
     pytest.importorskip("torch")
-    from pytest_pld.backends.base import get_backend
+    from pytest_pld.backends import get_backend
 
     with pytest.raises(PldError, match="did you mean 'smollm2-135m-instruct'"):
         get_backend("local:smollm2-135m-instrct")

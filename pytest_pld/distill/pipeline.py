@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics
-from ..backends.base import get_backend
+from ..backends import get_backend
 from ..errors import PldError
 from ..instructions import Rule, load_instruction_set_text
 from ..suite import Suite

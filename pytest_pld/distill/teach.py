@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends.base import Backend, get_backend
+from ..backends import Backend, get_backend
 from ..errors import PldError
 from ..instructions import InstructionSet
 from ..progress import Progress
