@@ -146,6 +146,7 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
             "*--pld-model=PROVIDER:MODEL*",
             "*--pld-limit=N*",
             "*--pld-split=SPLIT*",
+            "*--pld-data-root=DIR*",
             "*--pld-no-cache*",
             "*--pld-results=DIR*",
             "*--pld-baseline=PATH*",
@@ -159,7 +160,7 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
     # every option states its default
     block = text[text.index("pytest-pld: instruction-set gates:") :]
     block = block[: block.index("\n\n")]
-    assert block.count("Default:") == 9
+    assert block.count("Default:") == 10
 
 
 def test_without_pld_suite_nothing_is_collected_and_nothing_heavy_is_imported(
