@@ -157,6 +157,17 @@ class Suite:
             )
         examples = _cached_load(self.loader, data_path, self.loader_options)
         if spec.value is not None:
+            unmarked = [e for e in examples if e.split is None]
+            if unmarked:
+                raise PldError(
+                    f"split {split!r} takes the rows whose split field holds {spec.value!r}, "
+                    f"and {len(unmarked)} rows of {spec.path} have no split field (first: id "
+                    f"{unmarked[0].id!r})",
+                    path=self.path,
+                    key=f"splits.{split}",
+                    hint=f"give every row of {data_path} a "
+                    f"{self.loader_options.get('split_field')!r} value",
+                )
             examples = [e for e in examples if e.split == spec.value]
         lo, hi = spec.fraction
         if (lo, hi) != (0.0, 1.0):

@@ -43,9 +43,13 @@ class RecordOptions:
     text_fields: tuple[str, ...] = ()
 
     def named(self) -> list[tuple[str, str]]:
-        """(option, field) for every field an option names."""
-        pairs = [(role, getattr(self, role)) for role in ROLES if getattr(self, role)]
-        return pairs + [("text_fields", f) for f in self.text_fields]
+        """(option, field) for every field an option names that every record must have. The
+        split field is not among them: a file one split reads whole (a held-out set from
+        elsewhere) need not have it; a split that selects rows by it checks that they do."""
+        roles = [r for r in ROLES if r != "split_field" and getattr(self, r)]
+        return [(r, getattr(self, r)) for r in roles] + [
+            ("text_fields", f) for f in self.text_fields
+        ]
 
 
 def record_options(loader: str, options: Mapping[str, Any]) -> RecordOptions:
@@ -168,7 +172,7 @@ def to_examples(
         extra: dict[str, str | None] = {}
         for role in ("group_field", "split_field"):
             name = getattr(opts, role)
-            if name:
+            if name and name in record:
                 extra[role] = scalar_text(record[name])
                 if extra[role] is None:
                     raise fail(
