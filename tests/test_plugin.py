@@ -280,6 +280,53 @@ def test_a_broken_suite_is_a_collection_error_never_a_pass(
     assert calls(project) == 0
 
 
+def held_out(project: pytest.Pytester, tmp_path: Path) -> Path:
+    """The suite gains a `heldout` split read from a data root outside the project."""
+    edit(
+        project,
+        "suites/sentiment.yaml",
+        "splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl}",
+        "splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl, heldout: data:h/held.jsonl}",
+    )
+    root = tmp_path / "mounted"
+    (root / "h").mkdir(parents=True)
+    rows = [{"id": f"h{i}", "text": "t", "hint": "pos", "label": "pos"} for i in range(5)]
+    (root / "h" / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_a_heldout_split_under_a_data_root_is_gated_like_any_other(
+    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
+    root = held_out(project, tmp_path)
+    result = project.runpytest(
+        "--pld-suite=sentiment", "--pld-split=heldout", f"--pld-data-root={root}", "-k", "accuracy"
+    )
+    result.assert_outcomes(passed=1)
+    assert calls(project) == 5  # the five held-out rows, nothing else
+    monkeypatch.setenv("PLD_DATA_ROOT", str(root))
+    result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldout", "-k", "accuracy")
+    result.assert_outcomes(passed=1)
+
+
+def test_split_and_data_root_mistakes_stop_the_run_before_any_model_call(
+    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
+    root = held_out(project, tmp_path)
+    result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldot")
+    result.stdout.fnmatch_lines(["*no such split (did you mean 'heldout'?)*"])
+    result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldout", "-k", "accuracy")
+    result.stdout.fnmatch_lines(
+        ["*reads from the data root, and none is set*", "*--pld-data-root*"]
+    )
+    result = project.runpytest("--pld-suite=sentiment", f"--pld-data-root={root}/missing")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pld-data-root: the data root * does not exist*"])
+    assert calls(project) == 0
+
+
 def test_an_unknown_split_or_provider_is_a_collection_error(project: pytest.Pytester) -> None:
     result = project.runpytest("--pld-suite=sentiment", "--pld-split=train")
     result.stdout.fnmatch_lines(
