@@ -164,7 +164,7 @@ def to_examples(
                 hint="ids must be unique: caches and reports key on them"
                 if opts.id_field
                 else "without an id field the id is a hash of the text: remove the duplicate "
-                "row, or give the rows an id column (the id_field option)",
+                "row, or give the rows an id column (pld init --id, the id_field option)",
             )
         seen[ex_id] = at
         if positions is not None:
