@@ -41,11 +41,6 @@ def csv_text(rows: list[dict[str, str]], delimiter: str = ",") -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(autouse=True)
-def no_data_root_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
@@ -70,19 +65,18 @@ def init(
     return code, out.out, out.err
 
 
+def init_reviews(
+    capsys: pytest.CaptureFixture[str], root: Path, *extra: str
+) -> tuple[int, str, str]:
+    """`pld init reviews` on the project's CSV, text and label columns named."""
+    flags = ["--data", str(root / "data/reviews.csv"), "--text", "text", "--label", "label"]
+    return init(capsys, root, *flags, *extra)
+
+
 def test_init_from_a_csv_writes_a_suite_that_validates_and_prints_the_next_commands(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = init(
-        capsys,
-        project,
-        "--data",
-        str(project / "data/reviews.csv"),
-        "--text",
-        "text",
-        "--label",
-        "label",
-    )
+    code, out, err = init_reviews(capsys, project)
     assert code == 0, err
     for rel in (
         "suites/reviews.yaml",
@@ -134,16 +128,7 @@ def test_init_from_a_csv_writes_a_suite_that_validates_and_prints_the_next_comma
 def test_the_gates_start_with_invalid_rate_and_offer_the_majority_floor(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _out, err = init(
-        capsys,
-        project,
-        "--data",
-        str(project / "data/reviews.csv"),
-        "--text",
-        "text",
-        "--label",
-        "label",
-    )
+    code, _out, err = init_reviews(capsys, project)
     assert code == 0, err
     suite = load_suite(project / "suites/reviews.yaml", project)
     assert [b.label for b in suite.gates] == ["invalid_rate<=0.01"]
@@ -206,18 +191,7 @@ def test_init_reads_tsv_and_json_lines_too(
 def test_a_split_column_names_the_splits_and_validation_reads_as_dev(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _out, err = init(
-        capsys,
-        project,
-        "--data",
-        str(project / "data/reviews.csv"),
-        "--text",
-        "text",
-        "--label",
-        "label",
-        "--split-column",
-        "part",
-    )
+    code, _out, err = init_reviews(capsys, project, "--split-column", "part")
     assert code == 0, err
     suite = load_suite(project / "suites/reviews.yaml", project)
     assert {s: spec.value for s, spec in suite.splits.items()} == {
@@ -263,16 +237,7 @@ def test_init_never_overwrites_and_writes_nothing_when_a_file_exists(
     (project / "instructions").mkdir()
     (project / "instructions" / "reviews.prompt.txt").write_text("mine")
     before = tree(project)
-    code, _, err = init(
-        capsys,
-        project,
-        "--data",
-        str(project / "data/reviews.csv"),
-        "--text",
-        "text",
-        "--label",
-        "label",
-    )
+    code, _, err = init_reviews(capsys, project)
     assert code == 2
     assert "instructions/reviews.prompt.txt already exists" in err and "never overwrites" in err
     assert tree(project) == before
@@ -435,18 +400,7 @@ def test_the_written_files_are_removed_when_they_do_not_validate(
 
 
 def test_labels_keep_the_order_given(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = init(
-        capsys,
-        project,
-        "--data",
-        str(project / "data/reviews.csv"),
-        "--text",
-        "text",
-        "--label",
-        "label",
-        "--labels",
-        "pos,neg",
-    )
+    code, _, err = init_reviews(capsys, project, "--labels", "pos,neg")
     assert code == 0, err
     assert load_suite(project / "suites/reviews.yaml", project).labels == ("pos", "neg")
 
@@ -458,15 +412,6 @@ def test_yaml_lookalike_labels_stay_strings(
     for row in rows:
         row["label"] = {"pos": "yes", "neg": "1"}[row["label"]]
     (project / "data" / "reviews.csv").write_text(csv_text(rows))
-    code, _, err = init(
-        capsys,
-        project,
-        "--data",
-        str(project / "data/reviews.csv"),
-        "--text",
-        "text",
-        "--label",
-        "label",
-    )
+    code, _, err = init_reviews(capsys, project)
     assert code == 0, err
     assert load_suite(project / "suites/reviews.yaml", project).labels == ("1", "yes")

@@ -53,8 +53,7 @@ def skip_without_model(out: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
+def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
     (root / "pyproject.toml").write_text("")

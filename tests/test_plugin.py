@@ -298,7 +298,6 @@ def held_out(project: pytest.Pytester, tmp_path: Path) -> Path:
 def test_a_heldout_split_under_a_data_root_is_gated_like_any_other(
     project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
     root = held_out(project, tmp_path)
     result = project.runpytest(
         "--pld-suite=sentiment", "--pld-split=heldout", f"--pld-data-root={root}", "-k", "accuracy"
@@ -311,9 +310,8 @@ def test_a_heldout_split_under_a_data_root_is_gated_like_any_other(
 
 
 def test_split_and_data_root_mistakes_stop_the_run_before_any_model_call(
-    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project: pytest.Pytester, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
     root = held_out(project, tmp_path)
     result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldot")
     result.stdout.fnmatch_lines(["*no such split (did you mean 'heldout'?)*"])

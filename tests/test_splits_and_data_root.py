@@ -53,11 +53,6 @@ def rows(prefix: str, n: int, part: str | None = None) -> str:
     return "".join(out)
 
 
-@pytest.fixture(autouse=True)
-def no_data_root_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
