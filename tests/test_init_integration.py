@@ -4,6 +4,7 @@ the project. Slow: -m integration."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -62,13 +63,11 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.mark.integration
 def test_init_then_the_printed_commands_with_the_real_student(project: Path) -> None:
-    rows = ["text,label"] + [
-        f"{sentence} ({i}),{label}"
-        for label, sentences in MOODS.items()
-        for i in range(4)
-        for sentence in sentences
-    ]
-    (project / "data" / "moods.csv").write_text("\n".join(rows) + "\n")
+    with (project / "data" / "moods.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        for label, sentences in MOODS.items():
+            writer.writerows([f"{s} ({i})", label] for i in range(8) for s in sentences)
     out = pld(
         project, "init", "moods", "--data", "data/moods.csv", "--text", "text", "--label", "label"
     )
