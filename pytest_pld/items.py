@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import report
-from .errors import PldError
+from .errors import PldError, did_you_mean
 from .session import Options, State, get_state
 from .suite import Bound, RegressionGate, Suite
 
@@ -50,11 +50,12 @@ class SuiteFile(pytest.File):
         from .project import resolve_inside
         from .suite import load_suite
 
-        suite = load_suite(self.path, o.root)
+        suite = load_suite(self.path, o.root, data_root=o.data_root)
         split = o.split_for(suite)
         if split not in suite.splits:
             raise PldError(
-                f"--pld-split={split}: the suite has no such split",
+                f"--pld-split={split}: the suite has no such split"
+                f"{did_you_mean(split, suite.splits)}",
                 path=self.path,
                 key="splits",
                 hint=f"its splits: {', '.join(suite.splits)}",

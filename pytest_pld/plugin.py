@@ -61,7 +61,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--pld-split",
         metavar="SPLIT",
         default=None,
-        help="split to evaluate: train, dev or test. Default: each suite's gate_split (test)",
+        help="split to evaluate: any split the suites declare (train, dev, test, or another "
+        "name such as heldout). Default: each suite's gate_split (test)",
+    )
+    group.addoption(
+        "--pld-data-root",
+        metavar="DIR",
+        default=None,
+        help="read-only folder where suites' data:PATH split paths resolve. Default: "
+        "$PLD_DATA_ROOT, else none (other data paths stay inside the project)",
     )
     group.addoption(
         "--pld-no-cache",

@@ -41,6 +41,7 @@ class Options:
     baseline: Path | None
     update_baseline: bool
     report: Path | None
+    data_root: Path | None = None  # --pld-data-root, else $PLD_DATA_ROOT
 
     def model_for(self, suite: Suite) -> str:
         return self.model or suite.student
@@ -57,6 +58,8 @@ class Options:
             parts.append(f"--pld-split={self.split}")
         if self.model is not None and self.model != suite.student:
             parts.append(f"--pld-model={self.model}")
+        if self.data_root is not None:
+            parts.append(f"--pld-data-root={self.data_root}")
         return shlex.join([*parts, *extra])
 
     def pld_run_command(self, suite: Suite) -> str:
@@ -65,6 +68,8 @@ class Options:
             parts += ["--limit", str(self.limit)]
         if self.model is not None:
             parts += ["--model", self.model]
+        if self.data_root is not None:
+            parts += ["--data-root", str(self.data_root)]
         return shlex.join(parts)
 
 
@@ -109,7 +114,18 @@ def make_options(config: pytest.Config) -> Options:
         baseline=baseline_path,
         update_baseline=bool(config.getoption("pld_update_baseline")),
         report=(invocation / str(report_path)).resolve() if report_path else None,
+        data_root=_data_root(config, invocation),
     )
+
+
+def _data_root(config: pytest.Config, invocation: Path) -> Path | None:
+    from .project import data_root
+
+    given = config.getoption("pld_data_root", None)
+    try:
+        return data_root(invocation / str(given) if given else None, option="--pld-data-root")
+    except PldError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def check_writable(folder: Path, option: str) -> None:

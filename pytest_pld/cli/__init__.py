@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import PldError
 
-COMMAND_MODULES = ("validate", "run", "review", "ablate", "snapshot", "distill", "report")
+COMMAND_MODULES = (
+    "init",
+    "validate",
+    "run",
+    "review",
+    "ablate",
+    "snapshot",
+    "distill",
+    "report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import PldError
 from ..project import shown
 from .options import (
+    add_data_root_option,
     add_limit_option,
     add_root_option,
     add_suite_argument,
@@ -32,7 +33,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from ..distill.teach import teach
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     out = args.out or root / "traces" / f"{suite.name}.jsonl"
     summary = teach(
         suite,
@@ -58,7 +59,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ..distill.pipeline import DistillSettings, distill
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     if args.apply:
         return _apply(args.apply, suite, root)
     if args.traces is None:
@@ -186,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not retry examples whose earlier teacher call failed",
     )
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_teach)
 
     p = sub.add_parser(
@@ -318,4 +320,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="apply a proposal saved under .pld/proposals/ instead of computing one",
     )
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_distill)

@@ -62,6 +62,24 @@ def add_root_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_data_root_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="read-only folder where a suite's data:PATH split paths resolve (default: "
+        "$PLD_DATA_ROOT; other paths stay inside the project)",
+    )
+
+
+def data_root(args: argparse.Namespace) -> Path | None:
+    """--data-root, else $PLD_DATA_ROOT, else None; a folder that does not exist is an error."""
+    from ..project import data_root as resolve
+
+    return resolve(getattr(args, "data_root", None), option="--data-root")
+
+
 def add_suite_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
 
@@ -96,7 +114,9 @@ def project_root(args: argparse.Namespace) -> Path:
     return (args.root or find_project_root()).resolve()
 
 
-def load_suite_by_name(root: Path, name: str) -> Suite:
+def load_suite_by_name(root: Path, name: str, args: argparse.Namespace | None = None) -> Suite:
+    """The suite called `name`; with the command's `args`, its --data-root applies."""
     from ..suite import load_suite, resolve_suite_names
 
-    return load_suite(resolve_suite_names(root, name)[0], root)
+    where = data_root(args) if args is not None else None
+    return load_suite(resolve_suite_names(root, name)[0], root, data_root=where)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from ..errors import PldError
 from .options import (
+    add_data_root_option,
     add_limit_option,
     add_model_option,
     add_root_option,
     add_suite_argument,
+    data_root,
     load_suite_by_name,
     positive_int,
     project_root,
@@ -23,6 +25,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
     from ..suite import find_suites, load_suite
 
     root = project_root(args)
+    where = data_root(args)
     found = find_suites(root)
     if not found:
         print(f"no suites in {root / 'suites'}")
@@ -30,7 +33,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
     status = 0
     for name, path in found.items():
         try:
-            suite = load_suite(path, root)
+            suite = load_suite(path, root, data_root=where)
         except PldError as exc:
             print(f"{name}: invalid\n{exc}", file=sys.stderr)
             status = 1
@@ -39,11 +42,17 @@ def cmd_suites(args: argparse.Namespace) -> int:
             f"{name}  ({suite.loader.name}; labels: {', '.join(suite.labels)}; "
             f"student {suite.student}; gates on {suite.gate_split})"
         )
+        width = max(5, *(len(split) for split in suite.splits))
         for split in suite.splits:
-            examples = suite.load_examples(split)
+            try:
+                examples = suite.load_examples(split)
+            except PldError as exc:  # one unreadable split (no data root set) hides no other
+                print(f"  {split:<{width}}     ? examples: {exc}", file=sys.stderr)
+                status = 1
+                continue
             counts = Counter(e.label for e in examples)
             dist = ", ".join(f"{label} {counts.get(label, 0)}" for label in suite.labels)
-            print(f"  {split:<5} {len(examples):>5} examples: {dist}")
+            print(f"  {split:<{width}} {len(examples):>5} examples: {dist}")
     return status
 
 
@@ -51,7 +60,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from ..runner import LazyBackend, prepare, size_counter
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     split = args.split or suite.gate_split
     examples = suite.load_examples(split)
     if args.example >= len(examples):
@@ -85,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..runner import run_suite
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     mode = "off" if args.no_cache else "refresh" if args.refresh_cache else "use"
     iset = None
     if args.instructions is not None:
@@ -140,6 +149,7 @@ def _split_option(parser: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("suites", help="list suites with split sizes and label distributions")
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_suites)
 
     p = sub.add_parser(
@@ -167,6 +177,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-tokens", action="store_true", help="do not load a tokenizer; print character counts"
     )
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser(
@@ -215,4 +226,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --shots (default: 0)")
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_run)
