@@ -492,7 +492,7 @@ def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
     """De-quantise a GGUF with transformers and save bf16 safetensors + tokenizer to `final`."""
     final.parent.mkdir(parents=True, exist_ok=True)
     logger.info(
-        "converting %s (sha256 %s) to bf16 safetensors in %s: once, about a minute",
+        "converting %s (sha256 %s) to bf16 safetensors in %s: once, one to several minutes",
         resolved.name,
         resolved.sha256,
         final,

@@ -21,6 +21,7 @@ from .answers import MODES, Teacher, ask_for_rule, default_mode, entity_terms
 from .cost import PhaseCost
 from .guard import refuse_gate_split
 from .prompts import TEACH_SCHEMA, task_header, teach_messages
+from .teachers import default_teacher
 from .traces import Trace, TraceWriter, check_compatible, drop_truncated_tail, read_traces
 
 #: stop after this many teacher calls in a row raised (server down, model missing): recording
@@ -106,7 +107,7 @@ def header_for(iset: InstructionSet, suite: Suite) -> str:
 def teach(
     suite: Suite,
     *,
-    teacher: str | Backend,
+    teacher: str | Backend | None = None,
     out: Path,
     split: str = "train",
     limit: int | None = None,
@@ -118,6 +119,8 @@ def teach(
     refuse_gate_split(suite, split, "teach")
     if limit is not None and limit < 1:
         raise PldError(f"--limit must be a positive integer, got {limit}")
+    if teacher is None:
+        teacher = default_teacher()  # before any work: a missing teacher is a quick error
     backend = get_backend(teacher) if isinstance(teacher, str) else teacher
     name = backend.name
     if mode == "auto":
