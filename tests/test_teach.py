@@ -231,6 +231,20 @@ def test_an_interrupted_run_resumes_where_it_stopped(
     assert [t.id for t in read_traces(out_of(suite)).traces] == ["t1", "t2", "t3", "t4", "t5"]
 
 
+def test_a_resume_with_another_teacher_says_which_examples_that_teacher_skipped(
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
+    teach(suite, teacher="scripted:teacher", out=out_of(suite), limit=2)
+    with scripted(ScriptedBackend("other", generate=good_json)):
+        summary = teach(suite, teacher="scripted:other", out=out_of(suite))
+    assert (summary.already_done, summary.taught) == (2, 3)
+    assert summary.done_by_others == {"scripted:teacher": 2}
+    assert (
+        "  note: 2 of the 2 already there were taught by scripted:teacher, not scripted:other; "
+        "to teach them with this teacher, use another --out"
+    ) in summary.lines()
+
+
 def test_a_truncated_last_line_is_reported_removed_and_taught_again(
     suite: Suite, teacher: ScriptedBackend
 ) -> None:

@@ -38,6 +38,8 @@ class TeachSummary:
     out: Path
     examples: int = 0  # in the split (after --limit)
     already_done: int = 0
+    #: of those, how many each other teacher wrote (a resume skips them, whoever taught them)
+    done_by_others: Counter[str] = field(default_factory=Counter)
     taught: int = 0  # examples attempted in this run
     ok: int = 0
     failed: int = 0
@@ -65,6 +67,11 @@ class TeachSummary:
                 f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s"
             ),
         ]
+        for teacher, n in self.done_by_others.most_common():
+            out.append(
+                f"  note: {n} of the {self.already_done} already there were taught by {teacher}, "
+                f"not {self.teacher}; to teach them with this teacher, use another --out"
+            )
         for reason, n in self.failure_reasons.most_common():
             out.append(f"  failed x{n}: {reason}")
         if self.truncated_line:
@@ -170,9 +177,16 @@ def _teach(
     if not examples:
         raise PldError(f"split {split!r} has no examples", path=suite.path)
     summary.examples = len(examples)
-    done = {t.id for t in existing.traces if t.ok or (t.status == "failed" and not retry_failed)}
-    todo = [e for e in examples if e.id not in done]
+    done_by = {
+        t.id: t.teacher
+        for t in existing.traces
+        if t.ok or (t.status == "failed" and not retry_failed)
+    }
+    todo = [e for e in examples if e.id not in done_by]
     summary.already_done = len(examples) - len(todo)
+    summary.done_by_others = Counter(
+        done_by[e.id] for e in examples if done_by.get(e.id, summary.teacher) != summary.teacher
+    )
 
     iset = suite.load_instructions()
     header = header_for(iset, suite)
