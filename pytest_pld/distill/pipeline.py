@@ -24,13 +24,14 @@ from .propose import IdAllocator, Proposal, build_proposal, used_ids
 from .refine import ClosedLoop, Decision, LoopResult, Student
 from .synthesize import STRATEGIES, Candidate, synthesize
 from .teach import header_for
+from .teachers import distill_teacher
 from .traces import Trace, check_compatible, read_traces
 
 
 @dataclass
 class DistillSettings:
     traces: Path
-    teacher: str | None = None  # default: the teacher that wrote the traces; "none": no teacher
+    teacher: str | None = None  # default: see teachers.distill_teacher; "none": no teacher
     student: str | None = None  # default: the suite's student
     embedder: str = "auto"
     cluster: str = "dbscan"
@@ -203,7 +204,11 @@ def distill(
         f"{clustering.noise} noise rules dropped"
     )
 
-    teacher_name = settings.teacher or Counter(t.teacher for t in usable).most_common(1)[0][0]
+    traces_teacher = Counter(t.teacher for t in usable).most_common(1)[0][0]
+    teacher_name, teacher_note = distill_teacher(settings.teacher, traces_teacher)
+    if teacher_note:
+        log(teacher_note)
+        notes.append(teacher_note)
     no_teacher = teacher_name.strip().lower() == "none"
     mode = settings.mode if settings.mode != "auto" else default_mode(teacher_name)
     strategy = settings.synthesis

@@ -21,6 +21,7 @@ from .answers import MODES, Teacher, ask_for_rule, default_mode, entity_terms
 from .cost import PhaseCost
 from .guard import refuse_gate_split
 from .prompts import TEACH_SCHEMA, task_header, teach_messages
+from .teachers import default_teacher
 from .traces import Trace, TraceWriter, check_compatible, drop_truncated_tail, read_traces
 
 #: stop after this many teacher calls in a row raised (server down, model missing): recording
@@ -37,6 +38,8 @@ class TeachSummary:
     out: Path
     examples: int = 0  # in the split (after --limit)
     already_done: int = 0
+    #: of those, how many each other teacher wrote (a resume skips them, whoever taught them)
+    done_by_others: Counter[str] = field(default_factory=Counter)
     taught: int = 0  # examples attempted in this run
     ok: int = 0
     failed: int = 0
@@ -64,6 +67,11 @@ class TeachSummary:
                 f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s"
             ),
         ]
+        for teacher, n in self.done_by_others.most_common():
+            out.append(
+                f"  note: {n} of the {self.already_done} already there were taught by {teacher}, "
+                f"not {self.teacher}; to teach them with this teacher, use another --out"
+            )
         for reason, n in self.failure_reasons.most_common():
             out.append(f"  failed x{n}: {reason}")
         if self.truncated_line:
@@ -106,7 +114,7 @@ def header_for(iset: InstructionSet, suite: Suite) -> str:
 def teach(
     suite: Suite,
     *,
-    teacher: str | Backend,
+    teacher: str | Backend | None = None,
     out: Path,
     split: str = "train",
     limit: int | None = None,
@@ -118,6 +126,8 @@ def teach(
     refuse_gate_split(suite, split, "teach")
     if limit is not None and limit < 1:
         raise PldError(f"--limit must be a positive integer, got {limit}")
+    if teacher is None:
+        teacher = default_teacher()  # before any work: a missing teacher is a quick error
     backend = get_backend(teacher) if isinstance(teacher, str) else teacher
     name = backend.name
     if mode == "auto":
@@ -167,9 +177,16 @@ def _teach(
     if not examples:
         raise PldError(f"split {split!r} has no examples", path=suite.path)
     summary.examples = len(examples)
-    done = {t.id for t in existing.traces if t.ok or (t.status == "failed" and not retry_failed)}
-    todo = [e for e in examples if e.id not in done]
+    done_by = {
+        t.id: t.teacher
+        for t in existing.traces
+        if t.ok or (t.status == "failed" and not retry_failed)
+    }
+    todo = [e for e in examples if e.id not in done_by]
     summary.already_done = len(examples) - len(todo)
+    summary.done_by_others = Counter(
+        done_by[e.id] for e in examples if done_by.get(e.id, summary.teacher) != summary.teacher
+    )
 
     iset = suite.load_instructions()
     header = header_for(iset, suite)
