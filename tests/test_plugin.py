@@ -151,6 +151,11 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
             "*--pld-baseline=PATH*",
             "*--pld-update-baseline*",
             "*--pld-report=PATH*",
+            "*--pld-shard=I/N*",
+            "*--pld-record=PATH*",
+            "*--pld-student-base-url=URL*",
+            "*--pld-student-api-key=KEY*",
+            "*--pld-student-option=KEY=VALUE*",
         ]
     )
     text = result.stdout.str()
@@ -159,7 +164,7 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
     # every option states its default
     block = text[text.index("pytest-pld: instruction-set gates:") :]
     block = block[: block.index("\n\n")]
-    assert block.count("Default:") == 9
+    assert block.count("Default:") == 14
 
 
 def test_without_pld_suite_nothing_is_collected_and_nothing_heavy_is_imported(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import PldError
 
-COMMAND_MODULES = ("validate", "run", "review", "ablate", "snapshot", "distill")
+COMMAND_MODULES = ("validate", "run", "merge", "review", "ablate", "snapshot", "distill")
 
 
 def build_parser() -> argparse.ArgumentParser:
