@@ -97,6 +97,11 @@ def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    return make_project(pytester)
+
+
+def make_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temporary project with the sentiment suite and the scripted student."""
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(CONFTEST)
     (pytester.path / "suites").mkdir()
