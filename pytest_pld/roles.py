@@ -34,6 +34,8 @@ SHARED_URL_ENV = "OPENAI_BASE_URL"
 SHARED_KEY_ENV = "OPENAI_API_KEY"
 #: where the openai SDK (and the openai: backend) go when no URL is set
 DEFAULT_HOST = "api.openai.com"
+#: the key sent to a server that needs none (vLLM, llama.cpp and transformers serve take any)
+NO_KEY = "no-key"
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ class OptionSpec:
     to_backend: bool  # passed to the backend's constructor (else used by pytest-pld itself)
     help: str
 
-    def convert(self, name: str, raw: Any, where: str) -> int | float:
-        if isinstance(raw, str):
+    def convert(self, name: str, raw: Any, where: str, *, text: bool = False) -> int | float:
+        """`raw` checked against the type and range; `text`: it was typed on a command line."""
+        if text and isinstance(raw, str):
             try:
                 raw = self.kind(raw)
             except ValueError:
@@ -106,7 +109,10 @@ OPTIONS: dict[str, OptionSpec] = {
     ),
 }
 # names that must never be read from pyproject.toml: a pull request could point them elsewhere
-_ENDPOINT_WORDS = re.compile(r"url|host|endpoint|key|secret|token|password|auth", re.IGNORECASE)
+_ENDPOINT_WORDS = re.compile(
+    r"(^|_)(url|host|endpoint|key|secret|token|password|passwd|auth|authorization)$",
+    re.IGNORECASE,
+)
 
 
 def allowed_options(role: str) -> list[str]:
@@ -165,6 +171,10 @@ class RoleConfig:
                 )
             return {}
         out = self.endpoint()
+        if provider == "openai" and "api_key" not in out:
+            # a placeholder, so the backend does not read OPENAI_API_KEY itself and send it
+            # to a host this role kept it from (servers without auth accept any key)
+            out["api_key"] = NO_KEY
         out.update({k: s.value for k, s in self.options.items() if OPTIONS[k].to_backend})
         return out
 
@@ -224,8 +234,10 @@ class RoleConfig:
                 out.append(f"  {name}  {s.value}  ({s.source})")
             else:
                 out.append(f"  {name}  {_default_text(self.role, name)}  (default)")
-        if model and split_name(model)[0] == "local":
-            out.append("  note: a local: model runs in this process; endpoint and options unused")
+        if model and ":" in model and not model.startswith("openai:"):
+            out.append(f"  note: {model} is not an openai: model; the endpoint is not used")
+        elif model and ":" not in model and not model.startswith("("):
+            out.append(f"  note: {model} runs in this process; the endpoint is not used")
         out.extend(f"  note: {n}" for n in self.notes)
         return out
 
@@ -282,12 +294,11 @@ def parse_option(flag: str, text: str, role: str) -> tuple[str, int | float]:
             hint=f"for example {flag} {allowed[0]}=0; keys: {', '.join(allowed)}",
         )
     if name not in allowed:
+        hint = f"keys for the {role}: {', '.join(allowed)}"
         if _ENDPOINT_WORDS.search(name):
-            hint = f"the URL and key have their own flags: --{role}-base-url, --{role}-api-key"
-        else:
-            hint = f"keys for the {role}: {', '.join(allowed)}"
+            hint += f"; the URL and key have their own flags: --{role}-base-url, --{role}-api-key"
         raise PldError(f"{flag}: unknown key {name!r}{did_you_mean(name, allowed)}", hint=hint)
-    return name, OPTIONS[name].convert(name, raw.strip(), flag)
+    return name, OPTIONS[name].convert(name, raw.strip(), flag, text=True)
 
 
 def read_pyproject_roles(root: Path | None) -> tuple[dict[str, dict[str, Setting]], list[str]]:

@@ -86,6 +86,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite)
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        models = {
+            "teacher": args.teacher or "(the traces' teacher)",
+            "student": args.student or suite.student,
+            "embedder": args.embedder,
+        }
+        print("\n".join(roles.lines(models)))
+        return 0
     if args.apply:
         return _apply(args.apply, suite, root)
     if args.traces is None:
@@ -115,7 +124,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     )
     if args.k is not None and args.cluster == "dbscan":
         settings.cluster = "kmeans"  # --k only means something for k-means
-    proposal = distill(suite, settings)
+    proposal = distill(suite, settings, roles=roles)
     rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
     for note in proposal.notes:
@@ -374,5 +383,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PROPOSAL",
         help="apply a proposal saved under .pld/proposals/ instead of computing one",
     )
+    add_role_options(p, ("teacher", "student", "embedder"))
     add_root_option(p)
     p.set_defaults(func=cmd_distill)

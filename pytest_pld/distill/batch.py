@@ -38,7 +38,7 @@ from typing import Any
 from ..backends.base import Backend, Generation, Message
 from ..cache import generate_key
 from ..errors import PldError
-from ..roles import RoleConfig
+from ..roles import NO_KEY, RoleConfig
 from ..suite import Suite
 from ..yamlio import atomic_write_text
 from .answers import RuleAnswer
@@ -183,7 +183,7 @@ def openai_client(endpoint: Mapping[str, Any], *, timeout: float, max_retries: i
 
     return openai.OpenAI(
         base_url=endpoint.get("base_url"),
-        api_key=endpoint.get("api_key") or "no-key",
+        api_key=endpoint.get("api_key") or NO_KEY,
         timeout=timeout,
         max_retries=max_retries,
     )
