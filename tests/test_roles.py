@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ServedModel, start_server
 from openai_double import OpenAIDouble
 from test_batch import SECRET, write_project
 
@@ -280,3 +281,93 @@ def test_pld_run_sends_the_student_to_its_server_with_its_key_and_options(
     written = b"".join(p.read_bytes() for p in (project / ".pld").rglob("*") if p.is_file())
     assert b"student-m" in written and SECRET.encode() not in written
     assert OTHER_KEY.encode() not in written
+
+
+# ------------------------------------------------- integration: two real servers, one per role
+
+
+def chat_posts(served: ServedModel) -> int:
+    return served.log_tail(10**7).count('"POST /v1/chat/completions HTTP/1.1" 200')
+
+
+@pytest.mark.integration
+def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
+    serve_model_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two `transformers serve` processes of SmolLM2-135M on two ports, configured only by
+    PLD_TEACHER_* and PLD_STUDENT_*: each server's access log counts the requests of its role."""
+    project = write_project(tmp_path / "p")
+    model = f"openai:{serve_model_folder}"
+    traces = project / "traces.jsonl"
+    rules = {
+        "pos": "If the review says it is odd, then the label is pos.",
+        "neg": "If the review says it is even, then the label is neg.",
+    }
+    traces.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"train{i}",
+                    "suite": "tiny",
+                    "split": "train",
+                    "gold": gold,
+                    "rule": rules[gold],
+                    "teacher": model,
+                    "status": "ok",
+                    "labels": ["pos", "neg"],
+                }
+            )
+            + "\n"
+            for i, gold in enumerate(["neg", "pos"] * 3)
+        )
+    )
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    teacher = start_server(serve_model_folder, tmp_path / "teacher.log")
+    student = start_server(serve_model_folder, tmp_path / "student.log")
+    try:
+        monkeypatch.setenv("PLD_TEACHER_BASE_URL", teacher.base_url)
+        monkeypatch.setenv("PLD_TEACHER_API_KEY", SECRET)
+        monkeypatch.setenv("PLD_STUDENT_BASE_URL", student.base_url)
+        code = main(
+            [
+                "distill",
+                "tiny",
+                "--root",
+                str(project),
+                "--traces",
+                str(traces),
+                "--teacher",
+                model,
+                "--student",
+                model,
+                "--embedder",
+                "tfidf",
+                "--cluster",
+                "kmeans",
+                "--k",
+                "1",
+                "--synthesis",
+                "teacher",
+                "--rounds",
+                "0",
+                "--limit-dev",
+                "2",
+            ]
+        )
+        out = capsys.readouterr()
+        assert code == 0, out.err[-3000:]
+        teacher_posts, student_posts = chat_posts(teacher), chat_posts(student)
+    finally:
+        teacher.stop()
+        student.stop()
+    (saved,) = (project / ".pld" / "proposals").glob("*.json")
+    cost = json.loads(saved.read_text())["cost"]
+    taught = cost["phases"]["teach"]["teacher_calls"]  # read from the traces, not called
+    assert cost["total"]["teacher_calls"] - taught == teacher_posts >= 2  # one per label
+    assert cost["total"]["student_calls"] == student_posts >= 2
+    written = b"".join(p.read_bytes() for p in project.rglob("*") if p.is_file())
+    assert SECRET.encode() not in written and SECRET not in out.out + out.err
