@@ -5,6 +5,7 @@ own server with its own key (over real HTTP, against the test double in openai_d
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,7 +252,9 @@ def test_pld_run_sends_the_student_to_its_server_with_its_key_and_options(
     monkeypatch: pytest.MonkeyPatch,
     two_servers: tuple[OpenAIDouble, OpenAIDouble],
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     student, teacher = two_servers
     project = write_project(tmp_path / "p")
     monkeypatch.setenv("PLD_STUDENT_BASE_URL", student.base_url)
@@ -281,6 +284,8 @@ def test_pld_run_sends_the_student_to_its_server_with_its_key_and_options(
     written = b"".join(p.read_bytes() for p in (project / ".pld").rglob("*") if p.is_file())
     assert b"student-m" in written and SECRET.encode() not in written
     assert OTHER_KEY.encode() not in written
+    out = capsys.readouterr()
+    assert SECRET not in out.out + out.err + caplog.text
 
 
 # ------------------------------------------------- integration: two real servers, one per role
@@ -298,7 +303,9 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Two `transformers serve` processes of SmolLM2-135M on two ports, configured only by
-    PLD_TEACHER_* and PLD_STUDENT_*: each server's access log counts the requests of its role."""
+    PLD_TEACHER_* and PLD_STUDENT_*: each server's access log counts the requests of its role.
+    Prefill mode keeps the teacher's answers to one line (the 135M model rambles otherwise);
+    the long timeouts are for a busy 2-core machine."""
     project = write_project(tmp_path / "p")
     model = f"openai:{serve_model_folder}"
     traces = project / "traces.jsonl"
@@ -356,6 +363,12 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
                 "0",
                 "--limit-dev",
                 "2",
+                "--mode",
+                "prefill",
+                "--teacher-option",
+                "timeout=600",
+                "--student-option",
+                "timeout=600",
             ]
         )
         out = capsys.readouterr()
