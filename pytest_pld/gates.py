@@ -6,7 +6,6 @@ only turn a failed `GateResult` into a failed test with its message.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,9 +15,8 @@ from . import metrics
 from .backends.base import INVALID
 from .errors import PldError
 from .report import fmt
-from .runner import ExampleResult, RunRecord, load_record
+from .runner import ExampleResult, RunRecord, load_record, save_record
 from .suite import Bound, RegressionGate
-from .yamlio import atomic_write_text
 
 #: Resamples for bootstrap intervals: enough for two stable decimals, cheap enough for CI.
 N_RESAMPLES = 1000
@@ -271,9 +269,8 @@ def _flips(record: RunRecord, old: metrics.Predictions, new: metrics.Predictions
 
 
 def write_baseline(record: RunRecord, path: Path) -> Path:
-    """Write the record as the new baseline, atomically, without re-pointing `record.path`."""
-    atomic_write_text(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
-    return path
+    """Write the record as the new baseline, without re-pointing `record.path`."""
+    return save_record(record, path, repoint=False)
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from .metrics import Predictions
 from .progress import Progress
 from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
+from .textio import read_json_object
 from .yamlio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -115,26 +116,20 @@ class RunRecord:
 
 
 def load_record(path: Path) -> RunRecord:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PldError("run record not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise PldError(
-            f"run record is not valid JSON: {exc.msg}",
-            path=path,
-            line=exc.lineno,
-            hint="re-create it (for a baseline: pytest --pld-update-baseline)",
-        ) from None
+    hint = "re-create it (for a baseline: pytest --pld-update-baseline)"
+    data = read_json_object(path, what="run record", hint=hint)
     try:
         return RunRecord.from_json(data, str(path))
     except (KeyError, TypeError) as exc:
-        raise PldError(f"run record has the wrong shape ({exc})", path=path) from None
+        raise PldError(f"run record has the wrong shape ({exc})", path=path, hint=hint) from None
 
 
-def save_record(record: RunRecord, path: Path) -> Path:
+def save_record(record: RunRecord, path: Path, *, repoint: bool = True) -> Path:
+    """Write the record atomically; `repoint` makes `record.path` name the new file (a
+    baseline copy keeps pointing at the run's own record)."""
     atomic_write_text(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
-    record.path = str(path)
+    if repoint:
+        record.path = str(path)
     return path
 
 

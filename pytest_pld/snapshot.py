@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import PldError
 from .project import shown
 from .review.diff import unified
+from .textio import read_text
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
     from .suite import Suite
@@ -34,11 +35,16 @@ def render_snapshot(suite: Suite) -> str:
 
 
 def read_snapshot(path: Path) -> str | None:
-    try:
-        # a checkout with core.autocrlf turns \n into \r\n; that is not a prompt change
-        return path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    except FileNotFoundError:
+    """The committed snapshot, or None when there is none; undecodable text is a PldError."""
+    if not path.exists():
         return None
+    text = read_text(
+        path,
+        what="snapshot",
+        decode_hint="it is generated: delete it and re-create it with `pld snapshot --update`",
+    )
+    # a checkout with core.autocrlf turns \n into \r\n; that is not a prompt change
+    return text.replace("\r\n", "\n")
 
 
 def snapshot_enabled(suite: Suite) -> bool:

@@ -16,7 +16,9 @@ from . import metrics
 from .datasets import Example, Loader, registry, split_fraction
 from .errors import PldError, PldErrors, did_you_mean
 from .instructions import InstructionSet, load_instruction_set
+from .plain import freeze
 from .project import resolve_inside
+from .templating import check_template_field
 from .yamlio import line_of, load_yaml
 
 SPLITS = ("train", "dev", "test")
@@ -106,7 +108,7 @@ class Suite:
         return resolve_inside(self.root, self.instructions, path=self.path, key="instructions")
 
     def load_instructions(self) -> InstructionSet:
-        return load_instruction_set(self.instructions_path)
+        return load_instruction_set(self.instructions_path, root=self.root)
 
     def snapshot_path(self) -> Path:
         rel = self.snapshot or str(Path(self.instructions).with_suffix(".prompt.txt"))
@@ -327,8 +329,16 @@ def load_suite(path: Path, root: Path) -> Suite:
                             f"{', '.join(loader.options) or '(no options)'}",
                         )
                     else:
-                        loader_options[str(key)] = _plain_scalar(value)
+                        loader_options[str(key)] = freeze(value)
                 loader_options = {**loader.options, **loader_options}
+
+    if user_template:
+        # the loader's declared fields plus the id (example_fields); the generic jsonl loader
+        # declares none, and its files are checked when `pld validate` renders an example
+        fields = ({*loader.fields, "id"} if loader.fields else None) if loader else None
+        problem = check_template_field(doc, "user_template", path, variables=fields)
+        if problem:
+            errors.append(problem)
 
     splits: dict[str, SplitSpec] = {}
     raw_splits = doc.get("splits")
@@ -473,14 +483,6 @@ def load_suite(path: Path, root: Path) -> Suite:
         description=description,
         snapshot=snapshot,
     )
-
-
-def _plain_scalar(value: Any) -> Any:
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list):
-        return tuple(_plain_scalar(v) for v in value)
-    return value
 
 
 def _check_disjoint(

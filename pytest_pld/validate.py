@@ -50,7 +50,7 @@ def validate_file(path: Path, root: Path) -> str:
     if not path.exists():
         raise PldError("file not found", path=path)
     if kind_of(path) == "instructions":
-        iset = load_instruction_set(path)
+        iset = load_instruction_set(path, root=root)
         return f"instructions v{iset.version} ({len(iset.rules)} rules)"
     suite = load_suite(path, root)
     render_system_prompt(suite.load_instructions(), suite.labels, root)

@@ -509,3 +509,16 @@ def test_markdown_keeps_html_in_rule_text_as_text(
 def test_provenance_is_one_line_with_long_lists_shortened() -> None:
     text = format_provenance({"method": "cluster", "traces": ["a", "b", "c", "d", "e"]})
     assert text == "method cluster, traces a, b, c (+2 more)"
+
+
+def test_an_instruction_file_that_is_not_utf8_at_one_side_is_reported_invalid_not_a_traceback(
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_project(tmp_path / "repo")
+    (repo / "instructions" / "demo.yaml").write_bytes(
+        BASE_SET.replace("Say yes for apple.", "Say yes for caf\u00e9.").encode("latin-1")
+    )
+    code, out, err = pld(capsys, repo, "--no-run")
+    assert code == 0 and "Traceback" not in out + err
+    assert "instructions/demo.yaml: invalid at head" in out
+    assert "not UTF-8 text: byte 0xe9" in out

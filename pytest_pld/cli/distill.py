@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,28 +168,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def _apply(file: Path, suite: Suite, root: Path) -> int:
     """Apply a saved proposal, refusing when the file no longer holds its base text."""
-    from ..instructions import load_instruction_set_text, save_instruction_set
+    from ..distill.propose import apply_saved_proposal
 
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        base_text, proposed = data["base_text"], data["proposed_text"]
-        target = Path(data["path"])
-    except FileNotFoundError:
-        raise PldError("proposal file not found", path=file) from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise PldError(
-            f"not a proposal file ({exc})",
-            path=file,
-            hint="proposals are the .json files under .pld/proposals/",
-        ) from None
-    expected = suite.instructions_path
-    if target.resolve() != expected.resolve():
-        raise PldError(f"this proposal is for {target}, not {expected}", path=file)
-    new = load_instruction_set_text(proposed, target)
-    text = save_instruction_set(new, target, expected_text=base_text)
-    if text != proposed:  # the writer changed since the proposal; say so rather than hide it
+    new, layout_differs = apply_saved_proposal(file, suite.instructions_path)
+    if layout_differs:
         print("note: the written text differs in layout from the saved proposal", file=sys.stderr)
-    print(f"wrote {shown(target, root)} (version {new.version}); check it with: pld validate")
+    target = shown(suite.instructions_path, root)
+    print(f"wrote {target} (version {new.version}); check it with: pld validate")
     return 0
 
 

@@ -7,49 +7,25 @@ a benchmark that quietly shrinks gives metrics nobody can compare.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .. import textio
 from ..errors import PldError
 from .base import Example, Loader
 
+_MISSING = "restore it from git or fix the split's path in the suite"
+
 
 def read_text(path: Path, *, what: str) -> str:
-    """The file's text as UTF-8; a missing, unreadable or non-UTF-8 file is a PldError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PldError(
-            f"data file not found (expected {what})",
-            path=path,
-            hint="restore it from git or fix the split's path in the suite",
-        ) from None
-    except IsADirectoryError:
-        raise PldError(f"expected a file ({what}), found a directory", path=path) from None
-    except OSError as exc:
-        raise PldError(f"cannot read data file: {exc.strerror}", path=path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise PldError(
-            f"not UTF-8 text (byte {exc.start}; expected {what})", path=path, line=line
-        ) from None
-    # a BOM is invisible in editors; it would otherwise end up in the first record's id
-    return text.removeprefix("\ufeff")
+    """The data file's text (UTF-8, BOM removed); `what` describes its expected layout."""
+    return textio.read_text(path, what="data file", expect=what, missing_hint=_MISSING)
 
 
 def read_json(path: Path, *, what: str) -> Any:
-    text = read_text(path, what=what)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PldError(
-            f"malformed JSON: {exc.msg} (expected {what})", path=path, line=exc.lineno
-        ) from None
+    return textio.read_json(path, what="data file", expect=what, missing_hint=_MISSING)
 
 
 def frozen(fields: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -88,15 +64,12 @@ def load_jsonl(path: Path, options: Mapping[str, Any]) -> list[Example]:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, spacing) are not records
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PldError(
-                f"malformed JSON: {exc.msg}", path=path, line=lineno, hint=f"expected {what}"
-            ) from None
+        record = textio.parse_json(
+            line, path, what="data file", hint=f"expected {what}", line=lineno
+        )
         if not isinstance(record, dict):
             raise PldError(
-                f"expected a JSON object, got {type(record).__name__}",
+                f"expected a JSON object, got {textio.json_type(record)}",
                 path=path,
                 line=lineno,
                 hint=f"expected {what}",

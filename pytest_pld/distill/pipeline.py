@@ -15,6 +15,7 @@ from ..errors import PldError
 from ..instructions import Rule, load_instruction_set_text
 from ..roles import ModelRoles
 from ..suite import Suite
+from ..textio import read_text
 from .answers import MODES, default_mode
 from .cluster import check_params, cluster_rules
 from .cost import CostLedger, CountingTeacher, PhaseCost
@@ -177,14 +178,11 @@ def distill(
     ledger.phases["teach"] = teach_cost
 
     path = suite.instructions_path
-    try:
-        base_text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PldError(
-            "instruction file not found",
-            path=path,
-            hint="create it (pld validate checks it) before distilling",
-        ) from None
+    base_text = read_text(
+        path,
+        what="instruction file",
+        missing_hint="create it (pld validate checks it) before distilling",
+    )
     base = load_instruction_set_text(base_text, path)
 
     with ledger.phase("embed"):

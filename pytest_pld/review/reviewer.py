@@ -53,7 +53,10 @@ class Side:
 def load_side(repo: GitRepo, rev: Revision, path: str) -> Side:
     from ..instructions import load_instruction_set_text
 
-    side = Side(rev, repo.read(rev, path))
+    try:
+        side = Side(rev, repo.read(rev, path))
+    except PldError as exc:  # not UTF-8 there: reported as invalid at that side
+        return Side(rev, f"<unreadable: {exc.message}>", error=exc.format())
     if side.text is None:
         return side
     try:
@@ -63,7 +66,10 @@ def load_side(repo: GitRepo, rev: Revision, path: str) -> Side:
         side.error = "\n".join(e.format() for e in errors)
         return side
     if side.iset.template:
-        side.template_text = repo.read(rev, side.iset.template)
+        try:
+            side.template_text = repo.read(rev, side.iset.template)
+        except PldError as exc:
+            side.error = exc.format()
     return side
 
 
