@@ -310,16 +310,22 @@ def read_pyproject_roles(root: Path | None) -> tuple[dict[str, dict[str, Setting
     if not path.is_file():
         return out, []
     try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PldError(f"cannot read it: {exc}", path=path) from None
+    try:
         import tomllib
     except ImportError:  # Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
         except ImportError:
-            note = f"{path}: [tool.pld.*] not read (Python 3.10 needs: pip install tomli)"
+            if "tool.pld" not in text:
+                return out, []
+            note = f"{path}: [tool.pld.*] options skipped: Python 3.10 reads TOML with tomli (pip install tomli)"
             return out, [note]
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise PldError(f"not valid TOML: {exc}", path=path) from None
     tool = data.get("tool", {}).get("pld", {})
     if not isinstance(tool, Mapping):
@@ -361,8 +367,11 @@ def resolve_roles(
     root: Path | None,
     flags: Mapping[str, RoleFlags] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    flag_prefix: str = "--",
 ) -> ModelRoles:
-    """Resolve every role: command line over environment over pyproject.toml over defaults."""
+    """Resolve every role: command line over environment over pyproject.toml over defaults.
+    `flag_prefix`: how the flags are spelled (`--pld-` under pytest), for messages."""
     env = os.environ if environ is None else environ
     flags = flags or {}
     from_file, notes = read_pyproject_roles(root)
@@ -374,14 +383,14 @@ def resolve_roles(
         up = role.upper()
         role_notes = list(notes)
         url = _first(
-            (f.base_url, f"flag --{role}-base-url"),
+            (f.base_url, f"flag {flag_prefix}{role}-base-url"),
             (env.get(f"PLD_{up}_BASE_URL"), f"env PLD_{up}_BASE_URL"),
             (shared_url, f"env {SHARED_URL_ENV}"),
         )
         if url is not None:
             url = Setting(url.value.rstrip("/"), url.source)
         key = _first(
-            (f.api_key, f"flag --{role}-api-key"),
+            (f.api_key, f"flag {flag_prefix}{role}-api-key"),
             (env.get(f"PLD_{up}_API_KEY"), f"env PLD_{up}_API_KEY"),
         )
         shared_key = env.get(SHARED_KEY_ENV)
@@ -396,8 +405,9 @@ def resolve_roles(
                 )
         options = dict(from_file[role])
         for text in f.options:
-            name, value = parse_option(f"--{role}-option", text, role)
-            options[name] = Setting(value, f"flag --{role}-option")
+            flag = f"{flag_prefix}{role}-option"
+            name, value = parse_option(flag, text, role)
+            options[name] = Setting(value, f"flag {flag}")
         by_role[role] = RoleConfig(role, url, key, options, tuple(role_notes))
     return ModelRoles(by_role)
 

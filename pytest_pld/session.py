@@ -139,6 +139,7 @@ def make_options(config: pytest.Config) -> Options:
                     options=tuple(config.getoption("pld_student_option") or ()),
                 )
             },
+            flag_prefix="--pld-",
         )
     except PldError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -174,6 +175,8 @@ def header_lines(o: Options) -> list[str]:
         out.append(
             f"pld: student endpoint {student.base_url.value} ({student.base_url.source}{key})"
         )
+    if student is not None:
+        out.extend(f"pld: note: {n}" for n in student.notes)
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import ServedModel, start_server
 from openai_double import OpenAIDouble
 from test_batch import SECRET, write_project
+from test_plugin import make_project
 
 from pytest_pld.backends.base import get_backend
 from pytest_pld.cli import main
@@ -384,3 +385,30 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
     assert cost["total"]["student_calls"] == student_posts >= 2
     written = b"".join(p.read_bytes() for p in project.rglob("*") if p.is_file())
     assert SECRET.encode() not in written and SECRET not in out.out + out.err
+
+
+# ------------------------------------------------------------------------------ under pytest
+
+
+def test_pytest_shows_the_student_endpoint_and_never_a_key(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_project(pytester)
+    monkeypatch.setenv("OPENAI_API_KEY", OTHER_KEY)
+    result = pytester.runpytest(
+        "--pld-suite=sentiment", "--co", "--pld-student-base-url=http://127.0.0.1:9/v1"
+    )
+    text = result.stdout.str()
+    assert "pld: student endpoint http://127.0.0.1:9/v1 (flag --pld-student-base-url" in text
+    assert "OPENAI_API_KEY is not sent to 127.0.0.1" in text and OTHER_KEY not in text
+
+
+def test_a_malformed_student_option_stops_pytest_with_the_allowed_keys(
+    pytester: pytest.Pytester,
+) -> None:
+    make_project(pytester)
+    result = pytester.runpytest("--pld-suite=sentiment", "--pld-student-option=concurency=2")
+    assert result.ret == 4
+    err = result.stderr.str()
+    assert "unknown key 'concurency' (did you mean 'concurrency'?)" in err
+    assert "requests_per_minute" in err
