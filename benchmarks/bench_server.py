@@ -10,7 +10,7 @@ noisy neighbour hurts each alike. Reported: examples per second (median over rou
 answers' agreement with concurrency 1 (batching on the server must not change an answer).
 
 usage: python benchmarks/bench_server.py [--examples 24] [--concurrency 1 4 16] [--rounds 2]
-           [--continuous-batching] [--json OUT]
+           [--dtype float32|bfloat16] [--continuous-batching] [--json OUT]
 """
 
 from __future__ import annotations
@@ -51,6 +51,16 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def default_dtype() -> str:
+    """bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX), else float32: without
+    those instructions bf16 matrix products are emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "bfloat16" if "avx512_bf16" in flags or "amx_bf16" in flags else "float32"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,7 +70,7 @@ def free_port() -> int:
 def start_server(folder: Path, log: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cmd = [sys.executable, "-c", SERVE, "serve", str(folder), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--device", "cpu", "--dtype", "bfloat16", *extra]
+    cmd += ["--port", str(port), "--device", "cpu", *extra]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
@@ -96,6 +106,11 @@ def main() -> int:
         action="store_true",
         help="start the server with --continuous-batching (paged attention)",
     )
+    parser.add_argument(
+        "--dtype",
+        default=default_dtype(),
+        help="the server's dtype (default: bfloat16 with AVX512-BF16 or AMX, else float32)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -104,7 +119,9 @@ def main() -> int:
 
     folder = Path(ensure_converted(MODEL))
     system, users, labels = workload(args.examples)
-    extra = ["--continuous-batching"] if args.continuous_batching else []
+    extra = ["--dtype", args.dtype]
+    if args.continuous_batching:
+        extra.append("--continuous-batching")
     log = Path(tempfile.mkdtemp(prefix="pld-bench-")) / "serve.log"
     proc, url = start_server(folder, log, extra)
     rates: dict[int, list[float]] = {c: [] for c in args.concurrency}
@@ -132,7 +149,8 @@ def main() -> int:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "model": MODEL,
-        "server": "transformers serve" + (" --continuous-batching" if extra else ""),
+        "server": "transformers serve " + " ".join(extra),
+        "system_prompt_chars": len(system),
         "examples": len(users),
         "rounds": args.rounds,
         "examples_per_s": {str(c): round(statistics.median(r), 3) for c, r in rates.items()},

@@ -298,13 +298,15 @@ def chat_posts(served: ServedModel) -> int:
 
 @pytest.mark.integration
 def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
+    openai_server: ServedModel,
     serve_model_folder: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Two `transformers serve` processes of SmolLM2-135M on two ports, configured only by
-    PLD_TEACHER_* and PLD_STUDENT_*: each server's access log counts the requests of its role.
+    """Two `transformers serve` processes of SmolLM2-135M on two ports (the session's server
+    is the teacher's, one more is the student's), configured only by PLD_TEACHER_* and
+    PLD_STUDENT_*: each server's access log counts the requests of its role.
     Prefill mode keeps the teacher's answers to one line (the 135M model rambles otherwise);
     the long timeouts are for a busy 2-core machine."""
     project = write_project(tmp_path / "p")
@@ -334,7 +336,7 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
     )
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    teacher = start_server(serve_model_folder, tmp_path / "teacher.log")
+    teacher, before = openai_server, chat_posts(openai_server)
     student = start_server(serve_model_folder, tmp_path / "student.log")
     try:
         monkeypatch.setenv("PLD_TEACHER_BASE_URL", teacher.base_url)
@@ -374,9 +376,8 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
         )
         out = capsys.readouterr()
         assert code == 0, out.err[-3000:]
-        teacher_posts, student_posts = chat_posts(teacher), chat_posts(student)
+        teacher_posts, student_posts = chat_posts(teacher) - before, chat_posts(student)
     finally:
-        teacher.stop()
         student.stop()
     (saved,) = (project / ".pld" / "proposals").glob("*.json")
     cost = json.loads(saved.read_text())["cost"]
