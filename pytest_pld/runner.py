@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
@@ -29,6 +29,9 @@ from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
 from .textio import read_json_object
 from .yamlio import atomic_write_text
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 RECORD_SCHEMA = 1
 
@@ -65,6 +68,8 @@ class RunRecord:
     cache_hits: int = 0
     cache_misses: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    # a shard's partial record: which part of which run (shards.shard_info); no metrics
+    shard: dict[str, Any] | None = None
     path: str | None = None
 
     def predictions(self) -> Predictions:
@@ -316,14 +321,23 @@ def run_suite(
     backend: LazyBackend | None = None,
     progress: bool | None = None,
     write_record: bool = True,
+    shard: Shard | None = None,
 ) -> RunRecord:
-    """Evaluate one split of a suite and (by default) write its run record."""
+    """Evaluate one split of a suite and (by default) write its run record. With `shard`,
+    only that part of the (limited) sample, into a partial record without metrics."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
     prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
     if not prepared.examples:
         raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
+    whole = len(prepared.examples)
+    positions: list[int] = []
+    sample = ""
+    if shard is not None:
+        from .shards import select
+
+        prepared, positions, sample = select(prepared, shard)
     model_name = model or suite.student
     own_backend = backend is None
     lazy = backend or LazyBackend(model_name)
@@ -388,7 +402,6 @@ def run_suite(
         cache_hits=hits,
         cache_misses=total - hits,
     )
-    preds = record.predictions()
     names = [
         *suite.metrics,
         *(b.metric for b in suite.gates),
@@ -399,9 +412,25 @@ def run_suite(
     ]
     if measure_without_rules:
         names.append("latency_overhead")
-    record.metrics = {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}
+    names = list(dict.fromkeys(names))
+    part = ""
+    if shard is None:
+        record.metrics = compute_metrics(record, names)
+    else:
+        from .shards import shard_info
+
+        record.shard = shard_info(
+            record, shard, positions=positions, total=whole, sample=sample, metric_names=names
+        )
+        part = f"-shard{shard.index}of{shard.count}"
     if write_record:
         folder = results_dir or default_results_dir(suite.root)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        save_record(record, folder / f"{suite.name}-{prepared.split}-{stamp}.json")
+        save_record(record, folder / f"{suite.name}-{prepared.split}{part}-{stamp}.json")
     return record
+
+
+def compute_metrics(record: RunRecord, names: Sequence[str]) -> dict[str, float]:
+    """The named metrics of a whole run (never of a shard: see shards.py)."""
+    preds = record.predictions()
+    return {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}

@@ -97,6 +97,11 @@ def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    return make_project(pytester)
+
+
+def make_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temporary project with the sentiment suite and the scripted student."""
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(CONFTEST)
     (pytester.path / "suites").mkdir()
@@ -152,6 +157,11 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
             "*--pld-baseline=PATH*",
             "*--pld-update-baseline*",
             "*--pld-report=PATH*",
+            "*--pld-shard=I/N*",
+            "*--pld-record=PATH*",
+            "*--pld-student-base-url=URL*",
+            "*--pld-student-api-key=KEY*",
+            "*--pld-student-option=KEY=VALUE*",
         ]
     )
     text = result.stdout.str()
@@ -160,7 +170,7 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
     # every option states its default
     block = text[text.index("pytest-pld: instruction-set gates:") :]
     block = block[: block.index("\n\n")]
-    assert block.count("Default:") == 10
+    assert block.count("Default:") == 15
 
 
 def test_without_pld_suite_nothing_is_collected_and_nothing_heavy_is_imported(

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "init",
     "validate",
     "run",
+    "merge",
     "review",
     "ablate",
     "snapshot",

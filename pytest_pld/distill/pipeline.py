@@ -13,6 +13,7 @@ from .. import metrics
 from ..backends import get_backend
 from ..errors import PldError
 from ..instructions import Rule, load_instruction_set_text
+from ..roles import ModelRoles
 from ..suite import Suite
 from ..textio import read_text
 from .answers import MODES, default_mode
@@ -163,8 +164,11 @@ def distill(
     suite: Suite,
     settings: DistillSettings,
     *,
+    roles: ModelRoles | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> Proposal:
+    """`roles`: each model's endpoint and options (default: the openai: backend's own
+    environment variables, OPENAI_BASE_URL / OPENAI_API_KEY, for every role)."""
     settings.check()
     refuse_gate_split(suite, "dev", "distill")  # dev scores the candidate rules
     if settings.rounds:
@@ -183,7 +187,11 @@ def distill(
     base = load_instruction_set_text(base_text, path)
 
     with ledger.phase("embed"):
-        emb = embed([t.rule for t in usable], settings.embedder)
+        emb = embed(
+            [t.rule for t in usable],
+            settings.embedder,
+            role=roles["embedder"] if roles is not None else None,
+        )
     log(f"embedded {len(usable)} rules with {emb.name}")
     with ledger.phase("cluster"):
         clustering = cluster_rules(
@@ -222,13 +230,16 @@ def distill(
     from ..runner import default_cache_path
 
     cache = ResponseCache(default_cache_path(suite.root), mode=settings.cache_mode)
-    teacher = None if no_teacher else CountingTeacher(get_backend(teacher_name), ledger, cache)
+    make_teacher = roles["teacher"].make_backend if roles is not None else get_backend
+    teacher = None if no_teacher else CountingTeacher(make_teacher(teacher_name), ledger, cache)
+    student_model = settings.student or suite.student
     student = Student(
         suite,
-        settings.student or suite.student,
+        student_model,
         ledger,
         cache_mode=settings.cache_mode,
         progress=settings.progress,
+        factory=roles["student"].factory(student_model) if roles is not None else None,
     )
     try:
         with ledger.phase("synthesize"):
