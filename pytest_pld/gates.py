@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import metrics
-from .backends.base import INVALID
 from .clusters import describe, paired_clusters, record_clusters
 from .errors import PldError
+from .labels import INVALID
 from .report import fmt
 from .runner import ExampleResult, RunRecord, load_record, save_record
 from .suite import Bound, RegressionGate

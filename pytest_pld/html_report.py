@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__, charts, metrics
-from .backends.base import INVALID
 from .charts import Series, esc, para, raw_text, section, table
 from .clusters import describe, record_clusters
 from .errors import PldError
 from .html_compare import ablation_section, compare_section
+from .labels import INVALID
 from .report import fmt
 from .stats import WILSON_BELOW
 

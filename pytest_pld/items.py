@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import report
-from .errors import PldError
+from .errors import PldError, did_you_mean
 from .session import Options, State, get_state
 from .suite import Bound, RegressionGate, Suite
 
@@ -46,15 +46,16 @@ class SuiteFile(pytest.File):
             )
 
     def _load(self, o: Options) -> tuple[Suite, RegressionGate | None, Path | None]:
-        from .backends.base import split_name
+        from .backends import split_name
         from .project import resolve_inside
         from .suite import load_suite
 
-        suite = load_suite(self.path, o.root)
+        suite = load_suite(self.path, o.root, data_root=o.data_root)
         split = o.split_for(suite)
         if split not in suite.splits:
             raise PldError(
-                f"--pld-split={split}: the suite has no such split",
+                f"--pld-split={split}: the suite has no such split"
+                f"{did_you_mean(split, suite.splits)}",
                 path=self.path,
                 key="splits",
                 hint=f"its splits: {', '.join(suite.splits)}",
@@ -125,9 +126,10 @@ class SuiteItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def record(self) -> Any:
-        """The suite's run record; a failed run is reported on this item and re-raised."""
+        """The suite's run record; a failed run is reported on this item and re-raised. A
+        shard's partial record skips the gate: metrics exist only for the merged whole."""
         try:
-            return self.state.record_for(self.suite)
+            record = self.state.record_for(self.suite)
         except PldError as exc:
             self.user_properties.extend(
                 report.error_properties(self.suite.name, self.name, str(exc))
@@ -141,6 +143,15 @@ class SuiteItem(pytest.Item):
                 report.error_properties(self.suite.name, self.name, f"{type(exc).__name__}: {exc}")
             )
             raise
+        if record.shard is not None:
+            from .shards import describe
+
+            pytest.skip(
+                f"{describe(record)}; partial run record {report.shown(record.path, self.state.options.root)}"
+                " - gates run on the whole: pld merge the N records, then pytest "
+                f"--pld-suite={self.suite.name} --pld-record=MERGED.json"
+            )
+        return record
 
     def fail_with(self, message: str, details: Sequence[str], record: Any) -> None:
         o = self.state.options

@@ -26,9 +26,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .backends.base import INVALID
-
 __all__ = ["INVALID", "parse_label"]
+
+#: The prediction recorded when a model's answer is not one of the labels. Metrics count it
+#: as wrong (and report its rate); it is never silently replaced by a guess.
+INVALID = "invalid"
 
 # Words and numbers; everything else (punctuation, markdown, underscores, hyphens) separates.
 _WORD = re.compile(r"[^\W_]+")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
-from .backends.base import INVALID
+from .labels import INVALID
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,12 @@ def _limit(text: str) -> int:
         ) from None
 
 
+def _shard(text: str) -> Any:
+    from .cli.options import shard_type
+
+    return shard_type(text)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pld", "pytest-pld: instruction-set gates")
     group.addoption(
@@ -61,7 +67,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--pld-split",
         metavar="SPLIT",
         default=None,
-        help="split to evaluate: train, dev or test. Default: each suite's gate_split (test)",
+        help="split to evaluate: any split the suites declare (train, dev, test, or another "
+        "name such as heldout). Default: each suite's gate_split (test)",
+    )
+    group.addoption(
+        "--pld-data-root",
+        metavar="DIR",
+        default=None,
+        help="read-only folder where suites' data:PATH split paths resolve. Default: "
+        "$PLD_DATA_ROOT, else none (other data paths stay inside the project)",
     )
     group.addoption(
         "--pld-no-cache",
@@ -98,6 +112,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write a Markdown report (gate table, per-class scores) to PATH; it "
         "is also appended to $GITHUB_STEP_SUMMARY when that is set. "
         "Default: none",
+    )
+    group.addoption(
+        "--pld-shard",
+        metavar="I/N",
+        type=_shard,
+        default=None,
+        help="evaluate shard I of N (a stable 1/N of the sample, by example id) into a "
+        "partial run record; the gates are skipped (they run on the whole: pld merge, then "
+        "--pld-record). Default: the whole sample",
+    )
+    group.addoption(
+        "--pld-record",
+        metavar="PATH",
+        default=None,
+        help="gate on this run record (e.g. from pld merge) instead of evaluating; no model "
+        "is called (with several suites: a folder of SUITE.json). Default: evaluate",
+    )
+    group.addoption(
+        "--pld-student-base-url",
+        metavar="URL",
+        default=None,
+        help="the student's OpenAI-compatible endpoint. Default: $PLD_STUDENT_BASE_URL, "
+        "else $OPENAI_BASE_URL",
+    )
+    group.addoption(
+        "--pld-student-api-key",
+        metavar="KEY",
+        default=None,
+        help="the student's API key; prefer $PLD_STUDENT_API_KEY (a flag shows in the "
+        "process list). Default: $PLD_STUDENT_API_KEY, else $OPENAI_API_KEY for its host",
+    )
+    group.addoption(
+        "--pld-student-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a student option (repeatable): temperature, seed, timeout, max_retries, "
+        "max_tokens, concurrency, requests_per_minute. Default: [tool.pld.student] in "
+        "pyproject.toml, else the backend's",
     )
     group.addoption(
         "--pld-power",
@@ -189,6 +242,11 @@ class ActiveSession:
 
         text = markdown(self.state.rows, self.state.options.root)
         self.state.written = write_markdown(text, self.state.options.report)
+
+    def pytest_report_header(self) -> list[str]:
+        from .session import header_lines
+
+        return header_lines(self.state.options)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.state.rows:

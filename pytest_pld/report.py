@@ -372,7 +372,7 @@ def _record_tables(record_path: str) -> list[str]:
 def confusion_markdown(preds: Predictions) -> list[str]:
     """The confusion matrix as a Markdown table: gold labels down, predicted across (with
     `invalid` for answers outside the labels); the diagonal - the correct answers - in bold."""
-    from .backends.base import INVALID
+    from .labels import INVALID
     from .metrics import confusion
 
     matrix = confusion(preds)

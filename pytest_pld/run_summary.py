@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .backends.base import INVALID
 from .clusters import describe, record_clusters
+from .labels import INVALID
 from .report import fmt
 
 if TYPE_CHECKING:

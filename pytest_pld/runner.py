@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
-from .backends.base import Backend, Classification, get_backend, split_name
+from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
 from .clusters import example_clusters
 from .datasets import Example
@@ -30,6 +30,9 @@ from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
 from .textio import read_json_object
 from .yamlio import atomic_write_text
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 RECORD_SCHEMA = 1
 
@@ -68,6 +71,8 @@ class RunRecord:
     cache_misses: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
+    # a shard's partial record: which part of which run (shards.shard_info); no metrics
+    shard: dict[str, Any] | None = None
     path: str | None = None
 
     def predictions(self) -> Predictions:
@@ -188,28 +193,21 @@ class LazyBackend:
         return self._identity
 
     def _cheap_identity(self) -> dict[str, Any] | None:
-        """A local model's identity without importing torch or loading weights, so that a
-        fully cached run never pays for a model it does not call."""
+        """The identity without loading a model (a local model: its pinned weights digest,
+        no torch import), so that a fully cached run never pays for a model it does not call.
+        The registry knows which providers can tell; a custom factory is asked directly."""
         if self._backend is not None or self._factory is not get_backend:
             return None
-        provider, model = split_name(self.name)
-        if provider != "local":
-            return None
-        from .backends.packaged import local_identity
-
-        return local_identity(model)
+        return cheap_identity(self.name)
 
     def token_counter(self) -> Callable[[str], int]:
-        """The backend's `count_tokens`; for a local model not loaded yet, its tokenizer alone
-        (a fraction of a second instead of loading the weights). Raises PldError at once when
-        the model is missing, so callers can fall back to counting characters."""
+        """The backend's `count_tokens`; for a model not loaded yet whose provider can count
+        without it (a local model: its tokenizer alone, a fraction of a second instead of
+        loading the weights). Raises PldError at once when the model is missing, so callers
+        can fall back to counting characters."""
         if self._counter is None:
             if self._backend is None and self._factory is get_backend:
-                provider, model = split_name(self.name)
-                if provider == "local":
-                    from .backends.packaged import local_token_counter
-
-                    self._counter = local_token_counter(model)
+                self._counter = cheap_token_counter(self.name)
             if self._counter is None:
                 self._counter = self.get().count_tokens
         return self._counter
@@ -326,14 +324,23 @@ def run_suite(
     backend: LazyBackend | None = None,
     progress: bool | None = None,
     write_record: bool = True,
+    shard: Shard | None = None,
 ) -> RunRecord:
-    """Evaluate one split of a suite and (by default) write its run record."""
+    """Evaluate one split of a suite and (by default) write its run record. With `shard`,
+    only that part of the (limited) sample, into a partial record without metrics."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
     prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
     if not prepared.examples:
         raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
+    whole = len(prepared.examples)
+    positions: list[int] = []
+    sample = ""
+    if shard is not None:
+        from .shards import select
+
+        prepared, positions, sample = select(prepared, shard)
     # checked before any model call: a suite whose examples lack the key fails at once
     cluster_ids = example_clusters(suite, prepared.examples)
     model_name = model or suite.student
@@ -404,7 +411,6 @@ def run_suite(
         cache_misses=total - hits,
         cluster_key=suite.cluster_key,
     )
-    preds = record.predictions()
     names = [
         *suite.metrics,
         *(b.metric for b in suite.gates),
@@ -415,9 +421,25 @@ def run_suite(
     ]
     if measure_without_rules:
         names.append("latency_overhead")
-    record.metrics = {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}
+    names = list(dict.fromkeys(names))
+    part = ""
+    if shard is None:
+        record.metrics = compute_metrics(record, names)
+    else:
+        from .shards import shard_info
+
+        record.shard = shard_info(
+            record, shard, positions=positions, total=whole, sample=sample, metric_names=names
+        )
+        part = f"-shard{shard.index}of{shard.count}"
     if write_record:
         folder = results_dir or default_results_dir(suite.root)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        save_record(record, folder / f"{suite.name}-{prepared.split}-{stamp}.json")
+        save_record(record, folder / f"{suite.name}-{prepared.split}{part}-{stamp}.json")
     return record
+
+
+def compute_metrics(record: RunRecord, names: Sequence[str]) -> dict[str, float]:
+    """The named metrics of a whole run (never of a shard: see shards.py)."""
+    preds = record.predictions()
+    return {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}

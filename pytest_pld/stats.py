@@ -23,7 +23,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from . import metrics
-from .backends.base import INVALID
+from .labels import INVALID
 from .metrics import ClusterIds, Predictions
 
 #: Below this many examples accuracy and invalid rate get Wilson intervals: the percentile

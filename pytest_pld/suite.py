@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -18,17 +18,27 @@ from .datasets import Example, Loader, registry, split_fraction
 from .errors import PldError, PldErrors, did_you_mean
 from .instructions import InstructionSet, load_instruction_set
 from .plain import freeze
-from .project import resolve_inside
+from .project import check_data_spec, is_data_path, resolve_data, resolve_inside
 from .templating import check_template_field
 from .verdicts import POWER_POLICIES
 from .yamlio import line_of, load_yaml
 
+#: the conventional split names: teach reads train, distill scores rules on dev, the gates
+#: default to test. A suite may declare any other names besides (a held-out set, last month's
+#: traffic) and evaluate them with --split / --pld-split.
 SPLITS = ("train", "dev", "test")
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SPLIT_KEYS = ("path", "fraction", "value")
+SPLIT_FORMS = (
+    "a path, or {path, fraction: [lo, hi]} (rows whose id hashes into [lo, hi)), or "
+    "{path, value: V} (rows whose split_field holds V)"
+)
 TOP_KEYS = {
     "name": "the suite's name (used by --pld-suite)",
     "description": "free text",
     "dataset": "{loader: NAME, options: {...}}",
-    "splits": "train/dev/test -> a path, or {path, fraction: [lo, hi]}",
+    "splits": "split name (train, dev, test or any other) -> a path, or {path, fraction: "
+    "[lo, hi]}, or {path, value: V}; a path data:PATH reads from the data root",
     "labels": "the label set, a list of strings",
     "user_template": "the Jinja template of the per-example user message",
     "instructions": "project-relative path of the instruction set",
@@ -86,8 +96,9 @@ class RegressionGate:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    path: str
+    path: str  # project-relative, or data:PATH under the data root
     fraction: tuple[float, float] = (0.0, 1.0)
+    value: str | None = None  # the rows whose split field holds this value
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class Suite:
     snapshot: str | None = None
     cluster_key: str | None = None
     family: str = "holm"  # correction of the per-class gates' tests: holm | none
+    data_root: Path | None = None  # where data:PATH split paths resolve
 
     @property
     def instructions_path(self) -> Path:
@@ -125,7 +137,9 @@ class Suite:
 
     def split_path(self, split: str) -> Path:
         spec = self._spec(split)
-        return resolve_inside(self.root, spec.path, path=self.path, key=f"splits.{split}")
+        return resolve_data(
+            self.root, self.data_root, spec.path, path=self.path, key=f"splits.{split}"
+        )
 
     def _spec(self, split: str) -> SplitSpec:
         if split not in self.splits:
@@ -143,12 +157,28 @@ class Suite:
         data_path = self.split_path(split)
         if not data_path.exists():
             raise PldError(
-                f"data file {spec.path!r} for split {split!r} is missing",
+                f"data file {spec.path!r} for split {split!r} is missing"
+                + (f" (looked in {data_path})" if is_data_path(spec.path) else ""),
                 path=self.path,
                 key=f"splits.{split}",
-                hint="restore it from git or fix the path",
+                hint="check the data root and the path"
+                if is_data_path(spec.path)
+                else "restore it from git or fix the path",
             )
         examples = _cached_load(self.loader, data_path, self.loader_options)
+        if spec.value is not None:
+            unmarked = [e for e in examples if e.split is None]
+            if unmarked:
+                raise PldError(
+                    f"split {split!r} takes the rows whose split field holds {spec.value!r}, "
+                    f"and {len(unmarked)} rows of {spec.path} have no split field (first: id "
+                    f"{unmarked[0].id!r})",
+                    path=self.path,
+                    key=f"splits.{split}",
+                    hint=f"give every row of {data_path} a "
+                    f"{self.loader_options.get('split_field')!r} value",
+                )
+            examples = [e for e in examples if e.split == spec.value]
         lo, hi = spec.fraction
         if (lo, hi) != (0.0, 1.0):
             examples = [e for e in examples if lo <= split_fraction(e.group or e.id) < hi]
@@ -217,8 +247,11 @@ def resolve_suite_names(root: Path, spec: str, folder: str | Path = "suites") ->
     return paths
 
 
-def load_suite(path: Path, root: Path) -> Suite:
-    """Load and validate a suite file; raises PldErrors listing every problem found."""
+def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suite:
+    """Load and validate a suite file; raises PldErrors listing every problem found.
+
+    `data_root` is where `data:PATH` split paths resolve; without one such a suite still
+    loads, and reading such a split says how to set the root."""
     doc = load_yaml(path)
     errors: list[PldError] = []
 
@@ -355,50 +388,38 @@ def load_suite(path: Path, root: Path) -> Suite:
         if not isinstance(raw_splits, Mapping):
             err("expected a mapping split -> path", doc, "splits", "splits")
         else:
+            split_field = str(loader_options.get("split_field") or "")
             for split, spec in raw_splits.items():
                 where = f"splits.{split}"
-                if split not in SPLITS:
+                if not isinstance(split, str) or not SPLIT_NAME.match(split):
                     err(
-                        f"unknown split{did_you_mean(str(split), SPLITS)}",
+                        f"split name {split!r} is not allowed",
                         raw_splits,
                         split,
                         where,
-                        hint=f"splits: {', '.join(SPLITS)}",
+                        hint="letters, digits, '_', '-' and '.', starting with a letter or "
+                        f"digit (quote one YAML reads as a number); the conventional names are "
+                        f"{', '.join(SPLITS)}",
                     )
                     continue
-                if isinstance(spec, str):
-                    splits[split] = SplitSpec(spec)
-                elif (
-                    isinstance(spec, Mapping)
-                    and "path" in spec
-                    and set(spec) <= {"path", "fraction"}
-                ):
-                    frac = spec.get("fraction", [0.0, 1.0])
-                    if (
-                        not isinstance(frac, list)
-                        or len(frac) != 2
-                        or not all(isinstance(x, (int, float)) for x in frac)
-                        or not 0 <= frac[0] < frac[1] <= 1
-                    ):
-                        err(
-                            "fraction must be [lo, hi] with 0 <= lo < hi <= 1",
-                            spec,
-                            "fraction",
-                            f"{where}.fraction",
-                        )
-                        continue
-                    splits[split] = SplitSpec(str(spec["path"]), (float(frac[0]), float(frac[1])))
-                else:
-                    err("expected a path or {path, fraction: [lo, hi]}", raw_splits, split, where)
+                parsed = _parse_split(spec, raw_splits, split, where, split_field, err)
+                if parsed is None:
                     continue
+                splits[split] = parsed
                 try:
-                    resolve_inside(
-                        root,
-                        splits[split].path,
-                        path=path,
-                        line=line_of(raw_splits, split),
-                        key=where,
-                    )
+                    if is_data_path(parsed.path):
+                        check_data_spec(
+                            parsed.path, path=path, line=line_of(raw_splits, split), key=where
+                        )
+                    if not is_data_path(parsed.path) or data_root is not None:
+                        resolve_data(
+                            root,
+                            data_root,
+                            parsed.path,
+                            path=path,
+                            line=line_of(raw_splits, split),
+                            key=where,
+                        )
                 except PldError as exc:
                     errors.append(exc)
             _check_disjoint(splits, raw_splits, path, errors)
@@ -503,6 +524,56 @@ def load_suite(path: Path, root: Path) -> Suite:
         snapshot=snapshot,
         cluster_key=cluster_key,
         family=family,
+        data_root=data_root,
+    )
+
+
+def _parse_split(
+    spec: Any,
+    node: Any,
+    split: str,
+    where: str,
+    split_field: str,
+    err: Callable[..., None],
+) -> SplitSpec | None:
+    """One entry of `splits:`; reports a malformed one through `err` and returns None."""
+    if isinstance(spec, str):
+        return SplitSpec(spec)
+    if not isinstance(spec, Mapping) or "path" not in spec or not set(spec) <= set(SPLIT_KEYS):
+        err(f"expected {SPLIT_FORMS}", node, split, where)
+        return None
+    frac = spec.get("fraction", [0.0, 1.0])
+    if (
+        not isinstance(frac, list)
+        or len(frac) != 2
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in frac)
+        or not 0 <= frac[0] < frac[1] <= 1
+    ):
+        err(
+            "fraction must be [lo, hi] with 0 <= lo < hi <= 1",
+            spec,
+            "fraction",
+            f"{where}.fraction",
+        )
+        return None
+    value = spec.get("value")
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            err("value must be a non-empty string", spec, "value", f"{where}.value")
+            return None
+        if not split_field:
+            err(
+                "value selects rows by their split column, and the loader has no split_field",
+                spec,
+                "value",
+                f"{where}.value",
+                hint="set dataset.options.split_field to the column that names each row's split",
+            )
+            return None
+    return SplitSpec(
+        str(spec["path"]),
+        (float(frac[0]), float(frac[1])),
+        None if value is None else str(value).strip(),
     )
 
 
@@ -514,7 +585,7 @@ def _check_disjoint(
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             sa, sb = splits[a], splits[b]
-            if sa.path != sb.path:
+            if sa.path != sb.path or sa.value != sb.value:
                 continue
             if sa.fraction[0] < sb.fraction[1] and sb.fraction[0] < sa.fraction[1]:
                 errors.append(

@@ -13,13 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .backends.base import (
-    Classification,
-    Generation,
-    Message,
-    register_provider,
-    unregister_provider,
-)
+from .backends import register_provider, unregister_provider
+from .backends.base import Classification, Generation, Message
 
 ClassifyFn = Callable[[str, str, Sequence[str]], str]
 GenerateFn = Callable[[Sequence[Message]], str]

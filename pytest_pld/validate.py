@@ -41,8 +41,9 @@ def kind_of(path: Path) -> str:
     return "suite" if isinstance(doc, dict) and "dataset" in doc else "instructions"
 
 
-def validate_file(path: Path, root: Path) -> str:
-    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError."""
+def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> str:
+    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError.
+    `data_root` is where the suite's `data:PATH` split paths resolve."""
     from .instructions import load_instruction_set
     from .render import render_system_prompt, render_user_message
     from .suite import example_fields, load_suite
@@ -52,7 +53,7 @@ def validate_file(path: Path, root: Path) -> str:
     if kind_of(path) == "instructions":
         iset = load_instruction_set(path, root=root)
         return f"instructions v{iset.version} ({len(iset.rules)} rules)"
-    suite = load_suite(path, root)
+    suite = load_suite(path, root, data_root=data_root)
     render_system_prompt(suite.load_instructions(), suite.labels, root)
     for example in suite.load_examples(suite.gate_split, limit=1):
         render_user_message(suite.user_template, example_fields(example), where=str(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pld.backends.base import INVALID, Classification, Generation, Message
+from pytest_pld.backends.base import Classification, Generation, Message
 from pytest_pld.backends.openai_backend import OpenAIBackend
 from pytest_pld.cache import (
     CacheRebuiltWarning,
@@ -20,6 +20,7 @@ from pytest_pld.cache import (
     make_key,
 )
 from pytest_pld.errors import PldError
+from pytest_pld.labels import INVALID
 
 IDENTITY = {
     "provider": "local",

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pld.backends.base import INVALID
 from pytest_pld.errors import PldError
 from pytest_pld.gates import (
     GateResult,
@@ -20,6 +19,7 @@ from pytest_pld.gates import (
     evaluate_regression,
     write_baseline,
 )
+from pytest_pld.labels import INVALID
 from pytest_pld.runner import ExampleResult, RunRecord, load_record
 from pytest_pld.suite import Bound, RegressionGate, load_suite, parse_bound
 

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from pytest_pld.ablate import Ablation, Effect, RuleAblation, format_json, load_ablation
-from pytest_pld.backends.base import INVALID
 from pytest_pld.charts import CELL_H, CELL_W, HEATMAP_HIGH
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
 from pytest_pld.html_report import build_html, write_html
+from pytest_pld.labels import INVALID
 from pytest_pld.report import Row, markdown
 from pytest_pld.runner import ExampleResult, RunRecord, save_record
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_pld.backends.base import INVALID
-from pytest_pld.labels import parse_label
+from pytest_pld.labels import INVALID, parse_label
 
 NLI = ["Entailment", "Contradiction", "NotMentioned"]
 STEREO = ["stereotype", "anti-stereotype", "unrelated"]

@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics as skm
 
 from pytest_pld import metrics
-from pytest_pld.backends.base import INVALID
+from pytest_pld.labels import INVALID
 from pytest_pld.metrics import Predictions
 
 LABELS = ("a", "b", "c")

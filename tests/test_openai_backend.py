@@ -3,8 +3,8 @@
 Two kinds of tests:
 
 - Protocol tests run against a small scripted HTTP server on 127.0.0.1 (`http.server` in a
-  thread). They check the backend's control flow - retries, backoff, error messages, fallbacks,
-  ordering, key hygiene - over real HTTP. The scripted replies stand in for a *server's
+  thread). They check the backend's control flow - retries (the openai SDK's, configured by the
+  backend), error messages, fallbacks, ordering, key hygiene - over real HTTP. The scripted replies stand in for a *server's
   behaviour* (a 429, a 503, a garbage body), never for a model's judgement.
 - Integration tests (`-m integration`) start a real `transformers serve` with SmolLM2-135M and
   drive the backend against it, including a server killed mid-run and off-label answers.
@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_pld.backends import get_backend
-from pytest_pld.backends.base import INVALID, Backend, Classification, Message
+from pytest_pld.backends.base import Backend, Classification, Message
 from pytest_pld.backends.openai_backend import OpenAIBackend, public_url
 from pytest_pld.cache import ResponseCache, classify_key
 from pytest_pld.errors import PldError
+from pytest_pld.labels import INVALID
 
 if TYPE_CHECKING:
     from conftest import ServedModel
@@ -163,7 +164,6 @@ def make_backend(server: ScriptedServer) -> Iterator[Callable[..., OpenAIBackend
         options = {
             "base_url": server.base_url,
             "api_key": SECRET,
-            "backoff": 0.01,
             "timeout": 5,
             **options,
         }
@@ -176,7 +176,11 @@ def make_backend(server: ScriptedServer) -> Iterator[Callable[..., OpenAIBackend
         b.close()
 
 
-def status(code: int, message: str = "nope", **headers: str) -> Reply:
+def status(code: int, message: str = "nope", *, wait_ms: int | None = 10, **headers: str) -> Reply:
+    """An error reply. By default it asks for a 10 ms wait before a retry (`retry-after-ms`,
+    which the SDK honours), so that retry tests do not sleep through the SDK's backoff."""
+    if wait_ms is not None:
+        headers = {"retry-after-ms": str(wait_ms), **headers}
     return Reply(status=code, body={"error": {"message": message, "type": "x"}}, headers=headers)
 
 
@@ -406,27 +410,30 @@ def test_retryable_statuses_are_retried(
     assert len(server.requests) == 2
 
 
-def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after(
+def test_retries_honour_the_servers_retry_after_and_back_off_without_it(
     server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
 ) -> None:
-    b = make_backend(backoff=0.1, backoff_max=10, max_retries=5)
-    slept: list[float] = []
-    b._sleep = slept.append  # record the schedule instead of waiting
     server.queue.extend(
-        [
-            status(503),
-            status(503),
-            status(503),
-            status(429, **{"Retry-After": "2"}),
-            Reply(body=completion("Entailment")),
-        ]
+        [status(429, wait_ms=None, **{"Retry-After": "1"}), status(503, wait_ms=None)]
     )
-    b.classify("s", "u", NLI)
-    assert len(slept) == 4
-    for attempt, delay in enumerate(slept[:3]):
-        full = 0.1 * 2**attempt
-        assert full / 2 <= delay <= full
-    assert slept[3] == 2.0
+    started = time.monotonic()
+    assert make_backend(max_retries=2).classify("s", "u", NLI).label == "Entailment"
+    elapsed = time.monotonic() - started
+    # 1 s asked for by the server, then the SDK's first backoff (0.5 s less up to 25% jitter)
+    assert 1.0 + 0.375 <= elapsed < 5, elapsed
+    counts = [r["headers"].get("x-stainless-retry-count") for r in server.requests]
+    assert counts == ["0", "1", "2"]
+
+
+def test_a_server_that_says_do_not_retry_is_reported_after_one_attempt(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    server.default = status(503, "down for maintenance", **{"x-should-retry": "false"})
+    with pytest.raises(PldError) as err:
+        make_backend(max_retries=3).classify("s", "u", NLI)
+    text = str(err.value)
+    assert "HTTP 503 (service unavailable)" in text and "attempts" not in text
+    assert len(server.requests) == 1
 
 
 def test_exhausted_retries_name_the_server_status_and_what_to_do(
@@ -496,7 +503,7 @@ def test_a_refused_connection_is_an_error_naming_the_url() -> None:
     port = _closed_port()
     url = f"http://127.0.0.1:{port}/v1"
     with (
-        OpenAIBackend("m", base_url=url, api_key=SECRET, backoff=0.01, max_retries=2) as b,
+        OpenAIBackend("m", base_url=url, api_key=SECRET, max_retries=2) as b,
         pytest.raises(PldError) as err,
     ):
         list(b.classify_many("s", ["u1", "u2"], NLI))
@@ -774,7 +781,6 @@ def test_a_server_killed_mid_run_is_an_error_after_the_finished_results(
             base_url=served.base_url,
             concurrency=2,
             max_retries=2,
-            backoff=0.1,
             timeout=30,
         ) as b,
         ResponseCache(tmp_path / "cache.sqlite") as cache,

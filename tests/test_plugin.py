@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -97,6 +98,11 @@ def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    return make_project(pytester)
+
+
+def make_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temporary project with the sentiment suite and the scripted student."""
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(CONFTEST)
     (pytester.path / "suites").mkdir()
@@ -146,11 +152,17 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
             "*--pld-model=PROVIDER:MODEL*",
             "*--pld-limit=N*",
             "*--pld-split=SPLIT*",
+            "*--pld-data-root=DIR*",
             "*--pld-no-cache*",
             "*--pld-results=DIR*",
             "*--pld-baseline=PATH*",
             "*--pld-update-baseline*",
             "*--pld-report=PATH*",
+            "*--pld-shard=I/N*",
+            "*--pld-record=PATH*",
+            "*--pld-student-base-url=URL*",
+            "*--pld-student-api-key=KEY*",
+            "*--pld-student-option=KEY=VALUE*",
             "*--pld-power={warn,fail}*",
         ]
     )
@@ -160,8 +172,9 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
     # every option states its default
     block = text[text.index("pytest-pld: instruction-set gates:") :]
     block = block[: block.index("\n\n")]
-    assert block.count("  --pld-") >= 10
-    assert block.count("Default:") == block.count("  --pld-")
+    options = re.findall(r"^  --pld-", block, flags=re.MULTILINE)
+    assert len(options) == 16
+    assert block.count("Default:") == len(options)
 
 
 def test_without_pld_suite_nothing_is_collected_and_nothing_heavy_is_imported(
@@ -278,6 +291,51 @@ def test_a_broken_suite_is_a_collection_error_never_a_pass(
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ERROR collecting suites/sentiment.yaml*", *expected])
     assert "Traceback" not in result.stdout.str()
+    assert calls(project) == 0
+
+
+def held_out(project: pytest.Pytester, tmp_path: Path) -> Path:
+    """The suite gains a `heldout` split read from a data root outside the project."""
+    edit(
+        project,
+        "suites/sentiment.yaml",
+        "splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl}",
+        "splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl, heldout: data:h/held.jsonl}",
+    )
+    root = tmp_path / "mounted"
+    (root / "h").mkdir(parents=True)
+    rows = [{"id": f"h{i}", "text": "t", "hint": "pos", "label": "pos"} for i in range(5)]
+    (root / "h" / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_a_heldout_split_under_a_data_root_is_gated_like_any_other(
+    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = held_out(project, tmp_path)
+    result = project.runpytest(
+        "--pld-suite=sentiment", "--pld-split=heldout", f"--pld-data-root={root}", "-k", "accuracy"
+    )
+    result.assert_outcomes(passed=1)
+    assert calls(project) == 5  # the five held-out rows, nothing else
+    monkeypatch.setenv("PLD_DATA_ROOT", str(root))
+    result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldout", "-k", "accuracy")
+    result.assert_outcomes(passed=1)
+
+
+def test_split_and_data_root_mistakes_stop_the_run_before_any_model_call(
+    project: pytest.Pytester, tmp_path: Path
+) -> None:
+    root = held_out(project, tmp_path)
+    result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldot")
+    result.stdout.fnmatch_lines(["*no such split (did you mean 'heldout'?)*"])
+    result = project.runpytest("--pld-suite=sentiment", "--pld-split=heldout", "-k", "accuracy")
+    result.stdout.fnmatch_lines(
+        ["*reads from the data root, and none is set*", "*--pld-data-root*"]
+    )
+    result = project.runpytest("--pld-suite=sentiment", f"--pld-data-root={root}/missing")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--pld-data-root: the data root * does not exist*"])
     assert calls(project) == 0
 
 

@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 from test_metrics import LABELS, random_preds
 
 from pytest_pld import metrics, stats
-from pytest_pld.backends.base import INVALID
+from pytest_pld.labels import INVALID
 from pytest_pld.metrics import Predictions
 
 Z95, Z80 = 1.6448536269514722, 0.8416212335729143  # one-sided 95% and 80% normal quantiles

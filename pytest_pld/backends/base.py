@@ -1,31 +1,16 @@
-"""The backend protocol shared by students (classify) and teachers (generate)."""
+"""The backend protocol shared by students (classify) and teachers (generate), and its result
+types.
+
+This module names no concrete backend: the registry that turns `provider:model` names into
+backends is the package itself (`pytest_pld.backends`), and the label logic (`INVALID`, answer
+parsing) is `pytest_pld.labels`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-
-from ..errors import PldError, did_you_mean
-
-#: The prediction recorded when a model's answer is not one of the labels. Metrics count it
-#: as wrong (and report its rate); it is never silently replaced by a guess.
-INVALID = "invalid"
-
-PROVIDERS = ("local", "openai")
-
-# Extra providers registered at run time (a team's own backend, or a scripted one in unit
-# tests of control flow): prefix -> factory(model, **options).
-_EXTRA_PROVIDERS: dict[str, Any] = {}
-
-
-def register_provider(prefix: str, factory: Any) -> None:
-    """Make `prefix:model` names create backends with `factory(model, **options)`."""
-    _EXTRA_PROVIDERS[prefix] = factory
-
-
-def unregister_provider(prefix: str) -> None:
-    _EXTRA_PROVIDERS.pop(prefix, None)
 
 
 @dataclass(frozen=True)
@@ -87,46 +72,3 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release resources (threads, HTTP pools)."""
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    provider: str
-    model: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.provider}:{self.model}"
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """'local:qwen' -> ('local', 'qwen'); errors say which providers exist."""
-    provider, sep, model = name.partition(":")
-    if not sep or not model:
-        raise PldError(
-            f"backend {name!r} must read provider:model",
-            hint=f"providers: {', '.join(PROVIDERS)}; "
-            "for example local:qwen2.5-coder-0.5b-instruct",
-        )
-    known = (*PROVIDERS, *_EXTRA_PROVIDERS)
-    if provider not in known:
-        raise PldError(
-            f"unknown provider {provider!r}{did_you_mean(provider, known)}",
-            hint=f"providers: {', '.join(known)}",
-        )
-    return provider, model
-
-
-def get_backend(name: str, **options: Any) -> Backend:
-    """Create a backend by name. Heavy imports happen here, not at package import."""
-    provider, model = split_name(name)
-    if provider in _EXTRA_PROVIDERS:
-        return _EXTRA_PROVIDERS[provider](model, **options)  # type: ignore[no-any-return]
-    if provider == "local":
-        from .local import LocalBackend
-
-        return LocalBackend(model, **options)
-    from .openai_backend import OpenAIBackend
-
-    return OpenAIBackend(model, **options)

@@ -1,7 +1,8 @@
 """The `openai:` backend: any OpenAI-compatible chat-completions server.
 
-OpenAI itself, vLLM, Ollama, llama.cpp's server, `transformers serve`. The base URL and key come
-from the arguments (the suite) or from OPENAI_BASE_URL / OPENAI_API_KEY.
+OpenAI itself, vLLM, Ollama, llama.cpp's server, `transformers serve`. The server's URL and key
+come from OPENAI_BASE_URL and OPENAI_API_KEY in the environment (a suite file can set neither:
+keys and URLs belong to the CI's secrets); the Python API also takes them as arguments.
 
 Behaviour worth knowing:
 
@@ -10,10 +11,13 @@ Behaviour worth knowing:
   never a crash and never a guess.
 - Requests run on a pool of `concurrency` threads; results come back in input order. At most
   `2 * concurrency` requests are in flight, so when a run fails, little finished work is lost.
-- Retries are ours, not the client's (the client runs with `max_retries=0`): exponential backoff
-  with jitter on 408, 409, 429, 5xx, timeouts and connection errors, honouring Retry-After up to
-  `backoff_max`. When they run out the backend raises a PldError naming the server, the status
-  and what to do; results yielded before that are the runner's to cache, so a re-run resumes.
+- Retries are the openai SDK's own (`max_retries`, `timeout` on the client): exponential
+  backoff with jitter (0.5 s doubling, at most 8 s) on 408, 409, 429, 5xx, timeouts and
+  connection errors, honouring the server's Retry-After. When they run out the backend raises
+  a PldError naming the server, the status, the attempts and what to do; results yielded before
+  that are the runner's to cache, so a re-run resumes. A request already retrying when the run
+  fails finishes its own retries in its thread (at most `max_retries` waits of at most 8 s);
+  requests not started yet are dropped.
 - The API key is sent to the server and nowhere else: not in `identity()`, reprs, log lines
   or error messages (server error text is masked before it is shown).
 - `count_tokens` is approximate (one token per 4 characters, rounded up) unless a `tokenizer`
@@ -27,13 +31,11 @@ import json
 import logging
 import math
 import os
-import random
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,7 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: Placeholder key for local servers that do not check one (vLLM and llama.cpp accept any).
 NO_KEY = "no-key"
-RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
+#: Statuses the SDK retries (with every 5xx); an error after them says how many attempts it made.
+RETRY_STATUS = frozenset({408, 409, 429})
 _CHARS_PER_TOKEN = 4
 _SNIPPET = 300
 
@@ -71,7 +74,7 @@ def public_url(url: str) -> str:
 
 
 class _Stopped(Exception):
-    """The surrounding run gave up; a request still retrying stops quietly."""
+    """The surrounding run gave up before this request started."""
 
 
 class OpenAIBackend:
@@ -91,8 +94,6 @@ class OpenAIBackend:
         seed: int | None = 0,
         temperature: float | None = 0.0,
         max_tokens: int = 8,
-        backoff: float = 0.5,
-        backoff_max: float = 30.0,
         revision: str | None = None,
         tokenizer: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
@@ -114,7 +115,7 @@ class OpenAIBackend:
                 raise PldError(
                     "no API key for api.openai.com",
                     hint="set OPENAI_API_KEY in the environment (never in the suite "
-                    "file), or set base_url to a local OpenAI-compatible server",
+                    "file), or point OPENAI_BASE_URL at a local OpenAI-compatible server",
                 )
             key = NO_KEY
         self._api_key = key
@@ -122,22 +123,16 @@ class OpenAIBackend:
         _check_number("max_retries", max_retries, low=0, integer=True)
         _check_number("concurrency", concurrency, low=1, integer=True)
         _check_number("max_tokens", max_tokens, low=1, integer=True)
-        _check_number("backoff", backoff, low=0)
-        _check_number("backoff_max", backoff_max, low=0)
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.concurrency = int(concurrency)
         self.seed = seed
         self.temperature = temperature
         self.max_tokens = int(max_tokens)
-        self.backoff = float(backoff)
-        self.backoff_max = float(backoff_max)
         self.revision = revision
         self.extra_body = dict(extra_body) if extra_body else None
         self._tokenizer_name = tokenizer
         self._tokenizer: Any = None
-        self._sleep = time.sleep  # replaced in tests that check the backoff schedule
-        self._random = random.Random()
         # Learned from the server: whether it takes response_format json_schema, and whether
         # it wants max_completion_tokens instead of max_tokens (OpenAI's reasoning models).
         self._json_schema_ok = True
@@ -153,7 +148,10 @@ class OpenAIBackend:
             ) from exc
         self._openai = openai
         self._client = openai.OpenAI(
-            api_key=key, base_url=self._raw_base_url, timeout=self.timeout, max_retries=0
+            api_key=key,
+            base_url=self._raw_base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
         )
 
     # -- the Backend protocol ----------------------------------------------------------------
@@ -201,8 +199,8 @@ class OpenAIBackend:
                 fill()
                 yield result
         finally:
-            # Normal end, an error, Ctrl-C or a consumer that stopped early: requests still
-            # queued are dropped and those retrying give up at their next wait.
+            # Normal end, an error, Ctrl-C or a consumer that stopped early: requests not
+            # started yet are dropped (a request in flight finishes in its thread).
             stop.set()
             for fut in window:
                 fut.cancel()
@@ -317,9 +315,11 @@ class OpenAIBackend:
         total: int,
         stop: threading.Event | None,
     ) -> Classification:
+        if stop is not None and stop.is_set():
+            raise _Stopped()
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         what = f"request {index + 1} of {total}" if total > 1 else "request"
-        resp, latency = self._complete(self._params(msgs, self.max_tokens), what=what, stop=stop)
+        resp, latency = self._complete(self._params(msgs, self.max_tokens), what=what)
         text, _finish, prompt_tokens, completion_tokens = self._read(resp, msgs)
         label = parse_label(text, labels)
         return Classification(
@@ -331,13 +331,16 @@ class OpenAIBackend:
             completion_tokens=completion_tokens,
         )
 
-    def _complete(
-        self, params: dict[str, Any], *, what: str, stop: threading.Event | None = None
-    ) -> tuple[Any, float]:
-        """One chat completion with retries; adapts once to servers that want other fields."""
+    def _complete(self, params: dict[str, Any], *, what: str) -> tuple[Any, float]:
+        """One chat completion (the SDK retries); adapts once to servers that want other
+        fields. Returns the completion and the latency of the attempt that answered."""
         openai = self._openai
         try:
-            return self._with_retries(params, what=what, stop=stop)
+            raw = self._client.chat.completions.with_raw_response.create(**params)
+            resp = raw.parse()
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+            shown = exc.doc if isinstance(exc, json.JSONDecodeError) else str(exc.body)
+            raise self._garbage_error(shown) from None
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             message = _server_message(exc)
             if "response_format" in params:
@@ -350,60 +353,13 @@ class OpenAIBackend:
                 self._max_tokens_field = "max_completion_tokens"
                 params = dict(params)
                 params["max_completion_tokens"] = params.pop("max_tokens")
-                return self._complete(params, what=what, stop=stop)
-            raise self._status_error(exc, what, attempts=1) from None
+                return self._complete(params, what=what)
+            raise self._status_error(exc, what) from None
         except openai.APIStatusError as exc:
-            raise self._status_error(exc, what, attempts=1) from None
-
-    def _with_retries(
-        self, params: dict[str, Any], *, what: str, stop: threading.Event | None
-    ) -> tuple[Any, float]:
-        openai = self._openai
-        attempt = 0
-        while True:
-            if stop is not None and stop.is_set():
-                raise _Stopped()
-            started = time.perf_counter()
-            try:
-                resp = self._client.chat.completions.create(**params)
-                return resp, time.perf_counter() - started
-            except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
-                shown = exc.doc if isinstance(exc, json.JSONDecodeError) else str(exc.body)
-                raise self._garbage_error(shown) from None
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                if not (status in RETRY_STATUS or status >= 500):
-                    raise
-                if attempt >= self.max_retries:
-                    raise self._status_error(exc, what, attempts=attempt + 1) from None
-                reason = f"status {status}"
-                retry_after = _retry_after(exc.response.headers)
-            except openai.APIConnectionError as exc:  # includes APITimeoutError
-                if attempt >= self.max_retries:
-                    raise self._connection_error(exc, what, attempts=attempt + 1) from None
-                reason = (
-                    "timeout" if isinstance(exc, openai.APITimeoutError) else "connection error"
-                )
-                retry_after = None
-            delay = min(self.backoff_max, self.backoff * 2**attempt)
-            delay *= self._random.uniform(0.5, 1.0)
-            if retry_after is not None and retry_after <= self.backoff_max:
-                delay = max(delay, retry_after)
-            attempt += 1
-            log.info(
-                "%s to %s: %s, retry %d of %d in %.2f s",
-                what,
-                self.base_url,
-                reason,
-                attempt,
-                self.max_retries,
-                delay,
-            )
-            if stop is not None:
-                if stop.wait(delay):
-                    raise _Stopped()
-            else:
-                self._sleep(delay)
+            raise self._status_error(exc, what) from None
+        except openai.APIConnectionError as exc:  # includes APITimeoutError
+            raise self._connection_error(exc, what) from None
+        return resp, raw.elapsed.total_seconds()
 
     def _read(self, resp: Any, messages: list[dict[str, str]]) -> tuple[str, str | None, int, int]:
         """Text, finish reason and token counts of a completion; garbage is a clear error."""
@@ -437,13 +393,14 @@ class OpenAIBackend:
         return PldError(
             f"{self.name}: the server at {self.base_url} returned something that is not a "
             f"chat completion: {self._mask(shown)[:_SNIPPET]!r}",
-            hint="check that base_url points at an OpenAI-compatible endpoint (it usually "
-            "ends in /v1) and that the server is healthy",
+            hint="check that OPENAI_BASE_URL points at an OpenAI-compatible endpoint (it "
+            "usually ends in /v1) and that the server is healthy",
         )
 
-    def _status_error(self, exc: Any, what: str, *, attempts: int) -> PldError:
+    def _status_error(self, exc: Any, what: str) -> PldError:
         status = exc.status_code
         detail = self._mask(_server_message(exc))[:_SNIPPET]
+        attempts = self._attempts(exc)
         tried = f" after {attempts} attempts" if attempts > 1 else ""
         message = (
             f"{self.name}: the server at {self.base_url} answered HTTP {status}"
@@ -463,7 +420,7 @@ class OpenAIBackend:
         elif status == 404:
             hint = (
                 f"check the model name {self.model!r} (GET {self.base_url}/models lists "
-                "what the server has) and that base_url ends in /v1"
+                "what the server has) and that OPENAI_BASE_URL ends in /v1"
             )
         else:
             hint = (
@@ -473,10 +430,11 @@ class OpenAIBackend:
             )
         return PldError(message, hint=hint)
 
-    def _connection_error(self, exc: Any, what: str, *, attempts: int) -> PldError:
+    def _connection_error(self, exc: Any, what: str) -> PldError:
         openai = self._openai
         cause = exc.__cause__ or exc.__context__
         detail = self._mask(str(cause) if cause else str(exc))[:_SNIPPET]
+        attempts = self._attempts(exc)
         tried = f" ({attempts} attempts)" if attempts > 1 else ""
         if isinstance(exc, openai.APITimeoutError):
             message = (
@@ -493,11 +451,21 @@ class OpenAIBackend:
                 f"{self.base_url}{tried}: {detail or 'connection error'}"
             )
             hint = (
-                "start the server, or point base_url (the suite) or OPENAI_BASE_URL at a "
-                "running one; results that finished are kept in the response cache, so "
-                "re-running resumes"
+                "start the server, or point OPENAI_BASE_URL at a running one; results that "
+                "finished are kept in the response cache, so re-running resumes"
             )
         return PldError(message, hint=hint)
+
+    def _attempts(self, exc: Any) -> int:
+        """How many requests the SDK sent: it numbers its retries in a request header. Without
+        that header: every attempt where the SDK retries, one where it does not."""
+        request = getattr(exc, "request", None)
+        try:
+            return int(request.headers["x-stainless-retry-count"]) + 1  # type: ignore[union-attr]
+        except (AttributeError, KeyError, TypeError, ValueError):
+            status = getattr(exc, "status_code", None)
+            retried = status is None or status in RETRY_STATUS or status >= 500
+            return self.max_retries + 1 if retried else 1
 
 
 class _SchemaRejected(Exception):
@@ -572,37 +540,7 @@ def _server_message(exc: Any) -> str:
 
 
 def _status_name(status: int) -> str:
-    names = {
-        400: "bad request",
-        401: "unauthorized",
-        403: "forbidden",
-        404: "not found",
-        408: "request timeout",
-        409: "conflict",
-        413: "payload too large",
-        422: "unprocessable",
-        429: "rate limited",
-        500: "internal server error",
-        502: "bad gateway",
-        503: "service unavailable",
-        504: "gateway timeout",
-    }
-    return f" ({names[status]})" if status in names else ""
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait (retry-after-ms, retry-after seconds or date)."""
     try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return float(ms) / 1000
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, OverflowError):
-        return None
+        return f" ({HTTPStatus(status).phrase.lower()})"
+    except ValueError:  # a status the standard library does not name
+        return ""

@@ -18,14 +18,17 @@ from .. import __version__
 from ..errors import PldError
 
 COMMAND_MODULES = (
+    "init",
     "validate",
     "run",
+    "merge",
     "review",
     "compare",
     "ablate",
     "snapshot",
     "distill",
     "report",
+    "models",
 )
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .options import (
+    add_data_root_option,
     add_limit_option,
     add_model_option,
     add_resamples_option,
@@ -19,7 +20,7 @@ from .options import (
 def cmd_ablate(args: argparse.Namespace) -> int:
     from ..ablate import ablate, format_json, format_markdown, format_text
 
-    suite = load_suite_by_name(project_root(args), args.suite)
+    suite = load_suite_by_name(project_root(args), args.suite, args)
     mode = "off" if args.no_cache else "use"
     result = ablate(
         suite,
@@ -71,4 +72,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_resamples_option(p)
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_ablate)

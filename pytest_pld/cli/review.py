@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_limit_option, add_resamples_option, add_root_option, project_root
+from .options import (
+    add_data_root_option,
+    add_limit_option,
+    add_resamples_option,
+    add_root_option,
+    data_root,
+    project_root,
+)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -22,6 +29,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         run=not args.no_run,
         tokens=not args.no_tokens,
         resamples=args.resamples,
+        data_root=data_root(args),
     )
     result = review(
         project_root(args),
@@ -93,4 +101,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_resamples_option(p)
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_review)

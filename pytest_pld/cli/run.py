@@ -9,14 +9,19 @@ from pathlib import Path
 
 from ..errors import PldError
 from .options import (
+    add_data_root_option,
     add_limit_option,
     add_model_option,
     add_resamples_option,
+    add_role_options,
     add_root_option,
     add_suite_argument,
+    data_root,
     load_suite_by_name,
     positive_int,
     project_root,
+    roles_from_args,
+    shard_type,
 )
 
 
@@ -24,6 +29,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
     from ..suite import find_suites, load_suite
 
     root = project_root(args)
+    where = data_root(args)
     found = find_suites(root)
     if not found:
         print(f"no suites in {root / 'suites'}")
@@ -31,7 +37,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
     status = 0
     for name, path in found.items():
         try:
-            suite = load_suite(path, root)
+            suite = load_suite(path, root, data_root=where)
         except PldError as exc:
             print(f"{name}: invalid\n{exc}", file=sys.stderr)
             status = 1
@@ -40,11 +46,17 @@ def cmd_suites(args: argparse.Namespace) -> int:
             f"{name}  ({suite.loader.name}; labels: {', '.join(suite.labels)}; "
             f"student {suite.student}; gates on {suite.gate_split})"
         )
+        width = max(5, *(len(split) for split in suite.splits))
         for split in suite.splits:
-            examples = suite.load_examples(split)
+            try:
+                examples = suite.load_examples(split)
+            except PldError as exc:  # one unreadable split (no data root set) hides no other
+                print(f"  {split:<{width}}     ? examples: {exc}", file=sys.stderr)
+                status = 1
+                continue
             counts = Counter(e.label for e in examples)
             dist = ", ".join(f"{label} {counts.get(label, 0)}" for label in suite.labels)
-            print(f"  {split:<5} {len(examples):>5} examples: {dist}")
+            print(f"  {split:<{width}} {len(examples):>5} examples: {dist}")
     return status
 
 
@@ -52,7 +64,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from ..runner import LazyBackend, prepare, size_counter
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     split = args.split or suite.gate_split
     examples = suite.load_examples(split)
     if args.example >= len(examples):
@@ -83,10 +95,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..runner import run_suite
+    from ..runner import LazyBackend, run_suite
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
+    roles = roles_from_args(args, root)
+    model = args.model or suite.student
+    if args.show_config:
+        print("\n".join(roles.lines({"student": model})))
+        return 0
     mode = "off" if args.no_cache else "refresh" if args.refresh_cache else "use"
     iset = None
     if args.instructions is not None:
@@ -100,17 +117,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ..shots import with_shots
 
         iset = with_shots(suite, iset or suite.load_instructions(), args.shots, args.seed)
-    record = run_suite(
-        suite,
-        split=args.split,
-        limit=args.limit,
-        model=args.model,
-        cache_mode=mode,
-        measure_without_rules=args.without_rules,
-        results_dir=args.results,
-        progress=None,
-        instructions=iset,
-    )
+    lazy = LazyBackend(model, roles["student"].factory(model))
+    try:
+        record = run_suite(
+            suite,
+            split=args.split,
+            limit=args.limit,
+            model=model,
+            cache_mode=mode,
+            measure_without_rules=args.without_rules,
+            results_dir=args.results,
+            progress=None,
+            instructions=iset,
+            backend=lazy,
+            shard=args.shard,
+        )
+    finally:
+        lazy.close()
+    if record.shard is not None:
+        from ..shards import describe
+
+        print(describe(record))
+        print(
+            f"  cache hits {record.cache_hits}, model calls {record.cache_misses}, "
+            f"{record.duration_s:.1f} s; metrics are computed on the whole run: pld merge "
+            "the records of every shard"
+        )
+        print(f"partial run record: {record.path}")
+        return 0
     from ..run_summary import summarize, summary_lines
 
     m = record.metrics
@@ -142,6 +176,7 @@ def _split_option(parser: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("suites", help="list suites with split sizes and label distributions")
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_suites)
 
     p = sub.add_parser(
@@ -169,6 +204,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-tokens", action="store_true", help="do not load a tokenizer; print character counts"
     )
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser(
@@ -218,6 +254,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="k-shot baseline: add K random train examples to the prompt",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --shots (default: 0)")
+    p.add_argument(
+        "--shard",
+        type=shard_type,
+        default=None,
+        metavar="I/N",
+        help="evaluate only shard I of N (a stable 1/N of the sample, by example id) into a "
+        "partial run record; `pld merge` joins the N parts and computes the metrics",
+    )
+    add_role_options(p, ("student",))
     add_resamples_option(p)
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_run)

@@ -9,16 +9,17 @@ from pathlib import Path
 from ..errors import PldError, PldErrors
 from ..project import shown
 from ..validate import files_to_check, validate_file
-from .options import add_root_option, project_root
+from .options import add_data_root_option, add_root_option, data_root, project_root
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     root = project_root(args)
     paths = files_to_check(args.paths, root)
+    where = data_root(args)
     failures = 0
     for path in paths:
         try:
-            kind = validate_file(path, root)
+            kind = validate_file(path, root, data_root=where)
         except PldError as exc:
             failures += 1
             for error in exc.errors if isinstance(exc, PldErrors) else [exc]:
@@ -45,4 +46,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="files or folders to check (default: instructions/ and suites/)",
     )
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_validate)

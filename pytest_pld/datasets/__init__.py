@@ -6,13 +6,19 @@ reject an unknown option with the file, line and allowed names.
 
 from __future__ import annotations
 
-from .base import Example, Loader, LoadFn, split_fraction
+from .base import Example, Loader, LoadFn, content_id, split_fraction
 
-__all__ = ["Example", "LoadFn", "Loader", "registry", "split_fraction"]
+__all__ = ["Example", "LoadFn", "Loader", "content_id", "registry", "split_fraction"]
 
 
 def registry() -> dict[str, Loader]:
-    from . import contractnli, jsonl, logiqa, stereoset  # local imports keep start-up light
+    from . import contractnli, jsonl, logiqa, stereoset, table  # local: keep start-up light
 
-    loaders = [*contractnli.LOADERS, *stereoset.LOADERS, *logiqa.LOADERS, *jsonl.LOADERS]
+    loaders = [
+        *contractnli.LOADERS,
+        *stereoset.LOADERS,
+        *logiqa.LOADERS,
+        *jsonl.LOADERS,
+        *table.LOADERS,
+    ]
     return {loader.name: loader for loader in loaders}

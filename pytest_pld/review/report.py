@@ -25,6 +25,7 @@ class ReviewOptions:
     tokens: bool = True  # count tokens with the student's tokenizer (False: characters)
     resamples: int = 1000
     max_flips: int = 20
+    data_root: Path | None = None  # where suites' data:PATH split paths resolve
 
 
 @dataclass

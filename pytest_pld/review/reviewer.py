@@ -253,7 +253,7 @@ class Reviewer:
         suites = []
         for path in paths:
             try:
-                suites.append(load_suite(path, self.root))
+                suites.append(load_suite(path, self.root, data_root=self.options.data_root))
             except PldError as exc:
                 self.notes.append(
                     f"suite {path.stem} is invalid in the working tree, so its "

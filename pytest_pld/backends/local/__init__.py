@@ -1,0 +1,51 @@
+"""The `local:` backend: a transformers causal LM in this process (CPU, or a GPU where present).
+
+Classification is constrained label scoring: the prompt is the chat template applied to the
+system prompt and the user message with the assistant turn opened, and each label is scored by
+the log-probability that the assistant's answer starts with exactly that label's tokens (the sum
+over the label's tokens). The prediction is the highest-scoring label, so it is always one of
+the labels. One forward pass per batch of examples gives every label's score: multi-token labels
+ride along as extra branches of the packed batch, so "NotMentioned" costs a few more tokens,
+not another pass. With single-token labels this equals first-token scoring.
+
+Why not first-token scoring only: with multi-token labels the first token's probability also
+counts other continuations ("Not" + "Mentioned" vs "Not applicable"), and two labels may share
+a first token. The full sequence is the exact quantity and costs almost nothing extra here.
+Caveat: when one label's tokens are a prefix of another's, the shorter one scores at least as
+high; pick labels that do not prefix each other.
+
+Prefix reuse (the PLD workload: a long rule list shared by many short examples): the system
+prompt's key-value states are computed once and kept read-only, and examples are packed several
+at a time after them (`attention`). Tokens that every example of a call starts with (the user
+turn's opening, a fixed "Sentence:") are added to the shared prefix once per call instead of
+being recomputed per example. Architectures this was verified on use it (llama, qwen2); others
+fall back to a per-example copy of a `DynamicCache` prefix (`prefix_reuse="copy"`), slower but
+generic.
+
+The modules: `backend` (`LocalBackend`), `prompts` (chat template and tokens), `attention` (the
+packed-prefix attention), `scoring` (label scores of a forward pass) and `identity` (the cache
+identity without torch). Importing this package does not import torch; `LocalBackend` is
+imported from `backend` on first use, which happens only when a `local:` backend is created
+(see `pytest_pld.backends.get_backend`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..packaged import DEFAULT_MODEL, ensure_converted, packaged_names
+from .identity import local_identity
+
+if TYPE_CHECKING:
+    from .backend import LocalBackend
+
+__all__ = ["DEFAULT_MODEL", "LocalBackend", "ensure_converted", "local_identity", "packaged_names"]
+
+
+def __getattr__(name: str) -> Any:
+    # `LocalBackend` imports torch: only when it is asked for, not with this package.
+    if name == "LocalBackend":
+        from .backend import LocalBackend
+
+        return LocalBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,15 @@
+"""The `local:` backend's cache identity without torch: what `LocalBackend.identity()` returns,
+from the pinned weights digest alone (a few `stat` calls once the digest is cached)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..packaged import local_identity as _packaged_identity
+
+
+def local_identity(model: str, **options: Any) -> dict[str, Any]:
+    """`LocalBackend(model, **options).identity()` without importing torch or loading the
+    model. Options that do not change answers (device, threads, pack_tokens, prefix_reuse) are
+    ignored."""
+    return _packaged_identity(model, **options)
