@@ -239,10 +239,14 @@ class BoundItem(SuiteItem):
         return self.bound.line
 
     def runtest(self) -> None:
-        from .gates import evaluate_bound
+        from .gates import evaluate_bound, family_of
+        from .verdicts import is_per_class
 
         record = self.record()
-        result = evaluate_bound(self.bound, record)
+        family = None
+        if is_per_class(self.bound):
+            family = family_of(self.suite.gates, record, self.suite.family)[self.bound.label]
+        result = evaluate_bound(self.bound, record, family=family)
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:
             where = report.shown(str(self.suite.path), self.state.options.root)
@@ -288,6 +292,7 @@ class RegressionItem(SuiteItem):
             self.baseline,
             shown_path=shown,
             create_command=o.command(self.suite, "--pld-update-baseline", *self._baseline_option()),
+            power=o.power_for(self.gate),
         )
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:

@@ -152,6 +152,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "max_tokens, concurrency, requests_per_minute. Default: [tool.pld.student] in "
         "pyproject.toml, else the backend's",
     )
+    group.addoption(
+        "--pld-power",
+        choices=("warn", "fail"),
+        default=None,
+        help="what an underpowered regression gate (its detectable drop exceeds its margin) "
+        "does: warn or fail. Default: the suite's gates.regression.power, else the ini key "
+        "pld_power, else warn",
+    )
     parser.addini(
         "pld_suites_dir",
         default="suites",
@@ -167,6 +175,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "pld_results",
         default="",
         help="folder for run records, relative to the rootdir (default: .pld/runs)",
+    )
+    parser.addini(
+        "pld_power",
+        default="",
+        help="what an underpowered regression gate does, warn or fail, unless --pld-power or "
+        "the suite's gates.regression.power says (default: warn)",
     )
 
 

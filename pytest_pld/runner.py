@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
+from .clusters import example_clusters
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
@@ -47,6 +48,7 @@ class ExampleResult:
     raw: str = ""
     truncated: bool = False
     cached: bool = False
+    cluster: str | None = None  # the example's id under the suite's cluster_key
 
 
 @dataclass
@@ -68,6 +70,7 @@ class RunRecord:
     cache_hits: int = 0
     cache_misses: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
     # a shard's partial record: which part of which run (shards.shard_info); no metrics
     shard: dict[str, Any] | None = None
     path: str | None = None
@@ -338,6 +341,8 @@ def run_suite(
         from .shards import select
 
         prepared, positions, sample = select(prepared, shard)
+    # checked before any model call: a suite whose examples lack the key fails at once
+    cluster_ids = example_clusters(suite, prepared.examples)
     model_name = model or suite.student
     own_backend = backend is None
     lazy = backend or LazyBackend(model_name)
@@ -379,6 +384,9 @@ def run_suite(
         cache.close()
         if own_backend:
             lazy.close()
+    for rows in (results, without or []):
+        for row, cluster in zip(rows, cluster_ids or ()):
+            row.cluster = cluster
     iset = prepared.instructions
     record = RunRecord(
         suite=suite.name,
@@ -401,6 +409,7 @@ def run_suite(
         duration_s=round(time.perf_counter() - started, 3),
         cache_hits=hits,
         cache_misses=total - hits,
+        cluster_key=suite.cluster_key,
     )
     names = [
         *suite.metrics,

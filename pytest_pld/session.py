@@ -23,7 +23,7 @@ from .errors import PldError
 from .roles import ModelRoles, RoleFlags, resolve_roles
 from .runner import BackendPool, LazyBackend
 from .shards import Shard
-from .suite import Suite
+from .suite import RegressionGate, Suite
 
 # --- options ------------------------------------------------------------------------------------
 
@@ -60,6 +60,9 @@ class Options:
         several = len(self.suite_paths) > 1 or self.record.is_dir()
         return self.record / f"{suite.name}.json" if several else self.record
 
+    power: str | None = None  # --pld-power
+    power_ini: str | None = None  # the ini key pld_power
+
     def model_for(self, suite: Suite) -> str:
         return self.model or suite.student
 
@@ -80,6 +83,12 @@ class Options:
         if self.shard is not None:
             parts.append(f"--pld-shard={self.shard}")
         return shlex.join([*parts, *extra])
+
+    def power_for(self, gate: RegressionGate) -> str:
+        """warn | fail for an underpowered regression gate (`verdicts.resolve_power`)."""
+        from .verdicts import resolve_power
+
+        return resolve_power(self.power, gate.power, self.power_ini)
 
     def pld_run_command(self, suite: Suite) -> str:
         parts = ["pld", "run", suite.name, "--split", self.split_for(suite)]
@@ -148,6 +157,12 @@ def make_options(config: pytest.Config) -> Options:
         )
     except PldError as exc:
         raise pytest.UsageError(str(exc)) from None
+    power_ini = str(config.getini("pld_power") or "").strip() or None
+    if power_ini not in (None, "warn", "fail"):
+        raise pytest.UsageError(
+            f"ini key pld_power = {power_ini!r}: expected warn or fail\n"
+            "  hint: warn reports an underpowered regression gate, fail fails it"
+        )
     return Options(
         root=root,
         suites_dir=suites_dir,
@@ -164,6 +179,8 @@ def make_options(config: pytest.Config) -> Options:
         shard=shard,
         record=(invocation / str(record)).resolve() if record else None,
         roles=roles,
+        power=config.getoption("pld_power"),
+        power_ini=power_ini,
     )
 
 

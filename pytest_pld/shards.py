@@ -202,6 +202,7 @@ def merge_records(parts: Sequence[RunRecord]) -> RunRecord:
         duration_s=round(sum(p.duration_s for p in parts), 3),
         cache_hits=sum(p.cache_hits for p in parts),
         cache_misses=sum(p.cache_misses for p in parts),
+        cluster_key=first.cluster_key,  # each result keeps its own cluster id
     )
     whole.metrics = compute_metrics(whole, list(ref["run"]["metrics"]))
     return whole

@@ -13,12 +13,14 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from . import metrics
+from .clusters import check_cluster_key
 from .datasets import Example, Loader, registry, split_fraction
 from .errors import PldError, PldErrors, did_you_mean
 from .instructions import InstructionSet, load_instruction_set
 from .plain import freeze
 from .project import check_data_spec, is_data_path, resolve_data, resolve_inside
 from .templating import check_template_field
+from .verdicts import POWER_POLICIES
 from .yamlio import line_of, load_yaml
 
 #: the conventional split names: teach reads train, distill scores rules on dev, the gates
@@ -44,10 +46,14 @@ TOP_KEYS = {
     "gate_split": "the split the gates evaluate (default test)",
     "max_prompt_tokens": "the prompt-token budget the render check enforces",
     "metrics": "metrics to report besides those the gates name",
-    "gates": "metric -> bound ('>= 0.6'), and optionally regression: {...}",
+    "gates": "metric -> bound ('>= 0.6'), optionally regression: {...} and family: holm|none",
     "snapshot": "project-relative path of the rendered system-prompt snapshot",
+    "cluster_key": "the example field whose equal values form a cluster (bootstraps resample "
+    "clusters), or group / id",
 }
-REGRESSION_KEYS = {"metric", "baseline", "margin", "confidence"}
+REGRESSION_KEYS = {"metric", "baseline", "margin", "confidence", "power"}
+#: `gates.family`: how the per-class gates' one-sided tests are corrected as one family
+FAMILY_CORRECTIONS = ("holm", "none")
 _BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 BOUND_FORMS = "'>= 0.6', '> 0.6', '<= 1.15' or '< 6000'"
 
@@ -81,6 +87,7 @@ class RegressionGate:
     margin: float = 0.02
     confidence: float = 0.95
     line: int | None = None
+    power: str | None = None  # warn | fail; None: not set in the suite
 
     @property
     def label(self) -> str:
@@ -113,6 +120,8 @@ class Suite:
     metrics: tuple[str, ...] = ("accuracy", "macro_f1")
     description: str = ""
     snapshot: str | None = None
+    cluster_key: str | None = None
+    family: str = "holm"  # correction of the per-class gates' tests: holm | none
     data_root: Path | None = None  # where data:PATH split paths resolve
 
     @property
@@ -445,8 +454,15 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
                 hint=f"metrics: {', '.join(metrics.metric_names())}",
             )
 
+    cluster_key, problem = check_cluster_key(
+        doc.get("cluster_key"), loader, path=path, line=line_of(doc, "cluster_key")
+    )
+    if problem:
+        errors.append(problem)
+
     bounds: list[Bound] = []
     regression: RegressionGate | None = None
+    family = "holm"
     gates = doc.get("gates")
     if gates is None or (isinstance(gates, Mapping) and not gates):
         err(
@@ -464,6 +480,9 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
             if mname == "regression":
                 regression = _parse_regression(raw, path, line, labels, errors)
                 continue
+            if mname == "family":
+                family = _parse_choice(raw, FAMILY_CORRECTIONS, path, line, "gates.family", errors)
+                continue
             try:
                 metrics.lookup(str(mname), labels or None)
             except KeyError as exc:
@@ -473,7 +492,7 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
                         path=path,
                         line=line,
                         key=f"gates.{mname}",
-                        hint=f"metrics: {', '.join(metrics.metric_names())}, regression",
+                        hint=f"metrics: {', '.join(metrics.metric_names())}, regression, family",
                     )
                 )
                 continue
@@ -503,6 +522,8 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
         metrics=tuple(reported) or ("accuracy", "macro_f1"),
         description=description,
         snapshot=snapshot,
+        cluster_key=cluster_key,
+        family=family,
         data_root=data_root,
     )
 
@@ -585,7 +606,7 @@ def _parse_regression(
     if not isinstance(raw, Mapping):
         errors.append(
             PldError(
-                "expected {metric, baseline, margin, confidence}",
+                "expected {metric, baseline, margin, confidence, power}",
                 path=path,
                 line=line,
                 key="gates.regression",
@@ -630,6 +651,12 @@ def _parse_regression(
             )
         )
         bad = True
+    power = raw.get("power")
+    if power is not None:
+        power = _parse_choice(
+            power, POWER_POLICIES, path, line_of(raw, "power"), "gates.regression.power", errors
+        )
+        bad = bad or power is None
     margin, confidence = raw.get("margin", 0.02), raw.get("confidence", 0.95)
     if not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         errors.append(
@@ -653,7 +680,26 @@ def _parse_regression(
         bad = True
     if bad:
         return None
-    return RegressionGate(str(mname), str(baseline), float(margin), float(confidence), line)
+    return RegressionGate(
+        str(mname), str(baseline), float(margin), float(confidence), line, power=power
+    )
+
+
+def _parse_choice(
+    raw: Any, choices: Sequence[str], path: Path, line: int | None, key: str, errors: list[PldError]
+) -> Any:
+    """`raw` when it is one of `choices`; otherwise an error is recorded and None returned."""
+    if isinstance(raw, str) and raw in choices:
+        return raw
+    errors.append(
+        PldError(
+            f"expected one of {', '.join(choices)}, got {raw!r}",
+            path=path,
+            line=line,
+            key=key,
+        )
+    )
+    return None
 
 
 def example_fields(example: Example) -> dict[str, Any]:

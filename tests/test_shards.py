@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_plugin import N, calls, make_project
+from test_plugin import N, calls, edit, make_project
 
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
@@ -112,6 +112,18 @@ def test_shards_skip_the_gates_and_merge_into_the_unsharded_record(
     assert on_record == on_run
     assert on_record["macro_f1>=0.6"] == "passed"
     assert calls(project) == before + 20  # only the --pld-no-cache run called the model
+
+
+def test_a_merged_record_keeps_each_examples_cluster_id(project: pytest.Pytester) -> None:
+    edit(project, "suites/sentiment.yaml", "gates:\n", "cluster_key: hint\ngates:\n")
+    parts = shard_runs(project, 2, "--pld-limit=10")
+    merged = project.path / "merged.json"
+    assert main(["merge", *map(str, parts), "-o", str(merged), "--root", str(project.path)]) == 0
+    whole = load_record(merged)
+    lines = (project.path / "data" / "sentiment.jsonl").read_text().splitlines()
+    hints = {row["id"]: row["hint"] for row in map(json.loads, lines)}
+    assert whole.cluster_key == "hint"
+    assert [r.cluster for r in whole.results] == [hints[r.id] for r in whole.results]
 
 
 def test_a_shard_run_reports_its_part_and_how_to_gate_on_the_whole(

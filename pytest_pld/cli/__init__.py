@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "run",
     "merge",
     "review",
+    "compare",
     "ablate",
     "snapshot",
     "distill",

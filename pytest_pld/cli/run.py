@@ -12,6 +12,7 @@ from .options import (
     add_data_root_option,
     add_limit_option,
     add_model_option,
+    add_resamples_option,
     add_role_options,
     add_root_option,
     add_suite_argument,
@@ -144,14 +145,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         print(f"partial run record: {record.path}")
         return 0
+    from ..run_summary import summarize, summary_lines
+
     m = record.metrics
     print(
         f"{suite.name}/{record.split}: {len(record.results)} examples, model {record.model}, "
         f"instructions v{record.instructions['version']} ({record.instructions['rules']} rules)"
     )
-    print(f"  accuracy  {m.get('accuracy', float('nan')):.3f}")
-    print(f"  macro_f1  {m.get('macro_f1', float('nan')):.3f}")
-    print(f"  invalid   {m.get('invalid_rate', 0.0):.3f}")
+    for line in summary_lines(summarize(record, resamples=args.resamples)):
+        print(line)
     if "latency_overhead" in m:
         print(f"  latency overhead (rules / none)  {m['latency_overhead']:.2f}x")
     print(
@@ -207,9 +209,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "run",
-        help="evaluate a suite split and print accuracy and macro-F1",
+        help="evaluate a suite split: metrics with intervals, predicted against gold labels",
         description="Evaluate a suite with its student (or --model) through the response "
-        "cache in .pld/, and write a run record.",
+        "cache in .pld/, write a run record, and print each metric with its 95% interval "
+        "(resampling the suite's clusters; Wilson for accuracy and invalid rate under 300 "
+        "examples), the predicted-label distribution against the gold one and the tie rate.",
     )
     add_suite_argument(p)
     add_model_option(p)
@@ -259,6 +263,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "partial run record; `pld merge` joins the N parts and computes the metrics",
     )
     add_role_options(p, ("student",))
+    add_resamples_option(p)
     add_root_option(p)
     add_data_root_option(p)
     p.set_defaults(func=cmd_run)
