@@ -6,17 +6,17 @@ interval is much tighter than comparing two unpaired scores). Rules whose remova
 lower macro-F1 or accuracy are prune candidates: they cost prompt tokens on every call and
 earned nothing on this sample.
 
-It runs on dev, never on the split the gates use, for the same reason distill does: choosing
-rules by their effect on the gate split would fit the gate.
+It runs on dev by default. The gate split is allowed (a report may want each shipped rule's
+effect there) but noted in the result: choosing rules by their effect on the gate split fits
+the gate, which is why distill never reads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PldError
@@ -95,7 +95,7 @@ def ablate(
 ) -> Ablation:
     """Run the full set, each leave-one-out variant and the no-rules variant on one split."""
     from .render import render_system_prompt
-    from .runner import LazyBackend, run_suite
+    from .runner import LazyBackend, run_suite, size_counter
 
     iset = suite.load_instructions()
     if not iset.rules:
@@ -103,6 +103,7 @@ def ablate(
     model_name = model or suite.student
     lazy = LazyBackend(model_name)
     say = progress or (lambda message: None)
+    notes: list[str] = []
     try:
 
         def run(variant: InstructionSet) -> Any:
@@ -123,7 +124,7 @@ def ablate(
 
         say(f"full set ({len(iset.rules)} rules)")
         full = run(iset)
-        count, unit = _counter(lazy, tokens)
+        count, unit = size_counter(lazy, tokens=tokens, notes=notes)
         result = Ablation(
             suite.name,
             full.split,
@@ -163,6 +164,7 @@ def ablate(
                 result.rules.append(row)
     finally:
         lazy.close()
+    result.notes.extend(notes)
     if result.split == suite.gate_split:
         result.notes.append(
             f"{result.split!r} is the split the gates use: choosing rules by "
@@ -176,19 +178,11 @@ def ablate(
     return result
 
 
-def _counter(lazy: Any, tokens: bool) -> tuple[Callable[[str], int], str]:
-    if tokens:
-        try:
-            return lazy.token_counter(), "tokens"
-        except PldError as exc:
-            print(f"note: counting characters, not tokens: {exc.message}", file=sys.stderr)
-    return len, "chars"
-
-
 # --- output ------------------------------------------------------------------------------------
 
 
-def _effect(e: Effect) -> str:
+def effect_text(e: Effect) -> str:
+    """An effect and its interval: '+0.050 [-0.010, +0.120]'."""
     return f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
 
 
@@ -218,8 +212,8 @@ def format_text(a: Ablation) -> str:
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
         out.append(
-            f"{r.id:<12} {r.tokens:>7}  {_effect(r.effects['macro_f1']):<26} "
-            f"{_effect(r.effects['accuracy']):<26}  {prune:<6}  {_short(r.text)}"
+            f"{r.id:<12} {r.tokens:>7}  {effect_text(r.effects['macro_f1']):<26} "
+            f"{effect_text(r.effects['accuracy']):<26}  {prune:<6}  {_short(r.text)}"
         )
     out += [
         "",
@@ -248,8 +242,8 @@ def format_markdown(a: Ablation) -> str:
     for r in rows:
         prune = "yes" if r.prune_candidate and r is not a.all_rules else ""
         out.append(
-            f"| `{r.id}` | {r.tokens} | {_effect(r.effects['macro_f1'])} | "
-            f"{_effect(r.effects['accuracy'])} | {prune} |"
+            f"| `{r.id}` | {r.tokens} | {effect_text(r.effects['macro_f1'])} | "
+            f"{effect_text(r.effects['accuracy'])} | {prune} |"
         )
     out += [
         "",
@@ -266,77 +260,60 @@ def format_json(a: Ablation) -> str:
     return json.dumps({"schema": 1, **data}, indent=1, ensure_ascii=False) + "\n"
 
 
-# --- the command -------------------------------------------------------------------------------
+# --- reading it back ---------------------------------------------------------------------------
+
+ABLATION_HINT = "make one with: pld ablate SUITE --format json > ABLATION.json"
 
 
-def cmd_ablate(args: argparse.Namespace) -> int:
-    from .cli import load_suite_by_name, project_root
+def load_ablation(path: Path) -> Ablation:
+    """Read what `format_json` wrote (for `pld report --ablation`)."""
+    from .textio import read_json
 
-    suite = load_suite_by_name(project_root(args), args.suite)
-    mode = "off" if args.no_cache else "use"
-    result = ablate(
-        suite,
-        split=args.split,
-        limit=args.limit,
-        model=args.model,
-        tokens=not args.no_tokens,
-        resamples=args.resamples,
-        cache_mode=mode,
-        progress=lambda m: print(f"pld ablate: {m} ...", file=sys.stderr),
-    )
-    formatter = {"text": format_text, "md": format_markdown, "json": format_json}[args.format]
-    sys.stdout.write(formatter(result))
-    return 0
+    data = read_json(path, what="ablation file", missing_hint=ABLATION_HINT, hint=ABLATION_HINT)
+    return ablation_from_json(data, path)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_root_option, positive_int
+def ablation_from_json(data: Any, path: str | Path | None = None) -> Ablation:
+    if not isinstance(data, dict) or "rules" not in data:
+        what = "a run record" if isinstance(data, dict) and "results" in data else "something else"
+        raise PldError(
+            f"this is {what}, not an ablation (the output of pld ablate --format json)",
+            path=path,
+            hint=ABLATION_HINT,
+        )
+    if data.get("schema") != 1:
+        raise PldError(
+            f"unsupported ablation schema {data.get('schema')!r}", path=path, hint=ABLATION_HINT
+        )
 
-    p = sub.add_parser(
-        "ablate",
-        help="leave-one-rule-out: each rule's effect on macro-F1 and accuracy",
-        description="Evaluate the suite's instruction set on the dev split with all rules, "
-        "without each rule in turn, and without any rule; print each rule's effect "
-        "with paired bootstrap intervals, its prompt-size cost, and the rules whose "
-        "removal does not hurt (prune candidates). Cached answers are reused.",
-    )
-    p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
-    p.add_argument(
-        "--split",
-        default="dev",
-        metavar="S",
-        help="the split to ablate on (default: dev; never the gate split)",
-    )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="a deterministic sample of N examples (default: all)",
-    )
-    p.add_argument(
-        "--model", default=None, metavar="M", help="provider:model, overriding the suite's student"
-    )
-    p.add_argument(
-        "--format",
-        choices=("text", "md", "json"),
-        default="text",
-        help="output format (default: text)",
-    )
-    p.add_argument(
-        "--no-tokens",
-        action="store_true",
-        help="measure rule cost in characters (does not load a tokenizer)",
-    )
-    p.add_argument(
-        "--no-cache", action="store_true", help="neither read nor write the response cache"
-    )
-    p.add_argument(
-        "--resamples",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="bootstrap resamples for the intervals (default: 1000)",
-    )
-    add_root_option(p)
-    p.set_defaults(func=cmd_ablate)
+    def rule(d: Any) -> RuleAblation:
+        effects = {
+            name: Effect(**{k: float(v) for k, v in d["effects"][name].items()}) for name in METRICS
+        }
+        return RuleAblation(
+            str(d["id"]), str(d["text"]), int(d["tokens"]), effects, int(d["model_calls"])
+        )
+
+    try:
+        return Ablation(
+            suite=str(data["suite"]),
+            split=str(data["split"]),
+            limit=None if data["limit"] is None else int(data["limit"]),
+            model=str(data["model"]),
+            instructions=str(data["instructions"]),
+            examples=int(data["examples"]),
+            size_unit=str(data["size_unit"]),
+            full={name: float(data["full"][name]) for name in METRICS},
+            rules=[rule(r) for r in data["rules"]],
+            all_rules=rule(data["all_rules"]) if data.get("all_rules") else None,
+            model_calls=int(data.get("model_calls", 0)),
+            cache_hits=int(data.get("cache_hits", 0)),
+            resamples=int(data.get("resamples", 1000)),
+            notes=[str(n) for n in data.get("notes", [])],
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PldError(
+            f"the ablation has the wrong shape ({type(exc).__name__}: {exc})",
+            path=path,
+            hint=ABLATION_HINT,
+        ) from None

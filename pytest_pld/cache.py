@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .backends.base import Classification, Generation, Message
 from .errors import PldError
+from .plain import to_plain
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -86,24 +87,9 @@ def _check_no_secrets(obj: Any, where: str = "identity") -> None:
             _check_no_secrets(v, f"{where}[{i}]")
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-ready form of keys' parts: dataclasses become dicts, tuples lists, sets sorted."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted(_plain(v) for v in obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def canonical_json(obj: Any) -> str:
     return json.dumps(
-        _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        to_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -14,6 +15,9 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import PldError, PldErrors, did_you_mean
+from .plain import freeze, to_plain
+from .templating import check_template_field, load_template_file
+from .textio import read_text
 from .yamlio import (
     atomic_write_text,
     dump_yaml,
@@ -39,6 +43,7 @@ TOP_KEYS = {
 }
 RULE_KEYS = {"id", "text", "label", "tags", "provenance"}
 REQUIRED = ("name", "version", "preamble", "output")
+OUTPUT_VARIABLES = ("labels",)  # what `output` is rendered with (render.system_variables)
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class Rule:
         if self.tags:
             out["tags"] = list(self.tags)
         if self.provenance:
-            out["provenance"] = _plain(self.provenance)
+            out["provenance"] = to_plain(self.provenance)
         return out
 
 
@@ -105,72 +110,27 @@ class InstructionSet:
 
     def without_rules(self) -> InstructionSet:
         """The zero-shot variant: same preamble and output, no rules and no examples."""
-        return InstructionSet(
-            path=self.path,
-            name=self.name,
-            version=self.version,
-            preamble=self.preamble,
-            output=self.output,
-            rules=(),
-            description=self.description,
-            label_definitions=self.label_definitions,
-            template=self.template,
-        )
+        return dataclasses.replace(self, rules=(), examples=())
 
     def with_rules(self, rules: Sequence[Rule], *, version: int | None = None) -> InstructionSet:
-        return InstructionSet(
-            path=self.path,
-            name=self.name,
-            version=self.version if version is None else version,
-            preamble=self.preamble,
-            output=self.output,
-            rules=tuple(rules),
-            description=self.description,
-            label_definitions=self.label_definitions,
-            template=self.template,
-            examples=self.examples,
+        return dataclasses.replace(
+            self, rules=tuple(rules), version=self.version if version is None else version
         )
 
     def with_examples(self, examples: Sequence[Example]) -> InstructionSet:
-        return InstructionSet(
-            path=self.path,
-            name=self.name,
-            version=self.version,
-            preamble=self.preamble,
-            output=self.output,
-            rules=self.rules,
-            description=self.description,
-            label_definitions=self.label_definitions,
-            template=self.template,
-            examples=tuple(examples),
-        )
+        return dataclasses.replace(self, examples=tuple(examples))
 
 
-def _plain(value: Any) -> Any:
-    """ruamel/MappingProxy containers -> plain dicts and lists (JSON-able)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+def load_instruction_set(path: Path, *, root: Path | None = None) -> InstructionSet:
+    """Load and validate one instruction file. Raises PldErrors listing every problem found.
 
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-def load_instruction_set(path: Path) -> InstructionSet:
-    """Load and validate one instruction file. Raises PldErrors listing every problem found."""
+    With the project `root`, the `template:` file it names is checked too (inside the
+    project, readable, compiles)."""
     doc = load_yaml(path)
-    return parse_instruction_set(doc, path)
+    iset = parse_instruction_set(doc, path)
+    if root is not None and iset.template:
+        load_template_file(root, iset.template, named_by=path, line=line_of(doc, "template"))
+    return iset
 
 
 def load_instruction_set_text(text: str, path: Path | str) -> InstructionSet:
@@ -223,6 +183,10 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
     name = string("name", required=True)
     preamble = string("preamble", required=True)
     output = string("output", required=True)
+    if output:  # rendered with the suite's labels; a broken template must fail here, not later
+        problem = check_template_field(doc, "output", path, variables=OUTPUT_VARIABLES)
+        if problem:
+            errors.append(problem)
     description = string("description", required=False)
     template = string("template", required=False) or None
 
@@ -337,7 +301,7 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
                     text=str(text).strip(),
                     label=str(label) if label is not None else None,
                     tags=tuple(str(t) for t in tags),
-                    provenance=_freeze(prov),
+                    provenance=freeze(prov),
                 )
             )
     if errors:
@@ -403,7 +367,7 @@ def apply_to_document(doc: CommentedMap, new: InstructionSet) -> CommentedMap:
             if key not in fresh:
                 del node[key]
         for key, value in fresh.items():
-            if _plain(node.get(key)) != value:
+            if to_plain(node.get(key)) != value:
                 node[key] = value
     return doc
 
@@ -437,8 +401,9 @@ def save_instruction_set(
     content (someone edited it after the proposal was computed), nothing is written.
     Returns the new text.
     """
-    current = path.read_text(encoding="utf-8") if path.exists() else None
-    if expected_text is not None and current != expected_text:
+    current = read_text(path, what="instruction file") if path.exists() else None
+    # read_text drops a byte-order mark; a caller's text read another way may still have it
+    if expected_text is not None and current != expected_text.removeprefix("\ufeff"):
         raise PldError(
             "the file changed since the proposal was computed; nothing was written",
             path=path,

@@ -1,295 +1,22 @@
 """pytest nodes for suites: one File per selected suite, one Item per gate.
 
-The suite is evaluated once per session, lazily, by the first gate item that needs it; the
-other items read the same run record. Under pytest-xdist the workers agree through a file
-lock so that only one of them evaluates: the others wait and then load its record.
+Each item reads the suite's run record from the session state (`session.State`), which
+evaluates the suite once, and turns a gate's verdict into a pass or a readable failure.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
 import shlex
-import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import report
-from .errors import PldError
+from .errors import PldError, did_you_mean
+from .session import Options, State, get_state
 from .suite import Bound, RegressionGate, Suite
-
-# --- options ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Options:
-    """The --pld-* options and ini keys of one session, resolved and validated."""
-
-    root: Path
-    suites_dir: str
-    suite_paths: tuple[Path, ...]
-    model: str | None  # --pld-model, else the ini default; None: each suite's student
-    limit: int | None
-    split: str | None
-    cache_mode: str
-    results_dir: Path
-    baseline: Path | None
-    update_baseline: bool
-    report: Path | None
-
-    def model_for(self, suite: Suite) -> str:
-        return self.model or suite.student
-
-    def split_for(self, suite: Suite) -> str:
-        return self.split or suite.gate_split
-
-    def command(self, suite: Suite, *extra: str) -> str:
-        """The pytest command that reproduces this run for one suite."""
-        parts = ["pytest", f"--pld-suite={suite.name}"]
-        if self.limit is not None:
-            parts.append(f"--pld-limit={self.limit}")
-        if self.split is not None:
-            parts.append(f"--pld-split={self.split}")
-        if self.model is not None and self.model != suite.student:
-            parts.append(f"--pld-model={self.model}")
-        return shlex.join([*parts, *extra])
-
-    def pld_run_command(self, suite: Suite) -> str:
-        parts = ["pld", "run", suite.name, "--split", self.split_for(suite)]
-        if self.limit is not None:
-            parts += ["--limit", str(self.limit)]
-        if self.model is not None:
-            parts += ["--model", self.model]
-        return shlex.join(parts)
-
-
-def positive_int(text: str) -> int:
-    """argparse type for --pld-limit: 0 or a negative number is a usage error, not 'all'."""
-    import argparse
-
-    from .cli import positive_int as parse
-
-    try:
-        return parse(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{exc} (leave --pld-limit out to run every example)"
-        ) from None
-
-
-def make_options(config: pytest.Config) -> Options:
-    """Read and check the options; every problem is a pytest.UsageError saying what to do."""
-    from .suite import resolve_suite_names
-
-    root = config.rootpath
-    spec = str(config.getoption("pld_suite"))
-    suites_dir = str(config.getini("pld_suites_dir") or "suites")
-    try:
-        paths = resolve_suite_names(root, spec, suites_dir)
-    except PldError as exc:
-        raise pytest.UsageError(f"--pld-suite={spec}: {exc}") from None
-    invocation = config.invocation_params.dir
-    cli_results, ini_results = config.getoption("pld_results"), config.getini("pld_results")
-    # a command-line path is relative to where pytest was started; an ini path to the root
-    results_dir = (
-        invocation / str(cli_results) if cli_results else root / str(ini_results or ".pld/runs")
-    ).resolve()
-    check_writable(
-        results_dir,
-        "--pld-results"
-        if cli_results
-        else "ini key pld_results"
-        if ini_results
-        else "the results folder",
-    )
-    baseline = config.getoption("pld_baseline")
-    baseline_path = (invocation / str(baseline)).resolve() if baseline else None
-    report_path = config.getoption("pld_report")
-    no_cache = bool(config.getoption("pld_no_cache"))
-    return Options(
-        root=root,
-        suites_dir=suites_dir,
-        suite_paths=tuple(p.resolve() for p in paths),
-        model=config.getoption("pld_model") or config.getini("pld_default_model") or None,
-        limit=config.getoption("pld_limit"),
-        split=config.getoption("pld_split"),
-        cache_mode="off" if no_cache else "use",
-        results_dir=results_dir,
-        baseline=baseline_path,
-        update_baseline=bool(config.getoption("pld_update_baseline")),
-        report=(invocation / str(report_path)).resolve() if report_path else None,
-    )
-
-
-def check_writable(folder: Path, option: str) -> None:
-    """Fail before any model runs, not after an hour of evaluation with nowhere to write."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".pld-write-test-{os.getpid()}"
-        probe.write_text("", encoding="utf-8")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(
-            f"{option}: cannot write run records to {folder}: {exc.strerror or exc}\n"
-            f"  hint: pass --pld-results DIR with a writable folder (or fix the permissions)"
-        ) from None
-
-
-# --- session state ------------------------------------------------------------------------------
-
-
-@dataclass
-class State:
-    """Run state of one session, kept in config.stash."""
-
-    options: Options
-    worker_uid: str | None  # the xdist test run id on a worker, else None
-    outcomes: dict[str, Any] = field(default_factory=dict)  # suite name -> record or PldError
-    backends: dict[str, Any] = field(default_factory=dict)  # model name -> LazyBackend
-    rows: list[report.Row] = field(default_factory=list)  # filled from test reports
-    written: list[str] = field(default_factory=list)  # where the Markdown report went
-
-    def backend(self, model: str) -> Any:
-        from .runner import LazyBackend
-
-        if model not in self.backends:
-            self.backends[model] = LazyBackend(model)
-        return self.backends[model]
-
-    def close(self) -> None:
-        for backend in self.backends.values():
-            backend.close()
-        self.backends.clear()
-
-    def record_for(self, suite: Suite) -> Any:
-        """The suite's run record, evaluating it on first use; a failed run fails every gate
-        with the same error instead of being retried per item."""
-        outcome = self.outcomes.get(suite.name)
-        if outcome is None:
-            try:
-                outcome = self._evaluate_once(suite)
-            except Exception as exc:  # noqa: BLE001 - re-raised below, for every gate
-                outcome = exc
-            self.outcomes[suite.name] = outcome
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    def run_key(self, suite: Suite) -> str:
-        o = self.options
-        blob = json.dumps(
-            {
-                "suite": str(suite.path),
-                "split": o.split_for(suite),
-                "limit": o.limit,
-                "model": o.model_for(suite),
-                "cache": o.cache_mode,
-                "results": str(o.results_dir),
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-    def _evaluate_once(self, suite: Suite) -> Any:
-        if self.worker_uid is None:
-            return self._evaluate(suite)
-        from .runner import load_record
-        from .yamlio import atomic_write_text
-
-        folder = self.options.results_dir / ".locks"
-        stem = f"{suite.name}-{self.run_key(suite)}"
-        marker = folder / f"{stem}.json"
-        with file_lock(folder / f"{stem}.lock"):
-            done = _read_marker(marker)
-            if done.get("testrunuid") == self.worker_uid:
-                if "error" in done:
-                    raise PldError(str(done["error"]))
-                return load_record(Path(done["record"]))
-            try:
-                record = self._evaluate(suite)
-            except Exception as exc:
-                # the waiting workers fail with this message instead of evaluating again
-                text = str(exc) if isinstance(exc, PldError) else f"{type(exc).__name__}: {exc}"
-                atomic_write_text(
-                    marker, json.dumps({"testrunuid": self.worker_uid, "error": text})
-                )
-                raise
-            atomic_write_text(
-                marker, json.dumps({"testrunuid": self.worker_uid, "record": record.path})
-            )
-            return record
-
-    def _evaluate(self, suite: Suite) -> Any:
-        from .runner import run_suite
-
-        o = self.options
-        model = o.model_for(suite)
-        return run_suite(
-            suite,
-            split=o.split_for(suite),
-            limit=o.limit,
-            model=model,
-            cache_mode=o.cache_mode,
-            results_dir=o.results_dir,
-            # the overhead gate compares with a rule-free run of the same examples
-            measure_without_rules=any(b.metric == "latency_overhead" for b in suite.gates),
-            backend=self.backend(model),
-            progress=None,
-        )
-
-
-def _read_marker(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes, released by the OS if the holder dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-            import msvcrt
-            import time
-
-            while True:
-                try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-STATE_KEY = pytest.StashKey[State]()
-
-
-def get_state(config: pytest.Config) -> State:
-    return config.stash[STATE_KEY]
-
-
-# --- nodes --------------------------------------------------------------------------------------
 
 
 class GateFailed(Exception):
@@ -323,11 +50,12 @@ class SuiteFile(pytest.File):
         from .project import resolve_inside
         from .suite import load_suite
 
-        suite = load_suite(self.path, o.root)
+        suite = load_suite(self.path, o.root, data_root=o.data_root)
         split = o.split_for(suite)
         if split not in suite.splits:
             raise PldError(
-                f"--pld-split={split}: the suite has no such split",
+                f"--pld-split={split}: the suite has no such split"
+                f"{did_you_mean(split, suite.splits)}",
                 path=self.path,
                 key="splits",
                 hint=f"its splits: {', '.join(suite.splits)}",
@@ -398,9 +126,10 @@ class SuiteItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def record(self) -> Any:
-        """The suite's run record; a failed run is reported on this item and re-raised."""
+        """The suite's run record; a failed run is reported on this item and re-raised. A
+        shard's partial record skips the gate: metrics exist only for the merged whole."""
         try:
-            return self.state.record_for(self.suite)
+            record = self.state.record_for(self.suite)
         except PldError as exc:
             self.user_properties.extend(
                 report.error_properties(self.suite.name, self.name, str(exc))
@@ -414,6 +143,15 @@ class SuiteItem(pytest.Item):
                 report.error_properties(self.suite.name, self.name, f"{type(exc).__name__}: {exc}")
             )
             raise
+        if record.shard is not None:
+            from .shards import describe
+
+            pytest.skip(
+                f"{describe(record)}; partial run record {report.shown(record.path, self.state.options.root)}"
+                " - gates run on the whole: pld merge the N records, then pytest "
+                f"--pld-suite={self.suite.name} --pld-record=MERGED.json"
+            )
+        return record
 
     def fail_with(self, message: str, details: Sequence[str], record: Any) -> None:
         o = self.state.options
@@ -447,7 +185,7 @@ class RenderItem(SuiteItem):
         budget = suite.max_prompt_tokens
         most: float | None = None
         if budget is not None:
-            count = self.state.backend(o.model_for(suite)).token_counter()
+            count = self.state.backends.get(o.model_for(suite)).token_counter()
             system = count(prepared.system_prompt)
             counts = [system + count(u) for u in prepared.users]
             most = float(max(counts))
@@ -501,10 +239,14 @@ class BoundItem(SuiteItem):
         return self.bound.line
 
     def runtest(self) -> None:
-        from .gates import evaluate_bound
+        from .gates import evaluate_bound, family_of
+        from .verdicts import is_per_class
 
         record = self.record()
-        result = evaluate_bound(self.bound, record)
+        family = None
+        if is_per_class(self.bound):
+            family = family_of(self.suite.gates, record, self.suite.family)[self.bound.label]
+        result = evaluate_bound(self.bound, record, family=family)
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:
             where = report.shown(str(self.suite.path), self.state.options.root)
@@ -550,6 +292,7 @@ class RegressionItem(SuiteItem):
             self.baseline,
             shown_path=shown,
             create_command=o.command(self.suite, "--pld-update-baseline", *self._baseline_option()),
+            power=o.power_for(self.gate),
         )
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:

@@ -1,6 +1,7 @@
 """pytest wiring for pytest-pld: options, ini keys, collection, reports.
 
-Only wiring lives here; the work is in items.py, gates.py and report.py. Without --pld-suite
+Only wiring lives here; the work is in session.py (options, run state), items.py (one test
+item per gate), gates.py and report.py. Without --pld-suite
 every hook returns at once and nothing heavier than this module is imported, so a project's
 ordinary test run pays nothing for the plugin being installed.
 """
@@ -13,13 +14,28 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .items import State
+    from .session import State
 
 
-def _positive_int(text: str) -> int:
-    from .items import positive_int  # light: items imports pytest and the standard library
+def _limit(text: str) -> int:
+    """--pld-limit: `pld`'s positive_int (argparse and the standard library only), with a
+    hint, because 0 or a negative number is a usage error here, never 'all'."""
+    import argparse
 
-    return positive_int(text)
+    from .cli.options import positive_int
+
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{exc} (leave --pld-limit out to run every example)"
+        ) from None
+
+
+def _shard(text: str) -> Any:
+    from .cli.options import shard_type
+
+    return shard_type(text)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--pld-limit",
         metavar="N",
-        type=_positive_int,
+        type=_limit,
         default=None,
         help="evaluate a deterministic sample of N examples (N >= 1), for fast "
         "PR runs. Default: every example of the split",
@@ -51,7 +67,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--pld-split",
         metavar="SPLIT",
         default=None,
-        help="split to evaluate: train, dev or test. Default: each suite's gate_split (test)",
+        help="split to evaluate: any split the suites declare (train, dev, test, or another "
+        "name such as heldout). Default: each suite's gate_split (test)",
+    )
+    group.addoption(
+        "--pld-data-root",
+        metavar="DIR",
+        default=None,
+        help="read-only folder where suites' data:PATH split paths resolve. Default: "
+        "$PLD_DATA_ROOT, else none (other data paths stay inside the project)",
     )
     group.addoption(
         "--pld-no-cache",
@@ -89,6 +113,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "is also appended to $GITHUB_STEP_SUMMARY when that is set. "
         "Default: none",
     )
+    group.addoption(
+        "--pld-shard",
+        metavar="I/N",
+        type=_shard,
+        default=None,
+        help="evaluate shard I of N (a stable 1/N of the sample, by example id) into a "
+        "partial run record; the gates are skipped (they run on the whole: pld merge, then "
+        "--pld-record). Default: the whole sample",
+    )
+    group.addoption(
+        "--pld-record",
+        metavar="PATH",
+        default=None,
+        help="gate on this run record (e.g. from pld merge) instead of evaluating; no model "
+        "is called (with several suites: a folder of SUITE.json). Default: evaluate",
+    )
+    group.addoption(
+        "--pld-student-base-url",
+        metavar="URL",
+        default=None,
+        help="the student's OpenAI-compatible endpoint. Default: $PLD_STUDENT_BASE_URL, "
+        "else $OPENAI_BASE_URL",
+    )
+    group.addoption(
+        "--pld-student-api-key",
+        metavar="KEY",
+        default=None,
+        help="the student's API key; prefer $PLD_STUDENT_API_KEY (a flag shows in the "
+        "process list). Default: $PLD_STUDENT_API_KEY, else $OPENAI_API_KEY for its host",
+    )
+    group.addoption(
+        "--pld-student-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a student option (repeatable): temperature, seed, timeout, max_retries, "
+        "max_tokens, concurrency, requests_per_minute. Default: [tool.pld.student] in "
+        "pyproject.toml, else the backend's",
+    )
+    group.addoption(
+        "--pld-power",
+        choices=("warn", "fail"),
+        default=None,
+        help="what an underpowered regression gate (its detectable drop exceeds its margin) "
+        "does: warn or fail. Default: the suite's gates.regression.power, else the ini key "
+        "pld_power, else warn",
+    )
     parser.addini(
         "pld_suites_dir",
         default="suites",
@@ -105,13 +176,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
         help="folder for run records, relative to the rootdir (default: .pld/runs)",
     )
+    parser.addini(
+        "pld_power",
+        default="",
+        help="what an underpowered regression gate does, warn or fail, unless --pld-power or "
+        "the suite's gates.regression.power says (default: warn)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pld: a pytest-pld gate (added to every gate item)")
     if not config.getoption("pld_suite", None):
         return
-    from .items import STATE_KEY, State, make_options
+    from .session import STATE_KEY, State, make_options
 
     options = make_options(config)
     worker: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -165,6 +242,11 @@ class ActiveSession:
 
         text = markdown(self.state.rows, self.state.options.root)
         self.state.written = write_markdown(text, self.state.options.report)
+
+    def pytest_report_header(self) -> list[str]:
+        from .session import header_lines
+
+        return header_lines(self.state.options)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.state.rows:

@@ -1,8 +1,8 @@
-"""Rendering: one sandboxed Jinja environment, StrictUndefined, for system and user prompts.
+"""Rendering: system and user prompts, through the one sandboxed Jinja environment.
 
 Instruction and suite files arrive in pull requests, so their templates are untrusted: the
-sandbox refuses attribute access to Python internals and StrictUndefined turns a misspelt
-variable into an error instead of an empty string in the prompt.
+sandbox (`templating`) refuses attribute access to Python internals and StrictUndefined turns
+a misspelt variable into an error instead of an empty string in the prompt.
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2 import Template, TemplateError, UndefinedError
+from jinja2.sandbox import SecurityError
 
 from .errors import PldError
 from .instructions import InstructionSet
-from .project import resolve_inside
-
-_ENV = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
-)
+from .templating import compile_template, load_template_file
 
 
 @functools.lru_cache(maxsize=1)
@@ -30,24 +26,16 @@ def default_system_template() -> str:
     return resources.files("pytest_pld").joinpath("templates/system.j2").read_text("utf-8")
 
 
-@functools.lru_cache(maxsize=256)
-def _compile(source: str, where: str) -> Template:
-    try:
-        return _ENV.from_string(source)
-    except TemplateSyntaxError as exc:
-        raise PldError(
-            f"template syntax error: {exc.message}",
-            path=where,
-            line=exc.lineno,
-            hint="see https://jinja.palletsprojects.com/templates/",
-        ) from None
-
-
 def render_string(
     source: str, variables: Mapping[str, Any], *, where: str, key: str | None = None
 ) -> str:
     """Render `source` in the sandbox; every failure becomes a PldError naming `where`."""
-    template = _compile(source, where)
+    return render_template(compile_template(source, where, key), variables, where=where, key=key)
+
+
+def render_template(
+    template: Template, variables: Mapping[str, Any], *, where: str, key: str | None = None
+) -> str:
     try:
         return template.render(**variables)
     except SecurityError as exc:
@@ -67,6 +55,10 @@ def render_string(
         ) from None
     except TemplateError as exc:
         raise PldError(f"template error: {exc}", path=where, key=key) from None
+    except RecursionError:  # a macro that calls itself
+        raise PldError(
+            "template recursion too deep", path=where, key=key, hint="check recursive macros"
+        ) from None
 
 
 def system_variables(iset: InstructionSet, labels: Sequence[str]) -> dict[str, Any]:
@@ -88,18 +80,13 @@ def render_system_prompt(iset: InstructionSet, labels: Sequence[str], project_ro
     """The system prompt for an instruction set: preamble, numbered rules, labels, output."""
     variables = system_variables(iset, labels)
     if iset.template:
-        where_file = str(iset.path or iset.name)
-        template_path = resolve_inside(project_root, iset.template, path=where_file, key="template")
-        try:
-            source = template_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PldError(
-                f"template file {iset.template!r} not found", path=where_file, key="template"
-            ) from None
-        where = str(template_path)
+        named_by = str(iset.path or iset.name)
+        path, template = load_template_file(project_root, iset.template, named_by=named_by)
+        where = str(path)
     else:
-        source, where = default_system_template(), "pytest_pld/templates/system.j2"
-    return render_string(source, variables, where=where).strip() + "\n"
+        where = "pytest_pld/templates/system.j2"
+        template = compile_template(default_system_template(), where)
+    return render_template(template, variables, where=where).strip() + "\n"
 
 
 def render_user_message(template: str, fields: Mapping[str, Any], *, where: str) -> str:

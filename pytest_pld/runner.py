@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
+from .clusters import example_clusters
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
@@ -28,7 +29,11 @@ from .metrics import Predictions
 from .progress import Progress
 from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
+from .textio import read_json_object
 from .yamlio import atomic_write_text
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 RECORD_SCHEMA = 1
 
@@ -44,7 +49,10 @@ class ExampleResult:
     raw: str = ""
     truncated: bool = False
     cached: bool = False
-    tie: bool = False  # the top score tied exactly with another label's
+    cluster: str | None = None  # the example's id under the suite's cluster_key
+    #: the top score tied exactly with another label's (None: a record from before ties
+    #: were recorded)
+    tie: bool | None = None
 
 
 @dataclass
@@ -66,6 +74,9 @@ class RunRecord:
     cache_hits: int = 0
     cache_misses: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
+    # a shard's partial record: which part of which run (shards.shard_info); no metrics
+    shard: dict[str, Any] | None = None
     path: str | None = None
 
     def predictions(self) -> Predictions:
@@ -113,26 +124,20 @@ class RunRecord:
 
 
 def load_record(path: Path) -> RunRecord:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PldError("run record not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise PldError(
-            f"run record is not valid JSON: {exc.msg}",
-            path=path,
-            line=exc.lineno,
-            hint="re-create it (for a baseline: pytest --pld-update-baseline)",
-        ) from None
+    hint = "re-create it (for a baseline: pytest --pld-update-baseline)"
+    data = read_json_object(path, what="run record", hint=hint)
     try:
         return RunRecord.from_json(data, str(path))
     except (KeyError, TypeError) as exc:
-        raise PldError(f"run record has the wrong shape ({exc})", path=path) from None
+        raise PldError(f"run record has the wrong shape ({exc})", path=path, hint=hint) from None
 
 
-def save_record(record: RunRecord, path: Path) -> Path:
+def save_record(record: RunRecord, path: Path, *, repoint: bool = True) -> Path:
+    """Write the record atomically; `repoint` makes `record.path` name the new file (a
+    baseline copy keeps pointing at the run's own record)."""
     atomic_write_text(path, json.dumps(record.to_json(), indent=1, ensure_ascii=False) + "\n")
-    record.path = str(path)
+    if repoint:
+        record.path = str(path)
     return path
 
 
@@ -217,6 +222,41 @@ class LazyBackend:
             self._backend.close()
 
 
+class BackendPool:
+    """One lazily created backend per model name, shared by everything a session runs (token
+    counts, runs of several suites or of both sides of a review)."""
+
+    def __init__(self, factory: Callable[[str], LazyBackend] = LazyBackend) -> None:
+        self._factory = factory
+        self._by_name: dict[str, LazyBackend] = {}
+
+    def get(self, name: str) -> LazyBackend:
+        if name not in self._by_name:
+            self._by_name[name] = self._factory(name)
+        return self._by_name[name]
+
+    def close(self) -> None:
+        for lazy in self._by_name.values():
+            lazy.close()
+        self._by_name.clear()
+
+
+def size_counter(
+    lazy: LazyBackend, *, tokens: bool = True, notes: list[str] | None = None
+) -> tuple[Callable[[str], int], str]:
+    """A prompt-size function and its unit: the model's tokenizer ("tokens"), or characters
+    ("chars") when `tokens` is off. When the tokenizer is unavailable (model not installed),
+    raise - or, given `notes`, fall back to characters and say why there."""
+    if tokens:
+        try:
+            return lazy.token_counter(), "tokens"
+        except PldError as exc:
+            if notes is None:
+                raise
+            notes.append(f"counting characters, not tokens: {exc.message}")
+    return len, "chars"
+
+
 def classify_cached(
     backend: LazyBackend,
     cache: ResponseCache,
@@ -295,14 +335,25 @@ def run_suite(
     backend: LazyBackend | None = None,
     progress: bool | None = None,
     write_record: bool = True,
+    shard: Shard | None = None,
 ) -> RunRecord:
-    """Evaluate one split of a suite and (by default) write its run record."""
+    """Evaluate one split of a suite and (by default) write its run record. With `shard`,
+    only that part of the (limited) sample, into a partial record without metrics."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
     prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
     if not prepared.examples:
         raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
+    whole = len(prepared.examples)
+    positions: list[int] = []
+    sample = ""
+    if shard is not None:
+        from .shards import select
+
+        prepared, positions, sample = select(prepared, shard)
+    # checked before any model call: a suite whose examples lack the key fails at once
+    cluster_ids = example_clusters(suite, prepared.examples)
     model_name = model or suite.student
     own_backend = backend is None
     lazy = backend or LazyBackend(model_name)
@@ -344,6 +395,9 @@ def run_suite(
         cache.close()
         if own_backend:
             lazy.close()
+    for rows in (results, without or []):
+        for row, cluster in zip(rows, cluster_ids or ()):
+            row.cluster = cluster
     iset = prepared.instructions
     record = RunRecord(
         suite=suite.name,
@@ -366,8 +420,8 @@ def run_suite(
         duration_s=round(time.perf_counter() - started, 3),
         cache_hits=hits,
         cache_misses=total - hits,
+        cluster_key=suite.cluster_key,
     )
-    preds = record.predictions()
     names = [
         *suite.metrics,
         *(b.metric for b in suite.gates),
@@ -379,9 +433,25 @@ def run_suite(
     ]
     if measure_without_rules:
         names.append("latency_overhead")
-    record.metrics = {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}
+    names = list(dict.fromkeys(names))
+    part = ""
+    if shard is None:
+        record.metrics = compute_metrics(record, names)
+    else:
+        from .shards import shard_info
+
+        record.shard = shard_info(
+            record, shard, positions=positions, total=whole, sample=sample, metric_names=names
+        )
+        part = f"-shard{shard.index}of{shard.count}"
     if write_record:
         folder = results_dir or default_results_dir(suite.root)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        save_record(record, folder / f"{suite.name}-{prepared.split}-{stamp}.json")
+        save_record(record, folder / f"{suite.name}-{prepared.split}{part}-{stamp}.json")
     return record
+
+
+def compute_metrics(record: RunRecord, names: Sequence[str]) -> dict[str, float]:
+    """The named metrics of a whole run (never of a shard: see shards.py)."""
+    preds = record.predictions()
+    return {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}

@@ -8,14 +8,14 @@ diff as plain text, and the snapshot gate fails until the author updates it.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import PldError
-from .review_diff import unified
+from .project import shown
+from .review.diff import unified
+from .textio import read_text
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
     from .suite import Suite
@@ -34,19 +34,17 @@ def render_snapshot(suite: Suite) -> str:
     return render_system_prompt(suite.load_instructions(), suite.labels, suite.root)
 
 
-def _relative(suite: Suite, path: Path) -> str:
-    try:
-        return path.relative_to(suite.root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def read_snapshot(path: Path) -> str | None:
-    try:
-        # a checkout with core.autocrlf turns \n into \r\n; that is not a prompt change
-        return path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    except FileNotFoundError:
+    """The committed snapshot, or None when there is none; undecodable text is a PldError."""
+    if not path.exists():
         return None
+    text = read_text(
+        path,
+        what="snapshot",
+        decode_hint="it is generated: delete it and re-create it with `pld snapshot --update`",
+    )
+    # a checkout with core.autocrlf turns \n into \r\n; that is not a prompt change
+    return text.replace("\r\n", "\n")
 
 
 def snapshot_enabled(suite: Suite) -> bool:
@@ -63,7 +61,7 @@ def check_snapshot(suite: Suite) -> tuple[bool, str]:
     command that updates the snapshot.
     """
     path = suite.snapshot_path()
-    rel = _relative(suite, path)
+    rel = shown(path, suite.root)
     try:
         rendered = render_snapshot(suite)
     except PldError as exc:
@@ -102,7 +100,7 @@ def update_snapshot(suite: Suite) -> bool:
     return True
 
 
-def _check_shared_paths(suites: Sequence[Suite]) -> None:
+def check_shared_paths(suites: Sequence[Suite]) -> None:
     """Two suites sharing an instruction set share its default snapshot path; that only works
     when they render the same prompt (same labels)."""
     by_path: dict[Path, Suite] = {}
@@ -112,70 +110,9 @@ def _check_shared_paths(suites: Sequence[Suite]) -> None:
         if other is not suite and render_snapshot(other) != render_snapshot(suite):
             raise PldError(
                 f"suites {other.name!r} and {suite.name!r} render different prompts "
-                f"into the same snapshot {_relative(suite, path)}",
+                f"into the same snapshot {shown(path, suite.root)}",
                 path=suite.path,
                 key="snapshot",
                 hint="give one of them its own path with `snapshot: "
                 f"instructions/{suite.name}.prompt.txt`",
             )
-
-
-# --- the command -------------------------------------------------------------------------------
-
-
-def cmd_snapshot(args: argparse.Namespace) -> int:
-    from .cli import project_root
-    from .suite import find_suites, load_suite, resolve_suite_names
-
-    root = project_root(args)
-    names = [n for spec in args.suites for n in spec.split(",") if n.strip()]
-    paths = (
-        [p for n in names for p in resolve_suite_names(root, n)]
-        if names
-        else list(find_suites(root).values())
-    )
-    if not paths:
-        raise PldError(f"no suites found in {root / 'suites'}", hint="add suites/NAME.yaml files")
-    suites = [load_suite(p, root) for p in paths]
-    _check_shared_paths(suites)
-    failed = 0
-    for suite in suites:
-        rel = _relative(suite, suite.snapshot_path())
-        if args.update:
-            changed = update_snapshot(suite)
-            print(f"{'wrote' if changed else 'unchanged'}  {suite.name}  {rel}")
-            continue
-        ok, message = check_snapshot(suite)
-        if ok:
-            print(f"ok     {suite.name}  {rel}")
-        else:
-            failed += 1
-            print(f"FAILED {suite.name}: {message}")
-    if failed:
-        print(f"{failed} of {len(suites)} snapshots out of date", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_root_option
-
-    p = sub.add_parser(
-        "snapshot",
-        help="check or update the committed rendered system prompts",
-        description="Each suite's rendered system prompt is committed next to its instruction "
-        "set (instructions/NAME.prompt.txt, or the suite's `snapshot:` path), so a "
-        "change to a rule, a template or pytest-pld's default template shows in the "
-        "pull request. Without --update, compare and exit 1 on any difference.",
-    )
-    p.add_argument(
-        "suites", nargs="*", metavar="SUITE", help="suite names (default: every suite in suites/)"
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--update", action="store_true", help="write the snapshots from the current rendering"
-    )
-    mode.add_argument(
-        "--check", action="store_true", help="compare only and exit 1 on a difference (the default)"
-    )
-    add_root_option(p)
-    p.set_defaults(func=cmd_snapshot)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -13,18 +13,32 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from . import metrics
+from .clusters import check_cluster_key
 from .datasets import Example, Loader, registry, split_fraction
 from .errors import PldError, PldErrors, did_you_mean
 from .instructions import InstructionSet, load_instruction_set
-from .project import resolve_inside
+from .plain import freeze
+from .project import check_data_spec, is_data_path, resolve_data, resolve_inside
+from .templating import check_template_field
+from .verdicts import POWER_POLICIES
 from .yamlio import line_of, load_yaml
 
+#: the conventional split names: teach reads train, distill scores rules on dev, the gates
+#: default to test. A suite may declare any other names besides (a held-out set, last month's
+#: traffic) and evaluate them with --split / --pld-split.
 SPLITS = ("train", "dev", "test")
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SPLIT_KEYS = ("path", "fraction", "value")
+SPLIT_FORMS = (
+    "a path, or {path, fraction: [lo, hi]} (rows whose id hashes into [lo, hi)), or "
+    "{path, value: V} (rows whose split_field holds V)"
+)
 TOP_KEYS = {
     "name": "the suite's name (used by --pld-suite)",
     "description": "free text",
     "dataset": "{loader: NAME, options: {...}}",
-    "splits": "train/dev/test -> a path, or {path, fraction: [lo, hi]}",
+    "splits": "split name (train, dev, test or any other) -> a path, or {path, fraction: "
+    "[lo, hi]}, or {path, value: V}; a path data:PATH reads from the data root",
     "labels": "the label set, a list of strings",
     "user_template": "the Jinja template of the per-example user message",
     "instructions": "project-relative path of the instruction set",
@@ -32,10 +46,14 @@ TOP_KEYS = {
     "gate_split": "the split the gates evaluate (default test)",
     "max_prompt_tokens": "the prompt-token budget the render check enforces",
     "metrics": "metrics to report besides those the gates name",
-    "gates": "metric -> bound ('>= 0.6'), and optionally regression: {...}",
+    "gates": "metric -> bound ('>= 0.6'), optionally regression: {...} and family: holm|none",
     "snapshot": "project-relative path of the rendered system-prompt snapshot",
+    "cluster_key": "the example field whose equal values form a cluster (bootstraps resample "
+    "clusters), or group / id",
 }
-REGRESSION_KEYS = {"metric", "baseline", "margin", "confidence"}
+REGRESSION_KEYS = {"metric", "baseline", "margin", "confidence", "power"}
+#: `gates.family`: how the per-class gates' one-sided tests are corrected as one family
+FAMILY_CORRECTIONS = ("holm", "none")
 _BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 BOUND_FORMS = "'>= 0.6', '> 0.6', '<= 1.15' or '< 6000'"
 
@@ -69,6 +87,7 @@ class RegressionGate:
     margin: float = 0.02
     confidence: float = 0.95
     line: int | None = None
+    power: str | None = None  # warn | fail; None: not set in the suite
 
     @property
     def label(self) -> str:
@@ -77,8 +96,9 @@ class RegressionGate:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    path: str
+    path: str  # project-relative, or data:PATH under the data root
     fraction: tuple[float, float] = (0.0, 1.0)
+    value: str | None = None  # the rows whose split field holds this value
 
 
 @dataclass(frozen=True)
@@ -100,13 +120,16 @@ class Suite:
     metrics: tuple[str, ...] = ("accuracy", "macro_f1")
     description: str = ""
     snapshot: str | None = None
+    cluster_key: str | None = None
+    family: str = "holm"  # correction of the per-class gates' tests: holm | none
+    data_root: Path | None = None  # where data:PATH split paths resolve
 
     @property
     def instructions_path(self) -> Path:
         return resolve_inside(self.root, self.instructions, path=self.path, key="instructions")
 
     def load_instructions(self) -> InstructionSet:
-        return load_instruction_set(self.instructions_path)
+        return load_instruction_set(self.instructions_path, root=self.root)
 
     def snapshot_path(self) -> Path:
         rel = self.snapshot or str(Path(self.instructions).with_suffix(".prompt.txt"))
@@ -114,7 +137,9 @@ class Suite:
 
     def split_path(self, split: str) -> Path:
         spec = self._spec(split)
-        return resolve_inside(self.root, spec.path, path=self.path, key=f"splits.{split}")
+        return resolve_data(
+            self.root, self.data_root, spec.path, path=self.path, key=f"splits.{split}"
+        )
 
     def _spec(self, split: str) -> SplitSpec:
         if split not in self.splits:
@@ -132,12 +157,28 @@ class Suite:
         data_path = self.split_path(split)
         if not data_path.exists():
             raise PldError(
-                f"data file {spec.path!r} for split {split!r} is missing",
+                f"data file {spec.path!r} for split {split!r} is missing"
+                + (f" (looked in {data_path})" if is_data_path(spec.path) else ""),
                 path=self.path,
                 key=f"splits.{split}",
-                hint="restore it from git or fix the path",
+                hint="check the data root and the path"
+                if is_data_path(spec.path)
+                else "restore it from git or fix the path",
             )
         examples = _cached_load(self.loader, data_path, self.loader_options)
+        if spec.value is not None:
+            unmarked = [e for e in examples if e.split is None]
+            if unmarked:
+                raise PldError(
+                    f"split {split!r} takes the rows whose split field holds {spec.value!r}, "
+                    f"and {len(unmarked)} rows of {spec.path} have no split field (first: id "
+                    f"{unmarked[0].id!r})",
+                    path=self.path,
+                    key=f"splits.{split}",
+                    hint=f"give every row of {data_path} a "
+                    f"{self.loader_options.get('split_field')!r} value",
+                )
+            examples = [e for e in examples if e.split == spec.value]
         lo, hi = spec.fraction
         if (lo, hi) != (0.0, 1.0):
             examples = [e for e in examples if lo <= split_fraction(e.group or e.id) < hi]
@@ -206,8 +247,11 @@ def resolve_suite_names(root: Path, spec: str, folder: str | Path = "suites") ->
     return paths
 
 
-def load_suite(path: Path, root: Path) -> Suite:
-    """Load and validate a suite file; raises PldErrors listing every problem found."""
+def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suite:
+    """Load and validate a suite file; raises PldErrors listing every problem found.
+
+    `data_root` is where `data:PATH` split paths resolve; without one such a suite still
+    loads, and reading such a split says how to set the root."""
     doc = load_yaml(path)
     errors: list[PldError] = []
 
@@ -327,8 +371,16 @@ def load_suite(path: Path, root: Path) -> Suite:
                             f"{', '.join(loader.options) or '(no options)'}",
                         )
                     else:
-                        loader_options[str(key)] = _plain_scalar(value)
+                        loader_options[str(key)] = freeze(value)
                 loader_options = {**loader.options, **loader_options}
+
+    if user_template:
+        # the loader's declared fields plus the id (example_fields); the generic jsonl loader
+        # declares none, and its files are checked when `pld validate` renders an example
+        fields = ({*loader.fields, "id"} if loader.fields else None) if loader else None
+        problem = check_template_field(doc, "user_template", path, variables=fields)
+        if problem:
+            errors.append(problem)
 
     splits: dict[str, SplitSpec] = {}
     raw_splits = doc.get("splits")
@@ -336,50 +388,38 @@ def load_suite(path: Path, root: Path) -> Suite:
         if not isinstance(raw_splits, Mapping):
             err("expected a mapping split -> path", doc, "splits", "splits")
         else:
+            split_field = str(loader_options.get("split_field") or "")
             for split, spec in raw_splits.items():
                 where = f"splits.{split}"
-                if split not in SPLITS:
+                if not isinstance(split, str) or not SPLIT_NAME.match(split):
                     err(
-                        f"unknown split{did_you_mean(str(split), SPLITS)}",
+                        f"split name {split!r} is not allowed",
                         raw_splits,
                         split,
                         where,
-                        hint=f"splits: {', '.join(SPLITS)}",
+                        hint="letters, digits, '_', '-' and '.', starting with a letter or "
+                        f"digit (quote one YAML reads as a number); the conventional names are "
+                        f"{', '.join(SPLITS)}",
                     )
                     continue
-                if isinstance(spec, str):
-                    splits[split] = SplitSpec(spec)
-                elif (
-                    isinstance(spec, Mapping)
-                    and "path" in spec
-                    and set(spec) <= {"path", "fraction"}
-                ):
-                    frac = spec.get("fraction", [0.0, 1.0])
-                    if (
-                        not isinstance(frac, list)
-                        or len(frac) != 2
-                        or not all(isinstance(x, (int, float)) for x in frac)
-                        or not 0 <= frac[0] < frac[1] <= 1
-                    ):
-                        err(
-                            "fraction must be [lo, hi] with 0 <= lo < hi <= 1",
-                            spec,
-                            "fraction",
-                            f"{where}.fraction",
-                        )
-                        continue
-                    splits[split] = SplitSpec(str(spec["path"]), (float(frac[0]), float(frac[1])))
-                else:
-                    err("expected a path or {path, fraction: [lo, hi]}", raw_splits, split, where)
+                parsed = _parse_split(spec, raw_splits, split, where, split_field, err)
+                if parsed is None:
                     continue
+                splits[split] = parsed
                 try:
-                    resolve_inside(
-                        root,
-                        splits[split].path,
-                        path=path,
-                        line=line_of(raw_splits, split),
-                        key=where,
-                    )
+                    if is_data_path(parsed.path):
+                        check_data_spec(
+                            parsed.path, path=path, line=line_of(raw_splits, split), key=where
+                        )
+                    if not is_data_path(parsed.path) or data_root is not None:
+                        resolve_data(
+                            root,
+                            data_root,
+                            parsed.path,
+                            path=path,
+                            line=line_of(raw_splits, split),
+                            key=where,
+                        )
                 except PldError as exc:
                     errors.append(exc)
             _check_disjoint(splits, raw_splits, path, errors)
@@ -414,8 +454,15 @@ def load_suite(path: Path, root: Path) -> Suite:
                 hint=f"metrics: {', '.join(metrics.metric_names())}",
             )
 
+    cluster_key, problem = check_cluster_key(
+        doc.get("cluster_key"), loader, path=path, line=line_of(doc, "cluster_key")
+    )
+    if problem:
+        errors.append(problem)
+
     bounds: list[Bound] = []
     regression: RegressionGate | None = None
+    family = "holm"
     gates = doc.get("gates")
     if gates is None or (isinstance(gates, Mapping) and not gates):
         err(
@@ -433,6 +480,9 @@ def load_suite(path: Path, root: Path) -> Suite:
             if mname == "regression":
                 regression = _parse_regression(raw, path, line, labels, errors)
                 continue
+            if mname == "family":
+                family = _parse_choice(raw, FAMILY_CORRECTIONS, path, line, "gates.family", errors)
+                continue
             try:
                 metrics.lookup(str(mname), labels or None)
             except KeyError as exc:
@@ -442,7 +492,7 @@ def load_suite(path: Path, root: Path) -> Suite:
                         path=path,
                         line=line,
                         key=f"gates.{mname}",
-                        hint=f"metrics: {', '.join(metrics.metric_names())}, regression",
+                        hint=f"metrics: {', '.join(metrics.metric_names())}, regression, family",
                     )
                 )
                 continue
@@ -472,15 +522,59 @@ def load_suite(path: Path, root: Path) -> Suite:
         metrics=tuple(reported) or ("accuracy", "macro_f1"),
         description=description,
         snapshot=snapshot,
+        cluster_key=cluster_key,
+        family=family,
+        data_root=data_root,
     )
 
 
-def _plain_scalar(value: Any) -> Any:
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list):
-        return tuple(_plain_scalar(v) for v in value)
-    return value
+def _parse_split(
+    spec: Any,
+    node: Any,
+    split: str,
+    where: str,
+    split_field: str,
+    err: Callable[..., None],
+) -> SplitSpec | None:
+    """One entry of `splits:`; reports a malformed one through `err` and returns None."""
+    if isinstance(spec, str):
+        return SplitSpec(spec)
+    if not isinstance(spec, Mapping) or "path" not in spec or not set(spec) <= set(SPLIT_KEYS):
+        err(f"expected {SPLIT_FORMS}", node, split, where)
+        return None
+    frac = spec.get("fraction", [0.0, 1.0])
+    if (
+        not isinstance(frac, list)
+        or len(frac) != 2
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in frac)
+        or not 0 <= frac[0] < frac[1] <= 1
+    ):
+        err(
+            "fraction must be [lo, hi] with 0 <= lo < hi <= 1",
+            spec,
+            "fraction",
+            f"{where}.fraction",
+        )
+        return None
+    value = spec.get("value")
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            err("value must be a non-empty string", spec, "value", f"{where}.value")
+            return None
+        if not split_field:
+            err(
+                "value selects rows by their split column, and the loader has no split_field",
+                spec,
+                "value",
+                f"{where}.value",
+                hint="set dataset.options.split_field to the column that names each row's split",
+            )
+            return None
+    return SplitSpec(
+        str(spec["path"]),
+        (float(frac[0]), float(frac[1])),
+        None if value is None else str(value).strip(),
+    )
 
 
 def _check_disjoint(
@@ -491,7 +585,7 @@ def _check_disjoint(
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             sa, sb = splits[a], splits[b]
-            if sa.path != sb.path:
+            if sa.path != sb.path or sa.value != sb.value:
                 continue
             if sa.fraction[0] < sb.fraction[1] and sb.fraction[0] < sa.fraction[1]:
                 errors.append(
@@ -512,7 +606,7 @@ def _parse_regression(
     if not isinstance(raw, Mapping):
         errors.append(
             PldError(
-                "expected {metric, baseline, margin, confidence}",
+                "expected {metric, baseline, margin, confidence, power}",
                 path=path,
                 line=line,
                 key="gates.regression",
@@ -557,6 +651,12 @@ def _parse_regression(
             )
         )
         bad = True
+    power = raw.get("power")
+    if power is not None:
+        power = _parse_choice(
+            power, POWER_POLICIES, path, line_of(raw, "power"), "gates.regression.power", errors
+        )
+        bad = bad or power is None
     margin, confidence = raw.get("margin", 0.02), raw.get("confidence", 0.95)
     if not isinstance(margin, (int, float)) or not 0 <= margin < 1:
         errors.append(
@@ -580,7 +680,26 @@ def _parse_regression(
         bad = True
     if bad:
         return None
-    return RegressionGate(str(mname), str(baseline), float(margin), float(confidence), line)
+    return RegressionGate(
+        str(mname), str(baseline), float(margin), float(confidence), line, power=power
+    )
+
+
+def _parse_choice(
+    raw: Any, choices: Sequence[str], path: Path, line: int | None, key: str, errors: list[PldError]
+) -> Any:
+    """`raw` when it is one of `choices`; otherwise an error is recorded and None returned."""
+    if isinstance(raw, str) and raw in choices:
+        return raw
+    errors.append(
+        PldError(
+            f"expected one of {', '.join(choices)}, got {raw!r}",
+            path=path,
+            line=line,
+            key=key,
+        )
+    )
+    return None
 
 
 def example_fields(example: Example) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Safe YAML loading with line numbers, round-trip saving, and atomic file writes."""
+"""Safe YAML loading with line numbers, round-trip saving, JSON files the tools write (run
+records, ablations) read back with file and line in every error, and atomic file writes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
 from .errors import PldError
+from .plain import to_plain
+from .textio import read_text
 
 
 def _round_trip_yaml() -> YAML:
@@ -28,18 +33,12 @@ def _round_trip_yaml() -> YAML:
 
 def load_yaml(path: Path) -> Any:
     """Load a YAML file as ruamel round-trip objects; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PldError("file not found", path=path) from None
-    except OSError as exc:
-        raise PldError(f"cannot read file: {exc.strerror}", path=path) from None
-    return load_yaml_text(text, path)
+    return load_yaml_text(read_text(path, what="YAML file"), path)
 
 
 def load_yaml_text(text: str, path: Path | str) -> Any:
     try:
-        return _round_trip_yaml().load(text)
+        data = _round_trip_yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -50,8 +49,63 @@ def load_yaml_text(text: str, path: Path | str) -> Any:
             line=line,
             hint="fix the syntax; `pld validate` re-checks every file",
         ) from None
+    except ReaderError as exc:  # a control character; ruamel gives its offset, not its line
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise PldError(
+            f"malformed YAML: control character #x{code:04x} is not allowed in YAML",
+            path=path,
+            line=text.count("\n", 0, exc.position) + 1,
+            hint="remove it (an editor may show it as a box or not at all)",
+        ) from None
     except YAMLError as exc:
         raise PldError(f"malformed YAML: {exc}", path=path) from None
+    except RecursionError:
+        raise PldError(
+            "malformed YAML: nested too deeply to read",
+            path=path,
+            hint="flatten the nested lists or mappings",
+        ) from None
+    _check_loaded(data, path)
+    return data
+
+
+# Aliases (*name) share one node, but everything downstream copies plain data: a few lines of
+# nested aliases ("billion laughs") would expand to billions of values. No file this project
+# reads comes near this many.
+MAX_YAML_VALUES = 200_000
+
+
+def _check_loaded(data: Any, path: Path | str) -> None:
+    """Refuse what loads but breaks later: alias expansion past MAX_YAML_VALUES, and strings
+    with lone surrogates (a YAML escape such as "\\ud800"), which cannot be written as UTF-8."""
+    stack: list[tuple[Any, Any, Any]] = [(data, None, None)]
+    seen = 0
+    while stack:
+        node, parent, key = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise PldError(
+                f"the document expands to more than {MAX_YAML_VALUES:,} values",
+                path=path,
+                hint="YAML aliases (*name) that repeat other aliases multiply; write the "
+                "values out instead",
+            )
+        if isinstance(node, dict):
+            stack.extend((v, node, k) for k, v in node.items())
+            stack.extend((k, node, k) for k in node if isinstance(k, str))
+        elif isinstance(node, list):
+            stack.extend((v, node, i) for i, v in enumerate(node))
+        elif isinstance(node, str) and not node.isascii():
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise PldError(
+                    f"a string contains the lone surrogate {node[exc.start]!r}, which is not a "
+                    "character",
+                    path=path,
+                    line=line_of(parent, key),
+                    hint="write the character itself, or a \\U escape of its code point",
+                ) from None
 
 
 def dump_yaml(data: Any) -> str:
@@ -74,6 +128,25 @@ def line_of(node: Any, key: str | int | None = None) -> int | None:
     return None
 
 
+def line_in_value(node: Any, key: str, inner: int) -> tuple[int | None, bool]:
+    """(1-based file line where line `inner` of the string `node[key]` starts, True), or
+    (the line where the string starts, False) when that is all that is known.
+
+    The lines of a literal block (`|`) are the file's lines. Plain, quoted and folded (`>`)
+    scalars are joined when loaded, so for them only the line where the text starts is known.
+    """
+    try:
+        start = int(node.lc.value(key)[0]) + 1  # the line of the value, or of `|` and `>`
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return line_of(node, key), False
+    value = node.get(key)
+    if isinstance(value, LiteralScalarString):
+        return start + inner, True
+    if isinstance(value, FoldedScalarString):
+        return start + 1, inner == 1
+    return start, inner == 1
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,14 +163,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def _plain_data(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain_data(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_data(v) for v in value]
-    return value
 
 
 def _line_starts(doc: CommentedMap) -> list[tuple[Any, int]] | None:
@@ -175,7 +240,7 @@ def _merge_items(
         old = by_id.get(str(node["id"]))
         if old is None:
             out.extend(body)
-        elif _plain_data(old[0]) == _plain_data(node):
+        elif to_plain(old[0]) == to_plain(node):
             out.extend(old[1][0] + old[1][1])
         else:
             out.extend(old[1][0] + body)
@@ -201,11 +266,11 @@ def keep_untouched_lines(old_text: str, new_text: str) -> str:
     old_parts, new_parts = _segments(old_lines, old_doc), _segments(new_lines, new_doc)
     if old_parts is None or new_parts is None:
         return new_text
-    want = _plain_data(new_doc)
+    want = to_plain(new_doc)
     for item_level in (True, False):
         out = list(old_parts[0])
         for key, lines in new_parts[1].items():
-            if key in old_doc and _plain_data(old_doc[key]) == _plain_data(new_doc[key]):
+            if key in old_doc and to_plain(old_doc[key]) == to_plain(new_doc[key]):
                 out.extend(old_parts[1][key])
                 continue
             merged = None
@@ -223,7 +288,7 @@ def keep_untouched_lines(old_text: str, new_text: str) -> str:
         if text and not text.endswith("\n"):
             text += "\n"
         try:
-            if _plain_data(load_yaml_text(text, "<merged>")) == want:
+            if to_plain(load_yaml_text(text, "<merged>")) == want:
                 return text
         except PldError:
             pass
@@ -238,7 +303,7 @@ def strip_wrap_spaces(text: str) -> str:
     if stripped == text:
         return text
     try:
-        same = _plain_data(load_yaml_text(stripped, "<stripped>")) == _plain_data(
+        same = to_plain(load_yaml_text(stripped, "<stripped>")) == to_plain(
             load_yaml_text(text, "<dumped>")
         )
     except PldError:

@@ -200,6 +200,12 @@ def disposable_openai_server(serve_model_folder: Path, tmp_path: Path) -> Iterat
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def no_data_root_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own PLD_DATA_ROOT must not change what a test reads."""
+    monkeypatch.delenv("PLD_DATA_ROOT", raising=False)
+
+
 # -- a scripted student for control-flow tests of review and ablate (never evidence of a model) --
 
 

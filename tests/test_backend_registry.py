@@ -1,4 +1,5 @@
-"""The backend registry: `provider:model` names, provider hooks, and a package without cycles.
+"""The backend registry: `provider:model` names and provider hooks (the package's import rules
+are checked with the whole package's in tests/test_layout.py).
 
 The scripted backends here count calls of the registry's control flow; nothing is evidence of
 what a model does.
@@ -6,16 +7,13 @@ what a model does.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-import pytest_pld
 from pytest_pld.backends import (
     cheap_identity,
     cheap_token_counter,
@@ -28,83 +26,6 @@ from pytest_pld.backends import (
 from pytest_pld.errors import PldError
 from pytest_pld.runner import LazyBackend
 from pytest_pld.testing import ScriptedBackend
-
-PACKAGE = Path(pytest_pld.__file__).parent
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path) -> set[str]:
-    """Modules of the package that `path` imports, at any depth of its code."""
-    name = _module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")
-            if node.level:
-                base = base[: len(base) - node.level + 1]
-                target = ".".join([*base, node.module] if node.module else base)
-            else:
-                target = node.module or ""
-            found.add(target)
-            # `from . import x` may name a submodule
-            found.update(f"{target}.{a.name}" for a in node.names)
-    return {m for m in found if m.startswith("pytest_pld.backends")}
-
-
-def _backend_graph() -> dict[str, set[str]]:
-    files = sorted((PACKAGE / "backends").rglob("*.py"))
-    names = {_module_name(f) for f in files}
-    return {_module_name(f): _imports(f) & names - {_module_name(f)} for f in files}
-
-
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
-
-
-def test_the_backends_package_has_no_import_cycle() -> None:
-    graph = _backend_graph()
-    assert "pytest_pld.backends.local.backend" in graph  # the walk sees the split local backend
-    assert _cycle(graph) is None, _cycle(graph)
-
-
-def test_the_protocol_module_imports_no_concrete_backend() -> None:
-    imported = _imports(PACKAGE / "backends" / "base.py")
-    assert imported == set(), imported
-
-
-def test_the_label_logic_imports_no_backend() -> None:
-    assert _imports(PACKAGE / "labels.py") == set()
-
-
-def test_a_planted_cycle_is_found() -> None:
-    """The cycle check itself can fail."""
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
-    assert _cycle(graph) == ["a", "b", "c", "a"]
 
 
 @pytest.fixture

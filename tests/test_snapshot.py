@@ -147,9 +147,9 @@ def test_an_unknown_suite_name_gets_did_you_mean(
 def test_suites_sharing_a_snapshot_path_must_render_the_same_prompt(tmp_path: Path) -> None:
     root = make_project(tmp_path, suites={"demo": '[yes, "no"]', "other": "[a, b]"})
     with pytest.raises(PldError, match="render different prompts into the same snapshot"):
-        from pytest_pld.snapshot import _check_shared_paths
+        from pytest_pld.snapshot import check_shared_paths
 
-        _check_shared_paths([suite_at(root), suite_at(root, "other")])
+        check_shared_paths([suite_at(root), suite_at(root, "other")])
 
 
 def test_update_and_check_are_exclusive(tmp_path: Path) -> None:

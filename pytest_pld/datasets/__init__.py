@@ -6,47 +6,19 @@ reject an unknown option with the file, line and allowed names.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from .base import Example, Loader, LoadFn, content_id, split_fraction
 
-
-@dataclass(frozen=True)
-class Example:
-    """One labelled item. `fields` feed the user-message template; `group` keeps related
-    items (the 17 hypotheses of one contract, the 3 sentences of one StereoSet cluster) in
-    the same split when a file is carved into splits."""
-
-    id: str
-    label: str
-    fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    group: str | None = None
-
-
-LoadFn = Callable[[Path, Mapping[str, Any]], list[Example]]
-
-
-@dataclass(frozen=True)
-class Loader:
-    name: str
-    load: LoadFn
-    options: Mapping[str, Any]  # allowed option -> default
-    fields: Sequence[str]  # the fields every example carries (for template validation)
-    description: str = ""
-
-
-def split_fraction(key: str) -> float:
-    """A stable number in [0, 1) for an id: carving a file into splits by it is deterministic
-    across machines and Python versions (unlike hash())."""
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+__all__ = ["Example", "LoadFn", "Loader", "content_id", "registry", "split_fraction"]
 
 
 def registry() -> dict[str, Loader]:
-    from . import contractnli, jsonl, logiqa, stereoset  # local imports keep start-up light
+    from . import contractnli, jsonl, logiqa, stereoset, table  # local: keep start-up light
 
-    loaders = [*contractnli.LOADERS, *stereoset.LOADERS, *logiqa.LOADERS, *jsonl.LOADERS]
+    loaders = [
+        *contractnli.LOADERS,
+        *stereoset.LOADERS,
+        *logiqa.LOADERS,
+        *jsonl.LOADERS,
+        *table.LOADERS,
+    ]
     return {loader.name: loader for loader in loaders}

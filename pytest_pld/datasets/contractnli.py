@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import PldError
-from . import Example, Loader
+from .base import Example, Loader
 from .jsonl import frozen, read_json
 
 LABELS = ("Entailment", "Contradiction", "NotMentioned")
@@ -138,9 +138,13 @@ def load_contractnli(path: Path, options: Mapping[str, Any]) -> list[Example]:
         text: str = doc["text"]
         try:
             annotations = doc["annotation_sets"][0]["annotations"]
+            if not isinstance(annotations, dict):  # a string would be indexed by character
+                raise TypeError
         except (KeyError, IndexError, TypeError):
             raise PldError(
-                f"{where}: no annotation_sets[0].annotations", path=path, hint=f"expected {WHAT}"
+                f"{where}: no annotation_sets[0].annotations mapping",
+                path=path,
+                hint=f"expected {WHAT}",
             ) from None
         missing = [k for k in keys if k not in annotations]
         if missing:

@@ -1,55 +1,32 @@
 """Generic JSON Lines loader, plus the file-reading helpers the other loaders share.
 
-Every record must be a JSON object with an id and a label; all other keys become template
-fields. A bad record is an error naming the file and line, never a silently dropped row:
-a benchmark that quietly shrinks gives metrics nobody can compare.
+Every record must be a JSON object with an id (or text to derive one from) and a label; all
+other keys become template fields. What the fields mean is shared with the CSV and Parquet
+loaders (`records.py`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .. import textio
 from ..errors import PldError
-from . import Example, Loader
+from .base import Example, Loader
+from .records import RECORD_OPTIONS, record_options, to_examples
+
+_MISSING = "restore it from git or fix the split's path in the suite"
 
 
 def read_text(path: Path, *, what: str) -> str:
-    """The file's text as UTF-8; a missing, unreadable or non-UTF-8 file is a PldError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PldError(
-            f"data file not found (expected {what})",
-            path=path,
-            hint="restore it from git or fix the split's path in the suite",
-        ) from None
-    except IsADirectoryError:
-        raise PldError(f"expected a file ({what}), found a directory", path=path) from None
-    except OSError as exc:
-        raise PldError(f"cannot read data file: {exc.strerror}", path=path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise PldError(
-            f"not UTF-8 text (byte {exc.start}; expected {what})", path=path, line=line
-        ) from None
-    # a BOM is invisible in editors; it would otherwise end up in the first record's id
-    return text.removeprefix("\ufeff")
+    """The data file's text (UTF-8, BOM removed); `what` describes its expected layout."""
+    return textio.read_text(path, what="data file", expect=what, missing_hint=_MISSING)
 
 
 def read_json(path: Path, *, what: str) -> Any:
-    text = read_text(path, what=what)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PldError(
-            f"malformed JSON: {exc.msg} (expected {what})", path=path, line=exc.lineno
-        ) from None
+    return textio.read_json(path, what="data file", expect=what, missing_hint=_MISSING)
 
 
 def frozen(fields: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -57,111 +34,58 @@ def frozen(fields: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(fields))
 
 
-def _option_str(options: Mapping[str, Any], name: str, default: str) -> str:
-    value = options.get(name, default)
-    if not isinstance(value, str):
-        raise PldError(
-            f"jsonl loader: option {name!r} must be a string, got {value!r}",
-            key=f"dataset.options.{name}",
-        )
-    return value
-
-
-def _scalar_text(value: Any) -> str | None:
-    """Ids and labels may be written as strings or integers; anything else is a mistake."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (str, int)):
-        text = str(value).strip()
-        return text or None
-    return None
-
-
-def load_jsonl(path: Path, options: Mapping[str, Any]) -> list[Example]:
-    id_field = _option_str(options, "id_field", "id")
-    label_field = _option_str(options, "label_field", "label")
-    group_field = _option_str(options, "group_field", "")
-    what = f"JSON Lines: one object per line with {id_field!r} and {label_field!r}"
+def load_jsonl(
+    path: Path, options: Mapping[str, Any], positions: dict[str, int] | None = None
+) -> list[Example]:
+    opts = record_options("jsonl", options)
+    what = f"JSON Lines: one object per line with {opts.label_field!r}" + (
+        f" and {opts.id_field!r}" if opts.id_field else ""
+    )
     text = read_text(path, what=what)
-    examples: list[Example] = []
-    seen: dict[str, int] = {}
+    return to_examples(json_objects(text, path, what), path, opts, what=what, positions=positions)
+
+
+def jsonl_keys(path: Path) -> list[str]:
+    """Every key of the file's objects, in the order they first appear."""
+    what = "JSON Lines: one object per line"
+    keys: dict[str, None] = {}
+    for _, record in json_objects(read_text(path, what=what), path, what):
+        keys.update(dict.fromkeys(record))
+    if not keys:
+        raise PldError("no records found", path=path, hint=f"expected {what}")
+    return list(keys)
+
+
+def json_objects(text: str, path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, object) for every non-blank line; anything but a JSON object is an error naming
+    the line, with `what` (the expected layout) as the hint."""
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, spacing) are not records
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PldError(
-                f"malformed JSON: {exc.msg}", path=path, line=lineno, hint=f"expected {what}"
-            ) from None
+        record = textio.parse_json(
+            line, path, what="data file", hint=f"expected {what}", line=lineno
+        )
         if not isinstance(record, dict):
             raise PldError(
-                f"expected a JSON object, got {type(record).__name__}",
+                f"expected a JSON object, got {textio.json_type(record)}",
                 path=path,
                 line=lineno,
                 hint=f"expected {what}",
             )
-        for name in (id_field, label_field):
-            if name not in record:
-                raise PldError(
-                    f"record has no {name!r} key",
-                    path=path,
-                    line=lineno,
-                    hint=f"keys present: {', '.join(record) or '(none)'}; set the "
-                    "loader's id_field/label_field options if they differ",
-                )
-        ex_id = _scalar_text(record[id_field])
-        label = _scalar_text(record[label_field])
-        if ex_id is None:
-            raise PldError(
-                f"{id_field!r} must be a non-empty string or integer, got {record[id_field]!r}",
-                path=path,
-                line=lineno,
-            )
-        if label is None:
-            raise PldError(
-                f"{label_field!r} must be a non-empty string or integer, got "
-                f"{record[label_field]!r}",
-                path=path,
-                line=lineno,
-            )
-        if ex_id in seen:
-            raise PldError(
-                f"duplicate id {ex_id!r} (first on line {seen[ex_id]})",
-                path=path,
-                line=lineno,
-                hint="ids must be unique: caches and reports key on them",
-            )
-        seen[ex_id] = lineno
-        group: str | None = None
-        if group_field:
-            if group_field not in record:
-                raise PldError(
-                    f"record has no {group_field!r} key (the group_field option)",
-                    path=path,
-                    line=lineno,
-                )
-            group = _scalar_text(record[group_field])
-            if group is None:
-                raise PldError(
-                    f"{group_field!r} must be a non-empty string or integer", path=path, line=lineno
-                )
-        fields = {k: v for k, v in record.items() if k not in (id_field, label_field)}
-        examples.append(Example(id=ex_id, label=label, fields=frozen(fields), group=group))
-    if not examples:
-        raise PldError("no records found", path=path, hint=f"expected {what}")
-    return examples
+        yield lineno, record
 
 
 LOADERS: list[Loader] = [
     Loader(
         name="jsonl",
         load=load_jsonl,
-        options={"id_field": "id", "label_field": "label", "group_field": ""},
+        options=RECORD_OPTIONS,
         # the other keys vary per file, so only the keys every file has are declared
         fields=[],
         description="JSON Lines, one object per line; every key except the id and label "
         "fields becomes a template field. group_field (optional) keeps related "
-        "records in one split when a file is carved by fraction.",
+        "records in one split when a file is carved by fraction; split_field (optional) "
+        "names the field that says each record's split; an empty id_field derives ids "
+        "from a hash of the text_fields.",
     )
 ]

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import PldError
-from . import Example, Loader
+from .base import Example, Loader
 from .jsonl import frozen, read_text
 
 LETTERS = ("A", "B", "C", "D")

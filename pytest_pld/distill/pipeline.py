@@ -13,7 +13,9 @@ from .. import metrics
 from ..backends import get_backend
 from ..errors import PldError
 from ..instructions import Rule, load_instruction_set_text
+from ..roles import ModelRoles
 from ..suite import Suite
+from ..textio import read_text
 from .answers import MODES, default_mode
 from .cluster import check_params, cluster_rules
 from .cost import CostLedger, CountingTeacher, PhaseCost
@@ -23,13 +25,14 @@ from .propose import IdAllocator, Proposal, build_proposal, used_ids
 from .refine import ClosedLoop, Decision, LoopResult, Student
 from .synthesize import STRATEGIES, Candidate, synthesize
 from .teach import header_for
+from .teachers import distill_teacher
 from .traces import Trace, check_compatible, read_traces
 
 
 @dataclass
 class DistillSettings:
     traces: Path
-    teacher: str | None = None  # default: the teacher that wrote the traces; "none": no teacher
+    teacher: str | None = None  # default: see teachers.distill_teacher; "none": no teacher
     student: str | None = None  # default: the suite's student
     embedder: str = "auto"
     cluster: str = "dbscan"
@@ -161,8 +164,11 @@ def distill(
     suite: Suite,
     settings: DistillSettings,
     *,
+    roles: ModelRoles | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> Proposal:
+    """`roles`: each model's endpoint and options (default: the openai: backend's own
+    environment variables, OPENAI_BASE_URL / OPENAI_API_KEY, for every role)."""
     settings.check()
     refuse_gate_split(suite, "dev", "distill")  # dev scores the candidate rules
     if settings.rounds:
@@ -173,18 +179,19 @@ def distill(
     ledger.phases["teach"] = teach_cost
 
     path = suite.instructions_path
-    try:
-        base_text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PldError(
-            "instruction file not found",
-            path=path,
-            hint="create it (pld validate checks it) before distilling",
-        ) from None
+    base_text = read_text(
+        path,
+        what="instruction file",
+        missing_hint="create it (pld validate checks it) before distilling",
+    )
     base = load_instruction_set_text(base_text, path)
 
     with ledger.phase("embed"):
-        emb = embed([t.rule for t in usable], settings.embedder)
+        emb = embed(
+            [t.rule for t in usable],
+            settings.embedder,
+            role=roles["embedder"] if roles is not None else None,
+        )
     log(f"embedded {len(usable)} rules with {emb.name}")
     with ledger.phase("cluster"):
         clustering = cluster_rules(
@@ -205,7 +212,11 @@ def distill(
         f"{clustering.noise} noise rules dropped"
     )
 
-    teacher_name = settings.teacher or Counter(t.teacher for t in usable).most_common(1)[0][0]
+    traces_teacher = Counter(t.teacher for t in usable).most_common(1)[0][0]
+    teacher_name, teacher_note = distill_teacher(settings.teacher, traces_teacher)
+    if teacher_note:
+        log(teacher_note)
+        notes.append(teacher_note)
     no_teacher = teacher_name.strip().lower() == "none"
     mode = settings.mode if settings.mode != "auto" else default_mode(teacher_name)
     strategy = settings.synthesis
@@ -219,13 +230,16 @@ def distill(
     from ..runner import default_cache_path
 
     cache = ResponseCache(default_cache_path(suite.root), mode=settings.cache_mode)
-    teacher = None if no_teacher else CountingTeacher(get_backend(teacher_name), ledger, cache)
+    make_teacher = roles["teacher"].make_backend if roles is not None else get_backend
+    teacher = None if no_teacher else CountingTeacher(make_teacher(teacher_name), ledger, cache)
+    student_model = settings.student or suite.student
     student = Student(
         suite,
-        settings.student or suite.student,
+        student_model,
         ledger,
         cache_mode=settings.cache_mode,
         progress=settings.progress,
+        factory=roles["student"].factory(student_model) if roles is not None else None,
     )
     try:
         with ledger.phase("synthesize"):

@@ -14,14 +14,22 @@ import difflib
 import json
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import PldError
-from ..instructions import InstructionSet, Rule, render_instruction_text, save_instruction_set
-from ..review_diff import SetDiff, diff_sets
+from ..instructions import (
+    InstructionSet,
+    Rule,
+    load_instruction_set_text,
+    render_instruction_text,
+    save_instruction_set,
+)
+from ..plain import to_plain
+from ..review.diff import SetDiff, diff_sets
+from ..textio import read_json_object
 from ..yamlio import atomic_write_text
 
 _ID = re.compile(r"^([A-Za-z][A-Za-z_.-]*?)(\d+)$")
@@ -159,7 +167,7 @@ class Proposal:
             "new_hash": self.new.content_hash(),
             "summary": self.changes.summary(),
             "changes": [
-                {"kind": c.kind, "id": c.id, "old": _plain(c.old), "new": _plain(c.new)}
+                {"kind": c.kind, "id": c.id, "old": to_plain(c.old), "new": to_plain(c.new)}
                 for c in self.changes.rules
             ],
             "dev_before": self.before,
@@ -190,12 +198,39 @@ class Proposal:
         return save_instruction_set(self.new, self.path, expected_text=self.base_text)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+@dataclass(frozen=True)
+class SavedProposal:
+    """What applying a saved proposal needs: the file, the text it was computed from, and
+    the text proposed."""
+
+    path: Path
+    base_text: str
+    proposed_text: str
+
+
+def read_proposal(file: Path) -> SavedProposal:
+    """A proposal saved by `Proposal.save` (what `pld distill --apply FILE` applies)."""
+    hint = "proposals are the .json files under .pld/proposals/"
+    data = read_json_object(file, what="proposal file", missing_hint=hint, hint=hint)
+    bad = [k for k in ("path", "base_text", "proposed_text") if not isinstance(data.get(k), str)]
+    if bad:
+        raise PldError(
+            f"not a proposal file: {', '.join(bad)} missing or not a string", path=file, hint=hint
+        )
+    return SavedProposal(Path(data["path"]), data["base_text"], data["proposed_text"])
+
+
+def apply_saved_proposal(file: Path, expected: Path) -> tuple[InstructionSet, bool]:
+    """Write a saved proposal to the instruction file it is for, which must be `expected`;
+    refuses when that file no longer holds the proposal's base text. Returns the written set
+    and whether the written text differs in layout from the saved proposal (the writer
+    changed since it was computed: the caller should say so rather than hide it)."""
+    saved = read_proposal(file)
+    if saved.path.resolve() != expected.resolve():
+        raise PldError(f"this proposal is for {saved.path}, not {expected}", path=file)
+    new = load_instruction_set_text(saved.proposed_text, saved.path)
+    text = save_instruction_set(new, saved.path, expected_text=saved.base_text)
+    return new, text != saved.proposed_text
 
 
 def build_proposal(

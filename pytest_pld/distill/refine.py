@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import metrics
+from ..backends.base import Backend
 from ..instructions import InstructionSet, Rule
 from ..metrics import Predictions
 from ..render import render_user_message
@@ -75,14 +76,17 @@ class Student:
         cache_path: Path | None = None,
         cache_mode: str = "use",
         progress: bool | None = False,
+        factory: Callable[[str], Backend] | None = None,
     ) -> None:
+        """`factory` creates the backend (default `get_backend`); the student role passes
+        one with its endpoint and options."""
         self.suite = suite
         self.model = model
         self.ledger = ledger
         self.cache_path = cache_path
         self.cache_mode = cache_mode
         self.progress = progress
-        self.lazy = LazyBackend(model)
+        self.lazy = LazyBackend(model) if factory is None else LazyBackend(model, factory)
         self._memo: dict[tuple[str, str, int | None], Score] = {}
 
     def score(self, iset: InstructionSet, split: str, limit: int | None) -> Score:

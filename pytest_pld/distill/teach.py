@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import Backend, get_backend
+from ..datasets import Example
 from ..errors import PldError
 from ..instructions import InstructionSet
 from ..progress import Progress
 from ..render import render_user_message
 from ..suite import Suite, example_fields
-from .answers import MODES, Teacher, ask_for_rule, default_mode, entity_terms
+from .answers import MODES, RuleAnswer, Teacher, ask_for_rule, default_mode, entity_terms
 from .cost import PhaseCost
 from .guard import refuse_gate_split
 from .prompts import TEACH_SCHEMA, task_header, teach_messages
+from .teachers import default_teacher
 from .traces import Trace, TraceWriter, check_compatible, drop_truncated_tail, read_traces
 
 #: stop after this many teacher calls in a row raised (server down, model missing): recording
@@ -37,6 +39,8 @@ class TeachSummary:
     out: Path
     examples: int = 0  # in the split (after --limit)
     already_done: int = 0
+    #: of those, how many each other teacher wrote (a resume skips them, whoever taught them)
+    done_by_others: Counter[str] = field(default_factory=Counter)
     taught: int = 0  # examples attempted in this run
     ok: int = 0
     failed: int = 0
@@ -46,6 +50,7 @@ class TeachSummary:
     truncated_line: int | None = None
     interrupted: bool = False
     stopped: str = ""  # why the run stopped early, if it did
+    notes: list[str] = field(default_factory=list)  # e.g. the batch path's billing
 
     def lines(self) -> list[str]:
         c = self.cost
@@ -64,6 +69,11 @@ class TeachSummary:
                 f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s"
             ),
         ]
+        for teacher, n in self.done_by_others.most_common():
+            out.append(
+                f"  note: {n} of the {self.already_done} already there were taught by {teacher}, "
+                f"not {self.teacher}; to teach them with this teacher, use another --out"
+            )
         for reason, n in self.failure_reasons.most_common():
             out.append(f"  failed x{n}: {reason}")
         if self.truncated_line:
@@ -77,6 +87,7 @@ class TeachSummary:
             )
         if self.stopped:
             out.append(f"  stopped early: {self.stopped}")
+        out.extend(f"  {note}" for note in self.notes)
         return out
 
 
@@ -106,7 +117,7 @@ def header_for(iset: InstructionSet, suite: Suite) -> str:
 def teach(
     suite: Suite,
     *,
-    teacher: str | Backend,
+    teacher: str | Backend | None = None,
     out: Path,
     split: str = "train",
     limit: int | None = None,
@@ -118,6 +129,8 @@ def teach(
     refuse_gate_split(suite, split, "teach")
     if limit is not None and limit < 1:
         raise PldError(f"--limit must be a positive integer, got {limit}")
+    if teacher is None:
+        teacher = default_teacher()  # before any work: a missing teacher is a quick error
     backend = get_backend(teacher) if isinstance(teacher, str) else teacher
     name = backend.name
     if mode == "auto":
@@ -142,17 +155,87 @@ def teach(
     return summary
 
 
-def _teach(
+@dataclass
+class TeachContext:
+    """What every teacher request of one run shares; `ask` and `trace` are the whole
+    per-example work, used alike by the request-by-request and the batch paths."""
+
+    suite: Suite
+    split: str
+    mode: str
+    teacher: str
+    header: str
+    vocabulary: list[str]
+
+    def ask(self, backend: Teacher, example: Example) -> RuleAnswer:
+        fields = example_fields(example)
+        user = render_user_message(self.suite.user_template, fields, where=str(self.suite.path))
+        entities = entity_terms(example.fields, allowed=self.vocabulary)
+        return ask_for_rule(
+            backend,
+            teach_messages(
+                self.header,
+                user,
+                example.label,
+                mode=self.mode,
+                avoid=_most_specific(entities),
+            ),
+            mode=self.mode,
+            label=example.label,
+            entities=entities,
+            want_reasoning=self.mode == "json",
+            schema=TEACH_SCHEMA,
+        )
+
+    def trace(self, example: Example, answer: RuleAnswer, begun: str) -> Trace:
+        return Trace(
+            id=example.id,
+            suite=self.suite.name,
+            split=self.split,
+            gold=example.label,
+            rule=answer.rule if answer.ok else "",
+            reasoning=answer.reasoning,
+            teacher=self.teacher,
+            status="ok" if answer.ok else "failed",
+            labels=tuple(self.suite.labels),
+            mode=self.mode,
+            error=answer.error,
+            attempts=answer.attempts,
+            entity_terms=answer.entity_terms,
+            started_at=begun,
+            finished_at=_now(),
+            latency_s=round(answer.latency_s, 3),
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
+
+
+def count_answer(summary: TeachSummary, answer: RuleAnswer) -> None:
+    summary.taught += 1
+    cost = summary.cost
+    cost.teacher_calls += answer.attempts
+    cost.prompt_tokens += answer.prompt_tokens
+    cost.completion_tokens += answer.completion_tokens
+    if answer.ok:
+        summary.ok += 1
+        summary.entity_flagged += bool(answer.entity_terms)
+    else:
+        summary.failed += 1
+        cost.teacher_failures += 1
+        summary.failure_reasons[_reason(answer.error)] += 1
+
+
+def prepare_teach(
     suite: Suite,
-    backend: Teacher,
     summary: TeachSummary,
     *,
     split: str,
     limit: int | None,
     retry_failed: bool,
-    progress: bool | None,
     log: Callable[[str], None],
-) -> None:
+) -> tuple[TeachContext, list[Example]]:
+    """Read the traces so far (cutting a truncated last line), and the examples still to
+    teach."""
     existing = read_traces(summary.out, missing_ok=True)
     check_compatible(existing, suite.name, tuple(suite.labels))
     if existing.truncated_line is not None:
@@ -167,12 +250,18 @@ def _teach(
     if not examples:
         raise PldError(f"split {split!r} has no examples", path=suite.path)
     summary.examples = len(examples)
-    done = {t.id for t in existing.traces if t.ok or (t.status == "failed" and not retry_failed)}
-    todo = [e for e in examples if e.id not in done]
+    done_by = {
+        t.id: t.teacher
+        for t in existing.traces
+        if t.ok or (t.status == "failed" and not retry_failed)
+    }
+    todo = [e for e in examples if e.id not in done_by]
     summary.already_done = len(examples) - len(todo)
+    summary.done_by_others = Counter(
+        done_by[e.id] for e in examples if done_by.get(e.id, summary.teacher) != summary.teacher
+    )
 
     iset = suite.load_instructions()
-    header = header_for(iset, suite)
     # the task's own words (labels, preamble, definitions) are fair game for a general rule
     vocabulary = [
         *suite.labels,
@@ -180,65 +269,36 @@ def _teach(
         *iset.label_definitions.values(),
         suite.user_template,
     ]
-    where = str(suite.path)
-    cost = summary.cost
+    context = TeachContext(
+        suite, split, summary.mode, summary.teacher, header_for(iset, suite), vocabulary
+    )
+    return context, todo
+
+
+def _teach(
+    suite: Suite,
+    backend: Teacher,
+    summary: TeachSummary,
+    *,
+    split: str,
+    limit: int | None,
+    retry_failed: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> None:
+    context, todo = prepare_teach(
+        suite, summary, split=split, limit=limit, retry_failed=retry_failed, log=log
+    )
     started = time.perf_counter()
     bar = Progress(len(todo), f"teach {suite.name}", progress)
     in_a_row = 0
     try:
         with TraceWriter(summary.out) as writer:
             for example in todo:
-                fields = example_fields(example)
-                user = render_user_message(suite.user_template, fields, where=where)
                 begun = _now()
-                entities = entity_terms(example.fields, allowed=vocabulary)
-                answer = ask_for_rule(
-                    backend,
-                    teach_messages(
-                        header,
-                        user,
-                        example.label,
-                        mode=summary.mode,
-                        avoid=_most_specific(entities),
-                    ),
-                    mode=summary.mode,
-                    label=example.label,
-                    entities=entities,
-                    want_reasoning=summary.mode == "json",
-                    schema=TEACH_SCHEMA,
-                )
-                trace = Trace(
-                    id=example.id,
-                    suite=suite.name,
-                    split=split,
-                    gold=example.label,
-                    rule=answer.rule if answer.ok else "",
-                    reasoning=answer.reasoning,
-                    teacher=summary.teacher,
-                    status="ok" if answer.ok else "failed",
-                    labels=tuple(suite.labels),
-                    mode=summary.mode,
-                    error=answer.error,
-                    attempts=answer.attempts,
-                    entity_terms=answer.entity_terms,
-                    started_at=begun,
-                    finished_at=_now(),
-                    latency_s=round(answer.latency_s, 3),
-                    prompt_tokens=answer.prompt_tokens,
-                    completion_tokens=answer.completion_tokens,
-                )
-                writer.append(trace)
-                summary.taught += 1
-                cost.teacher_calls += answer.attempts
-                cost.prompt_tokens += answer.prompt_tokens
-                cost.completion_tokens += answer.completion_tokens
-                if answer.ok:
-                    summary.ok += 1
-                    summary.entity_flagged += bool(answer.entity_terms)
-                else:
-                    summary.failed += 1
-                    cost.teacher_failures += 1
-                    summary.failure_reasons[_reason(answer.error)] += 1
+                answer = context.ask(backend, example)
+                writer.append(context.trace(example, answer, begun))
+                count_answer(summary, answer)
                 bar(1)
                 in_a_row = in_a_row + 1 if answer.call_error else 0
                 if in_a_row >= MAX_CALL_ERRORS_IN_A_ROW:
@@ -251,4 +311,4 @@ def _teach(
         summary.interrupted = True
     finally:
         bar.close()
-        cost.wall_s += time.perf_counter() - started
+        summary.cost.wall_s += time.perf_counter() - started

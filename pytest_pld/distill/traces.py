@@ -7,6 +7,7 @@ truncated line is told apart from a corrupt one in the middle (an error naming i
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import PldError
+from ..textio import decode_text
 
 STATUSES = ("ok", "failed")
+_FIX_LINE = "fix or delete that line; `pld teach` re-teaches missing ids"
 REQUIRED = ("id", "suite", "split", "gold", "rule", "teacher", "status")
 
 
@@ -88,8 +91,10 @@ def _trace_from(data: Any, path: Path, line: int) -> Trace:
             raise PldError(f"{key} must be a string", path=path, line=line)
     known = set(Trace.__dataclass_fields__) - {"line"}
     kwargs = {k: v for k, v in data.items() if k in known}
-    kwargs["labels"] = tuple(str(x) for x in data.get("labels") or ())
-    kwargs["entity_terms"] = tuple(str(x) for x in data.get("entity_terms") or ())
+    for key in ("labels", "entity_terms"):
+        if not isinstance(data.get(key) or [], list):
+            raise PldError(f"{key} must be a list of strings", path=path, line=line, hint=_FIX_LINE)
+        kwargs[key] = tuple(str(x) for x in data.get(key) or ())
     try:
         return Trace(**kwargs, line=line)
     except TypeError as exc:
@@ -113,9 +118,10 @@ def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
     except IsADirectoryError:
         raise PldError("expected a traces file, found a directory", path=path) from None
     latest: dict[str, Trace] = {}
-    offset = 0
+    # a BOM (an editor's) is skipped, but counted: offsets are where `drop_truncated_tail` cuts
+    offset = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     tf = TraceFile(path, [])
-    chunks = raw.split(b"\n")
+    chunks = raw[offset:].split(b"\n")
     for index, chunk in enumerate(chunks):
         number = index + 1
         is_last = index == len(chunks) - 1
@@ -125,22 +131,33 @@ def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
         tf.lines = number
         try:
             data = json.loads(chunk.decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            if is_last:  # no newline after it: an interrupted write
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            if is_last and _cut_off_append(chunk, exc):  # no newline after it
                 tf.truncated_line, tf.truncated_offset = number, start
                 continue
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            if isinstance(exc, UnicodeDecodeError) or b"\x00" in chunk:
+                decode_text(raw, path, what="traces file")  # raises, naming the byte
+            if isinstance(exc, json.JSONDecodeError):
+                msg = exc.msg
+            else:
+                msg = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
             raise PldError(
-                f"malformed trace line: {msg}",
-                path=path,
-                line=number,
-                hint="fix or delete that line; `pld teach` re-teaches missing ids",
+                f"malformed trace line: {msg}", path=path, line=number, hint=_FIX_LINE
             ) from None
         trace = _trace_from(data, path, number)
         latest.pop(trace.id, None)  # a later line for an id (a retried failure) wins
         latest[trace.id] = trace
     tf.traces = list(latest.values())
     return tf
+
+
+def _cut_off_append(chunk: bytes, exc: Exception) -> bool:
+    """Whether an unreadable last line is an interrupted append: the start of a JSON object
+    cut short, maybe inside a character - not other text, another encoding or binary data,
+    which `drop_truncated_tail` must never cut away."""
+    if not chunk.startswith(b"{"):  # every line the writer appends starts with "{"
+        return False
+    return not isinstance(exc, UnicodeDecodeError) or exc.end == len(chunk)
 
 
 def drop_truncated_tail(tf: TraceFile) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .instructions import InstructionSet
+    from ..instructions import InstructionSet
 
 #: Top-level fields compared besides the rules ("version" is reported on its own).
 SET_FIELDS = ("preamble", "output", "label_definitions", "examples", "description", "template")
@@ -31,6 +31,28 @@ class RuleChange:
     def provenance(self) -> Mapping[str, Any]:
         rule = self.new if self.new is not None else self.old
         return (rule or {}).get("provenance", {})
+
+    def field_notes(self, arrow: str = "→") -> list[str]:
+        """What changed in each field, for a reviewer: 'text reworded',
+        'label Entailment → NotMentioned', 'tags', 'provenance'."""
+        old, new = self.old or {}, self.new or {}
+        notes = []
+        for key in self.fields:
+            if key == "text":
+                notes.append("text reworded")
+            elif key == "label":
+                notes.append(
+                    f"label {old.get('label') or '(none)'} {arrow} {new.get('label') or '(none)'}"
+                )
+            else:
+                notes.append(key)
+        return notes
+
+    def describe(self, arrow: str = "→") -> str:
+        """'added', 'removed', or the fields that changed ('text reworded, provenance')."""
+        if self.kind in ("added", "removed"):
+            return self.kind
+        return ", ".join(self.field_notes(arrow)) or self.kind
 
 
 @dataclass(frozen=True)

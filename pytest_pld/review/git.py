@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PldError
+from ..errors import PldError
+from ..textio import decode_text
 
 #: Branches tried, in order, when looking for the default branch to take the merge base with.
 DEFAULT_BRANCH_CANDIDATES = ("origin/main", "origin/master", "main", "master")
@@ -146,10 +147,13 @@ class GitRepo:
         """The text of a project-relative file at `rev`, or None when it does not exist there."""
         if rev.is_worktree:
             try:
-                return (self.root / path).read_text(encoding="utf-8")
+                raw = (self.root / path).read_bytes()
             except (FileNotFoundError, IsADirectoryError):
                 return None
-        proc = self._run("cat-file", "blob", f"{rev.sha}:./{path}", check=False)
-        if proc.returncode != 0:
-            return None
-        return proc.stdout.decode("utf-8", "replace")
+        else:
+            proc = self._run("cat-file", "blob", f"{rev.sha}:./{path}", check=False)
+            if proc.returncode != 0:
+                return None
+            raw = proc.stdout
+        # not UTF-8 at that revision: a PldError naming the byte, never a garbled rule
+        return decode_text(raw, f"{path}@{rev.short}", what="file")

@@ -15,123 +15,35 @@ that did not change (usually the base) free.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import posixpath
-import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .errors import PldError, PldErrors
-from .review_diff import SetDiff, diff_sets, unified
-from .review_git import WORKTREE, GitRepo, Revision
+from ..errors import PldError, PldErrors
+from ..runner import BackendPool, size_counter
+from .diff import diff_sets, unified
+from .git import WORKTREE, GitRepo, Revision
+from .report import (
+    Flip,
+    MetricDelta,
+    PairedDeltas,
+    Review,
+    ReviewOptions,
+    SetReport,
+    SuiteReport,
+)
 
-if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
-    from .instructions import InstructionSet
-    from .runner import LazyBackend, RunRecord
-    from .suite import Suite
+if TYPE_CHECKING:  # `pld --help` imports the review command: keep that cheap
+    from ..instructions import InstructionSet
+    from ..runner import RunRecord
+    from ..suite import Suite
 
 INSTRUCTION_SUFFIXES = (".yaml", ".yml")
 SIDES = ("base", "head")
-
-
-# --- the report's shape -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReviewOptions:
-    suites: tuple[str, ...] = ()  # only sets used by these suites (default: all)
-    split: str | None = None  # default: each suite's gate split
-    limit: int | None = None
-    model: str | None = None  # default: each suite's student
-    run: bool = True  # compute missing run records (False: only reuse existing ones)
-    tokens: bool = True  # count tokens with the student's tokenizer (False: characters)
-    resamples: int = 1000
-    max_flips: int = 20
-
-
-@dataclass
-class MetricDelta:
-    name: str
-    base: float
-    head: float
-    delta: float
-    low: float | None = None  # paired bootstrap interval of the delta, where resamplable
-    high: float | None = None
-
-    @property
-    def verdict(self) -> str:
-        """'better'/'worse' when the interval excludes 0, 'same' when nothing moved."""
-        from .metrics import lookup
-
-        if self.delta == 0 and (self.low is None or self.low == self.high == 0):
-            return "same"
-        if self.low is None or self.high is None or self.low <= 0 <= self.high:
-            return "unclear"
-        up = self.low > 0
-        higher_is_better = lookup(self.name)[0].higher_is_better
-        return "better" if up == higher_is_better else "worse"
-
-
-@dataclass
-class Flip:
-    id: str
-    gold: str
-    base: str
-    head: str
-
-
-@dataclass
-class SuiteReport:
-    suite: str
-    split: str
-    limit: int | None
-    model: str
-    status: str  # compared | prompt unchanged | no records | error
-    prompt_diff: str = ""
-    prompt_size: tuple[int | None, int | None] = (None, None)
-    size_unit: str = "tokens"
-    examples: int = 0
-    model_calls: int = 0
-    metrics: list[MetricDelta] = field(default_factory=list)
-    right_to_wrong: list[Flip] = field(default_factory=list)
-    wrong_to_right: list[Flip] = field(default_factory=list)
-    records: dict[str, str | None] = field(default_factory=dict)
-    note: str | None = None
-
-
-@dataclass
-class SetReport:
-    path: str
-    status: str  # changed | added | removed | no semantic change | invalid
-    diff: SetDiff | None = None
-    errors: dict[str, str] = field(default_factory=dict)  # side -> what is wrong there
-    suites: list[SuiteReport] = field(default_factory=list)
-    note: str | None = None
-
-
-@dataclass
-class Review:
-    base: Revision
-    head: Revision
-    sets: list[SetReport]
-    unchanged: int  # instruction sets present at either side and identical
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self), default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "items"):  # MappingProxyType in provenance
-        return dict(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # --- one instruction set at one revision -------------------------------------------------------
@@ -147,9 +59,12 @@ class Side:
 
 
 def load_side(repo: GitRepo, rev: Revision, path: str) -> Side:
-    from .instructions import load_instruction_set_text
+    from ..instructions import load_instruction_set_text
 
-    side = Side(rev, repo.read(rev, path))
+    try:
+        side = Side(rev, repo.read(rev, path))
+    except PldError as exc:  # not UTF-8 there: reported as invalid at that side
+        return Side(rev, f"<unreadable: {exc.message}>", error=exc.format())
     if side.text is None:
         return side
     try:
@@ -159,7 +74,10 @@ def load_side(repo: GitRepo, rev: Revision, path: str) -> Side:
         side.error = "\n".join(e.format() for e in errors)
         return side
     if side.iset.template:
-        side.template_text = repo.read(rev, side.iset.template)
+        try:
+            side.template_text = repo.read(rev, side.iset.template)
+        except PldError as exc:
+            side.error = exc.format()
     return side
 
 
@@ -204,35 +122,6 @@ def run_set_for(side: Side, path: str, root: Path) -> InstructionSet:
 # --- metrics -----------------------------------------------------------------------------------
 
 
-class Models:
-    """One lazily created backend per model name, shared by token counts and runs."""
-
-    def __init__(self) -> None:
-        from .runner import LazyBackend
-
-        self._make = LazyBackend
-        self._by_name: dict[str, LazyBackend] = {}
-
-    def lazy(self, name: str) -> LazyBackend:
-        if name not in self._by_name:
-            self._by_name[name] = self._make(name)
-        return self._by_name[name]
-
-    def counter(self, name: str, tokens: bool) -> tuple[Callable[[str], int], str]:
-        """A size function and its unit; falls back to characters when the model is missing."""
-        if not tokens:
-            return len, "chars"
-        try:
-            return self.lazy(name).token_counter(), "tokens"
-        except PldError as exc:
-            print(f"note: counting characters, not tokens: {exc.message}", file=sys.stderr)
-            return len, "chars"
-
-    def close(self) -> None:
-        for lazy in self._by_name.values():
-            lazy.close()
-
-
 def find_record(
     suite: Suite,
     split: str,
@@ -244,7 +133,7 @@ def find_record(
 ) -> RunRecord | None:
     """The newest run record in .pld/runs for exactly this prompt, split, sample and model,
     whose examples are still the suite's (a data change makes old records stale)."""
-    from .runner import default_results_dir, load_record
+    from ..runner import default_results_dir, load_record
 
     folder = default_results_dir(suite.root)
     if not folder.is_dir():
@@ -272,18 +161,31 @@ def paired_deltas(
     base: RunRecord,
     head: RunRecord,
     resamples: int,
-) -> tuple[list[MetricDelta], list[Flip], list[Flip], int]:
-    """Metric deltas head - base over the examples both records share, paired by id."""
-    from . import metrics
+    *,
+    fallback_clusters: Mapping[str, str] | None = None,
+) -> PairedDeltas:
+    """Metric deltas head - base over the examples both records share, paired by id, with
+    the exact McNemar test and the flipped examples.
 
-    old = {r.id: r for r in base.results}
-    pairs = [(old[r.id], r) for r in head.results if r.id in old]
+    Intervals resample clusters when every pair has a cluster id: the head's, else the
+    base's, else `fallback_clusters` (id -> cluster, from the suite's data, for records
+    written before records carried them); otherwise examples.
+    """
+    from .. import metrics, stats
+    from ..clusters import complete
+    from ..gates import pairs as paired_results
+
+    pairs = paired_results(head, base)
+    fallback = fallback_clusters or {}
+    clusters = complete(h.cluster or b.cluster or fallback.get(h.id) for b, h in pairs)
     gold = tuple(h.gold for _, h in pairs)
     p_old = metrics.Predictions(tuple(labels), gold, tuple(b.pred for b, _ in pairs))
     p_new = metrics.Predictions(tuple(labels), gold, tuple(h.pred for _, h in pairs))
     rows = []
     for name in ["accuracy", "macro_f1", *(f"f1[{label}]" for label in labels), "invalid_rate"]:
-        delta, low, high = metrics.paired_bootstrap_delta(name, p_new, p_old, n_resamples=resamples)
+        delta, low, high = metrics.paired_bootstrap_delta(
+            name, p_new, p_old, n_resamples=resamples, clusters=clusters
+        )
         rows.append(
             MetricDelta(
                 name, metrics.compute(name, p_old), metrics.compute(name, p_new), delta, low, high
@@ -303,7 +205,16 @@ def paired_deltas(
         for b, h in pairs
         if b.pred != b.gold and h.pred == h.gold
     ]
-    return rows, r2w, w2r, len(pairs)
+    key = head.cluster_key or base.cluster_key
+    return PairedDeltas(
+        rows,
+        r2w,
+        w2r,
+        len(pairs),
+        stats.mcnemar(p_new, p_old) if pairs else None,
+        len(set(clusters)) if clusters else None,
+        key if clusters else None,
+    )
 
 
 # --- the review --------------------------------------------------------------------------------
@@ -316,15 +227,22 @@ def _norm(path: str) -> str:
 
 class Reviewer:
     def __init__(
-        self, root: Path, base: Revision, head: Revision, options: ReviewOptions, repo: GitRepo
+        self,
+        root: Path,
+        base: Revision,
+        head: Revision,
+        options: ReviewOptions,
+        repo: GitRepo,
+        log: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.root, self.base, self.head, self.options, self.repo = root, base, head, options, repo
-        self.models = Models()
+        self.models = BackendPool()
         self.notes: list[str] = []
+        self.log = log
         self.suites = self._load_suites()
 
     def _load_suites(self) -> list[Suite]:
-        from .suite import find_suites, load_suite, resolve_suite_names
+        from ..suite import find_suites, load_suite, resolve_suite_names
 
         if self.options.suites:
             paths = [
@@ -335,7 +253,7 @@ class Reviewer:
         suites = []
         for path in paths:
             try:
-                suites.append(load_suite(path, self.root))
+                suites.append(load_suite(path, self.root, data_root=self.options.data_root))
             except PldError as exc:
                 self.notes.append(
                     f"suite {path.stem} is invalid in the working tree, so its "
@@ -421,8 +339,8 @@ class Reviewer:
             )
 
     def review_suite(self, suite: Suite, path: str, base: Side, head: Side) -> SuiteReport:
-        from .render import render_system_prompt
-        from .runner import sha256_text
+        from ..render import render_system_prompt
+        from ..runner import sha256_text
 
         opts = self.options
         split, model = opts.split or suite.gate_split, opts.model or suite.student
@@ -437,7 +355,9 @@ class Reviewer:
             except PldError as exc:
                 report.status, report.note = "error", f"{name} does not render: {exc}"
                 return report
-        count, report.size_unit = self.models.counter(model, opts.tokens)
+        count, report.size_unit = size_counter(
+            self.models.get(model), tokens=opts.tokens, notes=self.notes
+        )
         report.prompt_size = (count(prompts[0]), count(prompts[1]))
         report.prompt_diff = unified(
             prompts[0],
@@ -456,10 +376,7 @@ class Reviewer:
                 suite, split, opts.limit, model, sha256_text(prompt), need_without_rules=opts.run
             )
             if record is None and opts.run:
-                print(
-                    f"pld review: evaluating {suite.name}/{split} with the {name} instructions ...",
-                    file=sys.stderr,
-                )
+                self.log(f"evaluating {suite.name}/{split} with the {name} instructions")
                 record = self._run(suite, split, model, run_set)
                 report.model_calls += record.cache_misses
             if record is None:
@@ -470,13 +387,28 @@ class Reviewer:
                 return report
             records.append(record)
             report.records[name] = record.path
-        report.metrics, report.right_to_wrong, report.wrong_to_right, report.examples = (
-            paired_deltas(suite.labels, records[0], records[1], opts.resamples)
+        from ..clusters import example_clusters
+
+        examples = suite.load_examples(split, limit=opts.limit)
+        ids = example_clusters(suite, examples)
+        compared = paired_deltas(
+            suite.labels,
+            records[0],
+            records[1],
+            opts.resamples,
+            fallback_clusters=dict(zip((e.id for e in examples), ids)) if ids else None,
         )
+        report.metrics, report.examples = compared.metrics, compared.examples
+        report.right_to_wrong, report.wrong_to_right = (
+            compared.right_to_wrong,
+            compared.wrong_to_right,
+        )
+        report.mcnemar, report.clusters = compared.mcnemar, compared.clusters
+        report.cluster_key = compared.cluster_key or (suite.cluster_key if ids else None)
         return report
 
     def _run(self, suite: Suite, split: str, model: str, run_set: InstructionSet) -> RunRecord:
-        from .runner import run_suite
+        from ..runner import run_suite
 
         return run_suite(
             suite,
@@ -485,7 +417,7 @@ class Reviewer:
             model=model,
             instructions=run_set,
             measure_without_rules=True,
-            backend=self.models.lazy(model),
+            backend=self.models.get(model),
             progress=None,
             write_record=True,
         )
@@ -512,109 +444,13 @@ def review(
     *,
     base: str | None = None,
     head: str | None = None,
-    options: ReviewOptions = ReviewOptions(),
+    options: ReviewOptions | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> Review:
-    """Compare the instruction sets of two revisions (head None: the working tree)."""
+    """Compare the instruction sets of two revisions (head None: the working tree); `log`
+    hears about model runs as they start."""
     repo = GitRepo(root)
     base_rev, head_rev, notes = resolve_revisions(repo, base, head)
-    result = Reviewer(root, base_rev, head_rev, options, repo).review()
+    result = Reviewer(root, base_rev, head_rev, options or ReviewOptions(), repo, log).review()
     result.notes[:0] = notes
     return result
-
-
-# --- the command -------------------------------------------------------------------------------
-
-
-def cmd_review(args: argparse.Namespace) -> int:
-    from .cli import project_root
-    from .review_format import render
-
-    suites = tuple(n.strip() for spec in args.suite or [] for n in spec.split(",") if n.strip())
-    options = ReviewOptions(
-        suites=suites,
-        split=args.split,
-        limit=args.limit,
-        model=args.model,
-        run=not args.no_run,
-        tokens=not args.no_tokens,
-        resamples=args.resamples,
-    )
-    result = review(project_root(args), base=args.base, head=args.head, options=options)
-    sys.stdout.write(render(result, args.format))
-    # a review informs; the gates block. Problems found are in the report, not the exit code,
-    # so a CI step can always post it.
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_root_option, positive_int
-
-    p = sub.add_parser(
-        "review",
-        help="rule-level diff and metric deltas of instruction changes between revisions",
-        description="For every instruction set that differs between two git revisions: the "
-        "rules added, removed and reworded (with provenance), the rendered system "
-        "prompt's diff and size, and for each suite using the set the metric deltas "
-        "with paired bootstrap intervals and the examples that flipped. Suites are "
-        "read from the working tree, so both sides differ only in their instructions.",
-    )
-    p.add_argument(
-        "--base",
-        default=None,
-        metavar="REV",
-        help="the revision to compare with (default: the merge base of HEAD and the "
-        "default branch, origin/HEAD, main or master)",
-    )
-    p.add_argument(
-        "--head",
-        default=None,
-        metavar="REV",
-        help="the revision under review (default: the working tree)",
-    )
-    p.add_argument(
-        "--suite",
-        action="append",
-        metavar="NAME",
-        help="only instruction sets used by this suite (repeatable, or NAME,NAME)",
-    )
-    p.add_argument(
-        "--format",
-        choices=("md", "text", "json"),
-        default="text",
-        help="md for a pull-request comment, text for a terminal, json for tools (default: text)",
-    )
-    p.add_argument(
-        "--split",
-        default=None,
-        metavar="S",
-        help="the split to evaluate (default: each suite's gate split)",
-    )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="evaluate a deterministic sample of N examples (default: all)",
-    )
-    p.add_argument(
-        "--model", default=None, metavar="M", help="provider:model, overriding each suite's student"
-    )
-    p.add_argument(
-        "--no-run",
-        action="store_true",
-        help="only reuse run records in .pld/runs; never call a model",
-    )
-    p.add_argument(
-        "--no-tokens",
-        action="store_true",
-        help="measure prompts in characters (does not load a tokenizer)",
-    )
-    p.add_argument(
-        "--resamples",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="bootstrap resamples for the paired intervals (default: 1000)",
-    )
-    add_root_option(p)
-    p.set_defaults(func=cmd_review)

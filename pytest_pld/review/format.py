@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .review import Flip, MetricDelta, Review, SetReport, SuiteReport
-from .review_diff import FieldChange, RuleChange, format_provenance
+from .diff import FieldChange, RuleChange, format_provenance
+from .report import Flip, MetricDelta, Review, SetReport, SuiteReport
 
 MAX_DIFF_LINES = 150
 MAX_FLIPS = 20
@@ -55,6 +55,18 @@ def _size(report: SuiteReport) -> str:
     if before is None or after is None:
         return ""
     return f"system prompt {before} → {after} {report.size_unit} ({after - before:+d})"
+
+
+def _stats_lines(report: SuiteReport) -> list[str]:
+    """How the intervals were made, and the exact McNemar test beside them."""
+    from ..clusters import describe
+    from ..verdicts import mcnemar_text
+
+    lines = [f"intervals: paired bootstrap over {describe(report.clusters, report.cluster_key)}"]
+    if report.mcnemar is not None:
+        m = report.mcnemar
+        lines.append(mcnemar_text(m.worse, m.better, m.p_value))
+    return lines
 
 
 def _clip(lines: list[str], limit: int) -> list[str]:
@@ -150,7 +162,7 @@ def _md_set(report: SetReport) -> list[str]:
     if diff is not None and diff.rules:
         out += ["| | rule | change | provenance |", "|:-:|---|---|---|"]
         out += [
-            f"| {KIND_MARK[c.kind]} | `{c.id}` | {_rule_change_label(c)} | "
+            f"| {KIND_MARK[c.kind]} | `{c.id}` | {_cell(c.describe())} | "
             f"{_cell(format_provenance(c.provenance)) or '—'} |"
             for c in diff.rules
         ]
@@ -166,16 +178,8 @@ def _md_set(report: SetReport) -> list[str]:
     return out
 
 
-def _rule_change_label(change: RuleChange) -> str:
-    if change.kind == "changed":
-        return "changed (" + ", ".join(change.fields) + ")"
-    if change.kind == "reworded" and len(change.fields) > 1:
-        return "reworded (+ " + ", ".join(f for f in change.fields if f != "text") + ")"
-    return change.kind
-
-
 def _md_rule(change: RuleChange) -> str:
-    head = f"**`{change.id}`** {_rule_change_label(change)}"
+    head = f"**`{change.id}`** {_html(change.describe())}"
     label = (change.new or change.old or {}).get("label")
     if label:
         head += f" · label {label}"
@@ -220,6 +224,8 @@ def _md_suite(report: SuiteReport) -> list[str]:
                 f"Flipped: {len(report.right_to_wrong)} right → wrong, "
                 f"{len(report.wrong_to_right)} wrong → right."
             ),
+            "",
+            *(f"{line[0].upper()}{line[1:]}." for line in _stats_lines(report)),
             "",
         ]
         if report.right_to_wrong or report.wrong_to_right:
@@ -276,7 +282,7 @@ def _text_set(report: SetReport) -> list[str]:
     for change in diff.rules if diff else ():
         prov = format_provenance(change.provenance)
         out.append(
-            f"  {KIND_MARK[change.kind]} {change.id}  {_rule_change_label(change)}"
+            f"  {KIND_MARK[change.kind]} {change.id}  {change.describe(arrow='->')}"
             + (f"  [{prov}]" if prov else "")
         )
         if change.kind == "reworded":
@@ -309,6 +315,7 @@ def _text_suite(report: SuiteReport) -> list[str]:
             + (f"  {m.verdict}" if m.verdict in ("better", "worse") else "")
             for m in report.metrics
         ]
+        out += [f"    {line}" for line in _stats_lines(report)]
         out += _text_flips("right -> wrong", report.right_to_wrong)
         out += _text_flips("wrong -> right", report.wrong_to_right)
     if report.prompt_diff:
@@ -325,4 +332,14 @@ def _text_flips(kind: str, flips: list[Flip]) -> list[str]:
     return [f"    flipped {kind} ({len(flips)}): {shown}{more}"]
 
 
-__all__ = ["markdown", "render", "text"]
+def suite_markdown(report: SuiteReport) -> list[str]:
+    """One suite's comparison as Markdown lines (`pld compare` prints the same block)."""
+    return _md_suite(report)
+
+
+def suite_text(report: SuiteReport) -> list[str]:
+    """One suite's comparison as text lines (`pld compare` prints the same block)."""
+    return _text_suite(report)
+
+
+__all__ = ["markdown", "render", "suite_markdown", "suite_text", "text"]

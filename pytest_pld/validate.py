@@ -1,0 +1,60 @@
+"""Checking instruction and suite files the way `pld validate` and CI do.
+
+A suite is checked end to end as far as that needs no model: the file, its instruction set,
+the rendered system prompt and the first user message of its gate split (which also reads the
+data file). Every error is a PldError naming file, line and key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import PldError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def files_to_check(paths: Sequence[Path], root: Path) -> list[Path]:
+    """The YAML files of the given files and folders (default: instructions/ and suites/).
+
+    A path that does not exist is kept, so that checking it reports "file not found"."""
+    out: list[Path] = []
+    for path in paths or [root / "instructions", root / "suites"]:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES))
+        else:
+            out.append(path)
+    return out
+
+
+def kind_of(path: Path) -> str:
+    """'suite' or 'instructions', from the folder, else from the content."""
+    parts = {p.name for p in path.parents}
+    if "suites" in parts and "instructions" not in parts:
+        return "suite"
+    if "instructions" in parts:
+        return "instructions"
+    from .yamlio import load_yaml
+
+    doc = load_yaml(path)
+    return "suite" if isinstance(doc, dict) and "dataset" in doc else "instructions"
+
+
+def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> str:
+    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError.
+    `data_root` is where the suite's `data:PATH` split paths resolve."""
+    from .instructions import load_instruction_set
+    from .render import render_system_prompt, render_user_message
+    from .suite import example_fields, load_suite
+
+    if not path.exists():
+        raise PldError("file not found", path=path)
+    if kind_of(path) == "instructions":
+        iset = load_instruction_set(path, root=root)
+        return f"instructions v{iset.version} ({len(iset.rules)} rules)"
+    suite = load_suite(path, root, data_root=data_root)
+    render_system_prompt(suite.load_instructions(), suite.labels, root)
+    for example in suite.load_examples(suite.gate_split, limit=1):
+        render_user_message(suite.user_template, example_fields(example), where=str(path))
+    return f"suite ({len(suite.gates)} gates{', regression' if suite.regression else ''})"
