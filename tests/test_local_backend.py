@@ -22,6 +22,7 @@ from pytest_pld.backends import packaged
 from pytest_pld.backends.packaged import (
     PACKAGED,
     PackagedModel,
+    auto_dtype,
     cache_root,
     ensure_converted,
     file_digest,
@@ -380,15 +381,13 @@ def test_prefix_reuse_scores_equal_a_full_forward_pass_per_example(
 
 
 @pytest.mark.integration
-def test_bf16_prefix_reuse_gives_the_labels_of_a_full_forward_pass(
+def test_prefix_reuse_in_the_default_dtype_gives_the_labels_of_a_full_forward_pass(
     smol: LocalBackend, oracle: dict[Any, Any]
 ) -> None:
-    import torch
-
     got = list(smol.classify_many(SYSTEM, USERS, NLI_LABELS))
     compared = 0
     for user, c in zip(USERS, got):
-        want = full_forward_scores(oracle[torch.bfloat16], smol.tokenizer, SYSTEM, user, NLI_LABELS)
+        want = full_forward_scores(oracle[smol.dtype], smol.tokenizer, SYSTEM, user, NLI_LABELS)
         top, second = sorted(want, reverse=True)[:2]
         if top - second > 0.5:  # closer calls may flip on bf16 rounding, either way
             compared += 1
@@ -518,7 +517,8 @@ def test_identity_names_model_weights_dtype_and_scoring_and_holds_no_secrets(
     ident = dict(smol.identity())
     assert ident["provider"] == "local" and ident["model"] == SMOL
     assert ident["weights_sha256"] == PACKAGED[SMOL].sha256
-    assert ident["dtype"] == "bfloat16" and ident["scoring"] == "label-sequence-logprob"
+    assert ident["dtype"] == auto_dtype()  # the default "auto", as resolved on this machine
+    assert ident["scoring"] == "label-sequence-logprob"
     assert ident["scoring_version"] == 2  # the float32 head, ties by hash, batch-independent
     json.dumps(ident)  # cache keys are JSON
     assert not any("key" in k.lower() or "token" == k.lower() for k in ident)
@@ -532,7 +532,9 @@ def test_identity_is_available_without_loading_the_model(
 
     # A fully cached run needs the cache key, not the model (a few stat calls, no torch).
     assert local_identity(SMOL) == smol.identity()
-    assert local_identity(SMOL, dtype="fp32") != smol.identity()
+    other = "bf16" if smol.identity()["dtype"] == "float32" else "fp32"
+    assert local_identity(SMOL, dtype=other) != smol.identity()
+    assert local_identity(SMOL, dtype="auto") == smol.identity()
     folder = str(smol_run.backend.folder)
     assert local_identity(folder, dtype="float32") == smol_fp32.identity()
     assert smol_fp32.identity()["prompt_format_sha256"]  # a folder's chat template counts

@@ -30,11 +30,12 @@ from ...errors import PldError
 from ...labels import top_label
 from ..base import Classification, Generation, Message
 from ..packaged import (
+    AUTO_DTYPE,
     DEFAULT_MODEL,
     ResolvedModel,
     _ensure_converted,
-    dtype_name,
     identity_of,
+    resolve_dtype_name,
     resolve_model,
 )
 from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
@@ -89,8 +90,8 @@ def _default_threads() -> int | None:
     return None
 
 
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    return dtype if isinstance(dtype, torch.dtype) else DTYPES[dtype_name(dtype)]
+def _resolve_dtype(dtype: str | torch.dtype, device: str | None) -> torch.dtype:
+    return dtype if isinstance(dtype, torch.dtype) else DTYPES[resolve_dtype_name(dtype, device)]
 
 
 class LocalBackend:
@@ -100,7 +101,7 @@ class LocalBackend:
         self,
         model: str = DEFAULT_MODEL,
         *,
-        dtype: str | torch.dtype = "bfloat16",
+        dtype: str | torch.dtype = AUTO_DTYPE,
         device: str | None = None,
         threads: int | None = None,
         max_context: int | None = None,
@@ -111,8 +112,11 @@ class LocalBackend:
     ) -> None:
         """
         model: a packaged short name, a `.gguf` file or a transformers model folder.
-        dtype: bfloat16 (default; 1.3-2.4x faster than float32 on AVX512-BF16 CPUs), float32,
-            float16.
+        dtype: "auto" (default: bfloat16 on a GPU or a CPU with native bfloat16, AVX512-BF16 or
+            AMX, where it is 1.3-2.4x faster than float32; else float32, which is faster where
+            bfloat16 is emulated; see `packaged.auto_dtype`), "bfloat16", "float32", "float16".
+            The identity names the dtype that ran, so caches never mix them. The converted
+            weights are one bfloat16 copy whatever the dtype (float32 holds it exactly).
         device: "cpu", "cuda", "cuda:1", ...; default cuda when available, else cpu.
         threads: torch intra-op threads (process-wide); default: $PLD_THREADS, else under
             pytest-xdist the cores divided among the workers, else torch's own choice.
@@ -130,7 +134,7 @@ class LocalBackend:
             raise PldError(f"prefix_reuse must be 'auto', 'packed' or 'copy', not {prefix_reuse!r}")
         self.name = f"local:{model}"
         self.model_name = model
-        self.dtype = _resolve_dtype(dtype)
+        self.dtype = _resolve_dtype(dtype, device)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         threads = threads or _default_threads()
         if threads:
