@@ -70,15 +70,8 @@ def summarize(record: RunRecord, *, resamples: int = 1000, confidence: float = 0
         confidence=confidence,
         metrics=lines,
         labels=labels,
-        ties=_ties(record),
+        ties=record.tie_count(),
     )
-
-
-def _ties(record: RunRecord) -> int | None:
-    """Answers flagged as ties (two labels scored the same). Records written before results
-    had the flag hold None there: unknown, not 0."""
-    known = [r.tie for r in record.results if r.tie is not None]
-    return sum(known) if known else None
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
@@ -97,7 +90,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         gold_text = "-" if label == INVALID else str(gold)
         out.append(f"  {label:<{width}}  {gold_text:>5}  {predicted:>5}")
     if summary.ties is None:
-        out.append("ties: not recorded in this record")
+        out.append("ties: not recorded (answers without label scores, or an older record)")
     else:
         share = summary.ties / summary.examples if summary.examples else 0.0
         out.append(f"ties: {summary.ties} of {summary.examples} answers ({share:.1%})")

@@ -91,6 +91,12 @@ class RunRecord:
             tie=tuple(r.tie for r in self.results),
         )
 
+    def tie_count(self) -> int | None:
+        """Answers that were exact top-score ties; None for a record written before results
+        had the flag (unknown, not 0)."""
+        known = [r.tie for r in self.results if r.tie is not None]
+        return sum(known) if known else None
+
     def comparable_key(self) -> dict[str, Any]:
         """What must match for two records to be compared example by example."""
         return {
@@ -309,7 +315,7 @@ def _result(example: Example, c: Classification, *, cached: bool) -> ExampleResu
         raw=c.raw,
         truncated=c.truncated,
         cached=cached,
-        tie=c.tie,
+        tie=c.tie if c.scores else None,  # an answer without scores cannot tie
     )
 
 
