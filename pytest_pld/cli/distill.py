@@ -17,6 +17,7 @@ from .options import (
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
+    non_negative_int,
     number_in,
     positive_int,
     project_root,
@@ -29,10 +30,12 @@ if TYPE_CHECKING:
 #: DBSCAN's eps is a cosine distance
 _eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
 _fraction = number_in(0, 1, low_open=False, high_open=True)
+#: sampled draws; OpenAI-compatible servers take temperatures up to 2
+_temperature = number_in(0, 2, low_open=True, high_open=False, what="a sampling temperature")
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from ..distill.teach import teach
+    from ..distill.teach import DEFAULT_SEED, DEFAULT_TEMPERATURE, teach
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
@@ -43,6 +46,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
         out=out,
         split=args.split,
         limit=args.limit,
+        per_label=args.per_label,
+        samples=args.samples,
+        temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+        seed=DEFAULT_SEED if args.seed is None else args.seed,
         mode=args.mode,
         retry_failed=not args.skip_failed,
         progress=None,
@@ -151,8 +158,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teach",
         help="phase 1: one teacher call per training example -> traces (JSON lines)",
         description="Ask a teacher model, for each example of a split (given the input and the "
-        "gold label), for one general rule. Appends JSON lines to --out; re-running "
-        "skips examples already taught, so an interrupted run resumes.",
+        "gold label), for one general rule - or, with --samples K, for K rules: draw 0 is the "
+        "greedy answer, draws 1..K-1 are sampled at --temperature with seeds derived from "
+        "--seed, the example and the draw. Appends JSON lines to --out; re-running skips the "
+        "(example, draw) pairs already taught, so an interrupted run resumes and a repeated "
+        "run asks for the same draws.",
     )
     add_suite_argument(p)
     p.add_argument(
@@ -170,6 +180,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the split to teach from (default: train; never the gate split)",
     )
     add_limit_option(p)
+    p.add_argument(
+        "--per-label",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="up to N examples of each gold label (the first N of that label in --limit's "
+        "sampling order), so a rare label gets traces too; with --limit M, at most M of "
+        "those in total, taken from the labels in turn",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="teacher draws per example: draw 0 greedy, draws 1..K-1 sampled (default: 1)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=None,
+        metavar="T",
+        help="temperature of the sampled draws 1..K-1, in (0, 2] (default: 0.7)",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=None,
+        metavar="S",
+        help="base seed of the sampled draws; each draw's seed is derived from it, the "
+        "example id and the draw, so a re-run repeats them (default: 0)",
+    )
     p.add_argument(
         "--out",
         type=Path,

@@ -74,7 +74,7 @@ def synthesize(
     for number, cluster in enumerate(clusters, start=1):
         ordered = _ordered_members(cluster, vectors)
         members = [traces[i] for i in ordered]
-        ids = tuple(t.id for t in members[:MAX_TRACE_IDS])
+        ids = tuple(t.ref for t in members[:MAX_TRACE_IDS])  # id, or id#draw
         calls, tokens = _cost_of(members)
         medoid = traces[cluster.medoid]
         medoid_text = normalise_rule(medoid.rule, cluster.label)

@@ -1,9 +1,17 @@
-"""Phase 1 (extraction): one teacher call per training example, given the input and the gold
-label, answered with a general rule; every answer is appended to a JSON Lines trace file."""
+"""Phase 1 (extraction): teacher calls per training example, given the input and the gold
+label, each answered with a general rule; every answer is appended to a JSON Lines trace file.
+
+Draws (`samples`): draw 0 of every example is the greedy answer (what a one-draw run writes),
+draws 1..K-1 are sampled at `temperature` with a seed derived from (seed, example id, draw), so
+a resumed or repeated run asks for exactly the same draws. Draws are taught draw by draw (every
+example's draw 0 first): an interrupted run has the greedy traces of as many examples as
+possible. A trace is done when its (example id, draw) is in the file.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import sys
 import time
 from collections import Counter
@@ -12,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import Backend, get_backend
+from ..datasets import Example, split_fraction
 from ..errors import PldError
 from ..instructions import InstructionSet
 from ..progress import Progress
@@ -27,6 +36,47 @@ from .traces import Trace, TraceWriter, check_compatible, drop_truncated_tail, r
 #: stop after this many teacher calls in a row raised (server down, model missing): recording
 #: hundreds of identical failures helps nobody, and the traces so far are kept for a resume
 MAX_CALL_ERRORS_IN_A_ROW = 5
+#: the temperature of sampled draws (1..K-1) when none is given
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_SEED = 0
+
+
+def draw_seed(seed: int, example_id: str, draw: int) -> int:
+    """The sampling seed of one draw: a stable function of the run's seed, the example and the
+    draw (sha256, not hash(): the same on every machine and Python), below 2**31 because some
+    servers take only 32-bit seeds."""
+    digest = hashlib.sha256(f"pld-draw\0{seed}\0{example_id}\0{draw}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _sample_order(example: Example) -> float:
+    # the order `Suite.load_examples(limit=)` samples in, so a --per-label sample keeps the
+    # examples an earlier --limit run taught (per label, a prefix of the same order)
+    return split_fraction("sample:" + example.id)
+
+
+def select_examples(
+    examples: list[Example], *, limit: int | None, per_label: int | None
+) -> list[Example]:
+    """With `per_label`, up to that many examples of each gold label (the first ones in the
+    --limit sampling order); with `limit` as well, at most `limit` of those in total, taken
+    from the labels in turn, so a rare label keeps its share instead of being crowded out.
+    Without `per_label` this is --limit's own sample. File order is kept."""
+    if per_label is None:
+        return examples  # `load_examples(limit=)` already sampled
+    by_label: dict[str, list[Example]] = {}
+    for example in sorted(examples, key=_sample_order):
+        by_label.setdefault(example.label, []).append(example)
+    queues = [chosen[:per_label] for chosen in by_label.values()]
+    picked: list[Example] = []
+    depth = 0
+    while any(depth < len(q) for q in queues) and (limit is None or len(picked) < limit):
+        for queue in queues:
+            if depth < len(queue) and (limit is None or len(picked) < limit):
+                picked.append(queue[depth])
+        depth += 1
+    keep = {e.id for e in picked}
+    return [e for e in examples if e.id in keep]
 
 
 @dataclass
@@ -36,11 +86,18 @@ class TeachSummary:
     teacher: str
     mode: str
     out: Path
-    examples: int = 0  # in the split (after --limit)
-    already_done: int = 0
+    examples: int = 0  # in the split (after --limit / --per-label)
+    samples: int = 1  # draws per example
+    temperature: float = DEFAULT_TEMPERATURE  # of draws 1..samples-1
+    seed: int = DEFAULT_SEED
+    #: examples per gold label (shown with --per-label)
+    per_label: Counter[str] = field(default_factory=Counter)
+    already_done: int = 0  # (example, draw) pairs already in the file
     #: of those, how many each other teacher wrote (a resume skips them, whoever taught them)
     done_by_others: Counter[str] = field(default_factory=Counter)
-    taught: int = 0  # examples attempted in this run
+    #: sampled draws already there with another temperature or seed (also skipped)
+    sampled_otherwise: int = 0
+    taught: int = 0  # teacher answers (example, draw) attempted in this run
     ok: int = 0
     failed: int = 0
     entity_flagged: int = 0
@@ -52,9 +109,18 @@ class TeachSummary:
 
     def lines(self) -> list[str]:
         c = self.cost
+        if self.samples == 1:
+            what = f"{self.examples} examples"
+        else:
+            last = "" if self.samples == 2 else f"-{self.samples - 1}"
+            what = (
+                f"{self.examples} examples x {self.samples} draws (draw 0 greedy, 1{last} at "
+                f"temperature {self.temperature:g}, seed {self.seed}) = "
+                f"{self.examples * self.samples} traces"
+            )
         out = [
             (
-                f"teach {self.suite}/{self.split}: {self.examples} examples, "
+                f"teach {self.suite}/{self.split}: {what}, "
                 f"{self.already_done} already in {self.out}, {self.taught} taught now "
                 f"(teacher {self.teacher}, {self.mode} mode)"
             ),
@@ -67,6 +133,12 @@ class TeachSummary:
                 f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s"
             ),
         ]
+        if self.per_label:
+            out.insert(
+                1,
+                "  examples per label: "
+                + ", ".join(f"{label} {n}" for label, n in sorted(self.per_label.items())),
+            )
         for teacher, n in self.done_by_others.most_common():
             out.append(
                 f"  note: {n} of the {self.already_done} already there were taught by {teacher}, "
@@ -74,10 +146,16 @@ class TeachSummary:
             )
         for reason, n in self.failure_reasons.most_common():
             out.append(f"  failed x{n}: {reason}")
+        if self.sampled_otherwise:
+            out.append(
+                f"  note: {self.sampled_otherwise} of the {self.already_done} already there "
+                f"were sampled with another temperature or seed than {self.temperature:g} / "
+                f"{self.seed}; they were kept. To draw them anew, use another --out"
+            )
         if self.truncated_line:
             out.append(
                 f"  note: line {self.truncated_line} of {self.out} was truncated (an "
-                "interrupted write); it was removed and its example taught again"
+                "interrupted write); it was removed and its draw taught again"
             )
         if self.interrupted:
             out.append(
@@ -118,14 +196,19 @@ def teach(
     out: Path,
     split: str = "train",
     limit: int | None = None,
+    per_label: int | None = None,
+    samples: int = 1,
+    temperature: float = DEFAULT_TEMPERATURE,
+    seed: int = DEFAULT_SEED,
     mode: str = "auto",
     retry_failed: bool = True,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> TeachSummary:
+    """Teach `samples` draws of every selected example into `out` (see the module docstring);
+    `limit` and `per_label` select the examples (see `select_examples`)."""
     refuse_gate_split(suite, split, "teach")
-    if limit is not None and limit < 1:
-        raise PldError(f"--limit must be a positive integer, got {limit}")
+    _check_draw_options(limit, per_label, samples, temperature, seed)
     if teacher is None:
         teacher = default_teacher()  # before any work: a missing teacher is a quick error
     backend = get_backend(teacher) if isinstance(teacher, str) else teacher
@@ -134,7 +217,9 @@ def teach(
         mode = default_mode(name)
     if mode not in MODES:
         raise PldError(f"unknown mode {mode!r}", hint=f"modes: auto, {', '.join(MODES)}")
-    summary = TeachSummary(suite.name, split, name, mode, out)
+    summary = TeachSummary(
+        suite.name, split, name, mode, out, samples=samples, temperature=temperature, seed=seed
+    )
     try:
         _teach(
             suite,
@@ -142,6 +227,7 @@ def teach(
             summary,
             split=split,
             limit=limit,
+            per_label=per_label,
             retry_failed=retry_failed,
             progress=progress,
             log=log,
@@ -152,6 +238,26 @@ def teach(
     return summary
 
 
+def _check_draw_options(
+    limit: int | None, per_label: int | None, samples: int, temperature: float, seed: int
+) -> None:
+    for flag, value in (("--limit", limit), ("--per-label", per_label), ("--samples", samples)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise PldError(f"{flag} must be a positive integer, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise PldError(f"--seed must be an integer >= 0, got {seed!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise PldError(f"--temperature must be a number, got {temperature!r}")
+    if samples > 1 and not 0 < temperature <= 2:
+        raise PldError(
+            f"--temperature must be in (0, 2] for sampled draws, got {temperature}",
+            hint="draw 0 is always the greedy answer; draws 1.. are sampled, and at "
+            "temperature 0 they would all repeat it (0.7 is the default)",
+        )
+
+
 def _teach(
     suite: Suite,
     backend: Teacher,
@@ -159,6 +265,7 @@ def _teach(
     *,
     split: str,
     limit: int | None,
+    per_label: int | None,
     retry_failed: bool,
     progress: bool | None,
     log: Callable[[str], None],
@@ -173,19 +280,38 @@ def _teach(
         )
         drop_truncated_tail(existing)
 
-    examples = suite.load_examples(split, limit=limit)
+    examples = select_examples(
+        suite.load_examples(split, limit=None if per_label else limit),
+        limit=limit,
+        per_label=per_label,
+    )
     if not examples:
         raise PldError(f"split {split!r} has no examples", path=suite.path)
     summary.examples = len(examples)
-    done_by = {
-        t.id: t.teacher
-        for t in existing.traces
-        if t.ok or (t.status == "failed" and not retry_failed)
+    if per_label:
+        summary.per_label = Counter(e.label for e in examples)
+    done = {
+        t.key: t for t in existing.traces if t.ok or (t.status == "failed" and not retry_failed)
     }
-    todo = [e for e in examples if e.id not in done_by]
-    summary.already_done = len(examples) - len(todo)
-    summary.done_by_others = Counter(
-        done_by[e.id] for e in examples if done_by.get(e.id, summary.teacher) != summary.teacher
+    # draw by draw: every example's greedy draw before any sampled one
+    todo = [
+        (example, draw)
+        for draw in range(summary.samples)
+        for example in examples
+        if (example.id, draw) not in done
+    ]
+    kept = [
+        done[(e.id, draw)]
+        for draw in range(summary.samples)
+        for e in examples
+        if (e.id, draw) in done
+    ]
+    summary.already_done = len(kept)
+    summary.done_by_others = Counter(t.teacher for t in kept if t.teacher != summary.teacher)
+    summary.sampled_otherwise = sum(
+        t.draw > 0
+        and (t.temperature != summary.temperature or t.seed != _seed_of(summary, t.id, t.draw))
+        for t in kept
     )
 
     iset = suite.load_instructions()
@@ -204,7 +330,10 @@ def _teach(
     in_a_row = 0
     try:
         with TraceWriter(summary.out) as writer:
-            for example in todo:
+            for example, draw in todo:
+                sampled = draw > 0
+                temperature = summary.temperature if sampled else None
+                seed = _seed_of(summary, example.id, draw) if sampled else None
                 fields = example_fields(example)
                 user = render_user_message(suite.user_template, fields, where=where)
                 begun = _now()
@@ -223,6 +352,8 @@ def _teach(
                     entities=entities,
                     want_reasoning=summary.mode == "json",
                     schema=TEACH_SCHEMA,
+                    temperature=temperature,
+                    seed=seed,
                 )
                 trace = Trace(
                     id=example.id,
@@ -243,6 +374,9 @@ def _teach(
                     latency_s=round(answer.latency_s, 3),
                     prompt_tokens=answer.prompt_tokens,
                     completion_tokens=answer.completion_tokens,
+                    draw=draw,
+                    temperature=float(temperature or 0.0),
+                    seed=seed,
                 )
                 writer.append(trace)
                 summary.taught += 1
@@ -269,3 +403,7 @@ def _teach(
     finally:
         bar.close()
         cost.wall_s += time.perf_counter() - started
+
+
+def _seed_of(summary: TeachSummary, example_id: str, draw: int) -> int:
+    return draw_seed(summary.seed, example_id, draw)
