@@ -96,8 +96,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates,
         cache_mode="refresh" if args.refresh_cache else "use",
     )
-    if args.k is not None and args.cluster == "dbscan":
-        settings.cluster = "kmeans"  # --k only means something for k-means
+    if args.k is not None and args.cluster == "auto":
+        settings.cluster = "kmeans"  # asking for k clusters asks for k-means
     proposal = distill(suite, settings)
     rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
@@ -271,10 +271,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cluster",
-        choices=("dbscan", "kmeans"),
-        default="dbscan",
-        help="dbscan (cosine; falls back to k-means on a degenerate result) or "
-        "kmeans (default: dbscan)",
+        choices=("auto", "dbscan", "hdbscan", "kmeans"),
+        default="auto",
+        help="auto: DBSCAN (--eps, --min-samples), and where it chains (one cluster holds "
+        "over half of a label's rules and over 3x the next largest) or calls most rules "
+        "noise, HDBSCAN (min cluster size "
+        "--min-samples), and where that is degenerate too, k-means with k by silhouette; the "
+        "proposal's notes say what each label used and why. dbscan or hdbscan: that method, "
+        "k-means where it is degenerate. kmeans (default: auto; --k alone means kmeans)",
     )
     p.add_argument("--eps", type=_eps, default=0.4, help="DBSCAN eps, cosine distance (0.4)")
     p.add_argument(
@@ -285,7 +289,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="k-means clusters per label (default: chosen by silhouette)",
+        help="k-means clusters per label, also for a dbscan/hdbscan fallback (default: "
+        "chosen by silhouette)",
     )
     p.add_argument(
         "--global-clusters",
