@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "run",
     "review",
     "ablate",
+    "conditions",
     "snapshot",
     "distill",
     "report",
