@@ -295,7 +295,7 @@ def test_pld_conditions_refuses_a_split_the_suite_does_not_have(
 def test_pld_conditions_with_the_real_small_student(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The shipped StereoSet suite and instructions on 8 test examples, the offsets fitted on 8
+    """The shipped StereoSet suite and instructions on 6 test examples, the offsets fitted on 6
     dev examples: the local backend returns label scores, so every condition applies."""
     for part in ("suites/stereoset.yaml", "instructions/stereoset.yaml"):
         (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ def test_pld_conditions_with_the_real_small_student(
     data = tmp_path / "suites" / "data" / "stereoset"
     data.mkdir(parents=True)
     shutil.copy(ROOT / "suites/data/stereoset/dev_reconstructed.json", data)
-    argv = ["conditions", "stereoset", "--limit", "8", "--limit-fit", "8", "--shots", "2"]
+    argv = ["conditions", "stereoset", "--limit", "6", "--limit-fit", "6", "--shots", "2"]
     argv += ["--format", "json", "--root", str(tmp_path)]
     try:
         code = main(argv)
@@ -316,14 +316,14 @@ def test_pld_conditions_with_the_real_small_student(
     table = json.loads(out.out)
     assert [c["name"] for c in table["conditions"]] == [ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD]
     assert all(c["applies"] for c in table["conditions"])
-    assert table["n"] == 8 and table["prior_shift"]["fit_n"] == 8
+    assert table["n"] == 6 and table["prior_shift"]["fit_n"] == 6
     for c in table["conditions"]:
-        assert sum(c["predicted"].values()) == 8 and 0 <= c["tie_rate"] <= 1
+        assert sum(c["predicted"].values()) == 6 and 0 <= c["tie_rate"] <= 1
         if c["name"] != PLD:
             delta, low, high = c["pld_minus_this"]
             assert -1 <= low <= delta <= high <= 1
     assert table["prior_shift"]["fit_macro_f1_after"] >= table["prior_shift"]["fit_macro_f1_before"]
-    # zero-shot, 2-shot, PLD on 8 test examples and zero-shot on 8 dev examples
-    assert "model calls: 32 (cache hits: 0)" in out.err
+    # zero-shot, 2-shot, PLD on 6 test examples and zero-shot on 6 dev examples
+    assert "model calls: 24 (cache hits: 0)" in out.err
     assert main([*argv[:-4], "--root", str(tmp_path)]) == 0
-    assert "model calls: 0 (cache hits: 32)" in capsys.readouterr().err
+    assert "model calls: 0 (cache hits: 24)" in capsys.readouterr().err
