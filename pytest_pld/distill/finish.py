@@ -99,6 +99,8 @@ def finish(
                 action=wording,
                 log=log,
             )
+    elif wording != "off" and changed_ids:
+        notes.append("wording check skipped: no teacher to reword the rules (--teacher none)")
     budget = None
     if suite.max_prompt_tokens:
         with ledger.phase("budget"):
