@@ -13,12 +13,14 @@ from .options import (
     add_limit_option,
     add_model_option,
     add_resamples_option,
+    add_role_options,
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
     number_in,
     positive_int,
     project_root,
+    roles_from_args,
 )
 
 _fraction = number_in(0, 1, low_open=True, high_open=True)
@@ -35,6 +37,11 @@ def cmd_conditions(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
+    roles = roles_from_args(args, root)
+    model = args.model or suite.student
+    if args.show_config:
+        print("\n".join(roles.lines({"student": model})))
+        return 0
     if args.instructions is not None:
         from ..instructions import load_instruction_set
         from ..project import resolve_inside
@@ -48,7 +55,12 @@ def cmd_conditions(args: argparse.Namespace) -> int:
     evaluated, fit = folds_for(
         suite, split, limit=args.limit, limit_fit=args.limit_fit, holdout=args.holdout
     )
-    evaluate = SuiteEvaluator(suite, args.model, "refresh" if args.refresh_cache else "use")
+    evaluate = SuiteEvaluator(
+        suite,
+        model,
+        "refresh" if args.refresh_cache else "use",
+        factory=roles["student"].factory(model),
+    )
     try:
         table = compare_conditions(
             suite,
@@ -128,6 +140,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="ask the model again instead of reusing cached answers",
     )
+    add_role_options(p, ("student",))
     add_root_option(p)
     add_data_root_option(p)
     p.set_defaults(func=cmd_conditions)
