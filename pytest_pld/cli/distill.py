@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..backends.packaged import DEFAULT_TEACHER_MODEL
+from ..distill import DEFAULT_LIFT, DEFAULT_MAX_DF
 from ..distill.teachers import DEFAULT_TEACHER, default_teacher
 from ..errors import PldError
+from ..folds import DEFAULT_HOLDOUT
 from ..project import shown
 from .options import (
     add_data_root_option,
@@ -25,12 +27,15 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from ..distill.propose import Proposal
     from ..suite import Suite
 
 
 #: DBSCAN's eps is a cosine distance
 _eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
 _fraction = number_in(0, 1, low_open=False, high_open=True)
+_holdout = _fraction
+_open_fraction = number_in(0, 1, low_open=True, high_open=True)
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
@@ -116,13 +121,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
         k=args.k,
         by_label=not args.global_clusters,
         synthesis=args.synthesis,
+        syntheses=args.syntheses,
         rounds=args.rounds,
         limit_dev=args.limit_dev,
+        limit_holdout=args.limit_holdout,
+        holdout=args.holdout,
         limit_train=args.limit_train,
         min_gain=args.min_gain,
         strict=args.strict,
         mode=args.mode,
         max_candidates=args.max_candidates,
+        specific_df=args.specific_df,
+        specific_lift=args.specific_lift,
+        wording=args.wording,
+        shots=args.shots,
+        seed=args.seed,
         cache_mode="refresh" if args.refresh_cache else "use",
     )
     if args.k is not None and args.cluster == "dbscan":
@@ -140,17 +153,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print("\n# rules")
     for line in proposal.summary_lines():
         print(line)
-    print("\n# closed loop (student on the dev split)")
+    _print_checks(proposal)
+    print("\n# closed loop (student on the dev selection fold)")
     for line in proposal.round_lines:
         print(line)
     b, a = proposal.before, proposal.after
     lo, hi = proposal.delta_interval
     print(
-        f"\n# dev split (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
+        f"\n# {proposal.reported_on} (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
         f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
         f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
         f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}"
     )
+    if proposal.conditions is not None:
+        from ..conditions_format import format_text
+
+        print("\n# conditions")
+        print(format_text(proposal.conditions), end="")
     print("\n# cost")
     print(proposal.cost_table)
     if proposal.saved_to:
@@ -168,6 +187,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
     proposal.write()
     print(f"wrote {rel} (version {proposal.new.version}); check it with: pld validate")
     return 0
+
+
+def _print_checks(proposal: Proposal) -> None:
+    """What the generality test dropped, the wording check and the token budget."""
+    if proposal.dropped_lines:
+        print("\n# dropped: rules that name words of their source examples (generality test)")
+        for line in proposal.dropped_lines:
+            print(f"  {line}")
+    if proposal.wording_lines:
+        print("\n# wording check (each new rule reworded by the teacher, dev selection fold)")
+        for line in proposal.wording_lines:
+            print(f"  {line}")
+    if proposal.budget is not None:
+        b = proposal.budget
+        state = "fits" if b["fits"] else "OVER"
+        print(
+            f"\n# token budget: {b['prompt_tokens']} of {b['budget']} tokens ({state}; system "
+            f"prompt + the longest user message, {b['longest_user_message_tokens']})"
+        )
+        for line in proposal.pruned_lines:
+            print(f"  pruned {line}")
 
 
 def _apply(file: Path, suite: Suite, root: Path) -> int:
@@ -306,9 +346,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--synthesis",
         choices=("auto", "teacher", "medoid", "both"),
         default="auto",
-        help="how a cluster becomes a rule: teacher synthesis (medoid when it fails),"
-        " the medoid rule, or both as competing candidates (default: both for "
-        "local teachers, teacher otherwise)",
+        help="the candidates of a cluster: teacher syntheses (the medoid when none is "
+        "usable), the medoid and the most central general member rule, or all of them "
+        "(default: both = all; the closed loop keeps the one with the best dev gain)",
+    )
+    p.add_argument(
+        "--syntheses",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="teacher syntheses per cluster, each from another view of the cluster (default: 2)",
     )
     p.add_argument(
         "--rounds",
@@ -323,7 +370,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=48,
         metavar="N",
-        help="dev examples that score each candidate (default: 48)",
+        help="dev selection-fold examples that score each candidate (default: 48)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=_holdout,
+        default=DEFAULT_HOLDOUT,
+        metavar="F",
+        help="share of dev held back from selection, by example group; it makes the final "
+        "choice and gives the reported numbers (default: 1/3; 0: none)",
+    )
+    p.add_argument(
+        "--limit-holdout",
+        type=positive_int,
+        default=96,
+        metavar="N",
+        help="held-back dev examples scored (default: 96)",
     )
     p.add_argument(
         "--limit-train",
@@ -351,8 +413,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=12,
         metavar="N",
-        help="score at most N candidate rules, largest clusters first (default: 12)",
+        help="score at most N candidate rules, largest clusters first, all candidates of a "
+        "cluster or none (default: 24)",
     )
+    p.add_argument(
+        "--specific-df",
+        type=_open_fraction,
+        default=DEFAULT_MAX_DF,
+        metavar="F",
+        help="generality test: a word of a rule is specific when at most this share of train "
+        "documents (example groups) contains it and its share of the rule's source examples "
+        f"is --specific-lift times that (default: {DEFAULT_MAX_DF})",
+    )
+    p.add_argument(
+        "--specific-lift",
+        type=float,
+        default=DEFAULT_LIFT,
+        metavar="X",
+        help=f"generality test: see --specific-df (default: {DEFAULT_LIFT:g})",
+    )
+    p.add_argument(
+        "--wording",
+        choices=("drop", "flag", "off"),
+        default="drop",
+        help="a new rule whose dev effect vanishes when the teacher rewords it: drop it, "
+        "keep it flagged, or skip the check (default: drop)",
+    )
+    p.add_argument(
+        "--shots",
+        type=int,
+        default=5,
+        metavar="K",
+        help="train examples of the k-shot condition in the report; 0 leaves it out (default: 5)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-shot draw (default: 0)")
     p.add_argument(
         "--mode",
         choices=("auto", "json", "prefill"),

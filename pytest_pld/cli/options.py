@@ -112,6 +112,15 @@ def add_limit_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "md", "json"),
+        default="text",
+        help="output format (default: text)",
+    )
+
+
 def add_resamples_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resamples",
