@@ -1,4 +1,8 @@
-"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`."""
+"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`.
+
+At about 480 lines: half of it is `register`, the two commands' 35 options with their help
+texts, which read best beside the commands that use them.
+"""
 
 from __future__ import annotations
 
