@@ -46,7 +46,12 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
             ),
             para("No flipped examples or deltas are shown: they would compare different things."),
         )
-    deltas, worse, better, n = paired_deltas(record.labels, other, record, resamples)
+    from .clusters import describe
+    from .verdicts import mcnemar_text
+
+    compared = paired_deltas(record.labels, other, record, resamples)
+    deltas, n = compared.metrics, compared.examples
+    worse, better = compared.right_to_wrong, compared.wrong_to_right
     delta_rows = [
         [
             f"<code>{esc(d.name)}</code>",
@@ -80,9 +85,13 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
         para(
             f"{n} examples paired by id: {len(worse)} went from right to wrong, {len(better)} "
             f"from wrong to right. Deltas are this record minus the compared one, with "
-            f"95% paired bootstrap intervals ({resamples} resamples).",
+            f"95% paired bootstrap intervals over "
+            f"{describe(compared.clusters, compared.cluster_key)} ({resamples} resamples).",
             cls="",
         ),
+        para(mcnemar_text(m.worse, m.better, m.p_value) + ".", cls="")
+        if (m := compared.mcnemar)
+        else "",
         table(
             ["metric", "compared", "this record", "delta", "interval", "verdict"],
             delta_rows,

@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING
 
 from . import __version__, charts, metrics
 from .charts import Series, esc, para, raw_text, section, table
+from .clusters import describe, record_clusters
 from .errors import PldError
 from .html_compare import ablation_section, compare_section
 from .labels import INVALID
 from .report import fmt
+from .stats import WILSON_BELOW
 
 if TYPE_CHECKING:
     from .ablate import Ablation
+    from .metrics import ClusterIds
     from .runner import ExampleResult, RunRecord
+    from .stats import Interval
 
 SHARES = ("accuracy", "macro_f1", "invalid_rate")  # metrics in [0, 1], drawn on one axis
 MAX_ROWS = 200  # off-label answers listed; the rest are counted
@@ -71,7 +75,7 @@ def build_html(
         _metrics_section(record, preds, resamples, confidence),
         _labels_section(record, preds),
         _confusion_section(preds),
-        _per_class_section(preds, resamples, confidence),
+        _per_class_section(preds, resamples, confidence, record_clusters(record)),
         _scores_section(record),
         _invalid_section(record.results),
     ]
@@ -140,12 +144,21 @@ def _header(record: RunRecord) -> str:
 
 
 def _interval(
-    name: str, preds: metrics.Predictions, value: float, resamples: int, confidence: float
-) -> tuple[float, float] | None:
+    name: str,
+    preds: metrics.Predictions,
+    value: float,
+    resamples: int,
+    confidence: float,
+    clusters: ClusterIds | None,
+) -> Interval | None:
+    from .stats import metric_interval
+
     entry, _ = metrics.lookup(name, preds.labels)
     if not entry.resamplable or not preds.gold or math.isnan(value):
         return None
-    return metrics.bootstrap_interval(name, preds, n_resamples=resamples, confidence=confidence)
+    return metric_interval(
+        name, preds, clusters=clusters, confidence=confidence, n_resamples=resamples
+    )
 
 
 def _metrics_section(
@@ -154,24 +167,32 @@ def _metrics_section(
     values = dict(record.metrics)
     for name in SHARES:  # a record written without them (older runs) still gets them
         values.setdefault(name, metrics.compute(name, preds))
+    clusters = record_clusters(record)
     rows, plotted = [], []
     for name, value in values.items():
         try:
-            interval = _interval(name, preds, value, resamples, confidence)
+            interval = _interval(name, preds, value, resamples, confidence, clusters)
         except KeyError:  # a metric this version does not know: show it, without an interval
             interval = None
-        shown = "-" if interval is None else f"{fmt(interval[0], name)} .. {fmt(interval[1], name)}"
-        rows.append([f"<code>{esc(name)}</code>", esc(fmt(value, name)), esc(shown)])
+        shown = (
+            "-" if interval is None else f"{fmt(interval.low, name)} .. {fmt(interval.high, name)}"
+        )
+        method = "" if interval is None else interval.method
+        rows.append([f"<code>{esc(name)}</code>", esc(fmt(value, name)), esc(shown), esc(method)])
         if name in SHARES and interval is not None:
-            plotted.append((name, value, *interval))
+            plotted.append((name, value, interval.low, interval.high))
     chart = charts.intervals(plotted, title="metrics with their intervals", domain=(0.0, 1.0))
+    over = describe(len(set(clusters)) if clusters else None, record.cluster_key)
     return section(
         "Metrics",
-        table(["metric", "value", f"{confidence:.0%} interval"], rows, {1, 2}),
+        table(["metric", "value", f"{confidence:.0%} interval", "method"], rows, {1, 2}),
         chart if plotted else "",
         para(
-            f"Intervals: percentile bootstrap over the {len(record.results)} examples, "
-            f"{resamples} resamples; '-' where a metric has no interval (a maximum, a ratio)."
+            f"Intervals: percentile bootstrap over the {len(record.results)} examples "
+            + ("" if clusters is None else f"resampled as {over} ")
+            + f"({resamples} resamples); Wilson score intervals for accuracy and invalid "
+            f"rate under {WILSON_BELOW} examples, where the bootstrap under-covers; '-' "
+            "where a metric has no interval (a maximum, a ratio)."
         ),
     )
 
@@ -206,7 +227,12 @@ def _confusion_section(preds: metrics.Predictions) -> str:
     )
 
 
-def _per_class_section(preds: metrics.Predictions, resamples: int, confidence: float) -> str:
+def _per_class_section(
+    preds: metrics.Predictions,
+    resamples: int,
+    confidence: float,
+    clusters: ClusterIds | None = None,
+) -> str:
     scores = metrics.per_class(preds)
     labels = list(scores)
     chart = charts.bars(
@@ -224,7 +250,11 @@ def _per_class_section(preds: metrics.Predictions, resamples: int, confidence: f
         s = scores[label]
         try:
             low, high = metrics.bootstrap_interval(
-                f"f1[{label}]", preds, n_resamples=resamples, confidence=confidence
+                f"f1[{label}]",
+                preds,
+                n_resamples=resamples,
+                confidence=confidence,
+                clusters=clusters,
             )
             interval = f"{low:.3f} .. {high:.3f}"
         except KeyError:  # a label with "]" cannot be spelt as a per-label metric name

@@ -126,9 +126,10 @@ class SuiteItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def record(self) -> Any:
-        """The suite's run record; a failed run is reported on this item and re-raised."""
+        """The suite's run record; a failed run is reported on this item and re-raised. A
+        shard's partial record skips the gate: metrics exist only for the merged whole."""
         try:
-            return self.state.record_for(self.suite)
+            record = self.state.record_for(self.suite)
         except PldError as exc:
             self.user_properties.extend(
                 report.error_properties(self.suite.name, self.name, str(exc))
@@ -142,6 +143,15 @@ class SuiteItem(pytest.Item):
                 report.error_properties(self.suite.name, self.name, f"{type(exc).__name__}: {exc}")
             )
             raise
+        if record.shard is not None:
+            from .shards import describe
+
+            pytest.skip(
+                f"{describe(record)}; partial run record {report.shown(record.path, self.state.options.root)}"
+                " - gates run on the whole: pld merge the N records, then pytest "
+                f"--pld-suite={self.suite.name} --pld-record=MERGED.json"
+            )
+        return record
 
     def fail_with(self, message: str, details: Sequence[str], record: Any) -> None:
         o = self.state.options
@@ -229,10 +239,14 @@ class BoundItem(SuiteItem):
         return self.bound.line
 
     def runtest(self) -> None:
-        from .gates import evaluate_bound
+        from .gates import evaluate_bound, family_of
+        from .verdicts import is_per_class
 
         record = self.record()
-        result = evaluate_bound(self.bound, record)
+        family = None
+        if is_per_class(self.bound):
+            family = family_of(self.suite.gates, record, self.suite.family)[self.bound.label]
+        result = evaluate_bound(self.bound, record, family=family)
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:
             where = report.shown(str(self.suite.path), self.state.options.root)
@@ -278,6 +292,7 @@ class RegressionItem(SuiteItem):
             self.baseline,
             shown_path=shown,
             create_command=o.command(self.suite, "--pld-update-baseline", *self._baseline_option()),
+            power=o.power_for(self.gate),
         )
         self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
         if not result.passed:

@@ -32,6 +32,12 @@ def _limit(text: str) -> int:
         ) from None
 
 
+def _shard(text: str) -> Any:
+    from .cli.options import shard_type
+
+    return shard_type(text)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pld", "pytest-pld: instruction-set gates")
     group.addoption(
@@ -107,6 +113,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "is also appended to $GITHUB_STEP_SUMMARY when that is set. "
         "Default: none",
     )
+    group.addoption(
+        "--pld-shard",
+        metavar="I/N",
+        type=_shard,
+        default=None,
+        help="evaluate shard I of N (a stable 1/N of the sample, by example id) into a "
+        "partial run record; the gates are skipped (they run on the whole: pld merge, then "
+        "--pld-record). Default: the whole sample",
+    )
+    group.addoption(
+        "--pld-record",
+        metavar="PATH",
+        default=None,
+        help="gate on this run record (e.g. from pld merge) instead of evaluating; no model "
+        "is called (with several suites: a folder of SUITE.json). Default: evaluate",
+    )
+    group.addoption(
+        "--pld-student-base-url",
+        metavar="URL",
+        default=None,
+        help="the student's OpenAI-compatible endpoint. Default: $PLD_STUDENT_BASE_URL, "
+        "else $OPENAI_BASE_URL",
+    )
+    group.addoption(
+        "--pld-student-api-key",
+        metavar="KEY",
+        default=None,
+        help="the student's API key; prefer $PLD_STUDENT_API_KEY (a flag shows in the "
+        "process list). Default: $PLD_STUDENT_API_KEY, else $OPENAI_API_KEY for its host",
+    )
+    group.addoption(
+        "--pld-student-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a student option (repeatable): temperature, seed, timeout, max_retries, "
+        "max_tokens, concurrency, requests_per_minute. Default: [tool.pld.student] in "
+        "pyproject.toml, else the backend's",
+    )
+    group.addoption(
+        "--pld-power",
+        choices=("warn", "fail"),
+        default=None,
+        help="what an underpowered regression gate (its detectable drop exceeds its margin) "
+        "does: warn or fail. Default: the suite's gates.regression.power, else the ini key "
+        "pld_power, else warn",
+    )
     parser.addini(
         "pld_suites_dir",
         default="suites",
@@ -122,6 +175,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "pld_results",
         default="",
         help="folder for run records, relative to the rootdir (default: .pld/runs)",
+    )
+    parser.addini(
+        "pld_power",
+        default="",
+        help="what an underpowered regression gate does, warn or fail, unless --pld-power or "
+        "the suite's gates.regression.power says (default: warn)",
     )
 
 
@@ -183,6 +242,11 @@ class ActiveSession:
 
         text = markdown(self.state.rows, self.state.options.root)
         self.state.written = write_markdown(text, self.state.options.report)
+
+    def pytest_report_header(self) -> list[str]:
+        from .session import header_lines
+
+        return header_lines(self.state.options)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.state.rows:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .project import shown
+from .report_notes import drop_seen, intervals_note, verdict_notes
+from .verdicts import facts_of, result_word
 
 if TYPE_CHECKING:
     from .metrics import Predictions
@@ -43,6 +45,29 @@ class Row:
     record: str = ""
     error: str = ""
     baseline_written: str = ""
+    # how the interval was made, and over what
+    interval_method: str = ""
+    clusters: int | None = None
+    cluster_key: str = ""
+    # a regression gate's power and McNemar test (verdicts.power_text, mcnemar_text)
+    detectable: float | None = None
+    margin: float | None = None
+    confidence: float | None = None
+    power: float | None = None
+    underpowered: bool = False
+    needed_examples: int | None = None
+    needed_clusters: int | None = None
+    power_policy: str = ""
+    p_value: float | None = None
+    mcnemar_worse: int | None = None
+    mcnemar_better: int | None = None
+    mcnemar_p: float | None = None
+    # a per-class gate's test within its family (verdicts.family_text)
+    family_p: float | None = None
+    family_adjusted_p: float | None = None
+    family_size: int | None = None
+    family_correction: str = ""
+    alpha: float | None = None
 
 
 def _run_properties(record: Any) -> list[tuple[str, object]]:
@@ -70,9 +95,46 @@ def gate_properties(suite: str, result: Any, record: Any) -> list[tuple[str, obj
     ]
     if result.interval is not None:
         props += [(P + "ci_low", result.interval[0]), (P + "ci_high", result.interval[1])]
+    props += [(P + k, v) for k, v in facts_of(_verdict_facts(result))]
     if not result.gate.startswith("regression["):
         props.append((result.metric, result.observed))
     return props + _run_properties(record)
+
+
+def _verdict_facts(result: Any) -> dict[str, object]:
+    """What a gate's statistics add to its properties (names as in `Row`)."""
+    facts: dict[str, object] = {
+        "interval_method": result.interval_method or None,
+        "clusters": result.n_clusters,
+        "cluster_key": result.cluster_key,
+    }
+    test = result.regression
+    if test is not None:
+        found = test.detectable
+        facts |= {
+            "detectable": found.drop,
+            "margin": test.margin,
+            "confidence": test.confidence,
+            "power": found.power,
+            "underpowered": test.underpowered,
+            "needed_examples": found.needed_examples,
+            "needed_clusters": found.needed_clusters,
+            "power_policy": result.power_policy,
+            "p_value": test.p_value,
+            "mcnemar_worse": test.mcnemar.worse,
+            "mcnemar_better": test.mcnemar.better,
+            "mcnemar_p": test.mcnemar.p_value,
+        }
+    member = result.family
+    if member is not None:
+        facts |= {
+            "family_p": member.p_value,
+            "family_adjusted_p": member.adjusted_p,
+            "family_size": member.size,
+            "family_correction": member.correction,
+            "alpha": member.alpha,
+        }
+    return facts
 
 
 def render_properties(
@@ -119,6 +181,9 @@ def row_from_report(report: Any) -> Row | None:
         value = props.get(P + key)
         return int(value) if value is not None else None
 
+    def word(key: str) -> str:
+        return str(props.get(P + key, ""))
+
     return Row(
         suite=str(props[P + "suite"]),
         gate=str(props.get(P + "gate", "")),
@@ -137,6 +202,26 @@ def row_from_report(report: Any) -> Row | None:
         record=str(props.get(P + "record", "")),
         error=str(props.get(P + "error", "")),
         baseline_written=str(props.get(P + "baseline_written", "")),
+        interval_method=word("interval_method"),
+        clusters=count("clusters"),
+        cluster_key=word("cluster_key"),
+        detectable=num("detectable"),
+        margin=num("margin"),
+        confidence=num("confidence"),
+        power=num("power"),
+        underpowered=bool(props.get(P + "underpowered", False)),
+        needed_examples=count("needed_examples"),
+        needed_clusters=count("needed_clusters"),
+        power_policy=word("power_policy"),
+        p_value=num("p_value"),
+        mcnemar_worse=count("mcnemar_worse"),
+        mcnemar_better=count("mcnemar_better"),
+        mcnemar_p=num("mcnemar_p"),
+        family_p=num("family_p"),
+        family_adjusted_p=num("family_adjusted_p"),
+        family_size=count("family_size"),
+        family_correction=word("family_correction"),
+        alpha=num("alpha"),
     )
 
 
@@ -168,24 +253,14 @@ def _cells(row: Row) -> list[str]:
     elif row.baseline_written:
         result = "written"
     else:
-        result = "pass" if row.outcome == "passed" else "FAIL"
+        result = result_word(row.outcome == "passed", row.underpowered, drop_seen(row))
     value = fmt(row.value, row.metric, signed)
     if signed and row.value is not None and not math.isnan(row.value):
         value = f"delta {value}"
-    return [row.gate, value, interval, row.bound or "-", result]
-
-
-def intervals_note(rows: Sequence[Row]) -> str | None:
-    """What the interval column means, said once under the table."""
-    if not any(r.low is not None for r in rows):
-        return None
-    note = "interval: 95% bootstrap interval over the examples"
-    if any(r.gate.startswith("regression[") and r.low is not None for r in rows):
-        note += (
-            "; for the regression gate, the one-sided bounds of (this run - baseline) "
-            "at its confidence, examples paired by id"
-        )
-    return note
+    bound = row.bound or "-"
+    if row.detectable is not None:  # the detectable drop next to the margin
+        bound += f", detectable {row.detectable:.3f}"
+    return [row.gate, value, interval, bound, result]
 
 
 HEADER = ["gate", "value", "interval", "bound", "result"]
@@ -230,6 +305,7 @@ def terminal_lines(rows: Sequence[Row], root: Path) -> list[str]:
         note = intervals_note(suite_rows)
         if note:
             lines.append(f"  {note}")
+        lines += [f"  {line}" for line in verdict_notes(suite_rows)]
         for row in suite_rows:
             if row.baseline_written:
                 lines.append(f"  baseline written: {row.baseline_written} (commit it)")
@@ -255,6 +331,13 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
         note = intervals_note(suite_rows)
         if note:
             parts.append(note[0].upper() + note[1:] + ".\n")
+        notes = verdict_notes(suite_rows)
+        if notes:
+            parts += [
+                f"- {md_cell(n.strip())}" if not n.startswith("  ") else f"  - {md_cell(n.strip())}"
+                for n in notes
+            ]
+            parts.append("")
         if run and run.record:
             parts.extend(_record_tables(run.record))
             parts.append(f"Run record: `{shown(run.record, root)}`")

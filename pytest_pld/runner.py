@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
+from .clusters import example_clusters
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
@@ -29,6 +30,9 @@ from .render import render_system_prompt, render_user_message
 from .suite import Suite, example_fields
 from .textio import read_json_object
 from .yamlio import atomic_write_text
+
+if TYPE_CHECKING:
+    from .shards import Shard
 
 RECORD_SCHEMA = 1
 
@@ -44,6 +48,7 @@ class ExampleResult:
     raw: str = ""
     truncated: bool = False
     cached: bool = False
+    cluster: str | None = None  # the example's id under the suite's cluster_key
 
 
 @dataclass
@@ -65,6 +70,9 @@ class RunRecord:
     cache_hits: int = 0
     cache_misses: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
+    # a shard's partial record: which part of which run (shards.shard_info); no metrics
+    shard: dict[str, Any] | None = None
     path: str | None = None
 
     def predictions(self) -> Predictions:
@@ -316,14 +324,30 @@ def run_suite(
     backend: LazyBackend | None = None,
     progress: bool | None = None,
     write_record: bool = True,
+    shard: Shard | None = None,
+    examples: Sequence[Example] | None = None,
 ) -> RunRecord:
-    """Evaluate one split of a suite and (by default) write its run record."""
+    """Evaluate one split of a suite and (by default) write its run record. With `shard`,
+    only that part of the (limited) sample, into a partial record without metrics.
+    `examples`: these examples of `split` instead of loading it (a fold of it, chosen by the
+    caller)."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
-    prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
+    prepared = prepare(
+        suite, split=split, limit=limit, instructions=instructions, examples=examples
+    )
     if not prepared.examples:
         raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
+    whole = len(prepared.examples)
+    positions: list[int] = []
+    sample = ""
+    if shard is not None:
+        from .shards import select
+
+        prepared, positions, sample = select(prepared, shard)
+    # checked before any model call: a suite whose examples lack the key fails at once
+    cluster_ids = example_clusters(suite, prepared.examples)
     model_name = model or suite.student
     own_backend = backend is None
     lazy = backend or LazyBackend(model_name)
@@ -365,6 +389,9 @@ def run_suite(
         cache.close()
         if own_backend:
             lazy.close()
+    for rows in (results, without or []):
+        for row, cluster in zip(rows, cluster_ids or ()):
+            row.cluster = cluster
     iset = prepared.instructions
     record = RunRecord(
         suite=suite.name,
@@ -387,8 +414,8 @@ def run_suite(
         duration_s=round(time.perf_counter() - started, 3),
         cache_hits=hits,
         cache_misses=total - hits,
+        cluster_key=suite.cluster_key,
     )
-    preds = record.predictions()
     names = [
         *suite.metrics,
         *(b.metric for b in suite.gates),
@@ -399,9 +426,25 @@ def run_suite(
     ]
     if measure_without_rules:
         names.append("latency_overhead")
-    record.metrics = {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}
+    names = list(dict.fromkeys(names))
+    part = ""
+    if shard is None:
+        record.metrics = compute_metrics(record, names)
+    else:
+        from .shards import shard_info
+
+        record.shard = shard_info(
+            record, shard, positions=positions, total=whole, sample=sample, metric_names=names
+        )
+        part = f"-shard{shard.index}of{shard.count}"
     if write_record:
         folder = results_dir or default_results_dir(suite.root)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        save_record(record, folder / f"{suite.name}-{prepared.split}-{stamp}.json")
+        save_record(record, folder / f"{suite.name}-{prepared.split}{part}-{stamp}.json")
     return record
+
+
+def compute_metrics(record: RunRecord, names: Sequence[str]) -> dict[str, float]:
+    """The named metrics of a whole run (never of a shard: see shards.py)."""
+    preds = record.predictions()
+    return {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}

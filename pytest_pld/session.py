@@ -20,8 +20,10 @@ from filelock import FileLock
 
 from . import report
 from .errors import PldError
-from .runner import BackendPool
-from .suite import Suite
+from .roles import ModelRoles, RoleFlags, resolve_roles
+from .runner import BackendPool, LazyBackend
+from .shards import Shard
+from .suite import RegressionGate, Suite
 
 # --- options ------------------------------------------------------------------------------------
 
@@ -42,6 +44,24 @@ class Options:
     update_baseline: bool
     report: Path | None
     data_root: Path | None = None  # --pld-data-root, else $PLD_DATA_ROOT
+    shard: Shard | None = None
+    record: Path | None = None  # gate on this record (or folder of SUITE.json) instead
+    roles: ModelRoles | None = None
+
+    def student_backend(self, name: str) -> LazyBackend:
+        """A lazily created student with the student role's endpoint and options."""
+        if self.roles is None:
+            return LazyBackend(name)
+        return LazyBackend(name, self.roles["student"].factory(name))
+
+    def record_path(self, suite: Suite) -> Path | None:
+        if self.record is None:
+            return None
+        several = len(self.suite_paths) > 1 or self.record.is_dir()
+        return self.record / f"{suite.name}.json" if several else self.record
+
+    power: str | None = None  # --pld-power
+    power_ini: str | None = None  # the ini key pld_power
 
     def model_for(self, suite: Suite) -> str:
         return self.model or suite.student
@@ -60,7 +80,15 @@ class Options:
             parts.append(f"--pld-model={self.model}")
         if self.data_root is not None:
             parts.append(f"--pld-data-root={self.data_root}")
+        if self.shard is not None:
+            parts.append(f"--pld-shard={self.shard}")
         return shlex.join([*parts, *extra])
+
+    def power_for(self, gate: RegressionGate) -> str:
+        """warn | fail for an underpowered regression gate (`verdicts.resolve_power`)."""
+        from .verdicts import resolve_power
+
+        return resolve_power(self.power, gate.power, self.power_ini)
 
     def pld_run_command(self, suite: Suite) -> str:
         parts = ["pld", "run", suite.name, "--split", self.split_for(suite)]
@@ -102,6 +130,39 @@ def make_options(config: pytest.Config) -> Options:
     baseline_path = (invocation / str(baseline)).resolve() if baseline else None
     report_path = config.getoption("pld_report")
     no_cache = bool(config.getoption("pld_no_cache"))
+    shard = config.getoption("pld_shard")
+    record = config.getoption("pld_record")
+    update = bool(config.getoption("pld_update_baseline"))
+    if shard is not None and record:
+        raise pytest.UsageError(
+            "--pld-shard evaluates a part of a run and --pld-record gates on a whole one: "
+            "give one of them"
+        )
+    if shard is not None and update:
+        raise pytest.UsageError(
+            "--pld-update-baseline needs the whole run: merge the shards (pld merge) and run "
+            "--pld-record=MERGED.json --pld-update-baseline"
+        )
+    try:
+        roles = resolve_roles(
+            root,
+            {
+                "student": RoleFlags(
+                    base_url=config.getoption("pld_student_base_url"),
+                    api_key=config.getoption("pld_student_api_key"),
+                    options=tuple(config.getoption("pld_student_option") or ()),
+                )
+            },
+            flag_prefix="--pld-",
+        )
+    except PldError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    power_ini = str(config.getini("pld_power") or "").strip() or None
+    if power_ini not in (None, "warn", "fail"):
+        raise pytest.UsageError(
+            f"ini key pld_power = {power_ini!r}: expected warn or fail\n"
+            "  hint: warn reports an underpowered regression gate, fail fails it"
+        )
     return Options(
         root=root,
         suites_dir=suites_dir,
@@ -112,9 +173,14 @@ def make_options(config: pytest.Config) -> Options:
         cache_mode="off" if no_cache else "use",
         results_dir=results_dir,
         baseline=baseline_path,
-        update_baseline=bool(config.getoption("pld_update_baseline")),
+        update_baseline=update,
         report=(invocation / str(report_path)).resolve() if report_path else None,
         data_root=_data_root(config, invocation),
+        shard=shard,
+        record=(invocation / str(record)).resolve() if record else None,
+        roles=roles,
+        power=config.getoption("pld_power"),
+        power_ini=power_ini,
     )
 
 
@@ -126,6 +192,25 @@ def _data_root(config: pytest.Config, invocation: Path) -> Path | None:
         return data_root(invocation / str(given) if given else None, option="--pld-data-root")
     except PldError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def header_lines(o: Options) -> list[str]:
+    """pytest's header: a shard, a record gated on, a student endpoint that is not the
+    default (keys masked), so a CI log says what was evaluated where."""
+    out = []
+    if o.shard is not None:
+        out.append(f"pld: shard {o.shard} (gates run on the merged record)")
+    if o.record is not None:
+        out.append(f"pld: gating on the run record {o.record} (no model is called)")
+    student = o.roles["student"] if o.roles else None
+    if student is not None and student.base_url is not None:
+        key = f", key from {student.api_key.source}" if student.api_key else ", no key"
+        out.append(
+            f"pld: student endpoint {student.base_url.value} ({student.base_url.source}{key})"
+        )
+    if student is not None:
+        out.extend(f"pld: note: {n}" for n in student.notes)
+    return out
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -152,9 +237,12 @@ class State:
     options: Options
     worker_uid: str | None  # the xdist test run id on a worker, else None
     outcomes: dict[str, Any] = field(default_factory=dict)  # suite name -> record or PldError
-    backends: BackendPool = field(default_factory=BackendPool)
+    backends: BackendPool = field(init=False)  # students, with the student role's endpoint
     rows: list[report.Row] = field(default_factory=list)  # filled from test reports
     written: list[str] = field(default_factory=list)  # where the Markdown report went
+
+    def __post_init__(self) -> None:
+        self.backends = BackendPool(self.options.student_backend)
 
     def close(self) -> None:
         self.backends.close()
@@ -183,6 +271,8 @@ class State:
                 "model": o.model_for(suite),
                 "cache": o.cache_mode,
                 "results": str(o.results_dir),
+                "shard": str(o.shard),
+                "record": str(o.record_path(suite)),
             },
             sort_keys=True,
         )
@@ -223,6 +313,13 @@ class State:
 
         o = self.options
         model = o.model_for(suite)
+        given = o.record_path(suite)
+        if given is not None:
+            from .shard_merge import check_gated_record
+
+            return check_gated_record(
+                given, suite, split=o.split_for(suite), limit=o.limit, model=model
+            )
         return run_suite(
             suite,
             split=o.split_for(suite),
@@ -234,6 +331,7 @@ class State:
             measure_without_rules=any(b.metric == "latency_overhead" for b in suite.gates),
             backend=self.backends.get(model),
             progress=None,
+            shard=o.shard,
         )
 
 

@@ -19,6 +19,7 @@ from .backends import register_provider, unregister_provider
 from .backends.base import Classification, Generation, Message
 
 ClassifyFn = Callable[[str, str, Sequence[str]], str]
+ScoreFn = Callable[[str, str, Sequence[str]], Mapping[str, float]]
 GenerateFn = Callable[[Sequence[Message]], str]
 
 
@@ -30,13 +31,17 @@ class ScriptedBackend:
         model: str = "scripted",
         *,
         classify: ClassifyFn | None = None,
+        scores: ScoreFn | None = None,
         generate: GenerateFn | Sequence[str] | None = None,
         latency_s: float = 0.001,
         fail_after: int | None = None,
     ) -> None:
         self.name = f"scripted:{model}"
         self.model = model
-        self._classify = classify or (lambda system, user, labels: labels[0])
+        self._classify = classify
+        # per-label scores (like the local backend's log-probabilities); the answer is then
+        # the best-scoring label (the first of equal ones) unless `classify` is given too
+        self._scores = scores
         self._generate = generate
         self._queue = list(generate) if isinstance(generate, (list, tuple)) else None
         self.latency_s = latency_s
@@ -56,11 +61,18 @@ class ScriptedBackend:
             if self.fail_after is not None and self.classify_calls >= self.fail_after:
                 raise KeyboardInterrupt  # behaves like Ctrl-C in the middle of a run
             self.classify_calls += 1
-            label = self._classify(system, user, labels)
+            scored = dict(self._scores(system, user, labels)) if self._scores else None
+            if self._classify is not None:
+                label = self._classify(system, user, labels)
+            elif scored is not None:
+                label = max(labels, key=lambda lab: scored[lab])
+            else:
+                label = labels[0]
             time.sleep(self.latency_s)
             yield Classification(
                 label=label,
                 raw=label,
+                scores=scored,
                 latency_s=self.latency_s,
                 prompt_tokens=self.count_tokens(system + user),
             )

@@ -214,6 +214,25 @@ def test_a_comparable_record_lists_the_examples_that_flipped_each_way() -> None:
     assert "right → wrong" in page.html and "wrong → right" in page.html
 
 
+def test_intervals_resample_the_records_clusters_and_rates_get_wilson() -> None:
+    from pytest_pld import stats
+
+    clusters = [f"doc{i // 3}" for i in range(len(GOLD))]
+    clustered = record(GOLD, PRED)
+    for result, cluster in zip(clustered.results, clusters):
+        result.cluster = cluster
+    clustered.cluster_key = "doc"
+    page = build_html(clustered, compare=record(GOLD, PRED), resamples=50).html
+    n_clusters = len(set(clusters))
+    assert f"resampled as {n_clusters} clusters by doc" in page
+    wilson = stats.rate_interval([g == p for g, p in zip(GOLD, PRED)], clusters=clusters)
+    assert f"{wilson.low:.3f} .. {wilson.high:.3f}" in page
+    assert "wilson, design effect" in page
+    # the comparison pairs by id and takes the clusters this record carries
+    assert f"95% paired bootstrap intervals over {n_clusters} clusters by doc" in page
+    assert "McNemar exact test of correctness: 0 right -&gt; wrong, 0 wrong -&gt; right" in page
+
+
 # --- scores, ablation ---------------------------------------------------------------------------
 
 

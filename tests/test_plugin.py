@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -97,6 +98,11 @@ def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    return make_project(pytester)
+
+
+def make_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temporary project with the sentiment suite and the scripted student."""
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(CONFTEST)
     (pytester.path / "suites").mkdir()
@@ -152,15 +158,23 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
             "*--pld-baseline=PATH*",
             "*--pld-update-baseline*",
             "*--pld-report=PATH*",
+            "*--pld-shard=I/N*",
+            "*--pld-record=PATH*",
+            "*--pld-student-base-url=URL*",
+            "*--pld-student-api-key=KEY*",
+            "*--pld-student-option=KEY=VALUE*",
+            "*--pld-power={warn,fail}*",
         ]
     )
     text = result.stdout.str()
-    for key in ("pld_suites_dir", "pld_default_model", "pld_results"):
+    for key in ("pld_suites_dir", "pld_default_model", "pld_results", "pld_power"):
         assert key in text
     # every option states its default
     block = text[text.index("pytest-pld: instruction-set gates:") :]
     block = block[: block.index("\n\n")]
-    assert block.count("Default:") == 10
+    options = re.findall(r"^  --pld-", block, flags=re.MULTILINE)
+    assert len(options) == 16
+    assert block.count("Default:") == len(options)
 
 
 def test_without_pld_suite_nothing_is_collected_and_nothing_heavy_is_imported(
@@ -627,10 +641,82 @@ def test_a_baseline_of_another_sample_is_not_comparable(project: pytest.Pytester
         [
             "*the baseline baselines/sentiment.json is not comparable with this run",
             "  limit: baseline 10, this run None",
-            f"  example ids differ: 0 only in the baseline , {N - 10} only in this run *",
+            f"  example ids differ: 0 only in the baseline, {N - 10} only in this run *",
             "  re-create it with: pytest --pld-suite=sentiment --pld-update-baseline",
         ]
     )
+
+
+def test_an_underpowered_pass_shows_its_detectable_drop_in_the_table_and_junit(
+    project: pytest.Pytester,
+) -> None:
+    project.runpytest("--pld-suite=sentiment", "--pld-update-baseline")
+    result = project.runpytest("--pld-suite=sentiment", "--junitxml=junit.xml", "-k", "regression")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "*regression[[]macro_f1[]]  delta +0.000  +0.000..+0.000  drop <= 0.02 (95%), "
+                "detectable 0.*  pass, underpowered"
+            ),
+            (
+                "  regression[[]macro_f1[]]: underpowered: the detectable drop 0.* (95% confidence, 80% "
+                "power) exceeds the margin 0.02; about * examples would bring it to the margin "
+                "(power: warn, a warning, not a failure)"
+            ),
+            (
+                "  regression[[]macro_f1[]]: McNemar exact test of correctness: 0 right -> wrong, "
+                "0 wrong -> right, p = 1.000*"
+            ),
+        ]
+    )
+    (case,) = ET.parse(project.path / "junit.xml").iter("testcase")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["pld.underpowered"] == "True" and props["pld.power_policy"] == "warn"
+    assert float(props["pld.detectable"]) > float(props["pld.margin"]) == 0.02
+    assert int(props["pld.needed_examples"]) > N
+
+
+@pytest.mark.parametrize(
+    ("options", "ini", "suite_power", "outcome"),
+    [
+        (["--pld-power=fail"], "", None, "failed"),
+        ([], "pld_power = fail", None, "failed"),
+        ([], "", "fail", "failed"),
+        ([], "pld_power = fail", "warn", "passed"),
+        (["--pld-power=warn"], "", "fail", "passed"),
+    ],
+    ids=["option", "ini", "suite", "suite-over-ini", "option-over-suite"],
+)
+def test_the_power_policy_comes_from_the_option_the_suite_or_the_ini_key(
+    project: pytest.Pytester,
+    options: list[str],
+    ini: str,
+    suite_power: str | None,
+    outcome: str,
+) -> None:
+    project.runpytest("--pld-suite=sentiment", "--pld-update-baseline")
+    project.makeini(f"[pytest]\n{ini}\n")
+    if suite_power:
+        edit(
+            project,
+            "suites/sentiment.yaml",
+            "margin: 0.02}",
+            f"margin: 0.02, power: {suite_power}}}",
+        )
+    result = project.runpytest("--pld-suite=sentiment", "-k", "regression", *options)
+    result.assert_outcomes(**{outcome: 1}, deselected=3)
+    if outcome == "failed":
+        result.stdout.fnmatch_lines(["*no drop beyond the margin seen, but underpowered*"])
+
+
+def test_an_ini_power_that_is_neither_warn_nor_fail_is_a_usage_error(
+    project: pytest.Pytester,
+) -> None:
+    project.makeini("[pytest]\npld_power = strict\n")
+    result = project.runpytest("--pld-suite=sentiment")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini key pld_power = 'strict': expected warn or fail*"])
 
 
 def test_the_baseline_option_points_the_gate_elsewhere(project: pytest.Pytester) -> None:

@@ -197,6 +197,29 @@ def test_review_reports_metric_deltas_with_intervals_and_flipped_examples(
     assert suite["model_calls"] == student.classify_calls == 36
 
 
+def test_review_reports_the_exact_mcnemar_test_beside_the_bootstrap_in_every_format(
+    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scipy.stats import binomtest
+
+    repo = make_project(tmp_path / "repo")
+    write(repo, "instructions/demo.yaml", HEAD_SET)
+    code, raw, _ = pld(capsys, repo, "--format", "json")
+    assert code == 0
+    (suite,) = json.loads(raw)["sets"][0]["suites"]
+    # the same flips as above: t3, t9 right -> wrong; t1, t2, t7, t8 wrong -> right
+    expected = binomtest(2, 6, 0.5).pvalue
+    assert suite["mcnemar"] == {"worse": 2, "better": 4, "p_value": pytest.approx(expected)}
+    assert suite["clusters"] is None  # the suite names no cluster_key
+    line = (
+        f"McNemar exact test of correctness: 2 right -> wrong, 4 wrong -> right, p = {expected:.3f}"
+    )
+    _, out, _ = pld(capsys, repo, "--no-run")
+    assert f"    {line}" in out and "    intervals: paired bootstrap over the examples" in out
+    _, md, _ = pld(capsys, repo, "--no-run", "--format", "md")
+    assert line in md and "Intervals: paired bootstrap over the examples." in md
+
+
 def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pld import metrics
+from pytest_pld.clusters import example_clusters
 from pytest_pld.datasets import Example
 from pytest_pld.render import render_system_prompt, render_user_message
 from pytest_pld.suite import SPLITS, Suite, example_fields, find_suites, load_suite
@@ -97,6 +98,23 @@ def test_both_stereoset_suites_put_each_cluster_in_the_same_split() -> None:
         clusters = {e.group for e in examples("stereoset", split)}
         sentences = {e.group for e in examples("stereoset-intrasentence", split)}
         assert clusters == sentences, split
+
+
+CLUSTER_KEYS = {
+    "contractnli": ("document_id", 83),  # 17 hypotheses per contract
+    "logiqa": ("context", 385),  # several questions per passage
+    "stereoset": ("target", 79),  # several items per target term
+    "stereoset-intrasentence": ("target", 79),
+}
+
+
+@pytest.mark.parametrize("name", SUITES)
+def test_every_shipped_suite_resamples_clusters_of_related_examples(name: str) -> None:
+    key, n_clusters = CLUSTER_KEYS[name]
+    assert suite(name).cluster_key == key
+    test = examples(name, "test")
+    ids = example_clusters(suite(name), test)
+    assert ids is not None and len(set(ids)) == n_clusters < len(test)
 
 
 @pytest.mark.parametrize("name", SUITES)

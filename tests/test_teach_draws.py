@@ -17,7 +17,8 @@ from pytest_pld.backends.base import Message
 from pytest_pld.cache import generate_key
 from pytest_pld.cli import main
 from pytest_pld.distill.cost import CostLedger, CountingTeacher
-from pytest_pld.distill.teach import draw_seed, teach
+from pytest_pld.distill.draws import draw_seed
+from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
 from pytest_pld.suite import Suite, load_suite

@@ -1,4 +1,8 @@
-"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`."""
+"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`.
+
+At about 480 lines: half of it is `register`, the two commands' 35 options with their help
+texts, which read best beside the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..backends.packaged import DEFAULT_TEACHER_MODEL
-from ..distill.teachers import DEFAULT_TEACHER
+from ..distill import DEFAULT_LIFT, DEFAULT_MAX_DF
+from ..distill.teachers import DEFAULT_TEACHER, default_teacher
 from ..errors import PldError
+from ..folds import DEFAULT_HOLDOUT
 from ..project import shown
 from .options import (
     add_data_root_option,
     add_limit_option,
+    add_role_options,
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
@@ -21,9 +28,11 @@ from .options import (
     number_in,
     positive_int,
     project_root,
+    roles_from_args,
 )
 
 if TYPE_CHECKING:
+    from ..distill.propose import Proposal
     from ..suite import Suite
 
 
@@ -32,28 +41,61 @@ _eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
 _fraction = number_in(0, 1, low_open=False, high_open=True)
 #: sampled draws; OpenAI-compatible servers take temperatures up to 2
 _temperature = number_in(0, 2, low_open=True, high_open=False, what="a sampling temperature")
+_holdout = _fraction
+_open_fraction = number_in(0, 1, low_open=True, high_open=True)
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from ..distill.teach import DEFAULT_SEED, DEFAULT_TEMPERATURE, teach
+    from ..distill.draws import DEFAULT_SEED, DEFAULT_TEMPERATURE
+    from ..distill.teach import teach
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
     out = args.out or root / "traces" / f"{suite.name}.jsonl"
-    summary = teach(
-        suite,
-        teacher=args.teacher,
-        out=out,
-        split=args.split,
-        limit=args.limit,
-        per_label=args.per_label,
-        samples=args.samples,
-        temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
-        seed=DEFAULT_SEED if args.seed is None else args.seed,
-        mode=args.mode,
-        retry_failed=not args.skip_failed,
-        progress=None,
-    )
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        print("\n".join(roles.lines({"teacher": args.teacher or DEFAULT_TEACHER})))
+        return 0
+    teacher = args.teacher or default_teacher()  # a missing default teacher: a quick error
+    if args.batch:
+        if args.samples > 1 or args.per_label is not None:
+            raise PldError(
+                "--batch teaches one greedy draw per example of a --limit sample",
+                hint="run without --batch for --samples or --per-label",
+            )
+        from ..distill.batch import teach_with_batch_api
+
+        summary = teach_with_batch_api(
+            suite,
+            teacher=teacher,
+            role=roles["teacher"],
+            out=out,
+            split=args.split,
+            limit=args.limit,
+            mode=args.mode,
+            retry_failed=not args.skip_failed,
+            poll_s=args.batch_poll,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+    else:
+        backend = roles["teacher"].make_backend(teacher)
+        try:
+            summary = teach(
+                suite,
+                teacher=backend,
+                out=out,
+                split=args.split,
+                limit=args.limit,
+                per_label=args.per_label,
+                samples=args.samples,
+                temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+                seed=DEFAULT_SEED if args.seed is None else args.seed,
+                mode=args.mode,
+                retry_failed=not args.skip_failed,
+                progress=None,
+            )
+        finally:
+            backend.close()
     for line in summary.lines():
         print(line)
     print(f"traces: {shown(out, root)}")
@@ -69,6 +111,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        models = {
+            "teacher": args.teacher or "(the traces' teacher)",
+            "student": args.student or suite.student,
+            "embedder": args.embedder,
+        }
+        print("\n".join(roles.lines(models)))
+        return 0
     if args.apply:
         return _apply(args.apply, suite, root)
     if args.traces is None:
@@ -87,18 +138,26 @@ def cmd_distill(args: argparse.Namespace) -> int:
         k=args.k,
         by_label=not args.global_clusters,
         synthesis=args.synthesis,
+        syntheses=args.syntheses,
         rounds=args.rounds,
         limit_dev=args.limit_dev,
+        limit_holdout=args.limit_holdout,
+        holdout=args.holdout,
         limit_train=args.limit_train,
         min_gain=args.min_gain,
         strict=args.strict,
         mode=args.mode,
         max_candidates=args.max_candidates,
+        specific_df=args.specific_df,
+        specific_lift=args.specific_lift,
+        wording=args.wording,
+        shots=args.shots,
+        seed=args.seed,
         cache_mode="refresh" if args.refresh_cache else "use",
     )
     if args.k is not None and args.cluster == "auto":
         settings.cluster = "kmeans"  # asking for k clusters asks for k-means
-    proposal = distill(suite, settings)
+    proposal = distill(suite, settings, roles=roles)
     rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
     for note in proposal.notes:
@@ -111,17 +170,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print("\n# rules")
     for line in proposal.summary_lines():
         print(line)
-    print("\n# closed loop (student on the dev split)")
+    _print_checks(proposal)
+    print("\n# closed loop (student on the dev selection fold)")
     for line in proposal.round_lines:
         print(line)
     b, a = proposal.before, proposal.after
     lo, hi = proposal.delta_interval
     print(
-        f"\n# dev split (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
+        f"\n# {proposal.reported_on} (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
         f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
         f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
         f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}"
     )
+    if proposal.conditions is not None:
+        from ..conditions_format import format_text
+
+        print("\n# conditions")
+        print(format_text(proposal.conditions), end="")
     print("\n# cost")
     print(proposal.cost_table)
     if proposal.saved_to:
@@ -139,6 +204,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
     proposal.write()
     print(f"wrote {rel} (version {proposal.new.version}); check it with: pld validate")
     return 0
+
+
+def _print_checks(proposal: Proposal) -> None:
+    """What the generality test dropped, the wording check and the token budget."""
+    if proposal.dropped_lines:
+        print("\n# dropped: rules that name words of their source examples (generality test)")
+        for line in proposal.dropped_lines:
+            print(f"  {line}")
+    if proposal.wording_lines:
+        print("\n# wording check (each new rule reworded by the teacher, dev selection fold)")
+        for line in proposal.wording_lines:
+            print(f"  {line}")
+    if proposal.budget is not None:
+        b = proposal.budget
+        state = "fits" if b["fits"] else "OVER"
+        print(
+            f"\n# token budget: {b['prompt_tokens']} of {b['budget']} tokens ({state}; system "
+            f"prompt + the longest user message, {b['longest_user_message_tokens']})"
+        )
+        for line in proposal.pruned_lines:
+            print(f"  pruned {line}")
 
 
 def _apply(file: Path, suite: Suite, root: Path) -> int:
@@ -231,6 +317,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not retry examples whose earlier teacher call failed",
     )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests through the teacher's Batch API (openai: teachers): one "
+        "upload, results within the completion window at the batch price; the batch id is "
+        "kept under .pld/batches/, so re-running resumes polling instead of paying twice",
+    )
+    p.add_argument(
+        "--batch-poll",
+        type=number_in(0, 3600, low_open=True, high_open=False),
+        default=10.0,
+        metavar="S",
+        help="seconds before the first status check of a batch; doubles up to 300 (default: 10)",
+    )
+    add_role_options(p, ("teacher",))
     add_root_option(p)
     add_data_root_option(p)
     p.set_defaults(func=cmd_teach)
@@ -301,9 +402,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--synthesis",
         choices=("auto", "teacher", "medoid", "both"),
         default="auto",
-        help="how a cluster becomes a rule: teacher synthesis (medoid when it fails),"
-        " the medoid rule, or both as competing candidates (default: both for "
-        "local teachers, teacher otherwise)",
+        help="the candidates of a cluster: teacher syntheses (the medoid when none is "
+        "usable), the medoid and the most central general member rule, or all of them "
+        "(default: both = all; the closed loop keeps the one with the best dev gain)",
+    )
+    p.add_argument(
+        "--syntheses",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="teacher syntheses per cluster, each from another view of the cluster (default: 2)",
     )
     p.add_argument(
         "--rounds",
@@ -318,7 +426,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=48,
         metavar="N",
-        help="dev examples that score each candidate (default: 48)",
+        help="dev selection-fold examples that score each candidate (default: 48)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=_holdout,
+        default=DEFAULT_HOLDOUT,
+        metavar="F",
+        help="share of dev held back from selection, by example group; it makes the final "
+        "choice and gives the reported numbers (default: 1/3; 0: none)",
+    )
+    p.add_argument(
+        "--limit-holdout",
+        type=positive_int,
+        default=96,
+        metavar="N",
+        help="held-back dev examples scored (default: 96)",
     )
     p.add_argument(
         "--limit-train",
@@ -346,8 +469,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=12,
         metavar="N",
-        help="score at most N candidate rules, largest clusters first (default: 12)",
+        help="score at most N candidate rules, largest clusters first, all candidates of a "
+        "cluster or none (default: 24)",
     )
+    p.add_argument(
+        "--specific-df",
+        type=_open_fraction,
+        default=DEFAULT_MAX_DF,
+        metavar="F",
+        help="generality test: a word of a rule is specific when at most this share of train "
+        "documents (example groups) contains it and its share of the rule's source examples "
+        f"is --specific-lift times that (default: {DEFAULT_MAX_DF})",
+    )
+    p.add_argument(
+        "--specific-lift",
+        type=float,
+        default=DEFAULT_LIFT,
+        metavar="X",
+        help=f"generality test: see --specific-df (default: {DEFAULT_LIFT:g})",
+    )
+    p.add_argument(
+        "--wording",
+        choices=("drop", "flag", "off"),
+        default="drop",
+        help="a new rule whose dev effect vanishes when the teacher rewords it: drop it, "
+        "keep it flagged, or skip the check (default: drop)",
+    )
+    p.add_argument(
+        "--shots",
+        type=int,
+        default=5,
+        metavar="K",
+        help="train examples of the k-shot condition in the report; 0 leaves it out (default: 5)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-shot draw (default: 0)")
     p.add_argument(
         "--mode",
         choices=("auto", "json", "prefill"),
@@ -371,6 +526,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PROPOSAL",
         help="apply a proposal saved under .pld/proposals/ instead of computing one",
     )
+    add_role_options(p, ("teacher", "student", "embedder"))
     add_root_option(p)
     add_data_root_option(p)
     p.set_defaults(func=cmd_distill)

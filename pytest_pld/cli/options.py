@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from ..project import find_project_root
 
 if TYPE_CHECKING:
+    from ..roles import ModelRoles
+    from ..shards import Shard
     from ..suite import Suite
 
 
@@ -35,6 +37,16 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (a seed)."""
     return _int_at_least(text, 0, "an integer >= 0")
+
+
+def shard_type(text: str) -> Shard:
+    """--shard / --pld-shard: I/N with 1 <= I <= N."""
+    from ..shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def number_in(
@@ -109,6 +121,15 @@ def add_limit_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "md", "json"),
+        default="text",
+        help="output format (default: text)",
+    )
+
+
 def add_resamples_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resamples",
@@ -129,3 +150,62 @@ def load_suite_by_name(root: Path, name: str, args: argparse.Namespace | None = 
 
     where = data_root(args) if args is not None else None
     return load_suite(resolve_suite_names(root, name)[0], root, data_root=where)
+
+
+def add_role_options(parser: argparse.ArgumentParser, roles: tuple[str, ...]) -> None:
+    """--ROLE-base-url, --ROLE-api-key, --ROLE-option KEY=VALUE for each role, and
+    --show-config. URLs and keys otherwise come from the environment (PLD_ROLE_BASE_URL,
+    PLD_ROLE_API_KEY, else OPENAI_BASE_URL / OPENAI_API_KEY)."""
+    from ..roles import allowed_options
+
+    group = parser.add_argument_group(
+        "model endpoints",
+        "Each role's URL and key come from these flags or the environment: "
+        "PLD_<ROLE>_BASE_URL and PLD_<ROLE>_API_KEY, else OPENAI_BASE_URL and "
+        "OPENAI_API_KEY (that key is sent only to that URL's host). Options also come from "
+        "[tool.pld.<role>] in pyproject.toml (never URLs or keys).",
+    )
+    for role in roles:
+        up = role.upper()
+        group.add_argument(
+            f"--{role}-base-url",
+            default=None,
+            metavar="URL",
+            help=f"the {role}'s OpenAI-compatible endpoint (default: $PLD_{up}_BASE_URL, "
+            "else $OPENAI_BASE_URL)",
+        )
+        group.add_argument(
+            f"--{role}-api-key",
+            default=None,
+            metavar="KEY",
+            help=f"the {role}'s API key; prefer $PLD_{up}_API_KEY (a flag is visible in the "
+            "process list and shell history)",
+        )
+        group.add_argument(
+            f"--{role}-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"repeatable; keys: {', '.join(allowed_options(role))}",
+        )
+    group.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print every role's resolved endpoint and options with their sources (keys "
+        "masked) and exit",
+    )
+
+
+def roles_from_args(args: argparse.Namespace, root: Path) -> ModelRoles:
+    """The roles as this command line, the environment and pyproject.toml resolve them."""
+    from ..roles import ROLES, RoleFlags, resolve_roles
+
+    flags = {
+        role: RoleFlags(
+            base_url=getattr(args, f"{role}_base_url", None),
+            api_key=getattr(args, f"{role}_api_key", None),
+            options=tuple(getattr(args, f"{role}_option", None) or ()),
+        )
+        for role in ROLES
+    }
+    return resolve_roles(root, flags)

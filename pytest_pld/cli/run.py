@@ -12,12 +12,16 @@ from .options import (
     add_data_root_option,
     add_limit_option,
     add_model_option,
+    add_resamples_option,
+    add_role_options,
     add_root_option,
     add_suite_argument,
     data_root,
     load_suite_by_name,
     positive_int,
     project_root,
+    roles_from_args,
+    shard_type,
 )
 
 
@@ -91,10 +95,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..runner import run_suite
+    from ..runner import LazyBackend, run_suite
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
+    roles = roles_from_args(args, root)
+    model = args.model or suite.student
+    if args.show_config:
+        print("\n".join(roles.lines({"student": model})))
+        return 0
     mode = "off" if args.no_cache else "refresh" if args.refresh_cache else "use"
     iset = None
     if args.instructions is not None:
@@ -108,25 +117,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ..shots import with_shots
 
         iset = with_shots(suite, iset or suite.load_instructions(), args.shots, args.seed)
-    record = run_suite(
-        suite,
-        split=args.split,
-        limit=args.limit,
-        model=args.model,
-        cache_mode=mode,
-        measure_without_rules=args.without_rules,
-        results_dir=args.results,
-        progress=None,
-        instructions=iset,
-    )
+    lazy = LazyBackend(model, roles["student"].factory(model))
+    try:
+        record = run_suite(
+            suite,
+            split=args.split,
+            limit=args.limit,
+            model=model,
+            cache_mode=mode,
+            measure_without_rules=args.without_rules,
+            results_dir=args.results,
+            progress=None,
+            instructions=iset,
+            backend=lazy,
+            shard=args.shard,
+        )
+    finally:
+        lazy.close()
+    if record.shard is not None:
+        from ..shards import describe
+
+        print(describe(record))
+        print(
+            f"  cache hits {record.cache_hits}, model calls {record.cache_misses}, "
+            f"{record.duration_s:.1f} s; metrics are computed on the whole run: pld merge "
+            "the records of every shard"
+        )
+        print(f"partial run record: {record.path}")
+        return 0
+    from ..run_summary import summarize, summary_lines
+
     m = record.metrics
     print(
         f"{suite.name}/{record.split}: {len(record.results)} examples, model {record.model}, "
         f"instructions v{record.instructions['version']} ({record.instructions['rules']} rules)"
     )
-    print(f"  accuracy  {m.get('accuracy', float('nan')):.3f}")
-    print(f"  macro_f1  {m.get('macro_f1', float('nan')):.3f}")
-    print(f"  invalid   {m.get('invalid_rate', 0.0):.3f}")
+    for line in summary_lines(summarize(record, resamples=args.resamples)):
+        print(line)
     if "latency_overhead" in m:
         print(f"  latency overhead (rules / none)  {m['latency_overhead']:.2f}x")
     print(
@@ -182,9 +209,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "run",
-        help="evaluate a suite split and print accuracy and macro-F1",
+        help="evaluate a suite split: metrics with intervals, predicted against gold labels",
         description="Evaluate a suite with its student (or --model) through the response "
-        "cache in .pld/, and write a run record.",
+        "cache in .pld/, write a run record, and print each metric with its 95% interval "
+        "(resampling the suite's clusters; Wilson for accuracy and invalid rate under 300 "
+        "examples), the predicted-label distribution against the gold one and the tie rate.",
     )
     add_suite_argument(p)
     add_model_option(p)
@@ -225,6 +254,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="k-shot baseline: add K random train examples to the prompt",
     )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --shots (default: 0)")
+    p.add_argument(
+        "--shard",
+        type=shard_type,
+        default=None,
+        metavar="I/N",
+        help="evaluate only shard I of N (a stable 1/N of the sample, by example id) into a "
+        "partial run record; `pld merge` joins the N parts and computes the metrics",
+    )
+    add_role_options(p, ("student",))
+    add_resamples_option(p)
     add_root_option(p)
     add_data_root_option(p)
     p.set_defaults(func=cmd_run)

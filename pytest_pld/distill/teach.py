@@ -11,7 +11,6 @@ possible. A trace is done when its (example id, draw) is in the file.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import sys
 import time
 from collections import Counter
@@ -20,14 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import Backend, get_backend
-from ..datasets import Example, split_fraction
+from ..datasets import Example
 from ..errors import PldError
 from ..instructions import InstructionSet
 from ..progress import Progress
 from ..render import render_user_message
 from ..suite import Suite, example_fields
-from .answers import MODES, Teacher, ask_for_rule, default_mode, entity_terms
+from .answers import MODES, RuleAnswer, Teacher, ask_for_rule, default_mode, entity_terms
 from .cost import PhaseCost
+from .draws import (
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    check_draw_options,
+    draw_sampling,
+    draw_seed,
+    select_examples,
+)
 from .guard import refuse_gate_split
 from .prompts import TEACH_SCHEMA, task_header, teach_messages
 from .teachers import default_teacher
@@ -36,47 +43,6 @@ from .traces import Trace, TraceWriter, check_compatible, drop_truncated_tail, r
 #: stop after this many teacher calls in a row raised (server down, model missing): recording
 #: hundreds of identical failures helps nobody, and the traces so far are kept for a resume
 MAX_CALL_ERRORS_IN_A_ROW = 5
-#: the temperature of sampled draws (1..K-1) when none is given
-DEFAULT_TEMPERATURE = 0.7
-DEFAULT_SEED = 0
-
-
-def draw_seed(seed: int, example_id: str, draw: int) -> int:
-    """The sampling seed of one draw: a stable function of the run's seed, the example and the
-    draw (sha256, not hash(): the same on every machine and Python), below 2**31 because some
-    servers take only 32-bit seeds."""
-    digest = hashlib.sha256(f"pld-draw\0{seed}\0{example_id}\0{draw}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def _sample_order(example: Example) -> float:
-    # the order `Suite.load_examples(limit=)` samples in, so a --per-label sample keeps the
-    # examples an earlier --limit run taught (per label, a prefix of the same order)
-    return split_fraction("sample:" + example.id)
-
-
-def select_examples(
-    examples: list[Example], *, limit: int | None, per_label: int | None
-) -> list[Example]:
-    """With `per_label`, up to that many examples of each gold label (the first ones in the
-    --limit sampling order); with `limit` as well, at most `limit` of those in total, taken
-    from the labels in turn, so a rare label keeps its share instead of being crowded out.
-    Without `per_label` this is --limit's own sample. File order is kept."""
-    if per_label is None:
-        return examples  # `load_examples(limit=)` already sampled
-    by_label: dict[str, list[Example]] = {}
-    for example in sorted(examples, key=_sample_order):
-        by_label.setdefault(example.label, []).append(example)
-    queues = [chosen[:per_label] for chosen in by_label.values()]
-    picked: list[Example] = []
-    depth = 0
-    while any(depth < len(q) for q in queues) and (limit is None or len(picked) < limit):
-        for queue in queues:
-            if depth < len(queue) and (limit is None or len(picked) < limit):
-                picked.append(queue[depth])
-        depth += 1
-    keep = {e.id for e in picked}
-    return [e for e in examples if e.id in keep]
 
 
 @dataclass
@@ -106,6 +72,7 @@ class TeachSummary:
     truncated_line: int | None = None
     interrupted: bool = False
     stopped: str = ""  # why the run stopped early, if it did
+    notes: list[str] = field(default_factory=list)  # e.g. the batch path's billing
 
     def lines(self) -> list[str]:
         c = self.cost
@@ -163,6 +130,7 @@ class TeachSummary:
             )
         if self.stopped:
             out.append(f"  stopped early: {self.stopped}")
+        out.extend(f"  {note}" for note in self.notes)
         return out
 
 
@@ -208,7 +176,7 @@ def teach(
     """Teach `samples` draws of every selected example into `out` (see the module docstring);
     `limit` and `per_label` select the examples (see `select_examples`)."""
     refuse_gate_split(suite, split, "teach")
-    _check_draw_options(limit, per_label, samples, temperature, seed)
+    check_draw_options(limit, per_label, samples, temperature, seed)
     if teacher is None:
         teacher = default_teacher()  # before any work: a missing teacher is a quick error
     backend = get_backend(teacher) if isinstance(teacher, str) else teacher
@@ -238,45 +206,117 @@ def teach(
     return summary
 
 
-def _check_draw_options(
-    limit: int | None, per_label: int | None, samples: int, temperature: float, seed: int
-) -> None:
-    for flag, value in (("--limit", limit), ("--per-label", per_label), ("--samples", samples)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise PldError(f"{flag} must be a positive integer, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PldError(f"--seed must be an integer >= 0, got {seed!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise PldError(f"--temperature must be a number, got {temperature!r}")
-    if samples > 1 and not 0 < temperature <= 2:
-        raise PldError(
-            f"--temperature must be in (0, 2] for sampled draws, got {temperature}",
-            hint="draw 0 is always the greedy answer; draws 1.. are sampled, and at "
-            "temperature 0 they would all repeat it (0.7 is the default)",
+@dataclass
+class TeachContext:
+    """What every teacher request of one run shares; `ask` and `trace` are the whole
+    per-example work, used alike by the request-by-request and the batch paths."""
+
+    suite: Suite
+    split: str
+    mode: str
+    teacher: str
+    header: str
+    vocabulary: list[str]
+
+    def ask(
+        self,
+        backend: Teacher,
+        example: Example,
+        *,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> RuleAnswer:
+        """One draw: greedy without `temperature`, else sampled with `seed`."""
+        fields = example_fields(example)
+        user = render_user_message(self.suite.user_template, fields, where=str(self.suite.path))
+        entities = entity_terms(example.fields, allowed=self.vocabulary)
+        return ask_for_rule(
+            backend,
+            teach_messages(
+                self.header,
+                user,
+                example.label,
+                mode=self.mode,
+                avoid=_most_specific(entities),
+            ),
+            mode=self.mode,
+            label=example.label,
+            entities=entities,
+            want_reasoning=self.mode == "json",
+            schema=TEACH_SCHEMA,
+            temperature=temperature,
+            seed=seed,
+        )
+
+    def trace(
+        self,
+        example: Example,
+        answer: RuleAnswer,
+        begun: str,
+        *,
+        draw: int = 0,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Trace:
+        return Trace(
+            id=example.id,
+            suite=self.suite.name,
+            split=self.split,
+            gold=example.label,
+            rule=answer.rule if answer.ok else "",
+            reasoning=answer.reasoning,
+            teacher=self.teacher,
+            status="ok" if answer.ok else "failed",
+            labels=tuple(self.suite.labels),
+            mode=self.mode,
+            error=answer.error,
+            attempts=answer.attempts,
+            entity_terms=answer.entity_terms,
+            started_at=begun,
+            finished_at=_now(),
+            latency_s=round(answer.latency_s, 3),
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            draw=draw,
+            temperature=float(temperature or 0.0),
+            seed=seed,
         )
 
 
-def _teach(
+def count_answer(summary: TeachSummary, answer: RuleAnswer) -> None:
+    summary.taught += 1
+    cost = summary.cost
+    cost.teacher_calls += answer.attempts
+    cost.prompt_tokens += answer.prompt_tokens
+    cost.completion_tokens += answer.completion_tokens
+    if answer.ok:
+        summary.ok += 1
+        summary.entity_flagged += bool(answer.entity_terms)
+    else:
+        summary.failed += 1
+        cost.teacher_failures += 1
+        summary.failure_reasons[_reason(answer.error)] += 1
+
+
+def prepare_teach(
     suite: Suite,
-    backend: Teacher,
     summary: TeachSummary,
     *,
     split: str,
     limit: int | None,
-    per_label: int | None,
+    per_label: int | None = None,
     retry_failed: bool,
-    progress: bool | None,
     log: Callable[[str], None],
-) -> None:
+) -> tuple[TeachContext, list[tuple[Example, int]]]:
+    """Read the traces so far (cutting a truncated last line), and the (example, draw) pairs
+    still to teach, draw by draw (`summary.samples` draws per example)."""
     existing = read_traces(summary.out, missing_ok=True)
     check_compatible(existing, suite.name, tuple(suite.labels))
     if existing.truncated_line is not None:
         summary.truncated_line = existing.truncated_line
         log(
             f"{summary.out}:{existing.truncated_line}: truncated last line (an interrupted "
-            "write) removed; its example will be taught again"
+            "write) removed; its draw will be taught again"
         )
         drop_truncated_tail(existing)
 
@@ -310,12 +350,13 @@ def _teach(
     summary.done_by_others = Counter(t.teacher for t in kept if t.teacher != summary.teacher)
     summary.sampled_otherwise = sum(
         t.draw > 0
-        and (t.temperature != summary.temperature or t.seed != _seed_of(summary, t.id, t.draw))
+        and (
+            t.temperature != summary.temperature or t.seed != draw_seed(summary.seed, t.id, t.draw)
+        )
         for t in kept
     )
 
     iset = suite.load_instructions()
-    header = header_for(iset, suite)
     # the task's own words (labels, preamble, definitions) are fair game for a general rule
     vocabulary = [
         *suite.labels,
@@ -323,73 +364,49 @@ def _teach(
         *iset.label_definitions.values(),
         suite.user_template,
     ]
-    where = str(suite.path)
-    cost = summary.cost
+    context = TeachContext(
+        suite, split, summary.mode, summary.teacher, header_for(iset, suite), vocabulary
+    )
+    return context, todo
+
+
+def _teach(
+    suite: Suite,
+    backend: Teacher,
+    summary: TeachSummary,
+    *,
+    split: str,
+    limit: int | None,
+    per_label: int | None,
+    retry_failed: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> None:
+    context, todo = prepare_teach(
+        suite,
+        summary,
+        split=split,
+        limit=limit,
+        per_label=per_label,
+        retry_failed=retry_failed,
+        log=log,
+    )
     started = time.perf_counter()
     bar = Progress(len(todo), f"teach {suite.name}", progress)
     in_a_row = 0
     try:
         with TraceWriter(summary.out) as writer:
             for example, draw in todo:
-                sampled = draw > 0
-                temperature = summary.temperature if sampled else None
-                seed = _seed_of(summary, example.id, draw) if sampled else None
-                fields = example_fields(example)
-                user = render_user_message(suite.user_template, fields, where=where)
-                begun = _now()
-                entities = entity_terms(example.fields, allowed=vocabulary)
-                answer = ask_for_rule(
-                    backend,
-                    teach_messages(
-                        header,
-                        user,
-                        example.label,
-                        mode=summary.mode,
-                        avoid=_most_specific(entities),
-                    ),
-                    mode=summary.mode,
-                    label=example.label,
-                    entities=entities,
-                    want_reasoning=summary.mode == "json",
-                    schema=TEACH_SCHEMA,
-                    temperature=temperature,
-                    seed=seed,
+                temperature, seed = draw_sampling(
+                    summary.temperature, summary.seed, example.id, draw
                 )
-                trace = Trace(
-                    id=example.id,
-                    suite=suite.name,
-                    split=split,
-                    gold=example.label,
-                    rule=answer.rule if answer.ok else "",
-                    reasoning=answer.reasoning,
-                    teacher=summary.teacher,
-                    status="ok" if answer.ok else "failed",
-                    labels=tuple(suite.labels),
-                    mode=summary.mode,
-                    error=answer.error,
-                    attempts=answer.attempts,
-                    entity_terms=answer.entity_terms,
-                    started_at=begun,
-                    finished_at=_now(),
-                    latency_s=round(answer.latency_s, 3),
-                    prompt_tokens=answer.prompt_tokens,
-                    completion_tokens=answer.completion_tokens,
-                    draw=draw,
-                    temperature=float(temperature or 0.0),
-                    seed=seed,
+                begun = _now()
+                answer = context.ask(backend, example, temperature=temperature, seed=seed)
+                trace = context.trace(
+                    example, answer, begun, draw=draw, temperature=temperature, seed=seed
                 )
                 writer.append(trace)
-                summary.taught += 1
-                cost.teacher_calls += answer.attempts
-                cost.prompt_tokens += answer.prompt_tokens
-                cost.completion_tokens += answer.completion_tokens
-                if answer.ok:
-                    summary.ok += 1
-                    summary.entity_flagged += bool(answer.entity_terms)
-                else:
-                    summary.failed += 1
-                    cost.teacher_failures += 1
-                    summary.failure_reasons[_reason(answer.error)] += 1
+                count_answer(summary, answer)
                 bar(1)
                 in_a_row = in_a_row + 1 if answer.call_error else 0
                 if in_a_row >= MAX_CALL_ERRORS_IN_A_ROW:
@@ -402,8 +419,4 @@ def _teach(
         summary.interrupted = True
     finally:
         bar.close()
-        cost.wall_s += time.perf_counter() - started
-
-
-def _seed_of(summary: TeachSummary, example_id: str, draw: int) -> int:
-    return draw_seed(summary.seed, example_id, draw)
+        summary.cost.wall_s += time.perf_counter() - started

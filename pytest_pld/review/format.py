@@ -57,6 +57,18 @@ def _size(report: SuiteReport) -> str:
     return f"system prompt {before} → {after} {report.size_unit} ({after - before:+d})"
 
 
+def _stats_lines(report: SuiteReport) -> list[str]:
+    """How the intervals were made, and the exact McNemar test beside them."""
+    from ..clusters import describe
+    from ..verdicts import mcnemar_text
+
+    lines = [f"intervals: paired bootstrap over {describe(report.clusters, report.cluster_key)}"]
+    if report.mcnemar is not None:
+        m = report.mcnemar
+        lines.append(mcnemar_text(m.worse, m.better, m.p_value))
+    return lines
+
+
 def _clip(lines: list[str], limit: int) -> list[str]:
     if len(lines) <= limit:
         return lines
@@ -213,6 +225,8 @@ def _md_suite(report: SuiteReport) -> list[str]:
                 f"{len(report.wrong_to_right)} wrong → right."
             ),
             "",
+            *(f"{line[0].upper()}{line[1:]}." for line in _stats_lines(report)),
+            "",
         ]
         if report.right_to_wrong or report.wrong_to_right:
             out += _details("Flipped examples", _md_flips(report))
@@ -301,6 +315,7 @@ def _text_suite(report: SuiteReport) -> list[str]:
             + (f"  {m.verdict}" if m.verdict in ("better", "worse") else "")
             for m in report.metrics
         ]
+        out += [f"    {line}" for line in _stats_lines(report)]
         out += _text_flips("right -> wrong", report.right_to_wrong)
         out += _text_flips("wrong -> right", report.wrong_to_right)
     if report.prompt_diff:
@@ -317,4 +332,14 @@ def _text_flips(kind: str, flips: list[Flip]) -> list[str]:
     return [f"    flipped {kind} ({len(flips)}): {shown}{more}"]
 
 
-__all__ = ["markdown", "render", "text"]
+def suite_markdown(report: SuiteReport) -> list[str]:
+    """One suite's comparison as Markdown lines (`pld compare` prints the same block)."""
+    return _md_suite(report)
+
+
+def suite_text(report: SuiteReport) -> list[str]:
+    """One suite's comparison as text lines (`pld compare` prints the same block)."""
+    return _text_suite(report)
+
+
+__all__ = ["markdown", "render", "suite_markdown", "suite_text", "text"]

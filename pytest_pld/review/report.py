@@ -6,10 +6,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .diff import SetDiff
 from .git import Revision
+
+if TYPE_CHECKING:  # `pld --help` imports the review command: keep that cheap
+    from ..stats import McNemar
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,19 @@ class Flip:
 
 
 @dataclass
+class PairedDeltas:
+    """Two records compared example by example (`reviewer.paired_deltas`)."""
+
+    metrics: list[MetricDelta]
+    right_to_wrong: list[Flip]
+    wrong_to_right: list[Flip]
+    examples: int  # paired by id
+    mcnemar: McNemar | None  # exact test of correctness; None without paired examples
+    clusters: int | None = None  # clusters the intervals resampled; None: examples
+    cluster_key: str | None = None
+
+
+@dataclass
 class SuiteReport:
     suite: str
     split: str
@@ -73,6 +89,9 @@ class SuiteReport:
     wrong_to_right: list[Flip] = field(default_factory=list)
     records: dict[str, str | None] = field(default_factory=dict)
     note: str | None = None
+    mcnemar: McNemar | None = None
+    clusters: int | None = None  # clusters the intervals resampled; None: examples
+    cluster_key: str | None = None
 
 
 @dataclass

@@ -11,6 +11,9 @@ and its template: the deltas measure the instruction change and nothing else.
 Run records are reused when `.pld/runs` holds one for exactly that rendered prompt, split,
 sample and model; otherwise the runner computes one, and the response cache makes the side
 that did not change (usually the base) free.
+
+At about 460 lines, just over the limit: the Reviewer's steps and the helpers only they
+use (loading a side, finding a reusable run record, pairing the results) read as one review.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import posixpath
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +30,15 @@ from ..errors import PldError, PldErrors
 from ..runner import BackendPool, size_counter
 from .diff import diff_sets, unified
 from .git import WORKTREE, GitRepo, Revision
-from .report import Flip, MetricDelta, Review, ReviewOptions, SetReport, SuiteReport
+from .report import (
+    Flip,
+    MetricDelta,
+    PairedDeltas,
+    Review,
+    ReviewOptions,
+    SetReport,
+    SuiteReport,
+)
 
 if TYPE_CHECKING:  # `pld --help` imports the review command: keep that cheap
     from ..instructions import InstructionSet
@@ -153,18 +164,31 @@ def paired_deltas(
     base: RunRecord,
     head: RunRecord,
     resamples: int,
-) -> tuple[list[MetricDelta], list[Flip], list[Flip], int]:
-    """Metric deltas head - base over the examples both records share, paired by id."""
-    from .. import metrics
+    *,
+    fallback_clusters: Mapping[str, str] | None = None,
+) -> PairedDeltas:
+    """Metric deltas head - base over the examples both records share, paired by id, with
+    the exact McNemar test and the flipped examples.
 
-    old = {r.id: r for r in base.results}
-    pairs = [(old[r.id], r) for r in head.results if r.id in old]
+    Intervals resample clusters when every pair has a cluster id: the head's, else the
+    base's, else `fallback_clusters` (id -> cluster, from the suite's data, for records
+    written before records carried them); otherwise examples.
+    """
+    from .. import metrics, stats
+    from ..clusters import complete
+    from ..gates import pairs as paired_results
+
+    pairs = paired_results(head, base)
+    fallback = fallback_clusters or {}
+    clusters = complete(h.cluster or b.cluster or fallback.get(h.id) for b, h in pairs)
     gold = tuple(h.gold for _, h in pairs)
     p_old = metrics.Predictions(tuple(labels), gold, tuple(b.pred for b, _ in pairs))
     p_new = metrics.Predictions(tuple(labels), gold, tuple(h.pred for _, h in pairs))
     rows = []
     for name in ["accuracy", "macro_f1", *(f"f1[{label}]" for label in labels), "invalid_rate"]:
-        delta, low, high = metrics.paired_bootstrap_delta(name, p_new, p_old, n_resamples=resamples)
+        delta, low, high = metrics.paired_bootstrap_delta(
+            name, p_new, p_old, n_resamples=resamples, clusters=clusters
+        )
         rows.append(
             MetricDelta(
                 name, metrics.compute(name, p_old), metrics.compute(name, p_new), delta, low, high
@@ -184,7 +208,16 @@ def paired_deltas(
         for b, h in pairs
         if b.pred != b.gold and h.pred == h.gold
     ]
-    return rows, r2w, w2r, len(pairs)
+    key = head.cluster_key or base.cluster_key
+    return PairedDeltas(
+        rows,
+        r2w,
+        w2r,
+        len(pairs),
+        stats.mcnemar(p_new, p_old) if pairs else None,
+        len(set(clusters)) if clusters else None,
+        key if clusters else None,
+    )
 
 
 # --- the review --------------------------------------------------------------------------------
@@ -357,9 +390,24 @@ class Reviewer:
                 return report
             records.append(record)
             report.records[name] = record.path
-        report.metrics, report.right_to_wrong, report.wrong_to_right, report.examples = (
-            paired_deltas(suite.labels, records[0], records[1], opts.resamples)
+        from ..clusters import example_clusters
+
+        examples = suite.load_examples(split, limit=opts.limit)
+        ids = example_clusters(suite, examples)
+        compared = paired_deltas(
+            suite.labels,
+            records[0],
+            records[1],
+            opts.resamples,
+            fallback_clusters=dict(zip((e.id for e in examples), ids)) if ids else None,
         )
+        report.metrics, report.examples = compared.metrics, compared.examples
+        report.right_to_wrong, report.wrong_to_right = (
+            compared.right_to_wrong,
+            compared.wrong_to_right,
+        )
+        report.mcnemar, report.clusters = compared.mcnemar, compared.clusters
+        report.cluster_key = compared.cluster_key or (suite.cluster_key if ids else None)
         return report
 
     def _run(self, suite: Suite, split: str, model: str, run_set: InstructionSet) -> RunRecord:

@@ -1,0 +1,172 @@
+"""`pld compare`: two run records paired by example id - deltas, McNemar, flips, or why not.
+
+Records of the same suite, split, sample, model, labels and data are compared example by
+example, exactly as `pld review` compares its two sides (`review.reviewer.paired_deltas`), and
+printed in the review's format. Records that differ in any of those are not compared: the
+result lists every difference instead, because a delta between different models or data
+would be read as the effect of an instruction change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .gates import differences
+from .review.format import suite_markdown, suite_text
+from .review.report import SuiteReport
+from .runner import RunRecord
+
+#: `pld compare`'s exit codes (its --help quotes them)
+COMPARED, NOT_COMPARABLE = 0, 1
+#: the names the differences use for the two records
+NAMES = ("A", "B")
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """Who one side is: enough to tell the two records apart in a report."""
+
+    path: str
+    suite: str
+    split: str
+    limit: int | None
+    model: str
+    instructions: str  # "name vN (hash)"
+    examples: int
+    created_at: str
+
+    @classmethod
+    def of(cls, record: RunRecord) -> RecordSummary:
+        iset = record.instructions
+        return cls(
+            path=record.path or "-",
+            suite=record.suite,
+            split=record.split,
+            limit=record.limit,
+            model=record.model,
+            instructions=(
+                f"{iset.get('name')} v{iset.get('version')} ({str(iset.get('hash', ''))[:12]})"
+            ),
+            examples=len(record.results),
+            created_at=record.created_at or "-",
+        )
+
+    def line(self) -> str:
+        return (
+            f"{self.path}: {self.suite}/{self.split}, {self.examples} examples, model "
+            f"{self.model}, instructions {self.instructions}, created {self.created_at}"
+        )
+
+
+@dataclass
+class Comparison:
+    a: RecordSummary  # the reference ("base")
+    b: RecordSummary  # the one compared with it ("head"); deltas are B - A
+    problems: list[str] = field(default_factory=list)  # why they cannot be paired
+    report: SuiteReport | None = None  # the paired comparison, when they can
+
+    @property
+    def comparable(self) -> bool:
+        return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        return COMPARED if self.comparable else NOT_COMPARABLE
+
+
+def compare_records(a: RunRecord, b: RunRecord, *, resamples: int = 1000) -> Comparison:
+    """Pair B with A by example id; deltas B - A with paired (clustered) bootstrap intervals,
+    the exact McNemar test and the flipped examples - or the reasons they cannot be paired."""
+    from .review.reviewer import paired_deltas
+
+    comparison = Comparison(RecordSummary.of(a), RecordSummary.of(b))
+    comparison.problems = differences(b, a, names=NAMES)
+    if comparison.problems:
+        return comparison
+    paired = paired_deltas(b.labels, a, b, resamples)
+    comparison.report = SuiteReport(
+        suite=b.suite,
+        split=b.split,
+        limit=b.limit,
+        model=b.model,
+        status="compared",
+        examples=paired.examples,
+        metrics=paired.metrics,
+        right_to_wrong=paired.right_to_wrong,
+        wrong_to_right=paired.wrong_to_right,
+        records={"base": a.path, "head": b.path},
+        mcnemar=paired.mcnemar,
+        clusters=paired.clusters,
+        cluster_key=paired.cluster_key,
+    )
+    return comparison
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+NOT_COMPARABLE_TEXT = "not comparable: these records cannot be paired example by example"
+
+
+def render(comparison: Comparison, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(to_json(comparison), indent=1, ensure_ascii=False) + "\n"
+    if fmt == "md":
+        return markdown(comparison)
+    return text(comparison)
+
+
+def to_json(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "comparable": comparison.comparable,
+        "a": asdict(comparison.a),
+        "b": asdict(comparison.b),
+        "problems": list(comparison.problems),
+        "comparison": asdict(comparison.report) if comparison.report else None,
+    }
+
+
+def text(comparison: Comparison) -> str:
+    out = [
+        "pld compare (deltas are B - A; base = A, head = B)",
+        f"  A {comparison.a.line()}",
+        f"  B {comparison.b.line()}",
+    ]
+    if not comparison.comparable:
+        out.append(NOT_COMPARABLE_TEXT + ":")
+        out += [f"  {problem}" for problem in comparison.problems]
+    if comparison.report is not None:
+        out += suite_text(comparison.report)
+    return "\n".join(out) + "\n"
+
+
+def markdown(comparison: Comparison) -> str:
+    from .report import md_cell
+
+    out = [
+        "### pld compare",
+        "",
+        "Deltas are B - A (base = A, head = B).",
+        "",
+        f"- **A** {md_cell(comparison.a.line())}",
+        f"- **B** {md_cell(comparison.b.line())}",
+        "",
+    ]
+    if not comparison.comparable:
+        out += [f"**{NOT_COMPARABLE_TEXT[0].upper()}{NOT_COMPARABLE_TEXT[1:]}:**", ""]
+        out += [f"- {md_cell(problem)}" for problem in comparison.problems]
+    if comparison.report is not None:
+        out += suite_markdown(comparison.report)
+    return "\n".join(out).rstrip() + "\n"
+
+
+__all__ = [
+    "COMPARED",
+    "NOT_COMPARABLE",
+    "Comparison",
+    "RecordSummary",
+    "compare_records",
+    "render",
+]

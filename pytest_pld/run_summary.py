@@ -1,0 +1,116 @@
+"""What `pld run` prints about a run record: each metric with its interval, the predicted labels
+against the gold ones, and how often the model's answer was a tie.
+
+Held-out evaluations used to need a script against `metrics` for exactly these numbers; the
+intervals are the ones the gates show (clusters, Wilson for rates on few examples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .clusters import describe, record_clusters
+from .labels import INVALID
+from .report import fmt
+
+if TYPE_CHECKING:
+    from .runner import RunRecord
+
+
+@dataclass(frozen=True)
+class MetricLine:
+    name: str
+    value: float
+    low: float | None = None
+    high: float | None = None
+    method: str = ""  # stats.Interval.method; "" without an interval
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    examples: int
+    clusters: int | None
+    cluster_key: str | None
+    confidence: float
+    metrics: list[MetricLine]
+    labels: list[tuple[str, int, int]]  # label, gold count, predicted count (with invalid)
+    ties: int | None  # answers that were ties; None when results do not record ties
+
+
+def summarize(record: RunRecord, *, resamples: int = 1000, confidence: float = 0.95) -> RunSummary:
+    from . import metrics
+    from .stats import metric_interval
+
+    preds = record.predictions()
+    clusters = record_clusters(record)
+    lines = []
+    for name, value in record.metrics.items():
+        try:
+            entry, _ = metrics.lookup(name, preds.labels)
+        except KeyError:  # a metric this version does not know: shown without an interval
+            lines.append(MetricLine(name, value))
+            continue
+        if not entry.resamplable or math.isnan(value):
+            lines.append(MetricLine(name, value))
+            continue
+        found = metric_interval(
+            name, preds, clusters=clusters, confidence=confidence, n_resamples=resamples
+        )
+        lines.append(MetricLine(name, value, found.low, found.high, found.method))
+    gold, predicted = Counter(preds.gold), Counter(preds.pred)
+    labels = [(label, gold.get(label, 0), predicted.get(label, 0)) for label in record.labels]
+    labels.append((INVALID, 0, predicted.get(INVALID, 0)))
+    return RunSummary(
+        examples=len(record.results),
+        clusters=len(set(clusters)) if clusters else None,
+        cluster_key=record.cluster_key if clusters else None,
+        confidence=confidence,
+        metrics=lines,
+        labels=labels,
+        ties=_ties(record),
+    )
+
+
+def _ties(record: RunRecord) -> int | None:
+    """Answers flagged as ties (two labels scored the same). Results record the flag only
+    from the version that added it to `ExampleResult`; before that it is unknown, not 0."""
+    from .runner import ExampleResult
+
+    if "tie" not in {f.name for f in dataclasses.fields(ExampleResult)}:
+        return None
+    return sum(bool(getattr(r, "tie", False)) for r in record.results)
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """The summary as indented text lines for the terminal."""
+    table = [["metric", "value", f"{summary.confidence:.0%} interval", "method"]]
+    for m in summary.metrics:
+        interval = "-" if m.low is None else f"{fmt(m.low, m.name)}..{fmt(m.high, m.name)}"
+        table.append([m.name, fmt(m.value, m.name), interval, m.method])
+    out = _columns(table)
+    out.append(f"intervals over {describe(summary.clusters, summary.cluster_key)}")
+    out.append("labels: gold, predicted")
+    width = max(len(label) for label, _, _ in summary.labels)
+    for label, gold, predicted in summary.labels:
+        if label == INVALID and not predicted:
+            continue
+        gold_text = "-" if label == INVALID else str(gold)
+        out.append(f"  {label:<{width}}  {gold_text:>5}  {predicted:>5}")
+    if summary.ties is None:
+        out.append("ties: not recorded in this record")
+    else:
+        share = summary.ties / summary.examples if summary.examples else 0.0
+        out.append(f"ties: {summary.ties} of {summary.examples} answers ({share:.1%})")
+    return [f"  {line}" for line in out]
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
+__all__ = ["MetricLine", "RunSummary", "summarize", "summary_lines"]
