@@ -52,13 +52,21 @@ WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 
 
 def cpu_model() -> str:
+    """The CPU's name, family/model and widest vector extension (the name alone, "AMD EPYC",
+    does not tell Zen 3 from Zen 4)."""
     try:
+        info: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
+    vector = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    return (
+        f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+        f"{info.get('model', '?')}, {vector.upper()})"
+    )
 
 
 def templates(suite: str) -> list[tuple[str, str]]:
@@ -128,10 +136,13 @@ def make_rules(
     return rules, golds, sources
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+def timed(fn: Callable[[], Any], step: str = "") -> tuple[Any, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return value, time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if step:  # as it goes: a slow step shows before the table
+        print(f"  {step}: {wall:.2f} s wall, {cpu:.2f} s CPU", file=sys.stderr, flush=True)
+    return value, wall, cpu
 
 
 def per_label(fn: Callable[[Any], list[int]], vectors: Any, golds: list[str]) -> list[int]:
@@ -171,7 +182,7 @@ def main() -> int:
         file=sys.stderr,
     )
     texts = [rule_condition(rule, gold) for rule, gold in zip(rules, golds, strict=True)]
-    emb, embed_s, embed_cpu = timed(lambda: embed(texts, args.embedder))
+    emb, embed_s, embed_cpu = timed(lambda: embed(texts, args.embedder), "embed")
     vectors = emb.vectors
     rows: list[tuple[str, float, float, str]] = [
         ("embed", embed_s, embed_cpu, f"{emb.name}, {vectors.shape[1]} dims")
@@ -182,7 +193,7 @@ def main() -> int:
         ("hdbscan", lambda v: cl._hdbscan(v, min_samples)),
         ("kmeans", lambda v: cl._kmeans(v, None, [])[0]),
     ):
-        sizes, wall, cpu = timed(lambda fn=fn: per_label(fn, vectors, golds))
+        sizes, wall, cpu = timed(lambda fn=fn: per_label(fn, vectors, golds), name)
         rows.append((name, wall, cpu, "clusters per label " + "/".join(map(str, sizes))))
     result, auto_s, auto_cpu = timed(
         lambda: cl.cluster_rules(
