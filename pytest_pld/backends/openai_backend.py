@@ -370,6 +370,10 @@ class OpenAIBackend:
                 return self._complete(params, what=what)
             raise self._status_error(exc, what) from None
         except openai.APIStatusError as exc:
+            # llama-cpp-python's server (0.3.x) answers a response_format it does not know
+            # (json_schema) with HTTP 500 and a validation error naming the field
+            if "response_format" in params and "response_format" in _server_message(exc):
+                raise _SchemaRejected() from None
             raise self._status_error(exc, what) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
             raise self._connection_error(exc, what) from None
