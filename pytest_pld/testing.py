@@ -3,7 +3,9 @@
 Register it under the `scripted:` provider with `scripted()` (a context manager) or
 `use_scripted_backend()`; the answer for each
 example comes from a Python function of (system prompt, user message, labels), and teacher
-generations come from a queue or a function.
+generations come from a queue or a function. Every generate() call's parameters (temperature
+and seed included) are recorded in `generate_params`, so a test can check what a teacher got;
+a generate function can read the current call's with `backend.generate_params[-1]`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class ScriptedBackend:
         self.fail_after = fail_after
         self.classify_calls = 0
         self.generate_calls: list[list[Message]] = []
+        #: the parameters of each generate() call, in order (what a real backend would get)
+        self.generate_params: list[dict[str, Any]] = []
 
     def identity(self) -> Mapping[str, Any]:
         return {"provider": "scripted", "model": self.model}
@@ -81,8 +85,20 @@ class ScriptedBackend:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
         self.generate_calls.append(list(messages))
+        self.generate_params.append(
+            {
+                "max_tokens": max_tokens,
+                "stop": tuple(stop),
+                "prefill": prefill,
+                "json_schema": json_schema,
+                "temperature": temperature,
+                "seed": seed,
+            }
+        )
         if self._queue is not None:
             if not self._queue:
                 raise AssertionError("scripted teacher ran out of answers")

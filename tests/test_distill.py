@@ -303,16 +303,21 @@ def _two_groups(n: int = 8) -> np.ndarray:
 
 def test_dbscan_chaining_everything_into_one_cluster_falls_back_to_kmeans() -> None:
     vectors = _two_groups()
-    result = cluster_rules(vectors, ["pos"] * 16, eps=2.0, min_samples=3, by_label=False)
+    result = cluster_rules(
+        vectors, ["pos"] * 16, method="dbscan", eps=2.0, min_samples=3, by_label=False
+    )
     assert result.method == "dbscan+kmeans-fallback"
     assert any("one cluster holds 16 of 16" in n and "k-means" in n for n in result.notes)
+    assert any("smaller --eps" in n for n in result.notes)
     assert sorted(c.support for c in result.clusters) == [8, 8]
 
 
 def test_dbscan_calling_everything_noise_falls_back_and_suggests_parameters() -> None:
     rng = np.random.default_rng(0)
     vectors = _two_groups() + rng.normal(0, 0.1, (16, 3))
-    result = cluster_rules(vectors, ["pos"] * 16, eps=0.0001, min_samples=6, by_label=False)
+    result = cluster_rules(
+        vectors, ["pos"] * 16, method="dbscan", eps=0.0001, min_samples=6, by_label=False
+    )
     assert any("noise" in n and "larger --eps" in n for n in result.notes)
     assert result.clusters and result.noise == 0
 
@@ -320,8 +325,11 @@ def test_dbscan_calling_everything_noise_falls_back_and_suggests_parameters() ->
 def test_a_healthy_dbscan_result_is_kept_and_noise_is_counted() -> None:
     vectors = np.vstack([_two_groups(), [[0.0, 1.0, 0.0]]])
     result = cluster_rules(vectors, ["pos"] * 17, eps=0.1, min_samples=3, by_label=False)
-    assert result.method == "dbscan" and not result.notes
+    assert result.method == "auto: dbscan"
     assert len(result.clusters) == 2 and result.noise == 1
+    (note,) = result.notes
+    assert "DBSCAN (eps 0.1, min_samples 3): 2 clusters (sizes 8, 8), 1 noise" in note
+    assert note.endswith("Used DBSCAN.")
 
 
 def test_clusters_are_formed_within_labels_so_a_minority_label_keeps_its_rule() -> None:
@@ -346,7 +354,7 @@ def test_the_medoid_avoids_rules_that_name_example_entities() -> None:
         ({"eps": 2.5}, "--eps must be in (0, 2]"),
         ({"min_samples": 0}, "--min-samples must be an integer >= 1"),
         ({"method": "kmeans", "k": 0}, "--k must be an integer >= 1"),
-        ({"method": "hdbscan"}, "unknown clustering method"),
+        ({"method": "optics"}, "unknown clustering method"),
     ],
     ids=["eps-zero", "eps-above-two", "min-samples-zero", "k-zero", "unknown-method"],
 )

@@ -592,6 +592,18 @@ def test_generate_returns_text_and_usage(
     assert body["max_tokens"] == 40 and body["stop"] == ["\n\n"]
 
 
+def test_a_sampled_draw_sends_its_temperature_and_seed_and_a_greedy_call_the_backends_own(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    server.default = Reply(body=completion("A rule."))
+    b = make_backend()
+    b.generate([Message("user", "why?")])
+    b.generate([Message("user", "why?")], temperature=0.9, seed=1234)
+    greedy, sampled = server.bodies
+    assert (sampled["temperature"], sampled["seed"]) == (0.9, 1234)
+    assert (greedy["temperature"], greedy["seed"]) == (0.0, 0)  # the backend's own
+
+
 def test_prefill_is_sent_as_an_assistant_turn_and_cut_when_echoed(
     server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
 ) -> None:

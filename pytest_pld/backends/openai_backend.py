@@ -220,13 +220,23 @@ class OpenAIBackend:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
+        """`temperature` and `seed`, where given, replace the backend's own for this call
+        (a teacher's sampled draws); servers that ignore `seed` give unrepeatable draws."""
         msgs = [_message_dict(m) for m in messages]
         if prefill:
             # Servers that continue a final assistant message return only the continuation;
             # those that start a new turn usually repeat the prefill, which is cut below.
             msgs.append({"role": "assistant", "content": prefill})
         params: dict[str, Any] = self._params(msgs, max_tokens)
+        if temperature is not None:
+            _check_number("temperature", temperature, low=0)
+            params["temperature"] = temperature
+        if seed is not None:
+            _check_number("seed", seed, low=0, integer=True)
+            params["seed"] = seed
         if stop:
             params["stop"] = list(stop)
         if json_schema is not None and self._json_schema_ok:

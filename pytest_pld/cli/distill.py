@@ -24,6 +24,7 @@ from .options import (
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
+    non_negative_int,
     number_in,
     positive_int,
     project_root,
@@ -38,11 +39,14 @@ if TYPE_CHECKING:
 #: DBSCAN's eps is a cosine distance
 _eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
 _fraction = number_in(0, 1, low_open=False, high_open=True)
+#: sampled draws; OpenAI-compatible servers take temperatures up to 2
+_temperature = number_in(0, 2, low_open=True, high_open=False, what="a sampling temperature")
 _holdout = _fraction
 _open_fraction = number_in(0, 1, low_open=True, high_open=True)
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
+    from ..distill.draws import DEFAULT_SEED, DEFAULT_TEMPERATURE
     from ..distill.teach import teach
 
     root = project_root(args)
@@ -54,6 +58,11 @@ def cmd_teach(args: argparse.Namespace) -> int:
         return 0
     teacher = args.teacher or default_teacher()  # a missing default teacher: a quick error
     if args.batch:
+        if args.samples > 1 or args.per_label is not None:
+            raise PldError(
+                "--batch teaches one greedy draw per example of a --limit sample",
+                hint="run without --batch for --samples or --per-label",
+            )
         from ..distill.batch import teach_with_batch_api
 
         summary = teach_with_batch_api(
@@ -77,6 +86,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
                 out=out,
                 split=args.split,
                 limit=args.limit,
+                per_label=args.per_label,
+                samples=args.samples,
+                temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+                seed=DEFAULT_SEED if args.seed is None else args.seed,
                 mode=args.mode,
                 retry_failed=not args.skip_failed,
                 progress=None,
@@ -142,8 +155,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_mode="refresh" if args.refresh_cache else "use",
     )
-    if args.k is not None and args.cluster == "dbscan":
-        settings.cluster = "kmeans"  # --k only means something for k-means
+    if args.k is not None and args.cluster == "auto":
+        settings.cluster = "kmeans"  # asking for k clusters asks for k-means
     proposal = distill(suite, settings, roles=roles)
     rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
@@ -231,8 +244,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teach",
         help="phase 1: one teacher call per training example -> traces (JSON lines)",
         description="Ask a teacher model, for each example of a split (given the input and the "
-        "gold label), for one general rule. Appends JSON lines to --out; re-running "
-        "skips examples already taught, so an interrupted run resumes.",
+        "gold label), for one general rule - or, with --samples K, for K rules: draw 0 is the "
+        "greedy answer, draws 1..K-1 are sampled at --temperature with seeds derived from "
+        "--seed, the example and the draw. Appends JSON lines to --out; re-running skips the "
+        "(example, draw) pairs already taught, so an interrupted run resumes and a repeated "
+        "run asks for the same draws.",
     )
     add_suite_argument(p)
     p.add_argument(
@@ -250,6 +266,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the split to teach from (default: train; never the gate split)",
     )
     add_limit_option(p)
+    p.add_argument(
+        "--per-label",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="up to N examples of each gold label (the first N of that label in --limit's "
+        "sampling order), so a rare label gets traces too; with --limit M, at most M of "
+        "those in total, taken from the labels in turn",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="teacher draws per example: draw 0 greedy, draws 1..K-1 sampled (default: 1)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=None,
+        metavar="T",
+        help="temperature of the sampled draws 1..K-1, in (0, 2] (default: 0.7)",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=None,
+        metavar="S",
+        help="base seed of the sampled draws; each draw's seed is derived from it, the "
+        "example id and the draw, so a re-run repeats them (default: 0)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -325,10 +372,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cluster",
-        choices=("dbscan", "kmeans"),
-        default="dbscan",
-        help="dbscan (cosine; falls back to k-means on a degenerate result) or "
-        "kmeans (default: dbscan)",
+        choices=("auto", "dbscan", "hdbscan", "kmeans"),
+        default="auto",
+        help="auto: DBSCAN (--eps, --min-samples), and where it chains (one cluster holds "
+        "over half of a label's rules and over 3x the next largest) or calls most rules "
+        "noise, HDBSCAN (min cluster size "
+        "--min-samples), and where that is degenerate too, k-means with k by silhouette; the "
+        "proposal's notes say what each label used and why. dbscan or hdbscan: that method, "
+        "k-means where it is degenerate. kmeans (default: auto; --k alone means kmeans)",
     )
     p.add_argument("--eps", type=_eps, default=0.4, help="DBSCAN eps, cosine distance (0.4)")
     p.add_argument(
@@ -339,7 +390,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="k-means clusters per label (default: chosen by silhouette)",
+        help="k-means clusters per label, also for a dbscan/hdbscan fallback (default: "
+        "chosen by silhouette)",
     )
     p.add_argument(
         "--global-clusters",

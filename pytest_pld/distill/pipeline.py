@@ -24,7 +24,7 @@ from ..textio import read_text
 from .answers import MODES, default_mode
 from .cluster import check_params, cluster_rules
 from .cost import CostLedger, CountingTeacher, PhaseCost
-from .embed import embed, resolve_embedder
+from .embed import embed, resolve_embedder, rule_condition
 from .finish import finish
 from .generalise import DEFAULT_LIFT, DEFAULT_MAX_DF, Generaliser, Specificity
 from .guard import LeakageCheck, refuse_gate_split
@@ -45,7 +45,7 @@ class DistillSettings:
     teacher: str | None = None  # default: see teachers.distill_teacher; "none": no teacher
     student: str | None = None  # default: the suite's student
     embedder: str = "auto"
-    cluster: str = "dbscan"
+    cluster: str = "auto"  # auto | dbscan | hdbscan | kmeans (see cluster.cluster_rules)
     eps: float = 0.4
     min_samples: int = 6
     k: int | None = None
@@ -185,13 +185,20 @@ def distill(
     )
     base = load_instruction_set_text(base_text, path)
 
+    # within a label, the rules' shared frame ("If ..., then the label is X") only pulls
+    # them together: its condition is what tells one rule from another
+    texts = [rule_condition(t.rule, t.gold) if settings.by_label else t.rule for t in usable]
     with ledger.phase("embed"):
         emb = embed(
-            [t.rule for t in usable],
+            texts,
             settings.embedder,
             role=roles["embedder"] if roles is not None else None,
         )
-    log(f"embedded {len(usable)} rules with {emb.name}")
+    draws = len(usable) - len({t.id for t in usable})
+    log(
+        f"embedded {len(usable)} rules with {emb.name}"
+        + (f" ({draws} of them further draws of an example)" if draws else "")
+    )
     with ledger.phase("cluster"):
         clustering = cluster_rules(
             emb.vectors,
@@ -202,6 +209,7 @@ def distill(
             k=settings.k,
             by_label=settings.by_label,
             avoid=[bool(t.entity_terms) for t in usable],
+            sources=[t.id for t in usable],  # support: distinct examples, not draws
         )
     for note in clustering.notes:
         log(note)

@@ -108,7 +108,7 @@ def synthesize(
             label=cluster.label,
             method="medoid",
             support=cluster.support,
-            trace_ids=tuple(t.id for t in members[:MAX_TRACE_IDS]),
+            trace_ids=tuple(t.ref for t in members[:MAX_TRACE_IDS]),  # id, or id#draw
             source_ids=tuple(source_id(t) for t in members),
             cluster=number,
             teacher_calls=calls,
