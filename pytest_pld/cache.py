@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .backends.base import Classification, Generation, Message
+from .backends.base import Classification, Generation, Message, sampling_args
 from .errors import PldError
 from .plain import to_plain
 
@@ -115,23 +115,28 @@ def generate_key(
     stop: Sequence[str] = (),
     prefill: str = "",
     json_schema: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
 ) -> str:
-    """Key of one generation, with every parameter that changes the text."""
+    """Key of one generation, with every parameter that changes the text.
+
+    A sampled answer is keyed by its temperature and seed, so two draws (different seeds) are
+    never served one cached answer. Greedy calls leave both out: their keys are the ones
+    written before sampling existed, and those cached answers stay valid."""
     msgs = [
         {"role": m.role, "content": m.content} if isinstance(m, Message) else dict(m)
         for m in messages
     ]
-    return make_key(
-        identity,
-        {
-            "kind": "generate",
-            "messages": msgs,
-            "max_tokens": max_tokens,
-            "stop": list(stop),
-            "prefill": prefill,
-            "json_schema": json_schema,
-        },
-    )
+    operation: dict[str, Any] = {
+        "kind": "generate",
+        "messages": msgs,
+        "max_tokens": max_tokens,
+        "stop": list(stop),
+        "prefill": prefill,
+        "json_schema": json_schema,
+    }
+    operation.update(sampling_args(temperature, seed))
+    return make_key(identity, operation)
 
 
 # ------------------------------------------------------------------------------------- values

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .backends.base import Backend, Classification, Generation, Message
+from .backends.base import Backend, Classification, Generation, Message, sampling_args
 
 
 class TokenBucket:
@@ -81,10 +81,17 @@ class RateLimitedBackend:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
         self.bucket.take(1)
         return self.inner.generate(
-            messages, max_tokens=max_tokens, stop=stop, prefill=prefill, json_schema=json_schema
+            messages,
+            max_tokens=max_tokens,
+            stop=stop,
+            prefill=prefill,
+            json_schema=json_schema,
+            **sampling_args(temperature, seed),
         )
 
     def count_tokens(self, text: str) -> int:

@@ -342,13 +342,18 @@ def run_suite(
     progress: bool | None = None,
     write_record: bool = True,
     shard: Shard | None = None,
+    examples: Sequence[Example] | None = None,
 ) -> RunRecord:
     """Evaluate one split of a suite and (by default) write its run record. With `shard`,
-    only that part of the (limited) sample, into a partial record without metrics."""
+    only that part of the (limited) sample, into a partial record without metrics.
+    `examples`: these examples of `split` instead of loading it (a fold of it, chosen by the
+    caller)."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
-    prepared = prepare(suite, split=split, limit=limit, instructions=instructions)
+    prepared = prepare(
+        suite, split=split, limit=limit, instructions=instructions, examples=examples
+    )
     if not prepared.examples:
         raise PldError(f"split {prepared.split!r} has no examples", path=suite.path)
     whole = len(prepared.examples)

@@ -315,7 +315,7 @@ class State:
         model = o.model_for(suite)
         given = o.record_path(suite)
         if given is not None:
-            from .shards import check_gated_record
+            from .shard_merge import check_gated_record
 
             return check_gated_record(
                 given, suite, split=o.split_for(suite), limit=o.limit, model=model

@@ -3,7 +3,9 @@
 Register it under the `scripted:` provider with `scripted()` (a context manager) or
 `use_scripted_backend()`; the answer for each
 example comes from a Python function of (system prompt, user message, labels), and teacher
-generations come from a queue or a function.
+generations come from a queue or a function. Every generate() call's parameters (temperature
+and seed included) are recorded in `generate_params`, so a test can check what a teacher got;
+a generate function can read the current call's with `backend.generate_params[-1]`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .backends import register_provider, unregister_provider
 from .backends.base import Classification, Generation, Message
 
 ClassifyFn = Callable[[str, str, Sequence[str]], str]
+ScoreFn = Callable[[str, str, Sequence[str]], Mapping[str, float]]
 GenerateFn = Callable[[Sequence[Message]], str]
 
 
@@ -28,19 +31,25 @@ class ScriptedBackend:
         model: str = "scripted",
         *,
         classify: ClassifyFn | None = None,
+        scores: ScoreFn | None = None,
         generate: GenerateFn | Sequence[str] | None = None,
         latency_s: float = 0.001,
         fail_after: int | None = None,
     ) -> None:
         self.name = f"scripted:{model}"
         self.model = model
-        self._classify = classify or (lambda system, user, labels: labels[0])
+        self._classify = classify
+        # per-label scores (like the local backend's log-probabilities); the answer is then
+        # the best-scoring label (the first of equal ones) unless `classify` is given too
+        self._scores = scores
         self._generate = generate
         self._queue = list(generate) if isinstance(generate, (list, tuple)) else None
         self.latency_s = latency_s
         self.fail_after = fail_after
         self.classify_calls = 0
         self.generate_calls: list[list[Message]] = []
+        #: the parameters of each generate() call, in order (what a real backend would get)
+        self.generate_params: list[dict[str, Any]] = []
 
     def identity(self) -> Mapping[str, Any]:
         return {"provider": "scripted", "model": self.model}
@@ -52,11 +61,18 @@ class ScriptedBackend:
             if self.fail_after is not None and self.classify_calls >= self.fail_after:
                 raise KeyboardInterrupt  # behaves like Ctrl-C in the middle of a run
             self.classify_calls += 1
-            label = self._classify(system, user, labels)
+            scored = dict(self._scores(system, user, labels)) if self._scores else None
+            if self._classify is not None:
+                label = self._classify(system, user, labels)
+            elif scored is not None:
+                label = max(labels, key=lambda lab: scored[lab])
+            else:
+                label = labels[0]
             time.sleep(self.latency_s)
             yield Classification(
                 label=label,
                 raw=label,
+                scores=scored,
                 latency_s=self.latency_s,
                 prompt_tokens=self.count_tokens(system + user),
             )
@@ -69,8 +85,20 @@ class ScriptedBackend:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
         self.generate_calls.append(list(messages))
+        self.generate_params.append(
+            {
+                "max_tokens": max_tokens,
+                "stop": tuple(stop),
+                "prefill": prefill,
+                "json_schema": json_schema,
+                "temperature": temperature,
+                "seed": seed,
+            }
+        )
         if self._queue is not None:
             if not self._queue:
                 raise AssertionError("scripted teacher ran out of answers")

@@ -17,6 +17,7 @@ from pytest_pld.distill.pipeline import DistillSettings, distill
 from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
+from pytest_pld.folds import DEFAULT_HOLDOUT, split_holdout
 from pytest_pld.instructions import Rule, load_instruction_set, save_instruction_set
 from pytest_pld.render import render_system_prompt
 from pytest_pld.suite import Suite, load_suite
@@ -100,10 +101,13 @@ def test_teach_and_distill_with_the_real_small_local_model(
         ),
         log=lambda s: None,
     )
-    # a real proposal: candidates from the model, each scored by the student on dev
+    # a real proposal: candidates from the model, each scored by the student on dev's
+    # selection fold; the proposal's numbers come from the held-back fold
+    rest, held = split_holdout(suite.load_examples("dev"), DEFAULT_HOLDOUT)
     scored = [d for d in proposal.decisions if d["after"]]
-    assert scored and all(d["after"]["n"] == 12 for d in scored)
-    assert proposal.before["n"] == 12
+    assert scored and all(d["after"]["n"] == len(rest) for d in scored)
+    assert proposal.before["n"] == (len(held) or len(rest))
+    assert proposal.conditions is not None and proposal.conditions.n == proposal.before["n"]
     assert proposal.cost["phases"]["select"]["student_calls"] > 0
     assert proposal.saved_to is not None and proposal.saved_to.exists()
 

@@ -84,7 +84,7 @@ def test_init_from_a_csv_writes_a_suite_that_validates_and_prints_the_next_comma
         "instructions/reviews.prompt.txt",
     ):
         assert f"wrote {rel}" in out
-    assert validate_file(project / "suites/reviews.yaml", project) == "suite (1 gates)"
+    assert validate_file(project / "suites/reviews.yaml", project) == "suite (1 gate)"
     assert validate_file(project / "instructions/reviews.yaml", project) == (
         "instructions v1 (0 rules)"
     )

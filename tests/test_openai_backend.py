@@ -592,6 +592,18 @@ def test_generate_returns_text_and_usage(
     assert body["max_tokens"] == 40 and body["stop"] == ["\n\n"]
 
 
+def test_a_sampled_draw_sends_its_temperature_and_seed_and_a_greedy_call_the_backends_own(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    server.default = Reply(body=completion("A rule."))
+    b = make_backend()
+    b.generate([Message("user", "why?")])
+    b.generate([Message("user", "why?")], temperature=0.9, seed=1234)
+    greedy, sampled = server.bodies
+    assert (sampled["temperature"], sampled["seed"]) == (0.9, 1234)
+    assert (greedy["temperature"], greedy["seed"]) == (0.0, 0)  # the backend's own
+
+
 def test_prefill_is_sent_as_an_assistant_turn_and_cut_when_echoed(
     server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
 ) -> None:
@@ -604,22 +616,39 @@ def test_prefill_is_sent_as_an_assistant_turn_and_cut_when_echoed(
     assert continued.text == ' "x"}'
 
 
+@pytest.mark.parametrize(
+    "rejections",
+    [
+        [status(400, "response_format json_schema is not supported")],
+        # llama-cpp-python 0.3.36's server: a request validation error as HTTP 500, which the
+        # SDK retries (max_retries=1 below) before the backend sees it
+        2
+        * [
+            status(
+                500,
+                "1 validation error: {'type': 'literal_error', 'loc': ('body', "
+                "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}",
+            )
+        ],
+    ],
+    ids=["400", "500-naming-response_format"],
+)
 def test_json_schema_is_requested_and_dropped_when_the_server_rejects_it(
-    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend], rejections: list[Reply]
 ) -> None:
     schema = {"title": "Rule", "type": "object", "properties": {"rule": {"type": "string"}}}
     server.queue.extend(
         [
-            status(400, "response_format json_schema is not supported"),
+            *rejections,
             Reply(body=completion('{"rule": "a"}')),
             Reply(body=completion('{"rule": "b"}')),
         ]
     )
-    b = make_backend()
+    b = make_backend(max_retries=1)
     first = b.generate([Message("system", "teach"), Message("user", "q")], json_schema=schema)
     second = b.generate([Message("user", "q")], json_schema=schema)
     assert (first.text, second.text) == ('{"rule": "a"}', '{"rule": "b"}')
-    sent = server.bodies
+    sent = server.bodies[len(rejections) - 1 :]
     assert sent[0]["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "Rule", "schema": schema},

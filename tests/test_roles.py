@@ -197,6 +197,24 @@ def test_show_config_prints_every_role_with_sources_and_masks_keys(
         assert line in out.splitlines()
 
 
+@pytest.mark.parametrize("command", ["run", "conditions"])
+def test_student_commands_take_the_student_endpoint_from_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    project = write_project(tmp_path / "p")
+    monkeypatch.setenv("PLD_STUDENT_BASE_URL", "http://127.0.0.1:8/v1")
+    monkeypatch.setenv("PLD_STUDENT_API_KEY", SECRET)
+    code = main([command, "tiny", "--root", str(project), "--model", "openai:s", "--show-config"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert SECRET not in out
+    assert "student: openai:s" in out.splitlines()
+    assert "  base_url  http://127.0.0.1:8/v1  (env PLD_STUDENT_BASE_URL)" in out.splitlines()
+
+
 # ------------------------------------------------------------------------ requests per minute
 
 

@@ -65,12 +65,30 @@ class Backend(Protocol):
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
         """Free text for teacher work. `prefill` starts the assistant turn (the text is
-        returned without it); `json_schema` asks for structured output where supported."""
+        returned without it); `json_schema` asks for structured output where supported.
+
+        `temperature` None or 0 is greedy decoding (the default, and what a teacher's first
+        draw uses); above 0 the answer is sampled, and `seed` makes the draw repeatable where
+        the backend can (the local backend always; a server only if it honours `seed`)."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` in this model's tokenizer (approximate for remote models)."""
 
     def close(self) -> None:
         """Release resources (threads, HTTP pools)."""
+
+
+def sampling_args(temperature: float | None, seed: int | None) -> dict[str, Any]:
+    """The `generate` keyword arguments of a sampled call, and none for a greedy one: callers
+    that pass these on keep greedy calls exactly as they were before sampling existed (the
+    same cache keys; a teacher written without the sampling arguments keeps working)."""
+    out: dict[str, Any] = {}
+    if temperature is not None:
+        out["temperature"] = temperature
+    if seed is not None:
+        out["seed"] = seed
+    return out

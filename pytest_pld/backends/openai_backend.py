@@ -23,6 +23,10 @@ Behaviour worth knowing:
 - `count_tokens` is approximate (one token per 4 characters, rounded up) unless a `tokenizer`
   (a Hugging Face name or folder) is given, in which case transformers counts exactly.
 - The `openai` package is imported when a backend is created, never at package import.
+
+At about 550 lines: `OpenAIBackend` is one unit - requests, their retries and the error
+messages that mask the key share one client and its settings - and the helpers below it serve
+only that class.
 """
 
 from __future__ import annotations
@@ -216,13 +220,23 @@ class OpenAIBackend:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
+        """`temperature` and `seed`, where given, replace the backend's own for this call
+        (a teacher's sampled draws); servers that ignore `seed` give unrepeatable draws."""
         msgs = [_message_dict(m) for m in messages]
         if prefill:
             # Servers that continue a final assistant message return only the continuation;
             # those that start a new turn usually repeat the prefill, which is cut below.
             msgs.append({"role": "assistant", "content": prefill})
         params: dict[str, Any] = self._params(msgs, max_tokens)
+        if temperature is not None:
+            _check_number("temperature", temperature, low=0)
+            params["temperature"] = temperature
+        if seed is not None:
+            _check_number("seed", seed, low=0, integer=True)
+            params["seed"] = seed
         if stop:
             params["stop"] = list(stop)
         if json_schema is not None and self._json_schema_ok:
@@ -356,6 +370,10 @@ class OpenAIBackend:
                 return self._complete(params, what=what)
             raise self._status_error(exc, what) from None
         except openai.APIStatusError as exc:
+            # llama-cpp-python's server (0.3.x) answers a response_format it does not know
+            # (json_schema) with HTTP 500 and a validation error naming the field
+            if "response_format" in params and "response_format" in _server_message(exc):
+                raise _SchemaRejected() from None
             raise self._status_error(exc, what) from None
         except openai.APIConnectionError as exc:  # includes APITimeoutError
             raise self._connection_error(exc, what) from None

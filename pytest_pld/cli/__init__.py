@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "review",
     "compare",
     "ablate",
+    "conditions",
     "snapshot",
     "distill",
     "report",

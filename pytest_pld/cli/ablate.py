@@ -7,6 +7,7 @@ import sys
 
 from .options import (
     add_data_root_option,
+    add_format_option,
     add_limit_option,
     add_model_option,
     add_resamples_option,
@@ -56,12 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_limit_option(p)
     add_model_option(p)
-    p.add_argument(
-        "--format",
-        choices=("text", "md", "json"),
-        default="text",
-        help="output format (default: text)",
-    )
+    add_format_option(p)
     p.add_argument(
         "--no-tokens",
         action="store_true",

@@ -1,4 +1,8 @@
-"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`."""
+"""`pld teach` and `pld distill`: phases 1-3 of PLD, as thin commands over `pytest_pld.distill`.
+
+At about 480 lines: half of it is `register`, the two commands' 35 options with their help
+texts, which read best beside the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..backends.packaged import DEFAULT_TEACHER_MODEL
+from ..distill import DEFAULT_LIFT, DEFAULT_MAX_DF
 from ..distill.teachers import DEFAULT_TEACHER, default_teacher
 from ..errors import PldError
+from ..folds import DEFAULT_HOLDOUT
 from ..project import shown
 from .options import (
     add_data_root_option,
@@ -18,6 +24,7 @@ from .options import (
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
+    non_negative_int,
     number_in,
     positive_int,
     project_root,
@@ -25,15 +32,21 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from ..distill.propose import Proposal
     from ..suite import Suite
 
 
 #: DBSCAN's eps is a cosine distance
 _eps = number_in(0, 2, low_open=True, high_open=False, what="a cosine distance")
 _fraction = number_in(0, 1, low_open=False, high_open=True)
+#: sampled draws; OpenAI-compatible servers take temperatures up to 2
+_temperature = number_in(0, 2, low_open=True, high_open=False, what="a sampling temperature")
+_holdout = _fraction
+_open_fraction = number_in(0, 1, low_open=True, high_open=True)
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
+    from ..distill.draws import DEFAULT_SEED, DEFAULT_TEMPERATURE
     from ..distill.teach import teach
 
     root = project_root(args)
@@ -45,6 +58,11 @@ def cmd_teach(args: argparse.Namespace) -> int:
         return 0
     teacher = args.teacher or default_teacher()  # a missing default teacher: a quick error
     if args.batch:
+        if args.samples > 1 or args.per_label is not None:
+            raise PldError(
+                "--batch teaches one greedy draw per example of a --limit sample",
+                hint="run without --batch for --samples or --per-label",
+            )
         from ..distill.batch import teach_with_batch_api
 
         summary = teach_with_batch_api(
@@ -68,6 +86,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
                 out=out,
                 split=args.split,
                 limit=args.limit,
+                per_label=args.per_label,
+                samples=args.samples,
+                temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+                seed=DEFAULT_SEED if args.seed is None else args.seed,
                 mode=args.mode,
                 retry_failed=not args.skip_failed,
                 progress=None,
@@ -116,17 +138,25 @@ def cmd_distill(args: argparse.Namespace) -> int:
         k=args.k,
         by_label=not args.global_clusters,
         synthesis=args.synthesis,
+        syntheses=args.syntheses,
         rounds=args.rounds,
         limit_dev=args.limit_dev,
+        limit_holdout=args.limit_holdout,
+        holdout=args.holdout,
         limit_train=args.limit_train,
         min_gain=args.min_gain,
         strict=args.strict,
         mode=args.mode,
         max_candidates=args.max_candidates,
+        specific_df=args.specific_df,
+        specific_lift=args.specific_lift,
+        wording=args.wording,
+        shots=args.shots,
+        seed=args.seed,
         cache_mode="refresh" if args.refresh_cache else "use",
     )
-    if args.k is not None and args.cluster == "dbscan":
-        settings.cluster = "kmeans"  # --k only means something for k-means
+    if args.k is not None and args.cluster == "auto":
+        settings.cluster = "kmeans"  # asking for k clusters asks for k-means
     proposal = distill(suite, settings, roles=roles)
     rel = shown(proposal.path, root)
     print(f"# pld distill {suite.name}: proposal for {rel}")
@@ -140,17 +170,23 @@ def cmd_distill(args: argparse.Namespace) -> int:
     print("\n# rules")
     for line in proposal.summary_lines():
         print(line)
-    print("\n# closed loop (student on the dev split)")
+    _print_checks(proposal)
+    print("\n# closed loop (student on the dev selection fold)")
     for line in proposal.round_lines:
         print(line)
     b, a = proposal.before, proposal.after
     lo, hi = proposal.delta_interval
     print(
-        f"\n# dev split (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
+        f"\n# {proposal.reported_on} (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
         f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
         f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
         f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}"
     )
+    if proposal.conditions is not None:
+        from ..conditions_format import format_text
+
+        print("\n# conditions")
+        print(format_text(proposal.conditions), end="")
     print("\n# cost")
     print(proposal.cost_table)
     if proposal.saved_to:
@@ -170,6 +206,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_checks(proposal: Proposal) -> None:
+    """What the generality test dropped, the wording check and the token budget."""
+    if proposal.dropped_lines:
+        print("\n# dropped: rules that name words of their source examples (generality test)")
+        for line in proposal.dropped_lines:
+            print(f"  {line}")
+    if proposal.wording_lines:
+        print("\n# wording check (each new rule reworded by the teacher, dev selection fold)")
+        for line in proposal.wording_lines:
+            print(f"  {line}")
+    if proposal.budget is not None:
+        b = proposal.budget
+        state = "fits" if b["fits"] else "OVER"
+        print(
+            f"\n# token budget: {b['prompt_tokens']} of {b['budget']} tokens ({state}; system "
+            f"prompt + the longest user message, {b['longest_user_message_tokens']})"
+        )
+        for line in proposal.pruned_lines:
+            print(f"  pruned {line}")
+
+
 def _apply(file: Path, suite: Suite, root: Path) -> int:
     """Apply a saved proposal, refusing when the file no longer holds its base text."""
     from ..distill.propose import apply_saved_proposal
@@ -187,8 +244,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teach",
         help="phase 1: one teacher call per training example -> traces (JSON lines)",
         description="Ask a teacher model, for each example of a split (given the input and the "
-        "gold label), for one general rule. Appends JSON lines to --out; re-running "
-        "skips examples already taught, so an interrupted run resumes.",
+        "gold label), for one general rule - or, with --samples K, for K rules: draw 0 is the "
+        "greedy answer, draws 1..K-1 are sampled at --temperature with seeds derived from "
+        "--seed, the example and the draw. Appends JSON lines to --out; re-running skips the "
+        "(example, draw) pairs already taught, so an interrupted run resumes and a repeated "
+        "run asks for the same draws.",
     )
     add_suite_argument(p)
     p.add_argument(
@@ -206,6 +266,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the split to teach from (default: train; never the gate split)",
     )
     add_limit_option(p)
+    p.add_argument(
+        "--per-label",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="up to N examples of each gold label (the first N of that label in --limit's "
+        "sampling order), so a rare label gets traces too; with --limit M, at most M of "
+        "those in total, taken from the labels in turn",
+    )
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="teacher draws per example: draw 0 greedy, draws 1..K-1 sampled (default: 1)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=None,
+        metavar="T",
+        help="temperature of the sampled draws 1..K-1, in (0, 2] (default: 0.7)",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=None,
+        metavar="S",
+        help="base seed of the sampled draws; each draw's seed is derived from it, the "
+        "example id and the draw, so a re-run repeats them (default: 0)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -281,10 +372,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cluster",
-        choices=("dbscan", "kmeans"),
-        default="dbscan",
-        help="dbscan (cosine; falls back to k-means on a degenerate result) or "
-        "kmeans (default: dbscan)",
+        choices=("auto", "dbscan", "hdbscan", "kmeans"),
+        default="auto",
+        help="auto: DBSCAN (--eps, --min-samples), and where it chains (one cluster holds "
+        "over half of a label's rules and over 3x the next largest) or calls most rules "
+        "noise, HDBSCAN (min cluster size "
+        "--min-samples), and where that is degenerate too, k-means with k by silhouette; the "
+        "proposal's notes say what each label used and why. dbscan or hdbscan: that method, "
+        "k-means where it is degenerate. kmeans (default: auto; --k alone means kmeans)",
     )
     p.add_argument("--eps", type=_eps, default=0.4, help="DBSCAN eps, cosine distance (0.4)")
     p.add_argument(
@@ -295,7 +390,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="k-means clusters per label (default: chosen by silhouette)",
+        help="k-means clusters per label, also for a dbscan/hdbscan fallback (default: "
+        "chosen by silhouette)",
     )
     p.add_argument(
         "--global-clusters",
@@ -306,9 +402,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--synthesis",
         choices=("auto", "teacher", "medoid", "both"),
         default="auto",
-        help="how a cluster becomes a rule: teacher synthesis (medoid when it fails),"
-        " the medoid rule, or both as competing candidates (default: both for "
-        "local teachers, teacher otherwise)",
+        help="the candidates of a cluster: teacher syntheses (the medoid when none is "
+        "usable), the medoid and the most central general member rule, or all of them "
+        "(default: both = all; the closed loop keeps the one with the best dev gain)",
+    )
+    p.add_argument(
+        "--syntheses",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="teacher syntheses per cluster, each from another view of the cluster (default: 2)",
     )
     p.add_argument(
         "--rounds",
@@ -323,7 +426,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=48,
         metavar="N",
-        help="dev examples that score each candidate (default: 48)",
+        help="dev selection-fold examples that score each candidate (default: 48)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=_holdout,
+        default=DEFAULT_HOLDOUT,
+        metavar="F",
+        help="share of dev held back from selection, by example group; it makes the final "
+        "choice and gives the reported numbers (default: 1/3; 0: none)",
+    )
+    p.add_argument(
+        "--limit-holdout",
+        type=positive_int,
+        default=96,
+        metavar="N",
+        help="held-back dev examples scored (default: 96)",
     )
     p.add_argument(
         "--limit-train",
@@ -351,8 +469,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=12,
         metavar="N",
-        help="score at most N candidate rules, largest clusters first (default: 12)",
+        help="score at most N candidate rules, largest clusters first, all candidates of a "
+        "cluster or none (default: 24)",
     )
+    p.add_argument(
+        "--specific-df",
+        type=_open_fraction,
+        default=DEFAULT_MAX_DF,
+        metavar="F",
+        help="generality test: a word of a rule is specific when at most this share of train "
+        "documents (example groups) contains it and its share of the rule's source examples "
+        f"is --specific-lift times that (default: {DEFAULT_MAX_DF})",
+    )
+    p.add_argument(
+        "--specific-lift",
+        type=float,
+        default=DEFAULT_LIFT,
+        metavar="X",
+        help=f"generality test: see --specific-df (default: {DEFAULT_LIFT:g})",
+    )
+    p.add_argument(
+        "--wording",
+        choices=("drop", "flag", "off"),
+        default="drop",
+        help="a new rule whose dev effect vanishes when the teacher rewords it: drop it, "
+        "keep it flagged, or skip the check (default: drop)",
+    )
+    p.add_argument(
+        "--shots",
+        type=int,
+        default=5,
+        metavar="K",
+        help="train examples of the k-shot condition in the report; 0 leaves it out (default: 5)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-shot draw (default: 0)")
     p.add_argument(
         "--mode",
         choices=("auto", "json", "prefill"),

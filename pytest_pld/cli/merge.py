@@ -11,7 +11,7 @@ from .options import add_root_option, project_root
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from ..runner import default_results_dir, load_record, save_record
-    from ..shards import merge_records
+    from ..shard_merge import merge_records
 
     parts = [load_record(path) for path in args.records]
     whole = merge_records(parts)

@@ -19,15 +19,24 @@ if TYPE_CHECKING:
     from ..suite import Suite
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1; 0 or a negative number is a usage error, never 'all'."""
+def _int_at_least(text: str, low: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1; 0 or a negative number is a usage error, never 'all'."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (a seed)."""
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def shard_type(text: str) -> Shard:
@@ -109,6 +118,15 @@ def add_limit_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="a deterministic sample of N examples (default: all)",
+    )
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "md", "json"),
+        default="text",
+        help="output format (default: text)",
     )
 
 

@@ -2,10 +2,16 @@
 (cluster, synthesise, closed loop, proposal).
 
 Modules: teach (phase 1), traces (the JSON Lines file), answers (asking a teacher for one rule
-and checking it), embed and cluster (phase 2a), synthesize (2b), refine (phase 3, the closed
-loop), propose (the diff, ids, saving), pipeline (distill end to end), guard (split
-discipline), cost (accounting), prompts, cli (the two commands).
+and checking it), embed and cluster (phase 2a), synthesize (2b: several candidates per
+cluster), generalise (the generality test), refine (phase 3, the closed loop; student: the
+scoring), wording (the paraphrase check), budget (the token budget), finish (final choice on
+dev's held-back fold, conditions), propose (the diff, ids, saving), pipeline (distill end to
+end), reporting (notes, provenance), guard (split discipline), cost (accounting), prompts.
 Importing this package imports no model library.
 """
 
 from __future__ import annotations
+
+#: the generality test's defaults (`generalise`), here so that `pld --help` stays cheap
+DEFAULT_MAX_DF = 0.05
+DEFAULT_LIFT = 5.0

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..backends.base import Generation, Message
+from ..backends.base import Generation, Message, sampling_args
 from ..errors import PldError
 from .prompts import RULE_PREFILL, RULE_STOP, repair_message
 
@@ -38,6 +38,8 @@ class Teacher(Protocol):
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation: ...
 
 
@@ -171,9 +173,13 @@ def ask_for_rule(
     want_reasoning: bool = False,
     schema: Mapping[str, Any] | None = None,
     repair_entities: bool | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
 ) -> RuleAnswer:
     """One teacher call, plus one repair call when the answer is unusable or copies the
     example's entities. An entity-copying rule that survives the repair is kept, flagged.
+    `temperature` and `seed` (a sampled draw) go to both calls; the repair's messages differ,
+    so the same seed does not repeat the first answer.
 
     `repair_entities` (default: only in json mode) spends the repair on an entity-copying
     rule. Small local models do not take the hint - Qwen2.5-Coder-0.5B named the entity again
@@ -181,6 +187,7 @@ def ask_for_rule(
     flagged, and the distiller prefers unflagged rules as cluster representatives."""
     if repair_entities is None:
         repair_entities = mode == "json"
+    sampling = sampling_args(temperature, seed)
     answer = RuleAnswer()
     history = list(messages)
     flagged: RuleAnswer | None = None
@@ -190,10 +197,16 @@ def ask_for_rule(
         try:
             if mode == "prefill":
                 gen = teacher.generate(
-                    history, max_tokens=min(max_tokens, 96), stop=RULE_STOP, prefill=RULE_PREFILL
+                    history,
+                    max_tokens=min(max_tokens, 96),
+                    stop=RULE_STOP,
+                    prefill=RULE_PREFILL,
+                    **sampling,
                 )
             else:
-                gen = teacher.generate(history, max_tokens=max_tokens, json_schema=schema)
+                gen = teacher.generate(
+                    history, max_tokens=max_tokens, json_schema=schema, **sampling
+                )
         except CALL_ERRORS as exc:
             answer.latency_s += time.perf_counter() - started
             answer.error = f"teacher call failed: {exc}".splitlines()[0]

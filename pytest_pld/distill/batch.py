@@ -90,9 +90,13 @@ class BatchTeacher:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
         if stop or prefill:
             raise PldError("the batch path asks in json mode only (no prefill, no stop)")
+        if temperature is not None or seed is not None:
+            raise PldError("the batch path teaches the greedy draw only (no --samples)")
         key = generate_key(self.identity, messages, max_tokens=max_tokens, json_schema=json_schema)
         found = self.store.answers.get(key)
         if found is not None:
@@ -142,9 +146,10 @@ def teach_batch(
 ) -> TeachSummary:
     opts = options or BatchOptions()
     summary = TeachSummary(suite.name, split, teacher.name, "json", out)
-    context, todo = prepare_teach(
+    context, pairs = prepare_teach(
         suite, summary, split=split, limit=limit, retry_failed=retry_failed, log=log
     )
+    todo = [example for example, _ in pairs]  # one greedy draw per example (summary.samples 1)
     stem = f"{suite.name}-{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]}"
     store = ResultStore(state_dir / "answers.jsonl")  # keyed by request: shared by all runs
     state_path = state_dir / f"{stem}.batch.json"

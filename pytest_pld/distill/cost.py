@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..backends.base import Backend, Generation, Message
+from ..backends.base import Backend, Generation, Message, sampling_args
 
 
 @dataclass
@@ -153,7 +153,10 @@ class CountingTeacher:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
+        sampling = sampling_args(temperature, seed)
         key = None
         if self.cache is not None:
             from ..cache import generate_key
@@ -165,6 +168,7 @@ class CountingTeacher:
                 stop=stop,
                 prefill=prefill,
                 json_schema=json_schema,
+                **sampling,
             )
             hit = self.cache.get(key)
             if isinstance(hit, Generation):
@@ -172,7 +176,12 @@ class CountingTeacher:
                 return hit
         try:
             gen = self.backend.generate(
-                messages, max_tokens=max_tokens, stop=stop, prefill=prefill, json_schema=json_schema
+                messages,
+                max_tokens=max_tokens,
+                stop=stop,
+                prefill=prefill,
+                json_schema=json_schema,
+                **sampling,
             )
         except Exception:
             self.ledger.record_teacher(None, failed=True)

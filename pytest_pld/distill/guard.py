@@ -65,7 +65,7 @@ class LeakageCheck:
             return cls((), span)
 
         def inputs(split: str) -> Iterator[str]:
-            return (v for e in suite.load_examples(split) for v in _strings(e.fields))
+            return (v for e in suite.load_examples(split) for v in input_strings(e.fields))
 
         others = [s for s in suite.splits if s != suite.gate_split]
         return cls(
@@ -91,7 +91,8 @@ def _grams(texts: Iterable[str], span: int) -> Iterator[tuple[str, ...]]:
             yield tuple(words[i : i + span])
 
 
-def _strings(fields: Mapping[str, Any]) -> Iterable[str]:
+def input_strings(fields: Mapping[str, Any]) -> Iterable[str]:
+    """The text of an example's input fields (strings, and strings in lists)."""
     for value in fields.values():
         if isinstance(value, str):
             yield value

@@ -1,4 +1,10 @@
-"""`pld distill` end to end: traces -> embed -> cluster -> synthesise -> closed loop -> proposal."""
+"""`pld distill` end to end: traces -> embed -> cluster -> synthesise -> generalise -> closed loop
+-> wording check -> token budget -> final choice on dev's held-back fold -> proposal.
+
+Split discipline: selection and the loop read train and dev's selection fold; the held-back
+fold of dev (`folds`) makes the final choice and gives the reported numbers and the conditions
+table; the gate split is never read (only its input texts, by the leakage guard).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from .. import metrics
 from ..backends import get_backend
 from ..errors import PldError
+from ..folds import DEFAULT_HOLDOUT, Fold, sample, split_holdout
 from ..instructions import Rule, load_instruction_set_text
 from ..roles import ModelRoles
 from ..suite import Suite
@@ -19,14 +24,19 @@ from ..textio import read_text
 from .answers import MODES, default_mode
 from .cluster import check_params, cluster_rules
 from .cost import CostLedger, CountingTeacher, PhaseCost
-from .embed import embed, resolve_embedder
+from .embed import embed, resolve_embedder, rule_condition
+from .finish import finish
+from .generalise import DEFAULT_LIFT, DEFAULT_MAX_DF, Generaliser, Specificity
 from .guard import LeakageCheck, refuse_gate_split
 from .propose import IdAllocator, Proposal, build_proposal, used_ids
-from .refine import ClosedLoop, Decision, LoopResult, Student
-from .synthesize import STRATEGIES, Candidate, synthesize
+from .refine import ClosedLoop
+from .reporting import cap_candidates, provenance, report_generality, report_synthesis
+from .student import Student
+from .synthesize import STRATEGIES, synthesize
 from .teach import header_for
 from .teachers import distill_teacher
 from .traces import Trace, check_compatible, read_traces
+from .wording import ACTIONS
 
 
 @dataclass
@@ -35,20 +45,28 @@ class DistillSettings:
     teacher: str | None = None  # default: see teachers.distill_teacher; "none": no teacher
     student: str | None = None  # default: the suite's student
     embedder: str = "auto"
-    cluster: str = "dbscan"
+    cluster: str = "auto"  # auto | dbscan | hdbscan | kmeans (see cluster.cluster_rules)
     eps: float = 0.4
     min_samples: int = 6
     k: int | None = None
     by_label: bool = True
-    synthesis: str = "auto"  # teacher | medoid | both; auto: both for local teachers
+    synthesis: str = "auto"  # teacher | medoid | both; auto: both (teacher: none -> medoid)
+    syntheses: int = 2  # teacher syntheses per cluster (each a candidate)
     rounds: int = 2  # revision rounds after the selection round
-    limit_dev: int | None = 48
+    limit_dev: int | None = 48  # dev selection-fold examples that score each candidate
+    limit_holdout: int | None = 96  # held-back dev examples for the final choice and report
+    holdout: float = DEFAULT_HOLDOUT  # share of dev held back (by group)
     limit_train: int | None = 32
     min_gain: float = 0.0
     confidence: float = 0.95
     strict: bool = False  # keep a rule only when its dev gain's interval excludes 0
     mode: str = "auto"
-    max_candidates: int = 12
+    max_candidates: int = 24
+    specific_df: float = DEFAULT_MAX_DF  # generality test: "rare across train"
+    specific_lift: float = DEFAULT_LIFT  # generality test: "frequent in the sources"
+    wording: str = "drop"  # drop | flag | off: rules whose effect vanishes when reworded
+    shots: int = 5  # the k-shot condition of the report
+    seed: int = 0
     cache_mode: str = "use"
     progress: bool | None = None
 
@@ -64,7 +82,19 @@ class DistillSettings:
             raise PldError(f"unknown --mode {self.mode!r}", hint=f"choose auto, {', '.join(MODES)}")
         if self.rounds < 0 or self.rounds > 10:
             raise PldError(f"--rounds must be between 0 and 10, got {self.rounds}")
-        for name in ("limit_dev", "limit_train", "max_candidates"):
+        if self.wording not in ACTIONS:
+            raise PldError(
+                f"unknown --wording {self.wording!r}", hint=f"choose {', '.join(ACTIONS)}"
+            )
+        if not 0 <= self.holdout < 1:
+            raise PldError(f"--holdout must be in [0, 1), got {self.holdout}")
+        if not 0 < self.specific_df < 1:
+            raise PldError(f"--specific-df must be in (0, 1), got {self.specific_df}")
+        if self.specific_lift < 1:
+            raise PldError(f"--specific-lift must be at least 1, got {self.specific_lift}")
+        if self.shots < 0:
+            raise PldError(f"--shots must be 0 or more, got {self.shots}")
+        for name in ("limit_dev", "limit_holdout", "limit_train", "max_candidates", "syntheses"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise PldError(
@@ -128,38 +158,6 @@ def load_usable_traces(
     return usable, cost
 
 
-def _provenance(
-    decision: Decision, loop: LoopResult, settings: dict[str, Any], old: Rule | None
-) -> dict[str, Any]:
-    cand = decision.candidate
-    prov: dict[str, Any] = {"method": cand.method}
-    if cand.method == "revision" and old is not None:
-        prov["revises"] = old.provenance.get("method", "manual")
-    prov.update(
-        {
-            "support": cand.support,
-            "traces": list(cand.trace_ids),
-            "round": cand.round,
-            "teacher": settings["teacher"],
-        }
-    )
-    if cand.method not in ("revision", "coverage"):  # coverage: written from train failures
-        prov["embedder"] = settings["embedder"]
-        prov["cluster"] = settings["cluster_method"]
-    if cand.note:
-        prov["note"] = cand.note
-    lo, hi = decision.interval
-    prov["dev_macro_f1"] = (
-        f"{decision.before.get('macro_f1', 0):.3f} -> "
-        f"{decision.after.get('macro_f1', 0):.3f} (n="
-        f"{decision.after.get('n', 0):.0f}; gain interval {lo:+.3f} .. "
-        f"{hi:+.3f})"
-    )
-    prov["teacher_calls"] = cand.teacher_calls
-    prov["teacher_tokens"] = cand.tokens
-    return prov
-
-
 def distill(
     suite: Suite,
     settings: DistillSettings,
@@ -173,6 +171,7 @@ def distill(
     refuse_gate_split(suite, "dev", "distill")  # dev scores the candidate rules
     if settings.rounds:
         refuse_gate_split(suite, "train", "distill")  # train shows the teacher failures
+    select, held, train = dev_folds(suite, settings)
     notes: list[str] = []
     ledger = CostLedger()
     usable, teach_cost = load_usable_traces(suite, settings.traces, notes, log)
@@ -186,13 +185,20 @@ def distill(
     )
     base = load_instruction_set_text(base_text, path)
 
+    # within a label, the rules' shared frame ("If ..., then the label is X") only pulls
+    # them together: its condition is what tells one rule from another
+    texts = [rule_condition(t.rule, t.gold) if settings.by_label else t.rule for t in usable]
     with ledger.phase("embed"):
         emb = embed(
-            [t.rule for t in usable],
+            texts,
             settings.embedder,
             role=roles["embedder"] if roles is not None else None,
         )
-    log(f"embedded {len(usable)} rules with {emb.name}")
+    draws = len(usable) - len({t.id for t in usable})
+    log(
+        f"embedded {len(usable)} rules with {emb.name}"
+        + (f" ({draws} of them further draws of an example)" if draws else "")
+    )
     with ledger.phase("cluster"):
         clustering = cluster_rules(
             emb.vectors,
@@ -203,6 +209,7 @@ def distill(
             k=settings.k,
             by_label=settings.by_label,
             avoid=[bool(t.entity_terms) for t in usable],
+            sources=[t.id for t in usable],  # support: distinct examples, not draws
         )
     for note in clustering.notes:
         log(note)
@@ -219,19 +226,22 @@ def distill(
         notes.append(teacher_note)
     no_teacher = teacher_name.strip().lower() == "none"
     mode = settings.mode if settings.mode != "auto" else default_mode(teacher_name)
-    strategy = settings.synthesis
-    if strategy == "auto":
-        # a weak (local) teacher's merged rule competes with the cluster's medoid
-        strategy = "both" if mode == "prefill" else "teacher"
+    strategy = "both" if settings.synthesis == "auto" else settings.synthesis
     if no_teacher:
         strategy = "medoid"
     header = header_for(base, suite)
     from ..cache import ResponseCache
     from ..runner import default_cache_path
 
+    spec = Specificity.for_suite(
+        suite, base, max_df=settings.specific_df, lift=settings.specific_lift
+    )
+    if not spec.n_docs:
+        notes.append("no train split to measure document frequencies: the generality test is off")
     cache = ResponseCache(default_cache_path(suite.root), mode=settings.cache_mode)
     make_teacher = roles["teacher"].make_backend if roles is not None else get_backend
     teacher = None if no_teacher else CountingTeacher(make_teacher(teacher_name), ledger, cache)
+    generaliser = Generaliser(spec, teacher, mode=mode, header=header)
     student_model = settings.student or suite.student
     student = Student(
         suite,
@@ -251,16 +261,18 @@ def distill(
                 mode=mode,
                 header=header,
                 strategy=strategy,
+                syntheses=settings.syntheses,
+                is_general=lambda text, ids: not spec.words(text, ids),
             )
         if teacher is not None:
-            _report_synthesis(candidates, len(clustering.clusters), notes, log)
-        leak = LeakageCheck.for_suite(suite)
-        for cand in candidates:
-            cand.leak = leak.copied_span(cand.text)
-        candidates = _cap(candidates, settings.max_candidates, notes, log)
+            report_synthesis(candidates, len(clustering.clusters), notes, log)
+        candidates = cap_candidates(candidates, settings.max_candidates, notes, log)
+        with ledger.phase("generalise"):
+            vetted = [v for c in candidates if (v := generaliser.vet(c)) is not None]
+        report_generality(generaliser, len(candidates), notes, log)
         log(
-            f"{len(candidates)} candidate rules; scoring them with {student.model} on "
-            f"{settings.limit_dev or 'all'} dev examples"
+            f"{len(vetted)} candidate rules; scoring them with {student.model} on "
+            f"{len(select)} dev examples (selection fold; {len(held)} held back)"
         )
         ids = IdAllocator(used_ids(base, path))
         loop = ClosedLoop(
@@ -272,15 +284,37 @@ def distill(
             header=header,
             ids=ids,
             ledger=ledger,
-            leak=leak,
-            limit_dev=settings.limit_dev,
-            limit_train=settings.limit_train,
+            leak=LeakageCheck.for_suite(suite),
+            select=select,
+            train=train,
+            vet=generaliser.vet,
             min_gain=settings.min_gain,
             confidence=settings.confidence,
             strict=settings.strict,
             log=log,
         )
-        result = loop.run(candidates, settings.rounds)
+        result = loop.run(vetted, settings.rounds)
+        done = finish(
+            suite,
+            base,
+            result.rules,
+            list(result.accepted),
+            student,
+            ledger,
+            select=select,
+            held=held,
+            train=train,
+            teacher=teacher,
+            mode=mode,
+            header=header,
+            wording=settings.wording,
+            min_gain=settings.min_gain,
+            strict=settings.strict,
+            confidence=settings.confidence,
+            shots=settings.shots,
+            seed=settings.seed,
+            log=log,
+        )
     finally:
         student.close()
         if teacher is not None:
@@ -294,7 +328,7 @@ def distill(
     }
     old_by_id = {r.id: r for r in base.rules}
     rules = []
-    for rule in result.rules:
+    for rule in done.rules:
         decision = result.accepted.get(rule.id)
         if decision is None:
             rules.append(rule)  # untouched: the very same object, so the same YAML lines
@@ -305,14 +339,12 @@ def distill(
                 text=rule.text,
                 label=rule.label,
                 tags=rule.tags,
-                provenance=_provenance(decision, result, info, old_by_id.get(rule.id)),
+                provenance=provenance(decision, info, old_by_id.get(rule.id)),
             )
         )
-    _, lo, hi = metrics.paired_bootstrap_delta(
-        "macro_f1", result.final.preds, result.baseline.preds, confidence=settings.confidence
-    )
     if result.stop_reason:
         notes.append(result.stop_reason)
+    notes.extend(done.notes)
     run_settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
     run_settings.update(
         {
@@ -327,6 +359,12 @@ def distill(
                 "clusters": len(clustering.clusters),
                 "noise": clustering.noise,
             },
+            "folds": {
+                "selection": len(select),
+                "held_back": len(held),
+                "train": len(train),
+                "reported_on": done.fold.name,
+            },
         }
     )
     proposal = build_proposal(
@@ -335,9 +373,9 @@ def distill(
         base,
         base_text,
         rules,
-        before=result.baseline.brief(),
-        after=result.final.brief(),
-        delta_interval=(round(lo, 4), round(hi, 4)),
+        before=done.before.brief(),
+        after=done.after.brief(),
+        delta_interval=(round(done.interval[1], 4), round(done.interval[2], 4)),
         confidence=settings.confidence,
         rounds=[asdict(r) for r in result.rounds],
         decisions=[d.to_json() for d in result.decisions],
@@ -346,35 +384,27 @@ def distill(
         notes=notes,
         cost_table=ledger.table(),
         round_lines=[r.line() for r in result.rounds],
+        reported_on=done.fold.name,
+        dropped=[d.to_json() for d in generaliser.dropped],
+        dropped_lines=[d.line() for d in generaliser.dropped],
+        wording=[w.to_json() for w in done.wording],
+        wording_lines=[w.line() for w in done.wording],
+        budget=None if done.budget is None else done.budget.to_json(),
+        pruned_lines=[] if done.budget is None else [p.line() for p in done.budget.pruned],
+        conditions=done.conditions,
     )
     proposal.save(suite.root / ".pld" / "proposals")
     return proposal
 
 
-def _report_synthesis(
-    candidates: list[Candidate], clusters: int, notes: list[str], log: Callable[[str], None]
-) -> None:
-    made = sum(c.method == "synthesis" for c in candidates)
-    reasons = Counter(
-        c.note.removeprefix("teacher synthesis unusable: ").split(" (")[0]
-        for c in candidates
-        if c.method in ("medoid", "medoid-fallback") and c.note
+def dev_folds(suite: Suite, settings: DistillSettings) -> tuple[Fold, Fold, Fold]:
+    """(dev selection fold, dev held-back fold, train sample), each sampled to its limit."""
+    rest, held = split_holdout(suite.load_examples("dev"), settings.holdout)
+    train: list = []
+    if settings.rounds and "train" in suite.splits:
+        train = suite.load_examples("train", limit=settings.limit_train)
+    return (
+        Fold("dev/selection", "dev", tuple(sample(rest, settings.limit_dev))),
+        Fold("dev/held-back", "dev", tuple(sample(held, settings.limit_holdout))),
+        Fold("train", "train", tuple(train)),
     )
-    msg = f"teacher synthesis: {made} of {clusters} clusters got a usable merged rule"
-    if reasons:
-        msg += "; unusable: " + ", ".join(f"{why} x{n}" for why, n in reasons.most_common())
-    notes.append(msg)
-    log(msg)
-
-
-def _cap(
-    candidates: list[Candidate], limit: int, notes: list[str], log: Callable[[str], None]
-) -> list[Candidate]:
-    """Each candidate costs a dev-split evaluation; the largest clusters go first."""
-    ordered = sorted(candidates, key=lambda c: -c.support)
-    if len(ordered) <= limit:
-        return ordered
-    msg = f"{len(ordered) - limit} smaller candidates not scored (--max-candidates {limit})"
-    notes.append(msg)
-    log(msg)
-    return ordered[:limit]

@@ -190,3 +190,32 @@ def _rule_request(system: str, header: str, ask: str, mode: str) -> list[Message
             Message("user", f"{header}\n\n{ask}\n\n" + 'Answer as JSON: {"rule": "..."}'),
         ]
     return [Message("system", system), Message("user", f"{header}\n\n{ask}")]
+
+
+def generalise_messages(
+    header: str, rule: str, label: str | None, words: Sequence[str], *, mode: str
+) -> list[Message]:
+    """A rule names words of the few examples it was learnt from (`words`: each with how often
+    it occurs there and across the training data): ask for the same cue, stated generally."""
+    listed = "\n".join(f"- {w}" for w in words)
+    target = label or "the same label"
+    ask = (
+        f"This labelling rule was learnt from a few examples:\n  {rule}\n\n"
+        f"It names words that are specific to those examples and rare elsewhere:\n{listed}\n\n"
+        f"Rewrite it as one general rule that leads to {target} for the same kind of cue: "
+        f"replace each of these words by the kind of thing it is, and keep the label. One "
+        f"sentence starting with 'If'. {GENERAL}"
+    )
+    return _rule_request("You generalise labelling rules.", header, ask, mode)
+
+
+def paraphrase_messages(header: str, rule: str, label: str | None, *, mode: str) -> list[Message]:
+    """The same rule in other words: a rule whose effect rests on its wording, not on what it
+    says, loses the effect when reworded (the wording check)."""
+    target = label or "the same label"
+    ask = (
+        f"Reword this labelling rule:\n  {rule}\n\nSay exactly the same thing - the same cue, "
+        f"leading to {target} - in different words and a different sentence structure. Do not "
+        "add or drop any condition. One sentence starting with 'If'."
+    )
+    return _rule_request("You reword labelling rules.", header, ask, mode)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..conditions import ConditionsTable
 from ..errors import PldError
 from ..instructions import (
     InstructionSet,
@@ -119,6 +120,14 @@ class Proposal:
     notes: list[str] = field(default_factory=list)
     cost_table: str = ""  # the cost ledger, formatted for the terminal
     round_lines: list[str] = field(default_factory=list)
+    reported_on: str = ""  # the fold `before`/`after` come from (dev's held-back fold)
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # named example words
+    dropped_lines: list[str] = field(default_factory=list)
+    wording: list[dict[str, Any]] = field(default_factory=list)  # the paraphrase check
+    wording_lines: list[str] = field(default_factory=list)
+    budget: dict[str, Any] | None = None  # the token budget and what was pruned
+    pruned_lines: list[str] = field(default_factory=list)
+    conditions: ConditionsTable | None = None  # zero-shot, k-shot, prior-shift and PLD
     created_at: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
@@ -170,12 +179,17 @@ class Proposal:
                 {"kind": c.kind, "id": c.id, "old": to_plain(c.old), "new": to_plain(c.new)}
                 for c in self.changes.rules
             ],
+            "reported_on": self.reported_on,
             "dev_before": self.before,
             "dev_after": self.after,
             "delta_macro_f1_interval": list(self.delta_interval),
             "confidence": self.confidence,
+            "conditions": None if self.conditions is None else self.conditions.to_json(),
             "rounds": self.rounds,
             "decisions": self.decisions,
+            "dropped_as_specific": self.dropped,
+            "wording_check": self.wording,
+            "budget": self.budget,
             "cost": self.cost,
             "settings": self.settings,
             "notes": self.notes,

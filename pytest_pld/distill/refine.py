@@ -1,9 +1,12 @@
 """Phase 3: the closed loop. The student decides which rules stay.
 
-1. Selection: candidates are tried one at a time (largest cluster first); a rule is kept only
-   when the student's dev-split macro-F1 rises by more than `min_gain`. Each decision records the
-   paired-bootstrap interval of its delta: on a few dozen dev examples one flipped answer moves
-   macro-F1 by several points, and the report says which gains are within that noise.
+1. Selection, cluster by cluster (largest first): every candidate of a cluster (the teacher's
+   syntheses, the medoid, the most central general member; `synthesize`) that passes the
+   generality test (`generalise`) is scored on the dev selection fold with the rules kept so
+   far, and the one with the best macro-F1 is kept if it beats the current rules by more than
+   `min_gain` (with `strict`, only when its paired-bootstrap interval excludes 0). Each decision
+   records that interval: on a few dozen dev examples one flipped answer moves macro-F1 by
+   several points, and the report says which gains are within that noise.
 2. Revision rounds: the student runs the kept rules on train examples; the rules that argue for
    the label it wrongly gave (or failed to give) are sent to the teacher with those failures
    *and* with successes, and a revision replaces its rule (keeping its id) only if dev improves.
@@ -11,107 +14,33 @@
    rule) gets a new rule from the teacher the same way, kept only if dev improves. The loop
    stops when a round no longer lowers the dev error.
 
-The dev split is only ever scored, never shown to the teacher; the gate split is never read.
+Only train and dev's selection fold are read here: dev's held-back fold is for the final choice
+and the reported numbers (`pipeline`), the dev split is never shown to the teacher, and the
+gate split is never read.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .. import metrics
-from ..backends.base import Backend
+from ..folds import Fold
 from ..instructions import InstructionSet, Rule
-from ..metrics import Predictions
 from ..render import render_user_message
-from ..runner import ExampleResult, LazyBackend, run_suite
+from ..runner import ExampleResult
 from ..suite import Suite, example_fields
-from .answers import Teacher, ask_for_rule, entity_terms
+from .answers import Teacher, ask_for_rule
 from .cost import CostLedger
 from .guard import SPAN_WORDS, LeakageCheck
 from .prompts import RULE_SCHEMA, coverage_messages, revision_messages
+from .student import Score, Scorer, Student, delta
 from .synthesize import Candidate
 
 MAX_REVISIONS_PER_ROUND = 3
 FAILURES_SHOWN = 4
 SUCCESSES_SHOWN = 3
-BOOTSTRAP_RESAMPLES = 300
-
-
-@dataclass
-class Score:
-    metrics: dict[str, float]
-    preds: Predictions
-    results: list[ExampleResult]
-
-    @property
-    def macro_f1(self) -> float:
-        return self.metrics.get("macro_f1", metrics.compute("macro_f1", self.preds))
-
-    @property
-    def accuracy(self) -> float:
-        return self.metrics.get("accuracy", metrics.compute("accuracy", self.preds))
-
-    def brief(self) -> dict[str, float]:
-        return {
-            "macro_f1": round(self.macro_f1, 4),
-            "accuracy": round(self.accuracy, 4),
-            "n": len(self.results),
-        }
-
-
-class Student:
-    """Scores instruction sets with the student through the runner (and its response cache,
-    so re-scoring a rule list it has seen costs nothing)."""
-
-    def __init__(
-        self,
-        suite: Suite,
-        model: str,
-        ledger: CostLedger,
-        *,
-        cache_path: Path | None = None,
-        cache_mode: str = "use",
-        progress: bool | None = False,
-        factory: Callable[[str], Backend] | None = None,
-    ) -> None:
-        """`factory` creates the backend (default `get_backend`); the student role passes
-        one with its endpoint and options."""
-        self.suite = suite
-        self.model = model
-        self.ledger = ledger
-        self.cache_path = cache_path
-        self.cache_mode = cache_mode
-        self.progress = progress
-        self.lazy = LazyBackend(model) if factory is None else LazyBackend(model, factory)
-        self._memo: dict[tuple[str, str, int | None], Score] = {}
-
-    def score(self, iset: InstructionSet, split: str, limit: int | None) -> Score:
-        key = (iset.content_hash(), split, limit)
-        if key not in self._memo:
-            record = run_suite(
-                self.suite,
-                split=split,
-                limit=limit,
-                model=self.model,
-                instructions=iset,
-                backend=self.lazy,
-                write_record=False,
-                progress=self.progress,
-                cache_path=self.cache_path,
-                cache_mode=self.cache_mode,
-            )
-            self.ledger.record_student(record.cache_misses, record.cache_hits)
-            self._memo[key] = Score(
-                dict(record.metrics), record.predictions(), list(record.results)
-            )
-        return self._memo[key]
-
-    def close(self) -> None:
-        self.lazy.close()
 
 
 @dataclass
@@ -188,17 +117,29 @@ class Ids(Protocol):
     def take(self) -> str: ...
 
 
-def _delta(new: Score, old: Score, confidence: float) -> tuple[float, float, float]:
-    if new.preds.gold != old.preds.gold:  # different samples (never, with a fixed limit)
-        d = new.macro_f1 - old.macro_f1
-        return d, d, d
-    return metrics.paired_bootstrap_delta(
-        "macro_f1", new.preds, old.preds, n_resamples=BOOTSTRAP_RESAMPLES, confidence=confidence
-    )
-
-
 def _same_words(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+@dataclass
+class Trial:
+    cand: Candidate
+    rule: Rule
+    rules: list[Rule]  # the rule list it was scored with
+    score: Score
+    delta: float
+    interval: tuple[float, float]
+
+
+def by_cluster(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
+    """Candidates grouped by cluster (one group per cluster-less candidate), the largest
+    cluster first; within a cluster, in the order synthesis made them."""
+    groups: dict[object, list[Candidate]] = {}
+    for i, cand in enumerate(candidates):
+        groups.setdefault(cand.cluster if cand.cluster is not None else ("single", i), []).append(
+            cand
+        )
+    return sorted(groups.values(), key=lambda g: -max(c.support for c in g))
 
 
 class ClosedLoop:
@@ -214,8 +155,9 @@ class ClosedLoop:
         ids: Ids,
         ledger: CostLedger,
         leak: LeakageCheck,
-        limit_dev: int | None,
-        limit_train: int | None,
+        select: Fold,
+        train: Fold,
+        vet: Callable[[Candidate], Candidate | None] = lambda c: c,
         min_gain: float = 0.0,
         confidence: float = 0.95,
         strict: bool = False,
@@ -224,57 +166,107 @@ class ClosedLoop:
         self.suite, self.base, self.student = suite, base, student
         self.teacher, self.mode, self.header = teacher, mode, header
         self.ids, self.ledger, self.leak = ids, ledger, leak
-        self.limit_dev, self.limit_train = limit_dev, limit_train
+        self.dev = Scorer(student, base, select)
+        self.train = train
+        # the generality test for revisions: a candidate as it may be proposed, or None
+        self.vet = vet
         self.min_gain, self.confidence, self.log = min_gain, confidence, log
         self.strict = strict  # keep a rule only when its gain's interval excludes 0
         self.decisions: list[Decision] = []
         self.accepted: dict[str, Decision] = {}
 
-    def dev(self, rules: Sequence[Rule]) -> Score:
-        return self.student.score(self.base.with_rules(rules), "dev", self.limit_dev)
+    def _leaks(self, cand: Candidate, rule_id: str) -> bool:
+        if not cand.leak:
+            return False
+        self.decisions.append(
+            Decision(cand, rule_id, False, f"copies gate-split-only text: {cand.leak!r}")
+        )
+        self.log(
+            f"  {rule_id}: dropped, copies {SPAN_WORDS}+ words found only in the "
+            f"gate split's inputs: {cand.leak!r}"
+        )
+        return True
 
-    def _try(
+    def _measure(
         self, current: list[Rule], best: Score, cand: Candidate, rule: Rule, position: int | None
-    ) -> tuple[list[Rule], Score]:
-        """Score `current` with `rule` added (position None) or put at `position`; keep it
-        only if dev macro-F1 rises by more than min_gain."""
-        if cand.leak:
-            self.decisions.append(
-                Decision(cand, rule.id, False, f"copies gate-split-only text: {cand.leak!r}")
-            )
-            self.log(
-                f"  {rule.id}: dropped, copies {SPAN_WORDS}+ words found only in the "
-                f"gate split's inputs: {cand.leak!r}"
-            )
-            return current, best
+    ) -> Trial:
+        """Score `current` with `rule` added (position None) or put at `position`."""
         trial = list(current)
         if position is None:
             trial.append(rule)
         else:
             trial[position] = rule
         score = self.dev(trial)
-        delta, lo, hi = _delta(score, best, self.confidence)
-        gained = score.macro_f1 - best.macro_f1 > self.min_gain
-        accepted = gained and (lo > 0 or not self.strict)
-        reason = "dev macro-F1 improved" if gained else "no dev gain"
-        if gained and lo <= 0:
+        d, lo, hi = delta(score, best, self.confidence)
+        return Trial(cand, rule, trial, score, d, (lo, hi))
+
+    def _decide(self, t: Trial, best: Score, why_not: str = "") -> bool:
+        """Keep the trial only if dev macro-F1 rises by more than min_gain (and, when strict,
+        its interval excludes 0); `why_not` overrides: another candidate did better."""
+        lo = t.interval[0]
+        gained = t.score.macro_f1 - best.macro_f1 > self.min_gain
+        accepted = gained and (lo > 0 or not self.strict) and not why_not
+        reason = why_not or ("dev macro-F1 improved" if gained else "no dev gain")
+        if gained and lo <= 0 and not why_not:
             reason += (
                 " but within noise (the interval includes 0)"
                 if self.strict
                 else " (within noise: the interval includes 0)"
             )
         decision = Decision(
-            cand, rule.id, accepted, reason, best.brief(), score.brief(), delta, (lo, hi)
+            t.cand, t.rule.id, accepted, reason, best.brief(), t.score.brief(), t.delta, t.interval
         )
         self.decisions.append(decision)
         self.log(
-            f"  {'keep' if accepted else 'drop'} {rule.id} ({cand.method}, "
-            f"{cand.label}): dev macro-F1 {best.macro_f1:.3f} -> {score.macro_f1:.3f}"
+            f"  {'keep' if accepted else 'drop'} {t.rule.id} ({t.cand.method}, "
+            f"{t.cand.label}): dev macro-F1 {best.macro_f1:.3f} -> {t.score.macro_f1:.3f}"
         )
-        if not accepted:
+        if accepted:
+            self.accepted[t.rule.id] = decision
+        return accepted
+
+    def _try(
+        self, current: list[Rule], best: Score, cand: Candidate, rule: Rule, position: int | None
+    ) -> tuple[list[Rule], Score]:
+        if self._leaks(cand, rule.id):
             return current, best
-        self.accepted[rule.id] = decision
-        return trial, score
+        t = self._measure(current, best, cand, rule, position)
+        return (t.rules, t.score) if self._decide(t, best) else (current, best)
+
+    def _select_cluster(
+        self, group: Sequence[Candidate], current: list[Rule], best: Score
+    ) -> tuple[list[Rule], Score, int]:
+        """Score every candidate of one cluster (vetted by the generality test before the
+        loop); keep the best one if it helps."""
+        rule_id = self.ids.peek()
+        trials: list[Trial] = []
+        for cand in group:
+            cand.leak = self.leak.copied_span(cand.text)
+            if self._leaks(cand, rule_id):
+                continue
+            if any(_same_words(cand.text, t.cand.text) for t in trials):
+                continue  # a generalisation may equal another candidate of the cluster
+            rule = Rule(id=rule_id, text=cand.text, label=cand.label)
+            trials.append(self._measure(current, best, cand, rule, None))
+        if not trials:
+            return current, best, 0
+        # the best dev macro-F1 wins, then accuracy; equal scores go to the earlier candidate
+        # (the teacher's merged rule, which speaks for the whole cluster, before the medoid)
+        winner = max(
+            enumerate(trials), key=lambda it: (it[1].score.macro_f1, it[1].score.accuracy, -it[0])
+        )[1]
+        for t in trials:
+            if t is not winner:
+                self._decide(
+                    t,
+                    best,
+                    f"another candidate of its cluster did better on dev "
+                    f"({winner.score.macro_f1:.3f} vs {t.score.macro_f1:.3f})",
+                )
+        if self._decide(winner, best):
+            self.ids.take()
+            return winner.rules, winner.score, len(trials)
+        return current, best, len(trials)
 
     def run(self, candidates: Sequence[Candidate], rounds: int) -> LoopResult:
         current = list(self.base.rules)
@@ -283,13 +275,9 @@ class ClosedLoop:
             reports = [RoundReport(0, "baseline", baseline.brief())]
             best = baseline
             tried = 0
-            for cand in sorted(candidates, key=lambda c: -c.support):
-                rule = Rule(id=self.ids.peek(), text=cand.text, label=cand.label)
-                before = len(current)
-                current, best = self._try(current, best, cand, rule, None)
-                tried += 1
-                if len(current) > before:
-                    self.ids.take()
+            for group in by_cluster(candidates):
+                current, best, scored = self._select_cluster(group, current, best)
+                tried += scored
             kept = sum(d.accepted for d in self.decisions)
             reports.append(RoundReport(1, "selection", best.brief(), tried, kept))
         stop = ""
@@ -319,8 +307,8 @@ class ClosedLoop:
         self, number: int, current: list[Rule], best: Score
     ) -> tuple[RoundReport, list[Rule], Score]:
         assert self.teacher is not None
-        train = self.student.score(self.base.with_rules(current), "train", self.limit_train)
-        examples = {e.id: e for e in self.suite.load_examples("train", limit=self.limit_train)}
+        train = self.student.score(self.base.with_rules(current), self.train)
+        examples = {e.id: e for e in self.train.examples}
         fails = [r for r in train.results if r.pred != r.gold and r.id in examples]
         wins = [r for r in train.results if r.pred == r.gold and r.id in examples]
         if not fails:
@@ -347,21 +335,13 @@ class ClosedLoop:
                 blame.append((len(missed), None, label, missed))
         blame.sort(key=lambda t: (-t[0], -1 if t[1] is None else t[1]))
         tried = kept = 0
-        # the task's own words, which a general rule may use
-        vocabulary = [*self.suite.labels, self.base.preamble, *self.base.label_definitions.values()]
         for _, position, label, bad in blame[:MAX_REVISIONS_PER_ROUND]:
             old = current[position] if position is not None else None
             good = [r for r in wins if r.gold == label] or wins
             shown_bad, shown_good = bad[:FAILURES_SHOWN], good[:SUCCESSES_SHOWN]
             failures = [(self._text(examples[r.id]), r.gold, r.pred) for r in shown_bad]
             successes = [(self._text(examples[r.id]), r.gold) for r in shown_good]
-            entities = sorted(
-                {
-                    t
-                    for r in [*shown_bad, *shown_good]
-                    for t in entity_terms(examples[r.id].fields, allowed=vocabulary)
-                }
-            )
+            shown_ids = tuple(r.id for r in [*shown_bad, *shown_good])
             messages = (
                 revision_messages(self.header, old.text, label, failures, successes, mode=self.mode)
                 if old is not None
@@ -372,7 +352,6 @@ class ClosedLoop:
                 messages,
                 mode=self.mode,
                 label=label,
-                entities=entities,
                 schema=RULE_SCHEMA,
             )
             tried += 1
@@ -387,6 +366,7 @@ class ClosedLoop:
                     trace_ids=tuple(old.provenance.get("traces", ()) or ()),
                     round=number,
                     replaces=old.id,
+                    source_ids=shown_ids,
                     note=shown,
                     teacher_calls=answer.attempts,
                     tokens=tokens,
@@ -406,21 +386,30 @@ class ClosedLoop:
                     method="coverage",
                     support=len(bad),
                     round=number,
+                    source_ids=shown_ids,
                     note=f"no rule for {label}; {shown}",
                     teacher_calls=answer.attempts,
                     tokens=tokens,
                 )
                 trial = Rule(id=self.ids.peek(), text=answer.rule, label=label)
                 what = f"new rule for {label}"
-            if not answer.ok or answer.entity_terms:
-                why = answer.error or f"names example words ({', '.join(answer.entity_terms)})"
-                self.decisions.append(Decision(cand, trial.id, False, f"{what} unusable: {why}"))
-                self.log(f"  {trial.id}: {what} unusable ({why})")
+            if not answer.ok:
+                self.decisions.append(
+                    Decision(cand, trial.id, False, f"{what} unusable: {answer.error}")
+                )
+                self.log(f"  {trial.id}: {what} unusable ({answer.error})")
                 continue
             if old is not None and _same_words(answer.rule, old.text):
                 self.decisions.append(Decision(cand, trial.id, False, "revision is unchanged"))
                 continue
-            cand.leak = self.leak.copied_span(answer.rule)
+            vetted = self.vet(cand)
+            if vetted is None:
+                why = "names words of the examples it was shown and could not be generalised"
+                self.decisions.append(Decision(cand, trial.id, False, f"{what} {why}"))
+                self.log(f"  {trial.id}: {what} dropped ({why})")
+                continue
+            cand, trial = vetted, replace(trial, text=vetted.text)
+            cand.leak = self.leak.copied_span(cand.text)
             before = current
             current, best = self._try(current, best, cand, trial, position)
             if current is not before:

@@ -1,14 +1,17 @@
-"""Phase 2b: one candidate rule per cluster, by teacher synthesis or by the cluster's medoid.
+"""Phase 2b: several candidate rules per cluster; the closed loop keeps the one that helps most.
 
-A weak teacher's merged rule may be empty, rambling or name an example's entities; then the
-cluster is represented by its medoid micro-rule instead (method `medoid-fallback`, with the
-reason), so a cluster never disappears because the teacher had a bad moment. With
-`strategy="both"` each cluster offers both, and the closed loop keeps whichever helps.
+Per cluster: the teacher's merged rule, a second synthesis from another view of the cluster
+(`_views`), the medoid micro-rule, and the most central member rule that passes the
+generality test (`generalise`). A weak teacher's merged rule may be empty or rambling; the
+medoid then still represents the cluster (with `strategy="teacher"`: method
+`medoid-fallback`, with the reason), so a cluster never disappears because the teacher had a
+bad moment. Whether a rule names words of its examples is decided later, by the generality
+test, not here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +22,7 @@ from .traces import Trace
 
 STRATEGIES = ("teacher", "medoid", "both")
 MAX_RULES_SHOWN = 12
+MIN_RULES_SHOWN = 3
 MAX_EDGE_CASES = 4
 MAX_TRACE_IDS = 5
 
@@ -29,9 +33,11 @@ class Candidate:
 
     text: str
     label: str | None
-    method: str  # synthesis | medoid | medoid-fallback | revision | coverage
+    # synthesis | synthesis-2 | medoid | central | medoid-fallback | revision | coverage
+    method: str
     support: int = 0
     trace_ids: tuple[str, ...] = ()
+    source_ids: tuple[str, ...] = ()  # the examples it was learnt from (generality test)
     cluster: int | None = None
     round: int = 1
     replaces: str | None = None  # the id of the rule this revises (it keeps that id)
@@ -59,6 +65,22 @@ def _ordered_members(cluster: Cluster, vectors: Any) -> list[int]:
     return [members[i] for i in np.argsort(-sims, kind="stable")]
 
 
+def _views(majority: Sequence[Trace], count: int) -> list[list[str]]:
+    """The micro-rules shown to the teacher for each of its `count` syntheses: the most
+    typical ones first; a second synthesis sees the next most typical ones where the cluster
+    has enough, else the same ones from the least typical up, so that it is a different
+    request (a deterministic teacher would otherwise answer the same)."""
+    rules = [t.rule for t in majority]
+    views = [rules[:MAX_RULES_SHOWN]]
+    for i in range(1, count):
+        chunk = rules[i * MAX_RULES_SHOWN : (i + 1) * MAX_RULES_SHOWN]
+        if len(chunk) >= MIN_RULES_SHOWN:
+            views.append(chunk)
+        elif len(views[0]) >= 2 and list(reversed(views[0])) not in views:
+            views.append(list(reversed(views[0])))
+    return views
+
+
 def synthesize(
     clusters: Sequence[Cluster],
     traces: Sequence[Trace],
@@ -67,86 +89,114 @@ def synthesize(
     teacher: Teacher | None,
     mode: str,
     header: str,
-    strategy: str = "teacher",
+    strategy: str = "both",
+    syntheses: int = 2,
+    is_general: Callable[[str, Sequence[str]], bool] | None = None,
 ) -> list[Candidate]:
-    """Candidates in cluster order (largest first), duplicates (same text) merged."""
+    """Several candidates per cluster, in cluster order (largest first); within a cluster the
+    same text only once. `strategy`: teacher (its syntheses; the medoid only when none is
+    usable), medoid (the medoid and the most central general member), both (all of them).
+    `is_general(rule, source_ids)`: the generality test, for picking the central member."""
     out: list[Candidate] = []
     for number, cluster in enumerate(clusters, start=1):
         ordered = _ordered_members(cluster, vectors)
         members = [traces[i] for i in ordered]
-        ids = tuple(t.id for t in members[:MAX_TRACE_IDS])
         calls, tokens = _cost_of(members)
         medoid = traces[cluster.medoid]
-        medoid_text = normalise_rule(medoid.rule, cluster.label)
         base = Candidate(
-            text=medoid_text,
+            text=normalise_rule(medoid.rule, cluster.label),
             label=cluster.label,
             method="medoid",
             support=cluster.support,
-            trace_ids=ids,
+            trace_ids=tuple(t.ref for t in members[:MAX_TRACE_IDS]),  # id, or id#draw
+            source_ids=tuple(source_id(t) for t in members),
             cluster=number,
             teacher_calls=calls,
             tokens=tokens,
         )
-
-        if strategy == "medoid" or teacher is None:
-            out.append(base)
-            continue
-        majority = [t for t in members if t.gold == cluster.label]
-        edges = [(t.gold, t.rule) for t in members if t.gold != cluster.label][:MAX_EDGE_CASES]
-        shown = [t.rule for t in majority[:MAX_RULES_SHOWN]]
-        entities = sorted({e for t in members for e in t.entity_terms})
-        answer = ask_for_rule(
-            teacher,
-            synthesis_messages(header, cluster.label, shown, edges, mode=mode),
-            mode=mode,
-            label=cluster.label,
-            entities=entities,
-            schema=RULE_SCHEMA,
-        )
-        spent_calls = calls + answer.attempts
-        spent_tokens = tokens + answer.prompt_tokens + answer.completion_tokens
-        usable = answer.ok and not answer.entity_terms
-        reason = (
-            ""
-            if usable
-            else (
-                answer.error
-                or f"the merged rule names example words ({', '.join(answer.entity_terms)})"
-            )
-        )
-        if usable:
-            out.append(
-                replace(
-                    base,
-                    text=answer.rule,
-                    method="synthesis",
-                    teacher_calls=spent_calls,
-                    tokens=spent_tokens,
+        found: list[Candidate] = []
+        reasons: list[str] = []
+        spent_calls, spent_tokens = calls, tokens
+        if strategy != "medoid" and teacher is not None:
+            majority = [t for t in members if t.gold == cluster.label]
+            edges = [(t.gold, t.rule) for t in members if t.gold != cluster.label][:MAX_EDGE_CASES]
+            for i, shown in enumerate(_views(majority, max(1, syntheses))):
+                answer = ask_for_rule(
+                    teacher,
+                    synthesis_messages(header, cluster.label, shown, edges, mode=mode),
+                    mode=mode,
+                    label=cluster.label,
+                    schema=RULE_SCHEMA,
                 )
-            )
-        if strategy == "both":
-            out.append(
-                replace(base, note=f"teacher synthesis unusable: {reason}" if reason else "")
-            )
-        elif not usable:
-            out.append(
+                spent_calls += answer.attempts
+                spent_tokens += answer.prompt_tokens + answer.completion_tokens
+                if not answer.ok:
+                    reasons.append(answer.error)
+                    continue
+                found.append(
+                    replace(
+                        base,
+                        text=answer.rule,
+                        method="synthesis" if i == 0 else f"synthesis-{i + 1}",
+                        teacher_calls=calls + answer.attempts,
+                        tokens=tokens + answer.prompt_tokens + answer.completion_tokens,
+                    )
+                )
+        reason = f"teacher synthesis unusable: {'; '.join(reasons)}" if reasons else ""
+        if strategy == "teacher" and not found:
+            found.append(
                 replace(
                     base,
                     method="medoid-fallback",
-                    note=reason,
+                    note=reasons[0] if reasons else "",
                     teacher_calls=spent_calls,
                     tokens=spent_tokens,
                 )
             )
-    return _dedupe(out)
+        elif strategy != "teacher":
+            found.append(replace(base, note=reason))
+            central = _central_general(members, cluster.label, base, is_general)
+            if central is not None:
+                found.append(central)
+        out.extend(_dedupe(found))
+    return out
+
+
+def source_id(trace: Trace) -> str:
+    """The example a trace was taught on (its id: one trace per example and draw)."""
+    return trace.id
+
+
+def _central_general(
+    members: Sequence[Trace],
+    label: str | None,
+    base: Candidate,
+    is_general: Callable[[str, Sequence[str]], bool] | None,
+) -> Candidate | None:
+    """The most central member rule of the cluster's label that passes the generality test,
+    when it is not the medoid's rule itself."""
+    if is_general is None:
+        return None
+    for trace in members:
+        if trace.gold != label:
+            continue
+        text = normalise_rule(trace.rule, label)
+        if text and is_general(text, base.source_ids):
+            if _key(text) == _key(base.text):
+                return None  # the medoid is already the most central general rule
+            return replace(base, text=text, method="central", trace_ids=(trace.id,))
+    return None
+
+
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     seen: set[str] = set()
     out = []
     for cand in candidates:
-        key = " ".join(cand.text.lower().split())
+        key = _key(cand.text)
         if key and key not in seen:
             seen.add(key)
             out.append(cand)

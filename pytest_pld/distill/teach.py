@@ -1,5 +1,12 @@
-"""Phase 1 (extraction): one teacher call per training example, given the input and the gold
-label, answered with a general rule; every answer is appended to a JSON Lines trace file."""
+"""Phase 1 (extraction): teacher calls per training example, given the input and the gold
+label, each answered with a general rule; every answer is appended to a JSON Lines trace file.
+
+Draws (`samples`): draw 0 of every example is the greedy answer (what a one-draw run writes),
+draws 1..K-1 are sampled at `temperature` with a seed derived from (seed, example id, draw), so
+a resumed or repeated run asks for exactly the same draws. Draws are taught draw by draw (every
+example's draw 0 first): an interrupted run has the greedy traces of as many examples as
+possible. A trace is done when its (example id, draw) is in the file.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,14 @@ from ..render import render_user_message
 from ..suite import Suite, example_fields
 from .answers import MODES, RuleAnswer, Teacher, ask_for_rule, default_mode, entity_terms
 from .cost import PhaseCost
+from .draws import (
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    check_draw_options,
+    draw_sampling,
+    draw_seed,
+    select_examples,
+)
 from .guard import refuse_gate_split
 from .prompts import TEACH_SCHEMA, task_header, teach_messages
 from .teachers import default_teacher
@@ -37,11 +52,18 @@ class TeachSummary:
     teacher: str
     mode: str
     out: Path
-    examples: int = 0  # in the split (after --limit)
-    already_done: int = 0
+    examples: int = 0  # in the split (after --limit / --per-label)
+    samples: int = 1  # draws per example
+    temperature: float = DEFAULT_TEMPERATURE  # of draws 1..samples-1
+    seed: int = DEFAULT_SEED
+    #: examples per gold label (shown with --per-label)
+    per_label: Counter[str] = field(default_factory=Counter)
+    already_done: int = 0  # (example, draw) pairs already in the file
     #: of those, how many each other teacher wrote (a resume skips them, whoever taught them)
     done_by_others: Counter[str] = field(default_factory=Counter)
-    taught: int = 0  # examples attempted in this run
+    #: sampled draws already there with another temperature or seed (also skipped)
+    sampled_otherwise: int = 0
+    taught: int = 0  # teacher answers (example, draw) attempted in this run
     ok: int = 0
     failed: int = 0
     entity_flagged: int = 0
@@ -54,9 +76,18 @@ class TeachSummary:
 
     def lines(self) -> list[str]:
         c = self.cost
+        if self.samples == 1:
+            what = f"{self.examples} examples"
+        else:
+            last = "" if self.samples == 2 else f"-{self.samples - 1}"
+            what = (
+                f"{self.examples} examples x {self.samples} draws (draw 0 greedy, 1{last} at "
+                f"temperature {self.temperature:g}, seed {self.seed}) = "
+                f"{self.examples * self.samples} traces"
+            )
         out = [
             (
-                f"teach {self.suite}/{self.split}: {self.examples} examples, "
+                f"teach {self.suite}/{self.split}: {what}, "
                 f"{self.already_done} already in {self.out}, {self.taught} taught now "
                 f"(teacher {self.teacher}, {self.mode} mode)"
             ),
@@ -69,6 +100,12 @@ class TeachSummary:
                 f"prompt + {c.completion_tokens} completion), wall {c.wall_s:.1f} s"
             ),
         ]
+        if self.per_label:
+            out.insert(
+                1,
+                "  examples per label: "
+                + ", ".join(f"{label} {n}" for label, n in sorted(self.per_label.items())),
+            )
         for teacher, n in self.done_by_others.most_common():
             out.append(
                 f"  note: {n} of the {self.already_done} already there were taught by {teacher}, "
@@ -76,10 +113,16 @@ class TeachSummary:
             )
         for reason, n in self.failure_reasons.most_common():
             out.append(f"  failed x{n}: {reason}")
+        if self.sampled_otherwise:
+            out.append(
+                f"  note: {self.sampled_otherwise} of the {self.already_done} already there "
+                f"were sampled with another temperature or seed than {self.temperature:g} / "
+                f"{self.seed}; they were kept. To draw them anew, use another --out"
+            )
         if self.truncated_line:
             out.append(
                 f"  note: line {self.truncated_line} of {self.out} was truncated (an "
-                "interrupted write); it was removed and its example taught again"
+                "interrupted write); it was removed and its draw taught again"
             )
         if self.interrupted:
             out.append(
@@ -121,14 +164,19 @@ def teach(
     out: Path,
     split: str = "train",
     limit: int | None = None,
+    per_label: int | None = None,
+    samples: int = 1,
+    temperature: float = DEFAULT_TEMPERATURE,
+    seed: int = DEFAULT_SEED,
     mode: str = "auto",
     retry_failed: bool = True,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> TeachSummary:
+    """Teach `samples` draws of every selected example into `out` (see the module docstring);
+    `limit` and `per_label` select the examples (see `select_examples`)."""
     refuse_gate_split(suite, split, "teach")
-    if limit is not None and limit < 1:
-        raise PldError(f"--limit must be a positive integer, got {limit}")
+    check_draw_options(limit, per_label, samples, temperature, seed)
     if teacher is None:
         teacher = default_teacher()  # before any work: a missing teacher is a quick error
     backend = get_backend(teacher) if isinstance(teacher, str) else teacher
@@ -137,7 +185,9 @@ def teach(
         mode = default_mode(name)
     if mode not in MODES:
         raise PldError(f"unknown mode {mode!r}", hint=f"modes: auto, {', '.join(MODES)}")
-    summary = TeachSummary(suite.name, split, name, mode, out)
+    summary = TeachSummary(
+        suite.name, split, name, mode, out, samples=samples, temperature=temperature, seed=seed
+    )
     try:
         _teach(
             suite,
@@ -145,6 +195,7 @@ def teach(
             summary,
             split=split,
             limit=limit,
+            per_label=per_label,
             retry_failed=retry_failed,
             progress=progress,
             log=log,
@@ -167,7 +218,15 @@ class TeachContext:
     header: str
     vocabulary: list[str]
 
-    def ask(self, backend: Teacher, example: Example) -> RuleAnswer:
+    def ask(
+        self,
+        backend: Teacher,
+        example: Example,
+        *,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> RuleAnswer:
+        """One draw: greedy without `temperature`, else sampled with `seed`."""
         fields = example_fields(example)
         user = render_user_message(self.suite.user_template, fields, where=str(self.suite.path))
         entities = entity_terms(example.fields, allowed=self.vocabulary)
@@ -185,9 +244,20 @@ class TeachContext:
             entities=entities,
             want_reasoning=self.mode == "json",
             schema=TEACH_SCHEMA,
+            temperature=temperature,
+            seed=seed,
         )
 
-    def trace(self, example: Example, answer: RuleAnswer, begun: str) -> Trace:
+    def trace(
+        self,
+        example: Example,
+        answer: RuleAnswer,
+        begun: str,
+        *,
+        draw: int = 0,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Trace:
         return Trace(
             id=example.id,
             suite=self.suite.name,
@@ -207,6 +277,9 @@ class TeachContext:
             latency_s=round(answer.latency_s, 3),
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            draw=draw,
+            temperature=float(temperature or 0.0),
+            seed=seed,
         )
 
 
@@ -231,34 +304,56 @@ def prepare_teach(
     *,
     split: str,
     limit: int | None,
+    per_label: int | None = None,
     retry_failed: bool,
     log: Callable[[str], None],
-) -> tuple[TeachContext, list[Example]]:
-    """Read the traces so far (cutting a truncated last line), and the examples still to
-    teach."""
+) -> tuple[TeachContext, list[tuple[Example, int]]]:
+    """Read the traces so far (cutting a truncated last line), and the (example, draw) pairs
+    still to teach, draw by draw (`summary.samples` draws per example)."""
     existing = read_traces(summary.out, missing_ok=True)
     check_compatible(existing, suite.name, tuple(suite.labels))
     if existing.truncated_line is not None:
         summary.truncated_line = existing.truncated_line
         log(
             f"{summary.out}:{existing.truncated_line}: truncated last line (an interrupted "
-            "write) removed; its example will be taught again"
+            "write) removed; its draw will be taught again"
         )
         drop_truncated_tail(existing)
 
-    examples = suite.load_examples(split, limit=limit)
+    examples = select_examples(
+        suite.load_examples(split, limit=None if per_label else limit),
+        limit=limit,
+        per_label=per_label,
+    )
     if not examples:
         raise PldError(f"split {split!r} has no examples", path=suite.path)
     summary.examples = len(examples)
-    done_by = {
-        t.id: t.teacher
-        for t in existing.traces
-        if t.ok or (t.status == "failed" and not retry_failed)
+    if per_label:
+        summary.per_label = Counter(e.label for e in examples)
+    done = {
+        t.key: t for t in existing.traces if t.ok or (t.status == "failed" and not retry_failed)
     }
-    todo = [e for e in examples if e.id not in done_by]
-    summary.already_done = len(examples) - len(todo)
-    summary.done_by_others = Counter(
-        done_by[e.id] for e in examples if done_by.get(e.id, summary.teacher) != summary.teacher
+    # draw by draw: every example's greedy draw before any sampled one
+    todo = [
+        (example, draw)
+        for draw in range(summary.samples)
+        for example in examples
+        if (example.id, draw) not in done
+    ]
+    kept = [
+        done[(e.id, draw)]
+        for draw in range(summary.samples)
+        for e in examples
+        if (e.id, draw) in done
+    ]
+    summary.already_done = len(kept)
+    summary.done_by_others = Counter(t.teacher for t in kept if t.teacher != summary.teacher)
+    summary.sampled_otherwise = sum(
+        t.draw > 0
+        and (
+            t.temperature != summary.temperature or t.seed != draw_seed(summary.seed, t.id, t.draw)
+        )
+        for t in kept
     )
 
     iset = suite.load_instructions()
@@ -282,22 +377,35 @@ def _teach(
     *,
     split: str,
     limit: int | None,
+    per_label: int | None,
     retry_failed: bool,
     progress: bool | None,
     log: Callable[[str], None],
 ) -> None:
     context, todo = prepare_teach(
-        suite, summary, split=split, limit=limit, retry_failed=retry_failed, log=log
+        suite,
+        summary,
+        split=split,
+        limit=limit,
+        per_label=per_label,
+        retry_failed=retry_failed,
+        log=log,
     )
     started = time.perf_counter()
     bar = Progress(len(todo), f"teach {suite.name}", progress)
     in_a_row = 0
     try:
         with TraceWriter(summary.out) as writer:
-            for example in todo:
+            for example, draw in todo:
+                temperature, seed = draw_sampling(
+                    summary.temperature, summary.seed, example.id, draw
+                )
                 begun = _now()
-                answer = context.ask(backend, example)
-                writer.append(context.trace(example, answer, begun))
+                answer = context.ask(backend, example, temperature=temperature, seed=seed)
+                trace = context.trace(
+                    example, answer, begun, draw=draw, temperature=temperature, seed=seed
+                )
+                writer.append(trace)
                 count_answer(summary, answer)
                 bar(1)
                 in_a_row = in_a_row + 1 if answer.call_error else 0

@@ -3,6 +3,11 @@
 Appending line by line (flushed and fsynced) means an interrupted `pld teach` loses at most the
 line being written; that line is then the file's last and has no newline, which is how a
 truncated line is told apart from a corrupt one in the middle (an error naming its line).
+
+An example may have several traces, one per teacher draw (`pld teach --samples K`): draw 0 is
+the greedy answer, draws 1..K-1 are sampled at `temperature` with a `seed` derived from the
+example and the draw. A trace is identified by (id, draw); lines written before draws existed
+have neither field and read as draw 0 at temperature 0.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ..errors import PldError
 from ..textio import decode_text
 
 STATUSES = ("ok", "failed")
-_FIX_LINE = "fix or delete that line; `pld teach` re-teaches missing ids"
+_FIX_LINE = "fix or delete that line; `pld teach` re-teaches missing (id, draw) pairs"
 REQUIRED = ("id", "suite", "split", "gold", "rule", "teacher", "status")
 
 
@@ -43,11 +48,25 @@ class Trace:
     latency_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    draw: int = 0  # 0: the greedy answer; 1..K-1: sampled draws
+    temperature: float = 0.0  # 0.0: greedy
+    seed: int | None = None  # the sampling seed of this draw (None: greedy)
     line: int = field(default=0, compare=False)  # where it was read from (not written)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok" and bool(self.rule.strip())
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What identifies a trace in its file: the example and the draw."""
+        return (self.id, self.draw)
+
+    @property
+    def ref(self) -> str:
+        """How provenance names this trace: the example id, with `#draw` after a sampled draw
+        (draw 0 is plain `id`, as it was before draws existed)."""
+        return self.id if self.draw == 0 else f"{self.id}#{self.draw}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,13 +79,17 @@ class Trace:
 @dataclass
 class TraceFile:
     path: Path
-    traces: list[Trace]  # the latest line per id, in first-seen order
+    traces: list[Trace]  # the latest line per (id, draw), in first-seen order
     lines: int = 0
     truncated_line: int | None = None  # 1-based line number of a truncated last line
     truncated_offset: int | None = None  # byte offset where that line starts
 
+    def by_key(self) -> dict[tuple[str, int], Trace]:
+        return {t.key: t for t in self.traces}
+
     def by_id(self) -> dict[str, Trace]:
-        return {t.id: t for t in self.traces}
+        """Each example's draw 0 (its greedy trace)."""
+        return {t.id: t for t in self.traces if t.draw == 0}
 
 
 def _trace_from(data: Any, path: Path, line: int) -> Trace:
@@ -89,16 +112,45 @@ def _trace_from(data: Any, path: Path, line: int) -> Trace:
     for key in ("id", "suite", "split", "gold", "rule", "teacher"):
         if not isinstance(data[key], str):
             raise PldError(f"{key} must be a string", path=path, line=line)
+    _check_draw_fields(data, path, line)
     known = set(Trace.__dataclass_fields__) - {"line"}
     kwargs = {k: v for k, v in data.items() if k in known}
     for key in ("labels", "entity_terms"):
         if not isinstance(data.get(key) or [], list):
             raise PldError(f"{key} must be a list of strings", path=path, line=line, hint=_FIX_LINE)
         kwargs[key] = tuple(str(x) for x in data.get(key) or ())
+    if "temperature" in kwargs:
+        kwargs["temperature"] = float(kwargs["temperature"])
     try:
         return Trace(**kwargs, line=line)
     except TypeError as exc:
         raise PldError(f"malformed trace ({exc})", path=path, line=line) from None
+
+
+def _check_draw_fields(data: Mapping[str, Any], path: Path, line: int) -> None:
+    """draw, temperature and seed are optional; where present they must make sense."""
+    draw = data.get("draw", 0)
+    if isinstance(draw, bool) or not isinstance(draw, int) or draw < 0:
+        raise PldError(
+            f"draw must be an integer >= 0, got {draw!r}", path=path, line=line, hint=_FIX_LINE
+        )
+    temperature = data.get("temperature", 0.0)
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature < float("inf")
+    ):
+        raise PldError(
+            f"temperature must be a number >= 0, got {temperature!r}",
+            path=path,
+            line=line,
+            hint=_FIX_LINE,
+        )
+    seed = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise PldError(
+            f"seed must be an integer or null, got {seed!r}", path=path, line=line, hint=_FIX_LINE
+        )
 
 
 def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
@@ -117,7 +169,7 @@ def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
         ) from None
     except IsADirectoryError:
         raise PldError("expected a traces file, found a directory", path=path) from None
-    latest: dict[str, Trace] = {}
+    latest: dict[tuple[str, int], Trace] = {}
     # a BOM (an editor's) is skipped, but counted: offsets are where `drop_truncated_tail` cuts
     offset = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     tf = TraceFile(path, [])
@@ -145,8 +197,9 @@ def read_traces(path: Path, *, missing_ok: bool = False) -> TraceFile:
                 f"malformed trace line: {msg}", path=path, line=number, hint=_FIX_LINE
             ) from None
         trace = _trace_from(data, path, number)
-        latest.pop(trace.id, None)  # a later line for an id (a retried failure) wins
-        latest[trace.id] = trace
+        # a later line for the same example and draw (a retried failure) wins
+        latest.pop(trace.key, None)
+        latest[trace.key] = trace
     tf.traces = list(latest.values())
     return tf
 

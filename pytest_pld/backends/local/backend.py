@@ -41,6 +41,7 @@ from ..packaged import (
 from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
 from .identity import SCORING_VERSION
 from .prompts import ChatPrompts, Head, Item
+from .sampling import check_sampling, sampling_kwargs
 from .scoring import (
     OutputHead,
     Suffix,
@@ -264,10 +265,14 @@ class LocalBackend:
         stop: Sequence[str] = (),
         prefill: str = "",
         json_schema: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> Generation:
-        """Greedy decoding. `json_schema` is not enforced locally: shape the output with
-        `prefill` and `stop` instead."""
+        """Greedy decoding, or with a `temperature` above 0 temperature sampling whose draws
+        come from a generator seeded with `seed` for this call alone (see `sampling`).
+        `json_schema` is not enforced locally: shape the output with `prefill` and `stop`."""
         del json_schema  # local models get structure from prefill/stop, not a grammar
+        check_sampling(temperature, seed)
         t0 = time.perf_counter()
         chat = [{"role": m.role, "content": m.content} for m in messages]
         text = self.prompts.render(chat, add_generation_prompt=True) + prefill
@@ -291,6 +296,7 @@ class LocalBackend:
         if stop:
             config.stop_strings = list(stop)
             kwargs["tokenizer"] = self.tokenizer
+        kwargs.update(sampling_kwargs(temperature, seed))
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids,

@@ -1,0 +1,33 @@
+"""The problems found in one suite file, collected so that `load_suite` reports them all at
+once instead of stopping at the first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PldError
+from ..yamlio import line_of
+
+
+@dataclass
+class Problems:
+    path: Path  # the suite file every problem is reported against
+    errors: list[PldError] = field(default_factory=list)
+
+    def add(
+        self,
+        msg: str,
+        node: Any = None,
+        key: Any = None,
+        name: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        """A problem at `node[key]` (its line), reported under the dotted key `name`."""
+        self.errors.append(
+            PldError(msg, path=self.path, line=line_of(node, key), key=name, hint=hint)
+        )
+
+    def append(self, error: PldError) -> None:
+        self.errors.append(error)
