@@ -3,6 +3,10 @@
 It renders the system prompt once, looks every example up in the cache, sends only the misses
 to the backend (which reuses the shared system prefix), stores each answer as soon as it
 arrives (so Ctrl-C loses nothing that finished), and writes a run record.
+
+It is a little over 450 lines because the run record's types (`ExampleResult`, `RunRecord`
+with its JSON form, predictions and tie count) live here beside the run that writes them;
+they are the part to move into a module of their own when it grows again.
 """
 
 from __future__ import annotations
