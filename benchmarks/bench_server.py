@@ -28,6 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pytest_pld.backends.packaged import auto_dtype
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -49,16 +51,6 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
-
-
-def default_dtype() -> str:
-    """bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX), else float32: without
-    those instructions bf16 matrix products are emulated and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "bfloat16" if "avx512_bf16" in flags or "amx_bf16" in flags else "float32"
 
 
 def free_port() -> int:
@@ -108,7 +100,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--dtype",
-        default=default_dtype(),
+        default=auto_dtype(),
         help="the server's dtype (default: bfloat16 with AVX512-BF16 or AMX, else float32)",
     )
     parser.add_argument("--json", type=Path, default=None)

@@ -1,4 +1,5 @@
-"""Turn a model's free-text answer into one of the suite's labels, or INVALID.
+"""Turn a model's answer into one of the suite's labels: free text through `parse_label` (or
+INVALID), scores through `top_label`.
 
 Served models answer in sentences ("The answer is: contradiction."), in markdown
 ("**Entailment**"), in other spellings ("not mentioned" for `NotMentioned`). The parser tolerates
@@ -22,11 +23,12 @@ because the article "a" is everywhere in English text.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["INVALID", "parse_label"]
+__all__ = ["INVALID", "parse_label", "tie_key", "top_label"]
 
 #: The prediction recorded when a model's answer is not one of the labels. Metrics count it
 #: as wrong (and report its rate); it is never silently replaced by a guess.
@@ -181,3 +183,26 @@ def parse_label(text: str, labels: Sequence[str]) -> str:
     if len(mentioned) == 1:
         return mentioned.pop()
     return INVALID
+
+
+def tie_key(example: str, label: str) -> str:
+    """The key that resolves an exact tie: the tied label with the smallest key wins."""
+    return hashlib.sha256(f"{example}\0{label}".encode()).hexdigest()
+
+
+def top_label(scores: Mapping[str, float], example: str) -> tuple[str, bool]:
+    """The highest-scoring label, and whether it tied exactly with another.
+
+    An exact tie is never resolved by the order of the label list (that would hand every tie
+    to the first label, and make the answer depend on how the suite lists its labels), nor
+    alphabetically (which favours some labels everywhere): the tied label with the smallest
+    `tie_key` (sha256 of the example and the label's name) wins. That is deterministic,
+    independent of the labels' order, and spreads ties over the labels as the examples vary.
+    The runner passes the example's id (so a tie goes the same way under any instruction set
+    and in `prior_shift`); a backend called directly passes the user message.
+    """
+    best = max(scores.values())
+    tied = [label for label, score in scores.items() if score == best]
+    if len(tied) == 1:
+        return tied[0], False
+    return min(tied, key=lambda label: tie_key(example, label)), True

@@ -35,6 +35,8 @@ class Predictions:
     # latency of the same examples without the rules, when the run measured it
     baseline_latency_ms: tuple[float, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # whether the top score tied exactly with another label's (scored backends)
+    tie: tuple[bool | None, ...] = ()  # None: not recorded
 
     def subset(self, index: Sequence[int]) -> Predictions:
         pick = lambda xs: tuple(xs[i] for i in index) if xs else ()
@@ -46,6 +48,7 @@ class Predictions:
             pick(self.prompt_tokens),
             pick(self.baseline_latency_ms),
             self.extra,
+            tie=pick(self.tie),
         )
 
 
@@ -109,6 +112,16 @@ def macro_f1(p: Predictions) -> float:
 @metric("invalid_rate", higher_is_better=False, description="share of off-label answers")
 def invalid_rate(p: Predictions) -> float:
     return sum(x == INVALID for x in p.pred) / len(p.pred) if p.pred else 0.0
+
+
+@metric(
+    "tie_rate",
+    higher_is_better=False,
+    description="share of examples whose top label score tied exactly with another's",
+)
+def tie_rate(p: Predictions) -> float:
+    known = [t for t in p.tie if t is not None]
+    return sum(known) / len(known) if known else 0.0
 
 
 def _percentile(values: Sequence[float], q: float) -> float:

@@ -17,10 +17,11 @@ stores in each result; no model is called again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .labels import tie_key
 
 MAX_SWEEPS = 25
 #: how far past the last crossing point an offset goes when the best interval is unbounded
@@ -64,10 +65,6 @@ def macro_f1(gold: Any, pred: Any, n_labels: int) -> float:
     return float(f1.mean())
 
 
-def _tie_key(example_id: str, label: str) -> str:
-    return hashlib.sha256(f"{example_id}\x00{label}".encode()).hexdigest()
-
-
 def predict(
     scores: Any,
     offsets: Any,
@@ -90,7 +87,7 @@ def predict(
         if fallback[i] in candidates:
             out[i] = fallback[i]
         else:
-            out[i] = min(candidates, key=lambda k: _tie_key(ids[i], labels[k]))
+            out[i] = min(candidates, key=lambda k: tie_key(ids[i], labels[k]))
     return out
 
 

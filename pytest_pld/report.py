@@ -42,6 +42,7 @@ class Row:
     examples: int | None = None
     cache_hits: int | None = None
     model_calls: int | None = None
+    ties: int | None = None  # answers that were exact top-score ties (None: not recorded)
     record: str = ""
     error: str = ""
     baseline_written: str = ""
@@ -72,6 +73,7 @@ class Row:
 
 def _run_properties(record: Any) -> list[tuple[str, object]]:
     iset = record.instructions
+    ties = record.tie_count()
     return [
         (P + "model", record.model),
         (P + "split", record.split),
@@ -79,6 +81,7 @@ def _run_properties(record: Any) -> list[tuple[str, object]]:
         (P + "examples", len(record.results)),
         (P + "cache_hits", record.cache_hits),
         (P + "model_calls", record.cache_misses),
+        *([(P + "ties", ties)] if ties is not None else []),
         (P + "record", record.path or ""),
     ]
 
@@ -199,6 +202,7 @@ def row_from_report(report: Any) -> Row | None:
         examples=count("examples"),
         cache_hits=count("cache_hits"),
         model_calls=count("model_calls"),
+        ties=count("ties"),
         record=str(props.get(P + "record", "")),
         error=str(props.get(P + "error", "")),
         baseline_written=str(props.get(P + "baseline_written", "")),
@@ -285,8 +289,11 @@ def run_line(rows: Sequence[Row]) -> str:
             f" ({first.error})" if first.error else ""
         )
     calls = f"{run.cache_hits} cache hits, {run.model_calls} model calls"
+    ties = ""
+    if run.ties is not None and run.examples:
+        ties = f", {run.ties} ties ({run.ties / run.examples:.1%})"
     return (
-        f"split {run.split}, {run.examples} examples, model {run.model}, "
+        f"split {run.split}, {run.examples} examples{ties}, model {run.model}, "
         f"instructions {run.instructions}, {calls}"
     )
 

@@ -7,7 +7,6 @@ intervals are the ones the gates show (clusters, Wilson for rates on few example
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -71,18 +70,8 @@ def summarize(record: RunRecord, *, resamples: int = 1000, confidence: float = 0
         confidence=confidence,
         metrics=lines,
         labels=labels,
-        ties=_ties(record),
+        ties=record.tie_count(),
     )
-
-
-def _ties(record: RunRecord) -> int | None:
-    """Answers flagged as ties (two labels scored the same). Results record the flag only
-    from the version that added it to `ExampleResult`; before that it is unknown, not 0."""
-    from .runner import ExampleResult
-
-    if "tie" not in {f.name for f in dataclasses.fields(ExampleResult)}:
-        return None
-    return sum(bool(getattr(r, "tie", False)) for r in record.results)
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
@@ -101,7 +90,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         gold_text = "-" if label == INVALID else str(gold)
         out.append(f"  {label:<{width}}  {gold_text:>5}  {predicted:>5}")
     if summary.ties is None:
-        out.append("ties: not recorded in this record")
+        out.append("ties: not recorded (answers without label scores, or an older record)")
     else:
         share = summary.ties / summary.examples if summary.examples else 0.0
         out.append(f"ties: {summary.ties} of {summary.examples} answers ({share:.1%})")

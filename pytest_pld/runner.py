@@ -3,6 +3,10 @@
 It renders the system prompt once, looks every example up in the cache, sends only the misses
 to the backend (which reuses the shared system prefix), stores each answer as soon as it
 arrives (so Ctrl-C loses nothing that finished), and writes a run record.
+
+It is a little over 450 lines because the run record's types (`ExampleResult`, `RunRecord`
+with its JSON form, predictions and tie count) live here beside the run that writes them;
+they are the part to move into a module of their own when it grows again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .clusters import example_clusters
 from .datasets import Example
 from .errors import PldError
 from .instructions import InstructionSet
+from .labels import top_label
 from .metrics import Predictions
 from .progress import Progress
 from .render import render_system_prompt, render_user_message
@@ -49,6 +54,9 @@ class ExampleResult:
     truncated: bool = False
     cached: bool = False
     cluster: str | None = None  # the example's id under the suite's cluster_key
+    #: the top score tied exactly with another label's (None: a record from before ties
+    #: were recorded)
+    tie: bool | None = None
 
 
 @dataclass
@@ -84,7 +92,14 @@ class RunRecord:
             latency_ms=tuple(r.latency_ms for r in self.results),
             prompt_tokens=tuple(r.prompt_tokens for r in self.results),
             baseline_latency_ms=tuple(base),
+            tie=tuple(r.tie for r in self.results),
         )
+
+    def tie_count(self) -> int | None:
+        """Answers that were exact top-score ties; None for a record written before results
+        had the flag (unknown, not 0)."""
+        known = [r.tie for r in self.results if r.tie is not None]
+        return sum(known) if known else None
 
     def comparable_key(self) -> dict[str, Any]:
         """What must match for two records to be compared example by example."""
@@ -289,16 +304,22 @@ def classify_cached(
 
 
 def _result(example: Example, c: Classification, *, cached: bool) -> ExampleResult:
+    pred = c.label
+    if c.tie and c.scores:
+        # The backend resolved the tie by the user message; the record resolves it by the
+        # example's id, so that it goes the same way whatever the instructions render.
+        pred = top_label(c.scores, example.id)[0]
     return ExampleResult(
         id=example.id,
         gold=example.label,
-        pred=c.label,
+        pred=pred,
         latency_ms=c.latency_s * 1000.0,
         prompt_tokens=c.prompt_tokens,
         scores=dict(c.scores) if c.scores else None,
         raw=c.raw,
         truncated=c.truncated,
         cached=cached,
+        tie=c.tie if c.scores else None,  # an answer without scores cannot tie
     )
 
 
@@ -420,6 +441,7 @@ def run_suite(
         *suite.metrics,
         *(b.metric for b in suite.gates),
         "invalid_rate",
+        "tie_rate",
         "prompt_tokens",
         "latency_p50_ms",
         "latency_p95_ms",

@@ -1,10 +1,14 @@
-"""parse_label: a served model's free text -> one label, or INVALID when it is not clear."""
+"""Labels from answers: parse_label (a served model's free text -> one label, or INVALID when it
+is not clear) and top_label (a scored backend's scores -> one label, ties flagged)."""
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
+
 import pytest
 
-from pytest_pld.labels import INVALID, parse_label
+from pytest_pld.labels import INVALID, parse_label, top_label
 
 NLI = ["Entailment", "Contradiction", "NotMentioned"]
 STEREO = ["stereotype", "anti-stereotype", "unrelated"]
@@ -114,3 +118,29 @@ def test_parse_label_never_returns_anything_but_a_label_or_invalid() -> None:
 
 def test_parse_label_ignores_non_string_answers() -> None:
     assert parse_label(None, NLI) == INVALID  # type: ignore[arg-type]
+
+
+# -- top_label: the prediction of a scored backend ------------------------------------------
+
+
+def test_the_highest_score_wins_without_a_tie() -> None:
+    assert top_label({"A": -2.5, "B": -0.75, "C": -0.7500001}, "example") == ("B", False)
+
+
+def test_a_tie_is_flagged_and_resolved_the_same_whatever_the_label_order() -> None:
+    scores = {"A": -1.0, "B": -0.5, "C": -0.5, "D": -0.5}
+    winners = {
+        top_label(dict(order), "the same example")
+        for order in itertools.permutations(scores.items())
+    }
+    assert len(winners) == 1
+    label, tie = winners.pop()
+    assert tie and label in {"B", "C", "D"}
+
+
+def test_ties_are_spread_over_the_tied_labels_not_given_to_one() -> None:
+    """Neither the first label (the old bias) nor the alphabetically first wins every tie."""
+    scores = {"A": -0.5, "B": -0.5, "C": -0.5, "D": -0.5}
+    wins = Counter(top_label(scores, f"example {i}")[0] for i in range(400))
+    assert set(wins) == set(scores)
+    assert min(wins.values()) > 60  # 100 expected each

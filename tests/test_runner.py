@@ -6,14 +6,20 @@ what a model does (the integration tests in test_local_backend and test_plugin a
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_teach import make_project
 
+from pytest_pld.backends.base import Classification
+from pytest_pld.cache import decode_value, encode_value
 from pytest_pld.errors import PldError
+from pytest_pld.labels import top_label
 from pytest_pld.runner import LazyBackend, load_record, run_suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
@@ -80,3 +86,51 @@ def test_a_local_models_identity_does_not_load_the_model() -> None:
     identity = lazy.identity()
     assert lazy._backend is None  # a fully cached run must not pay for a model load
     assert identity["provider"] == "local" and len(identity["weights_sha256"]) == 64
+
+
+class _TieOnDull(ScriptedBackend):
+    """Scores both labels the same wherever the message says "dull", and then answers the
+    first label, as resolving ties by label order would (control flow only)."""
+
+    def classify_many(self, system: str, users: Any, labels: Any) -> Iterator[Classification]:
+        for user, answer in zip(users, super().classify_many(system, users, labels)):
+            tie = "dull" in user
+            scores = {label: -0.75 if tie or label == answer.label else -3.0 for label in labels}
+            label = labels[0] if tie else answer.label
+            yield dataclasses.replace(answer, label=label, scores=scores, tie=tie)
+
+
+def test_ties_reach_the_run_record_and_its_tie_rate(suite) -> None:
+    with scripted(_TieOnDull("student", classify=answer_by_word)):
+        record = run_suite(suite, split="dev", progress=False)
+        again = run_suite(suite, split="dev", progress=False)  # from the cache
+    assert [r.tie for r in record.results] == [i % 2 == 1 for i in range(8)]
+    assert record.metrics["tie_rate"] == 0.5
+    assert record.tie_count() == 4
+    # a tie goes to the label with the smallest hash of (example id, label), not the first
+    for r in record.results:
+        assert r.pred == (top_label(r.scores or {}, r.id)[0] if r.tie else "pos")
+    assert {r.pred for r in record.results if r.tie} == {"pos", "neg"}
+    assert [r.tie for r in again.results] == [r.tie for r in record.results]
+    assert again.cache_hits == 8
+    assert [r.tie for r in load_record(Path(record.path)).results] == [
+        r.tie for r in record.results
+    ]
+
+
+def test_records_and_cache_entries_written_before_ties_were_recorded_still_load(
+    suite, tmp_path: Path
+) -> None:
+    with scripted(_TieOnDull("student", classify=answer_by_word)):
+        record = run_suite(suite, split="dev", progress=False)
+    data = json.loads(Path(record.path).read_text(encoding="utf-8"))
+    for result in data["results"]:
+        del result["tie"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data), encoding="utf-8")
+    assert [r.tie for r in load_record(old).results] == [None] * 8  # unknown, not 0
+    assert load_record(old).tie_count() is None and record.tie_count() == 4
+    stored = encode_value(Classification(label="pos", raw="pos"))
+    entry = json.loads(stored)
+    del entry["data"]["tie"]
+    assert decode_value(json.dumps(entry)) == Classification(label="pos", raw="pos", tie=False)

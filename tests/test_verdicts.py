@@ -372,3 +372,26 @@ def test_the_summary_shows_raw_and_adjusted_family_verdicts(tmp_path: Path) -> N
         assert f"{label}: one-sided p = {member.p_value:.3f} ({raw}), Holm-adjusted" in table
         assert f"p = {member.adjusted_p:.3f} ({adjusted})" in table
     assert "macro_f1>=0.2: one-sided" not in table
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        ([True] * 5 + [False] * 45, "50 examples, 5 ties (10.0%), model"),
+        ([False] * 50, "50 examples, 0 ties (0.0%), model"),
+        ([None] * 50, "50 examples, model"),
+    ],
+    ids=["some ties", "no ties", "not recorded"],
+)
+def test_the_gate_table_and_markdown_give_the_tie_rate_where_results_record_ties(
+    tmp_path: Path, flags: list[bool | None], shown: str
+) -> None:
+    gold, pred, clusters, _ = documents(10, 5)
+    record = make_record(gold, pred, clusters=clusters)
+    for result, tie in zip(record.results, flags):
+        result.tie = tie
+    gate = evaluate_bound(Bound("accuracy", ">=", 0.1), record)
+    row = row_from_report(report_of(gate, record, "passed"))
+    assert row is not None
+    assert shown in "\n".join(terminal_lines([row], tmp_path))
+    assert shown in markdown([row], tmp_path)

@@ -22,6 +22,8 @@ class Classification:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: bool = False  # the prompt was cut to fit the model's context
+    #: the top score tied exactly with another label's (see `labels.top_label` for which won)
+    tie: bool = False
 
 
 @dataclass(frozen=True)

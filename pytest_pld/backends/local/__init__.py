@@ -15,18 +15,22 @@ Caveat: when one label's tokens are a prefix of another's, the shorter one score
 high; pick labels that do not prefix each other.
 
 Prefix reuse (the PLD workload: a long rule list shared by many short examples): the system
-prompt's key-value states are computed once and kept read-only, and examples are packed several
-at a time after them (`attention`). Tokens that every example of a call starts with (the user
-turn's opening, a fixed "Sentence:") are added to the shared prefix once per call instead of
-being recomputed per example. Architectures this was verified on use it (llama, qwen2); others
-fall back to a per-example copy of a `DynamicCache` prefix (`prefix_reuse="copy"`), slower but
-generic.
+prompt's key-value states are computed once and kept read-only, together with the tokens the
+chat template opens every user turn with, and examples are packed several at a time after them
+(`attention`). Architectures this was verified on use it (llama, qwen2); others fall back to a
+per-example copy of a `DynamicCache` prefix (`prefix_reuse="copy"`), slower but generic.
+
+Scores are measurements (`scoring`): float32 where they decide, and the same bits whether an
+example is scored alone, packed with any other examples, after others came from the cache, or
+with the label list in another order. An exact tie that remains is flagged (`tie`) and resolved
+by `labels.top_label`, never by the order of the labels.
 
 The modules: `backend` (`LocalBackend`), `prompts` (chat template and tokens), `attention` (the
-packed-prefix attention), `scoring` (label scores of a forward pass) and `identity` (the cache
-identity without torch). Importing this package does not import torch; `LocalBackend` is
-imported from `backend` on first use, which happens only when a `local:` backend is created
-(see `pytest_pld.backends.get_backend`).
+packed-prefix attention, example by example), `scoring` (label scores of a forward pass, the
+float32 head) and `identity` (the cache identity without torch, with `SCORING_VERSION`).
+Importing this package does not import torch; `LocalBackend` is imported from `backend` on
+first use, which happens only when a `local:` backend is created (see
+`pytest_pld.backends.get_backend`).
 """
 
 from __future__ import annotations

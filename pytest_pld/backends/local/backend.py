@@ -19,7 +19,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +27,27 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from ...errors import PldError
+from ...labels import top_label
 from ..base import Classification, Generation, Message
 from ..packaged import (
+    AUTO_DTYPE,
     DEFAULT_MODEL,
     ResolvedModel,
     _ensure_converted,
-    dtype_name,
     identity_of,
+    resolve_dtype_name,
     resolve_model,
 )
-from .attention import ATTN_IMPLEMENTATION, flash_cpu, register_attention
+from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
+from .identity import SCORING_VERSION
 from .prompts import ChatPrompts, Head, Item
 from .sampling import check_sampling, sampling_kwargs
 from .scoring import (
-    KV,
+    OutputHead,
+    Suffix,
     cache_tensors,
-    common_length,
-    extend_prefix,
     model_cache,
+    rows_independent,
     score_copy,
     score_packed,
 )
@@ -61,11 +64,19 @@ class _Prefix:
     """A system prompt's head with its computed key-value states."""
 
     head: Head
-    kv: KV | None = None  # packed path
-    cache: Any = None  # copy path: a DynamicCache of the prefix
+    kv: KV | None = None  # packed path: the head and the user turn's opening
+    cache: Any = None  # copy path: a DynamicCache of the head
     compute_s: float = 0.0
-    #: packed path: the prefix extended by tokens that every example of a call starts with
-    extensions: OrderedDict[tuple[int, ...], KV] = field(default_factory=OrderedDict)
+    _kv_head: KV | None = None
+
+    def kv_head(self) -> KV:
+        """The head alone, for examples that do not start with the opening (a copy of the
+        head's part of `kv`, made when first needed)."""
+        assert self.kv is not None
+        if self._kv_head is None:
+            n = len(self.head.ids)
+            self._kv_head = [(k[:, :, :n].clone(), v[:, :, :n].clone()) for k, v in self.kv]
+        return self._kv_head
 
 
 def _default_threads() -> int | None:
@@ -80,8 +91,8 @@ def _default_threads() -> int | None:
     return None
 
 
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    return dtype if isinstance(dtype, torch.dtype) else DTYPES[dtype_name(dtype)]
+def _resolve_dtype(dtype: str | torch.dtype, device: str | None) -> torch.dtype:
+    return dtype if isinstance(dtype, torch.dtype) else DTYPES[resolve_dtype_name(dtype, device)]
 
 
 class LocalBackend:
@@ -91,7 +102,7 @@ class LocalBackend:
         self,
         model: str = DEFAULT_MODEL,
         *,
-        dtype: str | torch.dtype = "bfloat16",
+        dtype: str | torch.dtype = AUTO_DTYPE,
         device: str | None = None,
         threads: int | None = None,
         max_context: int | None = None,
@@ -102,14 +113,18 @@ class LocalBackend:
     ) -> None:
         """
         model: a packaged short name, a `.gguf` file or a transformers model folder.
-        dtype: bfloat16 (default; 1.3-2.4x faster than float32 on AVX512-BF16 CPUs), float32,
-            float16.
+        dtype: "auto" (default: bfloat16 on a GPU or a CPU with native bfloat16, AVX512-BF16 or
+            AMX, where it is 1.3-2.4x faster than float32; else float32, which is faster where
+            bfloat16 is emulated; see `packaged.auto_dtype`), "bfloat16", "float32", "float16".
+            The identity names the dtype that ran, so caches never mix them. The converted
+            weights are one bfloat16 copy whatever the dtype (float32 holds it exactly).
         device: "cpu", "cuda", "cuda:1", ...; default cuda when available, else cpu.
         threads: torch intra-op threads (process-wide); default: $PLD_THREADS, else under
             pytest-xdist the cores divided among the workers, else torch's own choice.
         max_context: refuse (or truncate) prompts longer than this; default: the model's
             `max_position_embeddings`.
-        pack_tokens: examples are packed into one forward pass until about this many tokens.
+        pack_tokens: examples are packed into one forward pass until about this many tokens
+            (where this CPU computes rows independently, see `scoring`; else one per pass).
         prefix_reuse: "auto" (packed where verified, else copy), "packed" or "copy".
         on_overflow: "error" (PldError naming the token counts) or "truncate" (cut the user
             message from its end, and mark the Classification `truncated`).
@@ -120,7 +135,7 @@ class LocalBackend:
             raise PldError(f"prefix_reuse must be 'auto', 'packed' or 'copy', not {prefix_reuse!r}")
         self.name = f"local:{model}"
         self.model_name = model
-        self.dtype = _resolve_dtype(dtype)
+        self.dtype = _resolve_dtype(dtype, device)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         threads = threads or _default_threads()
         if threads:
@@ -170,15 +185,21 @@ class LocalBackend:
         self.prefix_reuse = "packed" if prefix_reuse != "copy" and packable else "copy"
         #: On CPU, attention over the prefix and the packed tokens is split (no copies).
         self._split_attention = self.device.type == "cpu" and flash_cpu is not None
+        self.head = OutputHead(self.model)
+        #: Whether examples may share a forward pass without changing each other's scores.
+        self.rows_independent = rows_independent(self.model, self.head)
         context = getattr(config, "max_position_embeddings", None) or 2048
         self.max_context = int(max_context) if max_context else int(context)
         self._groups = config.num_attention_heads // getattr(
             config, "num_key_value_heads", config.num_attention_heads
         )
         self._eos_ids = self._stop_token_ids()
-        self._identity = identity_of(
-            self.resolved, dtype=self.dtype, max_context=max_context, on_overflow=on_overflow
-        )
+        self._identity = {
+            **identity_of(
+                self.resolved, dtype=self.dtype, max_context=max_context, on_overflow=on_overflow
+            ),
+            "scoring_version": SCORING_VERSION,
+        }
 
     # -- protocol ------------------------------------------------------------------------------
 
@@ -210,43 +231,31 @@ class LocalBackend:
         prefix = self._prefix(system)
         pending_s = time.perf_counter() - t0  # the prefix cost goes to the next example
         if self.prefix_reuse == "packed" and prefix.kv is not None:
-            # Tokenize every example first: overflow errors come before any compute, and
-            # the tokens all examples start with (the user turn's opening, a fixed
-            # "Sentence:" ...) join the shared prefix instead of being recomputed each time.
+            # Tokenize every example first: overflow errors come before any compute.
             items = [self._item(prefix, i, u, longest_label) for i, u in enumerate(users)]
-            shared = common_length([item.ids for item in items])
-            kv, start = prefix.kv, len(prefix.head.ids)
-            if shared:
-                t0 = time.perf_counter()
-                kv = self._extended(prefix, tuple(items[0].ids[:shared]))
-                start += shared
-                pending_s += time.perf_counter() - t0
             extra = sum(len(ids) - 1 for ids in label_ids)
+            budget = self.pack_tokens if self.rows_independent else 1
             batch: list[Item] = []
             size = 0
             for item in items:
                 batch.append(item)
-                size += len(item.ids) - shared + extra
-                if size >= self.pack_tokens:
-                    yield from self._run_packed(
-                        prefix, kv, start, shared, batch, labels, label_ids, pending_s
-                    )
+                size += len(item.ids) + extra
+                if size >= budget:
+                    yield from self._run_packed(prefix, batch, users, labels, label_ids, pending_s)
                     pending_s, batch, size = 0.0, [], 0
             if batch:
-                yield from self._run_packed(
-                    prefix, kv, start, shared, batch, labels, label_ids, pending_s
-                )
+                yield from self._run_packed(prefix, batch, users, labels, label_ids, pending_s)
         else:
             for index, user in enumerate(users):
                 t = time.perf_counter()
                 item = self._item(prefix, index, user, longest_label)
                 scores, forwards = score_copy(
-                    self.model, prefix.cache, item.ids, label_ids, self.device
+                    self.model, self.head, prefix.cache, item.ids, label_ids, self.device
                 )
                 self.stats["forwards"] += forwards
                 latency = time.perf_counter() - t + pending_s
                 pending_s = 0.0
-                yield self._classification(prefix, item, labels, scores, latency)
+                yield self._classification(prefix, item, user, labels, scores, latency)
 
     def generate(
         self,
@@ -330,9 +339,11 @@ class LocalBackend:
                 hint="shorten the instructions (or raise max_context if the model allows it)",
             )
         if head.ids:
-            ids = torch.tensor([head.ids], device=self.device)
+            # The packed path computes the user turn's opening with the head, once.
+            packed = self.prefix_reuse == "packed"
+            ids = torch.tensor([head.ids + (head.opening if packed else [])], device=self.device)
             cache = model_cache(self.model(ids, use_cache=True, logits_to_keep=1))
-            if self.prefix_reuse == "packed":
+            if packed:
                 prefix.kv = cache_tensors(cache)
             else:
                 prefix.cache = cache
@@ -344,19 +355,6 @@ class LocalBackend:
         while len(self._prefixes) > self._prefix_cache_size:
             self._prefixes.popitem(last=False)
         return prefix
-
-    def _extended(self, prefix: _Prefix, common: tuple[int, ...]) -> KV:
-        """The prefix's key-value states extended by `common` tokens (cached, LRU of 2)."""
-        if common in prefix.extensions:
-            prefix.extensions.move_to_end(common)
-            return prefix.extensions[common]
-        assert prefix.kv is not None
-        kv = extend_prefix(self.model, prefix.kv, len(prefix.head.ids), list(common), self.device)
-        self.stats["forwards"] += 1
-        prefix.extensions[common] = kv
-        while len(prefix.extensions) > 2:
-            prefix.extensions.popitem(last=False)
-        return kv
 
     def _item(self, prefix: _Prefix, index: int, user: str, label_len: int) -> Item:
         return self.prompts.item(
@@ -388,51 +386,60 @@ class LocalBackend:
         self,
         prefix: _Prefix,
         item: Item,
+        user: str,
         labels: Sequence[str],
         scores: list[float],
         latency: float,
     ) -> Classification:
-        best = max(range(len(labels)), key=lambda k: scores[k])
+        by_label = {label: float(s) for label, s in zip(labels, scores)}
+        best, tie = top_label(by_label, user)
         self.stats["examples"] += 1
         return Classification(
-            label=labels[best],
-            raw=labels[best],
-            scores={label: float(s) for label, s in zip(labels, scores)},
+            label=best,
+            raw=best,
+            scores=by_label,
             latency_s=latency,
             prompt_tokens=len(prefix.head.ids) + len(item.ids),
             completion_tokens=0,
             truncated=item.truncated,
+            tie=tie,
         )
+
+    def _suffix(self, prefix: _Prefix, item: Item) -> Suffix:
+        """The example after the head and the opening, or after the head alone when it does
+        not start with the opening; never after tokens it shares with other examples only."""
+        assert prefix.kv is not None
+        head, opening = prefix.head.ids, prefix.head.opening
+        n = len(opening)
+        if n and item.ids[:n] == opening and len(item.ids) > n:
+            return Suffix(item.ids[n:], len(head) + n, prefix.kv)
+        return Suffix(item.ids, len(head), prefix.kv_head())
 
     def _run_packed(
         self,
         prefix: _Prefix,
-        kv: KV,
-        start: int,
-        shared: int,
         batch: list[Item],
+        users: Sequence[str],
         labels: Sequence[str],
         label_ids: list[list[int]],
         pending_s: float,
     ) -> Iterator[Classification]:
         t0 = time.perf_counter()
-        suffixes = [item.ids[shared:] for item in batch]
+        suffixes = [self._suffix(prefix, item) for item in batch]
         all_scores = score_packed(
             self.model,
-            kv,
-            start,
+            self.head,
             suffixes,
             label_ids,
             split_attention=self._split_attention,
             groups=self._groups,
-            dtype=self.dtype,
             device=self.device,
         )
         self.stats["forwards"] += 1
         wall = time.perf_counter() - t0
         # Each example's share of the forward pass, by its token count.
-        sizes = [len(ids) for ids in suffixes]
+        sizes = [len(s.ids) for s in suffixes]
         total = sum(sizes)
         for i, (item, scores) in enumerate(zip(batch, all_scores)):
             latency = wall * sizes[i] / total + (pending_s if i == 0 else 0.0)
-            yield self._classification(prefix, item, labels, scores, latency)
+            yield self._classification(prefix, item, users[item.index], labels, scores, latency)

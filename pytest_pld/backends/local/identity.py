@@ -7,9 +7,14 @@ from typing import Any
 
 from ..packaged import local_identity as _packaged_identity
 
+#: Bumped when the scores of the same model and prompt change, so that cached answers of the
+#: older scoring miss. 2: float32 label head, ties by hash not label order, scores independent
+#: of batch, cache and label order (1: the bf16 head of `packaged.SCORING`).
+SCORING_VERSION = 2
+
 
 def local_identity(model: str, **options: Any) -> dict[str, Any]:
     """`LocalBackend(model, **options).identity()` without importing torch or loading the
     model. Options that do not change answers (device, threads, pack_tokens, prefix_reuse) are
     ignored."""
-    return _packaged_identity(model, **options)
+    return {**_packaged_identity(model, **options), "scoring_version": SCORING_VERSION}

@@ -3,7 +3,11 @@ system prompt, each example's tokens after it, and the labels' tokens.
 
 The head is the rendered prompt up to the last special token before the user message: special
 tokens are split off before the rest is tokenized, so the head's tokens do not depend on the
-user message (checked against tokenizing a whole prompt, `Head.split_ok`).
+user message (checked against tokenizing a whole prompt, `Head.split_ok`). The opening is what
+the chat template puts between the head and the user message's own text ("user" and a newline
+in ChatML), found by tokenizing probe messages: it depends on the template alone, so examples
+that start with it can share its computation without their scores depending on which other
+examples a call holds.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 from ...errors import PldError
 
 _SENTINEL = "\u2063PLD-USER-MESSAGE\u2063"
+#: User messages whose tokenized tails show what every user turn starts with.
+_PROBES = ("Example text, to check the tokenization.", "x", "7 probes", "Why?")
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class Head:
     text: str
     ids: list[int]
     split_ok: bool  # tokenizing head and tail apart gives the same ids as the whole prompt
+    opening: list[int]  # tokens the template puts before the user's text, after the head
 
 
 @dataclass
@@ -94,10 +101,16 @@ class ChatPrompts:
         cut = max((head.rfind(s) + len(s) for s in self._special_strings() if s in head), default=0)
         head = head[:cut]
         head_ids = self.ids(head) if head else []
-        probe = self.prompt_text(system, "Example text, to check the tokenization.")
+        probe = self.prompt_text(system, _PROBES[0])
         whole = self.ids(probe)
         split = head_ids + self.ids(probe[len(head) :])
-        return Head(system, head, head_ids, split_ok=probe.startswith(head) and split == whole)
+        ok = probe.startswith(head) and split == whole
+        without = Head(system, head, head_ids, ok, [])
+        tails = [self.tail_ids(without, text) or [] for text in _PROBES]
+        n = 0
+        while all(len(t) > n + 1 and t[n] == tails[0][n] for t in tails):
+            n += 1
+        return Head(system, head, head_ids, ok, tails[0][:n])
 
     def tail_ids(self, head: Head, user: str) -> list[int] | None:
         text = self.prompt_text(head.system, user)

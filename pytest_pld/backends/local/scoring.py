@@ -3,7 +3,41 @@ tokens, for several examples per forward pass.
 
 Multi-token labels ride along as extra branches of the packed batch: each label's tokens but
 its last follow the example as a branch that sees the example and itself only, so
-"NotMentioned" costs a few more tokens, not another pass.
+"NotMentioned" costs a few more tokens, not another pass. Branches are laid out in an order
+fixed by the labels' tokens, not by the order of the suite's label list, so that permuting the
+list changes no score.
+
+The float32 head. The model's output layer runs in its dtype (bfloat16 by default), which
+rounds logits of 16-32 to steps of 0.125: label scores came out in multiples of 0.125 and
+tied exactly for a fifth of LogiQA's examples. Here what decides a score is summed in float32:
+each label token's logit is the float32 dot product of the final hidden state with that
+token's row of the output layer (exact products, float32 sums), and the log-softmax
+normaliser is the log-sum-exp over the whole vocabulary of the model-dtype logits, corrected
+for the `TOP_EXACT` largest by their float32 values. The other logits are off by at most half
+a step of the model dtype each, weighted by their small probability. So labels scored at the
+same position (single-token labels) are ranked by exact float32 logits, and every score is a
+real log-probability: against a float64 output layer over the whole vocabulary, at most
+9.3e-4 nats off for SmolLM2-135M (flat distributions) and 2.1e-4 for Qwen2.5-0.5B (a float32
+head over the whole vocabulary through MKL: 8e-5), where the bfloat16 head is off by up to
+0.1 (tests/test_local_scores.py checks it). A float32 head over the whole vocabulary would
+need a float32 copy of the output layer (0.5-0.9 GB) and matrix kernels whose rows do not
+depend on each other in float32, which MKL's are not (see below).
+
+Batch independence: bitwise, not a tolerance. An example's scores are the same bits whether it
+is scored alone, packed with any other examples in any order, or after others came from the
+cache (a tolerance cannot promise the same prediction: any difference can flip a close call).
+What makes it so:
+- the attention is computed example by example (see `attention`), and each example's layout
+  (its tokens, then its label branches in `canonical_order`) depends on the example alone;
+- the prefix an example follows depends on the system prompt alone: the head plus the chat
+  template's opening of the user turn (`prompts`), not tokens that the examples of one call
+  happen to share, which made an example's scores depend on the rest of its call;
+- the linear layers and the output layer compute each token's row independently of the other
+  rows. That belongs to the CPU's matrix kernels: it holds for bfloat16 in torch 2.13 on this
+  project's AVX2 machine (rows 1-400, any position), and not for float32 through MKL (a row's
+  result changes with the number of rows and its position among them). `rows_independent`
+  checks it on the model's own weights when a backend starts; where it fails, the backend
+  scores one example per forward pass, whose shapes depend on that example alone.
 """
 
 from __future__ import annotations
@@ -13,13 +47,21 @@ from ._openmp import tame_openmp_spinning
 tame_openmp_spinning()
 
 import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .attention import Packed
+from .attention import KV, Packed, Span, span_mask
 
-KV = list[tuple[torch.Tensor, torch.Tensor]]
+#: How many of the largest logits of a scored position get their float32 value in the
+#: normaliser (besides the label tokens).
+TOP_EXACT = 64
+
+#: Config attributes of architectures whose logits are not the plain output layer's
+#: (soft-capping, scaling): their scores come from the model's own logits instead.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
 def model_cache(out: Any) -> Any:
@@ -32,131 +74,203 @@ def cache_tensors(cache: Any) -> KV:
     return [(layer.keys.contiguous(), layer.values.contiguous()) for layer in cache.layers]
 
 
-@torch.inference_mode()
-def extend_prefix(model: Any, kv: KV, start: int, tokens: list[int], device: torch.device) -> KV:
-    """The key-value states of a prefix of `start` tokens extended by `tokens`."""
-    from transformers import DynamicCache
+def canonical_order(label_ids: Sequence[Sequence[int]]) -> list[int]:
+    """The labels' indexes in an order that depends on their tokens, not on the list's order
+    (token sequences are distinct: `ChatPrompts.label_ids` refuses duplicates)."""
+    return sorted(range(len(label_ids)), key=lambda k: tuple(label_ids[k]))
 
-    cache = DynamicCache(config=model.config)
-    for layer, (k, v) in enumerate(kv):
-        cache.update(k, v, layer)  # copies: the shared prefix tensors stay untouched
-    out = model(
-        torch.tensor([tokens], device=device),
-        position_ids=torch.arange(start, start + len(tokens), device=device)[None],
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    return cache_tensors(model_cache(out))
+
+class OutputHead:
+    """The output layer, with label log-probabilities computed in float32."""
+
+    def __init__(self, model: Any) -> None:
+        layer = model.get_output_embeddings()
+        config = model.config
+        self.plain = isinstance(layer, torch.nn.Linear) and not any(
+            getattr(config, name, None) for name in _LOGIT_TRANSFORMS
+        )
+        self.weight: torch.Tensor = layer.weight
+        self.bias: torch.Tensor | None = getattr(layer, "bias", None)
+
+    @torch.inference_mode()
+    def log_probs(self, hidden: torch.Tensor, targets: list[list[int]]) -> list[list[float]]:
+        """log P(token) of each row's target tokens, from final hidden states (R, hidden)."""
+        width = max(len(t) for t in targets)
+        padded = [t + t[-1:] * (width - len(t)) for t in targets]
+        approx = torch.nn.functional.linear(hidden, self.weight, self.bias).float()
+        # log-sum-exp of the model-dtype logits (log_softmax is one fused pass)
+        lse = approx[:, :1] - approx.log_softmax(dim=-1)[:, :1]
+        top = approx.topk(min(TOP_EXACT, approx.shape[-1]), dim=-1).indices
+        index = torch.cat([top, torch.tensor(padded, device=hidden.device)], dim=1)
+        # float32 dot products, each summed on its own: a row gives the same bits whatever
+        # other rows are scored with it
+        exact = (self.weight[index].float() * hidden.float()[:, None, :]).sum(-1)
+        if self.bias is not None:
+            exact += self.bias.float()[index]
+        k = top.shape[1]
+        # the normaliser with the largest logits' float32 values instead of their rounded ones
+        shift = (exact[:, :k] - lse).exp().sum(-1) - (approx.gather(1, top) - lse).exp().sum(-1)
+        logp = exact[:, k:] - (lse + torch.log1p(shift)[:, None])
+        return [row[: len(t)] for row, t in zip(logp.tolist(), targets)]
+
+
+@dataclass
+class _Layout:
+    """One example's tokens (its suffix, then the label branches) and its scored rows."""
+
+    tokens: list[int]
+    positions: list[int]
+    allowed: torch.Tensor  # bool (n, n): which of the example's tokens each token sees
+    last: int  # the suffix's last row: it predicts every label's first token
+    #: per label (in the caller's order): (row, token it predicts) for the label's later tokens
+    branches: list[list[tuple[int, int]]]
+    order: list[int]  # the labels in `canonical_order`, as the branches are laid out
+
+    def targets(self, label_ids: list[list[int]], offset: int) -> list[tuple[int, list[int]]]:
+        """The rows to score (in layout order) with the tokens each predicts."""
+        rows = [(offset + self.last, [lab[0] for lab in label_ids])]
+        rows += [(offset + r, [t]) for k in self.order for r, t in self.branches[k]]
+        return rows
+
+    def scores(self, values: list[list[float]]) -> list[float]:
+        """The labels' scores from `values`, the log-probabilities of `targets()`."""
+        out = list(values[0])
+        at = 1
+        for k in self.order:
+            n = len(self.branches[k])
+            out[k] += sum(v[0] for v in values[at : at + n])
+            at += n
+        return out
+
+
+def _layout(
+    suffix: list[int], start: int, label_ids: list[list[int]], device: torch.device
+) -> _Layout:
+    tokens = list(suffix)
+    positions = list(range(start, start + len(suffix)))
+    branch = [0] * len(suffix)
+    branches: list[list[tuple[int, int]]] = [[] for _ in label_ids]
+    order = canonical_order(label_ids)
+    for k in order:
+        lab = label_ids[k]
+        # The label's tokens but its last, as a branch that sees the example and itself only;
+        # position j predicts the label's token j + 1.
+        b0 = len(tokens)
+        tokens += lab[:-1]
+        positions += range(start + len(suffix), start + len(suffix) + len(lab) - 1)
+        branch += [k + 1] * (len(lab) - 1)
+        branches[k] = [(b0 + j, lab[j + 1]) for j in range(len(lab) - 1)]
+    pos = torch.tensor(positions, device=device)
+    br = torch.tensor(branch, device=device)
+    allowed = ((br[None, :] == 0) | (br[None, :] == br[:, None])) & (pos[None, :] <= pos[:, None])
+    return _Layout(tokens, positions, allowed, len(suffix) - 1, branches, order)
+
+
+@dataclass
+class Suffix:
+    """What `score_packed` needs of one example: its tokens after `start` prefix tokens whose
+    key-value states are `prefix`."""
+
+    ids: list[int]
+    start: int
+    prefix: KV
 
 
 @torch.inference_mode()
 def score_packed(
     model: Any,
-    kv: KV,
-    start: int,
-    suffixes: list[list[int]],
+    head: OutputHead,
+    examples: list[Suffix],
     label_ids: list[list[int]],
     *,
     split_attention: bool,
     groups: int,
-    dtype: torch.dtype,
     device: torch.device,
 ) -> list[list[float]]:
-    """Label log-probabilities for several examples in one forward pass after a prefix of
-    `start` tokens whose key-value states are `kv`."""
+    """Label log-probabilities (in the order of `label_ids`) of several examples in one
+    forward pass."""
     tokens: list[int] = []
     positions: list[int] = []
-    example: list[int] = []
-    branch: list[int] = []
-    # (example, label, token to predict, index of the position whose logits predict it)
-    wanted: list[tuple[int, int, int, int]] = []
-    for e, ids in enumerate(suffixes):
-        base = len(tokens)
-        tokens += ids
-        positions += range(start, start + len(ids))
-        example += [e] * len(ids)
-        branch += [0] * len(ids)
-        last = base + len(ids) - 1
-        for k, lab in enumerate(label_ids):
-            wanted.append((e, k, lab[0], last))
-            # The label's tokens but its last, as a branch that sees the example and
-            # itself only; position j predicts the label's token j + 1.
-            b0 = len(tokens)
-            tokens += lab[:-1]
-            positions += range(start + len(ids), start + len(ids) + len(lab) - 1)
-            example += [e] * (len(lab) - 1)
-            branch += [k + 1] * (len(lab) - 1)
-            for j in range(len(lab) - 1):
-                wanted.append((e, k, lab[j + 1], b0 + j))
-    q = len(tokens)
-    pos = torch.tensor(positions, device=device)
-    ex = torch.tensor(example, device=device)
-    br = torch.tensor(branch, device=device)
-    allowed = (
-        (ex[:, None] == ex[None, :])
-        & ((br[None, :] == 0) | (br[None, :] == br[:, None]))
-        & (pos[None, :] <= pos[:, None])
-    )
-    if split_attention:
-        additive = torch.zeros(allowed.shape, dtype=dtype, device=device)
-        additive.masked_fill_(~allowed, float("-inf"))
-        packed = Packed(kv, additive.repeat(groups, 1)[None, None], None)
-    else:
-        full = torch.cat([torch.ones(q, start, dtype=torch.bool, device=device), allowed], dim=1)
-        packed = Packed(kv, None, full[None, None])
-    keep = sorted({w[3] for w in wanted})
-    row = {p: i for i, p in enumerate(keep)}
-    out = model(
+    spans: list[Span] = []
+    layouts: list[_Layout] = []
+    for ex in examples:
+        lay = _layout(ex.ids, ex.start, label_ids, device)
+        mask = span_mask(lay.allowed, ex.prefix, split=split_attention, groups=groups)
+        spans.append(Span(len(tokens), len(tokens) + len(lay.tokens), ex.prefix, mask))
+        tokens += lay.tokens
+        positions += lay.positions
+        layouts.append(lay)
+    out = model.get_decoder()(
         torch.tensor([tokens], device=device),
-        position_ids=pos[None],
+        position_ids=torch.tensor([positions], device=device),
         use_cache=False,
-        logits_to_keep=torch.tensor(keep, device=device),
-        pld_packed=packed,
+        pld_packed=Packed(spans, split_attention),
     )
-    logp = torch.log_softmax(out.logits[0].float(), dim=-1)
-    scores = [[0.0] * len(label_ids) for _ in suffixes]
-    picked = logp[[row[w[3]] for w in wanted], [w[2] for w in wanted]].tolist()
-    for (e, k, _tok, _p), value in zip(wanted, picked):
-        scores[e][k] += value
+    wanted = [t for span, lay in zip(spans, layouts) for t in lay.targets(label_ids, span.start)]
+    hidden = out.last_hidden_state[0, [row for row, _ in wanted]]
+    values = head.log_probs(hidden, [targets for _, targets in wanted])
+    scores, at = [], 0
+    for lay in layouts:
+        n = 1 + sum(len(b) for b in lay.branches)
+        scores.append(lay.scores(values[at : at + n]))
+        at += n
     return scores
 
 
 @torch.inference_mode()
 def score_copy(
-    model: Any, cache: Any, ids: list[int], label_ids: list[list[int]], device: torch.device
+    model: Any,
+    head: OutputHead,
+    cache: Any,
+    ids: list[int],
+    label_ids: list[list[int]],
+    device: torch.device,
 ) -> tuple[list[float], int]:
     """The generic path: a copy of the prefix cache per example (and per long label).
     Returns the scores and the number of forward passes."""
-    cache = copy.deepcopy(cache) if cache is not None else None
-    out = model(torch.tensor([ids], device=device), cache=cache, use_cache=True, logits_to_keep=1)
+
+    def forward(tokens: list[int], past: Any, keep: int) -> tuple[Any, torch.Tensor]:
+        ids_t = torch.tensor([tokens], device=device)
+        if head.plain:
+            out = model.get_decoder()(ids_t, cache=past, use_cache=True)
+            return model_cache(out), out.last_hidden_state[0, -keep:]
+        out = model(ids_t, cache=past, use_cache=True, logits_to_keep=keep)
+        return model_cache(out), out.logits[0].float()
+
+    def log_probs(states: torch.Tensor, targets: list[list[int]]) -> list[list[float]]:
+        if head.plain:
+            return head.log_probs(states, targets)
+        logp = torch.log_softmax(states, dim=-1)
+        return [[float(logp[j, t]) for t in row] for j, row in enumerate(targets)]
+
+    past, last = forward(ids, copy.deepcopy(cache) if cache is not None else None, 1)
     forwards = 1
-    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-    scores = [float(first[lab[0]]) for lab in label_ids]
-    cache = model_cache(out)
+    scores = log_probs(last, [[lab[0] for lab in label_ids]])[0]
     multi = [k for k, lab in enumerate(label_ids) if len(lab) > 1]
     for n, k in enumerate(multi):
         lab = label_ids[k]
-        branch_cache = cache if n == len(multi) - 1 else copy.deepcopy(cache)
-        more = model(
-            torch.tensor([lab[:-1]], device=device),
-            cache=branch_cache,
-            use_cache=True,
-            logits_to_keep=len(lab) - 1,
-        )
+        branch_past = past if n == len(multi) - 1 else copy.deepcopy(past)
+        _, states = forward(lab[:-1], branch_past, len(lab) - 1)
         forwards += 1
-        logp = torch.log_softmax(more.logits[0].float(), dim=-1)
-        scores[k] += float(sum(logp[j, lab[j + 1]] for j in range(len(lab) - 1)))
+        scores[k] += sum(row[0] for row in log_probs(states, [[t] for t in lab[1:]]))
     return scores, forwards
 
 
-def common_length(seqs: list[list[int]]) -> int:
-    """How many leading tokens all sequences share, leaving at least one token of each."""
-    if len(seqs) < 2:
-        return 0
-    limit = min(len(s) for s in seqs) - 1
-    n = 0
-    first = seqs[0]
-    while n < limit and all(s[n] == first[n] for s in seqs):
-        n += 1
-    return n
+def rows_independent(model: Any, head: OutputHead) -> bool:
+    """Whether this CPU's matrix kernels give a row the same result whatever other rows share
+    the call, on the model's own first linear layer and a slice of its output layer (a few
+    milliseconds; see the module docstring)."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    weights = [linears[0].weight, head.weight[:4096]]
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for weight in weights:
+            probe = torch.randn(1, weight.shape[1], generator=gen).to(weight)
+            alone = torch.nn.functional.linear(probe, weight)[0]
+            for rows in (2, 3, 5, 8, 13, 24, 37, 64):
+                batch = torch.randn(rows, weight.shape[1], generator=gen).to(weight)
+                for at in {0, rows // 2, rows - 1}:
+                    batch[at] = probe[0]
+                    if not torch.equal(torch.nn.functional.linear(batch, weight)[at], alone):
+                        return False
+    return True
