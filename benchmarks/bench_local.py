@@ -136,6 +136,14 @@ def timed() -> Iterator[Times]:
         t.cpu = time.process_time() - t.cpu
 
 
+def print_report(result: dict, path: Path | None) -> None:
+    """Print the result as JSON and write it to `path` too when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n", encoding="utf-8")
+
+
 def start_times(model: str, threads: int) -> dict:
     """First start (empty cache: de-quantise + write) vs second start, in fresh processes."""
     code = (
@@ -188,6 +196,7 @@ def main() -> None:
     import torch
 
     from pytest_pld.backends.local import LocalBackend
+    from pytest_pld.backends.local.scoring import model_cache
 
     torch.set_num_threads(args.threads)
     result: dict = {
@@ -213,13 +222,17 @@ def main() -> None:
         items_source=source,
         rules_tokens=backend.count_tokens(rules),
         pack_tokens=backend.pack_tokens,
+        dtype=str(backend.dtype),
+        # Packing needs row-independent matrix kernels (checked bitwise at start-up); without
+        # them every forward pass holds one example and pld_unpacked equals pld_rules.
+        packing=backend.rows_independent,
         prefix_reuse=backend.prefix_reuse,
     )
     label_first = [tok(label, add_special_tokens=False).input_ids[0] for label in LABELS]
 
     def ids_for(system: str, user: str) -> torch.Tensor:
         return torch.tensor(
-            [tok(backend._prompt_text(system, user), add_special_tokens=False).input_ids]
+            [tok(backend.prompts.prompt_text(system, user), add_special_tokens=False).input_ids]
         )
 
     def first_token_label(logits: torch.Tensor) -> str:
@@ -236,7 +249,7 @@ def main() -> None:
     with torch.inference_mode(), timed() as t_copy_prefix:
         a, b = ids_for(rules, "AAAA")[0], ids_for(rules, "BBBB")[0]
         plen = next(i for i in range(min(len(a), len(b))) if a[i] != b[i])
-        copy_prefix = model(a[None, :plen], use_cache=True, logits_to_keep=1).cache
+        copy_prefix = model_cache(model(a[None, :plen], use_cache=True, logits_to_keep=1))
 
     def copy_loop(n: int) -> list[str]:
         out = []
@@ -268,7 +281,7 @@ def main() -> None:
     result["prefix"] = {
         "pld_rules_prefix_build_s": round(prefix_build_s, 2),
         "copy_loop_prefix_build_s": round(t_copy_prefix.wall, 2),
-        "prefix_tokens": len(backend._prefixes[rules].head_ids),
+        "prefix_tokens": len(backend._prefixes[rules].head.ids),
     }
 
     n, n_copy, n_full = (
@@ -356,10 +369,7 @@ def main() -> None:
             print(f"pack_tokens {pack}: {row}", flush=True)
         result["pack_sweep_ms_per_example"] = sweep
     result["loadavg_end"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    print_report(result, args.json)
     print("\n| measure | ms/example (wall) | ms/example (CPU) |\n|---|---|---|")
     for k, v in result["ms_per_example"].items():
         print(f"| {k} | {v['wall']} | {v['cpu']} |")
