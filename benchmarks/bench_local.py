@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +136,55 @@ def timed() -> Iterator[Times]:
         t.cpu = time.process_time() - t.cpu
 
 
+def baseline_ratios(result: dict, ratio: Callable[..., float], labels_seen: dict) -> None:
+    """pytest-pld against the plain loops (copy per example, full forward), and their labels."""
+    result["ratios"].update(
+        {
+            "rules_vs_plain_loop_without_rules (pld_rules/full_norules; the issue's reference definition)": ratio(
+                "pld_rules", "full_norules"
+            ),
+            "speedup_vs_full_forward (full_rules/pld_rules)": ratio("full_rules", "pld_rules"),
+            "speedup_vs_deepcopy_per_example (copy_rules/pld_rules)": ratio(
+                "copy_rules", "pld_rules"
+            ),
+            "speedup_vs_deepcopy_cpu": ratio("copy_rules", "pld_rules", "cpu"),
+            "packing_gain (pld_unpacked/pld_rules)": ratio("pld_unpacked", "pld_rules"),
+        }
+    )
+    agree = {
+        "pld_vs_copy_loop": sum(
+            a == b for a, b in zip(labels_seen["pld_rules"], labels_seen["copy_rules"])
+        ),
+        "pld_vs_full_forward": sum(
+            a == b for a, b in zip(labels_seen["pld_rules"], labels_seen["full_rules"])
+        ),
+        "compared_copy": len(labels_seen["copy_rules"]),
+        "compared_full": len(labels_seen["full_rules"]),
+    }
+    result["label_agreement"] = agree
+
+
+def profile_passes(passes: dict[str, Callable[[], object]]) -> dict[str, str]:
+    """torch.profiler's ten operators with the most self CPU time, per pass."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for name, fn in passes.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        out[name] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10)
+        print(f"profile, {name}:\n{out[name]}", flush=True)
+    return out
+
+
+def print_report(result: dict, path: Path | None) -> None:
+    """Print the result as JSON and write it to `path` too when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n", encoding="utf-8")
+
+
 def start_times(model: str, threads: int) -> dict:
     """First start (empty cache: de-quantise + write) vs second start, in fresh processes."""
     code = (
@@ -183,11 +232,24 @@ def main() -> None:
         default="",
         help="comma-separated pack_tokens values to time (rules and no rules), e.g. 64,256,1024",
     )
+    ap.add_argument(
+        "--only-pld",
+        action="store_true",
+        help="time pytest-pld with and without rules only: no copy or full-forward loops (each "
+        "needs more forward passes over the whole rule list, minutes on a slow machine)",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the rounds, print torch.profiler's top operators of one pass with rules "
+        "and one without",
+    )
     args = ap.parse_args()
 
     import torch
 
     from pytest_pld.backends.local import LocalBackend
+    from pytest_pld.backends.local.scoring import model_cache
 
     torch.set_num_threads(args.threads)
     result: dict = {
@@ -213,13 +275,17 @@ def main() -> None:
         items_source=source,
         rules_tokens=backend.count_tokens(rules),
         pack_tokens=backend.pack_tokens,
+        dtype=str(backend.dtype),
+        # Packing needs row-independent matrix kernels (checked bitwise at start-up); without
+        # them every forward pass holds one example and pld_unpacked equals pld_rules.
+        packing=backend.rows_independent,
         prefix_reuse=backend.prefix_reuse,
     )
     label_first = [tok(label, add_special_tokens=False).input_ids[0] for label in LABELS]
 
     def ids_for(system: str, user: str) -> torch.Tensor:
         return torch.tensor(
-            [tok(backend._prompt_text(system, user), add_special_tokens=False).input_ids]
+            [tok(backend.prompts.prompt_text(system, user), add_special_tokens=False).input_ids]
         )
 
     def first_token_label(logits: torch.Tensor) -> str:
@@ -233,10 +299,12 @@ def main() -> None:
             ]
 
     # The reference "copy per example" loop: the rule prefix's cache deep-copied per example.
+    copy_prefix, plen = None, 0
     with torch.inference_mode(), timed() as t_copy_prefix:
-        a, b = ids_for(rules, "AAAA")[0], ids_for(rules, "BBBB")[0]
-        plen = next(i for i in range(min(len(a), len(b))) if a[i] != b[i])
-        copy_prefix = model(a[None, :plen], use_cache=True, logits_to_keep=1).cache
+        if not args.only_pld:
+            a, b = ids_for(rules, "AAAA")[0], ids_for(rules, "BBBB")[0]
+            plen = next(i for i in range(min(len(a), len(b))) if a[i] != b[i])
+            copy_prefix = model_cache(model(a[None, :plen], use_cache=True, logits_to_keep=1))
 
     def copy_loop(n: int) -> list[str]:
         out = []
@@ -267,8 +335,8 @@ def main() -> None:
     prefix_build_s = backend._prefixes[rules].compute_s
     result["prefix"] = {
         "pld_rules_prefix_build_s": round(prefix_build_s, 2),
-        "copy_loop_prefix_build_s": round(t_copy_prefix.wall, 2),
-        "prefix_tokens": len(backend._prefixes[rules].head_ids),
+        "copy_loop_prefix_build_s": None if args.only_pld else round(t_copy_prefix.wall, 2),
+        "prefix_tokens": len(backend._prefixes[rules].head.ids),
     }
 
     n, n_copy, n_full = (
@@ -283,6 +351,8 @@ def main() -> None:
         ("copy_rules", n_copy, lambda: copy_loop(n_copy)),
         ("full_norules", n_full, lambda: full_loop(zero, n_full)),
     ]
+    if args.only_pld:
+        plan = plan[:2]
     times: dict[str, dict[str, list[float]]] = {
         name: {"wall": [], "cpu": []} for name, _, _ in plan
     }
@@ -299,11 +369,12 @@ def main() -> None:
                 f"{t.cpu / count * 1000:.1f} ms CPU, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    # The full forward with ~4,900 tokens per example is slow: one round only.
-    with timed() as t:
-        labels_seen["full_rules"] = full_loop(rules, n_full)
-    times["full_rules"] = {"wall": [t.wall / n_full], "cpu": [t.cpu / n_full]}
-    print(f"full_rules: {t.wall / n_full * 1000:.1f} ms/example wall", flush=True)
+    if not args.only_pld:
+        # The full forward with ~4,900 tokens per example is slow: one round only.
+        with timed() as t:
+            labels_seen["full_rules"] = full_loop(rules, n_full)
+        times["full_rules"] = {"wall": [t.wall / n_full], "cpu": [t.cpu / n_full]}
+        print(f"full_rules: {t.wall / n_full * 1000:.1f} ms/example wall", flush=True)
 
     med = {
         k: {m: statistics.median(v[m]) * 1000 for m in ("wall", "cpu")} for k, v in times.items()
@@ -319,30 +390,18 @@ def main() -> None:
     result["ratios"] = {
         "rules_vs_norules_same_method (pld_rules/pld_norules)": ratio("pld_rules", "pld_norules"),
         "rules_vs_norules_same_method_cpu": ratio("pld_rules", "pld_norules", "cpu"),
-        "rules_vs_plain_loop_without_rules (pld_rules/full_norules; the issue's reference definition)": ratio(
-            "pld_rules", "full_norules"
-        ),
-        "speedup_vs_full_forward (full_rules/pld_rules)": ratio("full_rules", "pld_rules"),
-        "speedup_vs_deepcopy_per_example (copy_rules/pld_rules)": ratio("copy_rules", "pld_rules"),
-        "speedup_vs_deepcopy_cpu": ratio("copy_rules", "pld_rules", "cpu"),
-        "packing_gain (pld_unpacked/pld_rules)": ratio("pld_unpacked", "pld_rules"),
         "prefix_build_amortised_over_500_examples_ms": round(prefix_build_s / 500 * 1000, 1),
     }
-    agree = {
-        "pld_vs_copy_loop": sum(
-            a == b for a, b in zip(labels_seen["pld_rules"], labels_seen["copy_rules"])
-        ),
-        "pld_vs_full_forward": sum(
-            a == b for a, b in zip(labels_seen["pld_rules"], labels_seen["full_rules"])
-        ),
-        "compared_copy": len(labels_seen["copy_rules"]),
-        "compared_full": len(labels_seen["full_rules"]),
-    }
-    result["label_agreement"] = agree
     result["accuracy_vs_gold"] = {
         "pld_rules": round(sum(a == b for a, b in zip(labels_seen["pld_rules"], gold)) / n, 3),
         "pld_norules": round(sum(a == b for a, b in zip(labels_seen["pld_norules"], gold)) / n, 3),
     }
+    if args.profile:
+        result["profile"] = profile_passes(
+            {"rules": lambda: pld(rules), "norules": lambda: pld(zero)}
+        )
+    if not args.only_pld:
+        baseline_ratios(result, ratio, labels_seen)
     if args.pack_sweep:
         sweep = {}
         for pack in (int(x) for x in args.pack_sweep.split(",")):
@@ -356,10 +415,7 @@ def main() -> None:
             print(f"pack_tokens {pack}: {row}", flush=True)
         result["pack_sweep_ms_per_example"] = sweep
     result["loadavg_end"] = os.getloadavg()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    print_report(result, args.json)
     print("\n| measure | ms/example (wall) | ms/example (CPU) |\n|---|---|---|")
     for k, v in result["ms_per_example"].items():
         print(f"| {k} | {v['wall']} | {v['cpu']} |")
