@@ -16,6 +16,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import PldError, PldErrors, did_you_mean
 from .plain import freeze, to_plain
+from .problems import Problems
 from .templating import check_template_field, load_template_file
 from .textio import read_text
 from .yamlio import (
@@ -138,16 +139,8 @@ def load_instruction_set_text(text: str, path: Path | str) -> InstructionSet:
 
 
 def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
-    errors: list[PldError] = []
-
-    def err(
-        msg: str,
-        node: Any = None,
-        key: Any = None,
-        name: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        errors.append(PldError(msg, path=path, line=line_of(node, key), key=name, hint=hint))
+    problems = Problems(path)
+    errors, err = problems.errors, problems.add
 
     if not isinstance(doc, CommentedMap):
         raise PldError(

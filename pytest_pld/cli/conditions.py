@@ -16,11 +16,12 @@ from .options import (
     add_role_options,
     add_root_option,
     add_suite_argument,
+    instructions_option,
     load_suite_by_name,
     number_in,
     positive_int,
     project_root,
-    roles_from_args,
+    student_from_args,
 )
 
 _fraction = number_in(0, 1, low_open=True, high_open=True)
@@ -37,20 +38,10 @@ def cmd_conditions(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
-    roles = roles_from_args(args, root)
-    model = args.model or suite.student
+    roles, model = student_from_args(args, root, suite)
     if args.show_config:
-        print("\n".join(roles.lines({"student": model})))
         return 0
-    if args.instructions is not None:
-        from ..instructions import load_instruction_set
-        from ..project import resolve_inside
-
-        iset = load_instruction_set(
-            resolve_inside(root, str(args.instructions), key="--instructions")
-        )
-    else:
-        iset = suite.load_instructions()
+    iset = instructions_option(root, args.instructions) or suite.load_instructions()
     split = args.split or suite.gate_split
     evaluated, fit = folds_for(
         suite, split, limit=args.limit, limit_fit=args.limit_fit, holdout=args.holdout

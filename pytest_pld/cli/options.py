@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ..project import find_project_root
 
 if TYPE_CHECKING:
+    from ..instructions import InstructionSet
     from ..roles import ModelRoles
     from ..shards import Shard
     from ..suite import Suite
@@ -150,6 +151,26 @@ def load_suite_by_name(root: Path, name: str, args: argparse.Namespace | None = 
 
     where = data_root(args) if args is not None else None
     return load_suite(resolve_suite_names(root, name)[0], root, data_root=where)
+
+
+def instructions_option(root: Path, path: Path | None) -> InstructionSet | None:
+    """The instruction set an `--instructions FILE` names (inside the project), or None."""
+    if path is None:
+        return None
+    from ..instructions import load_instruction_set
+    from ..project import resolve_inside
+
+    return load_instruction_set(resolve_inside(root, str(path), key="--instructions"))
+
+
+def student_from_args(args: argparse.Namespace, root: Path, suite: Suite) -> tuple[ModelRoles, str]:
+    """The roles and the student model (`--model`, else the suite's) of a command that
+    evaluates a suite; with --show-config, print the student's resolved configuration."""
+    roles = roles_from_args(args, root)
+    model = args.model or suite.student
+    if args.show_config:
+        print("\n".join(roles.lines({"student": model})))
+    return roles, model
 
 
 def add_role_options(parser: argparse.ArgumentParser, roles: tuple[str, ...]) -> None:

@@ -17,11 +17,12 @@ from .options import (
     add_root_option,
     add_suite_argument,
     data_root,
+    instructions_option,
     load_suite_by_name,
     positive_int,
     project_root,
-    roles_from_args,
     shard_type,
+    student_from_args,
 )
 
 
@@ -99,20 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
-    roles = roles_from_args(args, root)
-    model = args.model or suite.student
+    roles, model = student_from_args(args, root, suite)
     if args.show_config:
-        print("\n".join(roles.lines({"student": model})))
         return 0
     mode = "off" if args.no_cache else "refresh" if args.refresh_cache else "use"
-    iset = None
-    if args.instructions is not None:
-        from ..instructions import load_instruction_set
-        from ..project import resolve_inside
-
-        iset = load_instruction_set(
-            resolve_inside(root, str(args.instructions), key="--instructions")
-        )
+    iset = instructions_option(root, args.instructions)
     if args.shots:
         from ..shots import with_shots
 

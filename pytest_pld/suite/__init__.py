@@ -5,7 +5,8 @@ Import from here; the modules behind it:
   split's examples;
 - `load`: finding suite files and `load_suite`, which validates a file section by section;
 - `splits` and `gate_specs`: the `splits:` and `gates:` sections, the two with rules of their own;
-- `problems`: the collector that lets `load_suite` report every problem at once.
+- `pytest_pld.problems` (shared with instruction sets): the collector that lets `load_suite`
+  report every problem at once.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ from typing import Any
 
 from .. import metrics
 from ..errors import PldError, did_you_mean
+from ..problems import Problems
 from ..verdicts import POWER_POLICIES
 from ..yamlio import line_of
 from .model import Bound, RegressionGate
-from .problems import Problems
 
 REGRESSION_KEYS = {"metric", "baseline", "margin", "confidence", "power"}
 #: `gates.family`: how the per-class gates' one-sided tests are corrected as one family

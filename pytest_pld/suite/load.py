@@ -17,11 +17,11 @@ from ..clusters import check_cluster_key
 from ..datasets import Loader, registry
 from ..errors import PldError, PldErrors, did_you_mean
 from ..plain import freeze
+from ..problems import Problems
 from ..templating import check_template_field
 from ..yamlio import line_of, load_yaml
 from .gate_specs import parse_gates
 from .model import SplitSpec, Suite
-from .problems import Problems
 from .splits import parse_splits
 
 TOP_KEYS = {

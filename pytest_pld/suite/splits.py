@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PldError
+from ..problems import Problems
 from ..project import check_data_spec, is_data_path, resolve_data
 from ..yamlio import line_of
 from .model import SplitSpec
-from .problems import Problems
 
 #: the conventional split names: teach reads train, distill scores rules on dev, the gates
 #: default to test. A suite may declare any other names besides (a held-out set, last month's

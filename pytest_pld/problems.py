@@ -1,5 +1,5 @@
-"""The problems found in one suite file, collected so that `load_suite` reports them all at
-once instead of stopping at the first."""
+"""The problems found in one file (a suite, an instruction set), collected so that its loader
+reports them all at once instead of stopping at the first."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import PldError
-from ..yamlio import line_of
+from .errors import PldError
+from .yamlio import line_of
 
 
 @dataclass
 class Problems:
-    path: Path  # the suite file every problem is reported against
+    path: Path  # the file every problem is reported against
     errors: list[PldError] = field(default_factory=list)
 
     def add(
