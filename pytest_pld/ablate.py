@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PldError
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: keep that cheap
+    from .backends.base import Backend
     from .instructions import InstructionSet
     from .suite import Suite
 
@@ -92,8 +93,11 @@ def ablate(
     resamples: int = 1000,
     cache_mode: str = "use",
     progress: Callable[[str], None] | None = None,
+    factory: Callable[[str], Backend] | None = None,
 ) -> Ablation:
-    """Run the full set, each leave-one-out variant and the no-rules variant on one split."""
+    """Run the full set, each leave-one-out variant and the no-rules variant on one split.
+    `factory` makes the student backend (the student role's endpoint and options); default:
+    `get_backend`."""
     from .render import render_system_prompt
     from .runner import LazyBackend, run_suite, size_counter
 
@@ -101,7 +105,7 @@ def ablate(
     if not iset.rules:
         raise PldError("the instruction set has no rules to ablate", path=iset.path, key="rules")
     model_name = model or suite.student
-    lazy = LazyBackend(model_name)
+    lazy = LazyBackend(model_name, factory) if factory else LazyBackend(model_name)
     say = progress or (lambda message: None)
     notes: list[str] = []
     try:

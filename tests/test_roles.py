@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def test_show_config_prints_every_role_with_sources_and_masks_keys(
         assert line in out.splitlines()
 
 
-@pytest.mark.parametrize("command", ["run", "conditions"])
+@pytest.mark.parametrize("command", ["run", "conditions", "ablate", "review"])
 def test_student_commands_take_the_student_endpoint_from_the_environment(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -207,7 +208,8 @@ def test_student_commands_take_the_student_endpoint_from_the_environment(
     project = write_project(tmp_path / "p")
     monkeypatch.setenv("PLD_STUDENT_BASE_URL", "http://127.0.0.1:8/v1")
     monkeypatch.setenv("PLD_STUDENT_API_KEY", SECRET)
-    code = main([command, "tiny", "--root", str(project), "--model", "openai:s", "--show-config"])
+    suite = ["--suite", "tiny"] if command == "review" else ["tiny"]
+    code = main([command, *suite, "--root", str(project), "--model", "openai:s", "--show-config"])
     out = capsys.readouterr().out
     assert code == 0
     assert SECRET not in out
@@ -305,6 +307,59 @@ def test_pld_run_sends_the_student_to_its_server_with_its_key_and_options(
     assert OTHER_KEY.encode() not in written
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err + caplog.text
+
+
+RULED_SET = """\
+name: tiny
+version: 1
+preamble: You label short reviews.
+rules:
+  - {id: R1, text: An odd review is pos.}
+  - {id: R2, text: An even review is neg.}
+output: 'Answer with one word: {{ labels | join(", ") }}.'
+"""
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, capture_output=True, check=True)
+
+
+@pytest.mark.parametrize("command", ["ablate", "review"])
+def test_ablate_and_review_send_the_student_to_its_server_with_its_key_and_options(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    two_servers: tuple[OpenAIDouble, OpenAIDouble],
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """The two other commands that run the student: configured only by PLD_STUDENT_* and a
+    --student-option, every request reaches the student's server with the student's key."""
+    student, teacher = two_servers
+    project = write_project(tmp_path / "p")
+    rules = project / "instructions" / "tiny.yaml"
+    monkeypatch.setenv("PLD_STUDENT_BASE_URL", student.base_url)
+    monkeypatch.setenv("PLD_STUDENT_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_BASE_URL", teacher.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", OTHER_KEY)
+    common = ["--root", str(project), "--model", "openai:student-m"]
+    common += ["--student-option", "temperature=0.25"]
+    if command == "ablate":
+        rules.write_text(RULED_SET, encoding="utf-8")
+        argv = ["ablate", "tiny", "--split", "test", "--no-tokens", *common]
+    else:
+        for name, value in (("GIT_CONFIG_GLOBAL", "/dev/null"), ("GIT_CONFIG_NOSYSTEM", "1")):
+            monkeypatch.setenv(name, value)
+        git(project, "init", "-q", "-b", "main")
+        git(project, "add", "-A")
+        git(project, "-c", "user.name=T", "-c", "user.email=t@example.org", "commit", "-qm", "b")
+        rules.write_text(RULED_SET, encoding="utf-8")  # the change under review
+        argv = ["review", "--no-tokens", "--resamples", "50", *common]
+    code = main(argv)
+    assert code == 0, capsys.readouterr().err
+    bodies = [r for r in student.log if r["path"] == "/v1/chat/completions"]
+    assert bodies and teacher.log == []
+    assert {r["authorization"] for r in bodies} == {f"Bearer {SECRET}"}
+    assert {json.loads(r["body"])["temperature"] for r in bodies} == {0.25}
 
 
 # ------------------------------------------------- integration: two real servers, one per role

@@ -11,23 +11,30 @@ from .options import (
     add_limit_option,
     add_model_option,
     add_resamples_option,
+    add_role_options,
     add_root_option,
     add_suite_argument,
     load_suite_by_name,
     project_root,
+    student_from_args,
 )
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from ..ablate import ablate, format_json, format_markdown, format_text
 
-    suite = load_suite_by_name(project_root(args), args.suite, args)
+    root = project_root(args)
+    suite = load_suite_by_name(root, args.suite, args)
+    roles, model = student_from_args(args, root, suite)
+    if args.show_config:
+        return 0
     mode = "off" if args.no_cache else "use"
     result = ablate(
         suite,
         split=args.split,
         limit=args.limit,
-        model=args.model,
+        model=model,
+        factory=roles["student"].factory(model),
         tokens=not args.no_tokens,
         resamples=args.resamples,
         cache_mode=mode,
@@ -69,4 +76,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_resamples_option(p)
     add_root_option(p)
     add_data_root_option(p)
+    add_role_options(p, ("student",))
     p.set_defaults(func=cmd_ablate)

@@ -9,9 +9,11 @@ from .options import (
     add_data_root_option,
     add_limit_option,
     add_resamples_option,
+    add_role_options,
     add_root_option,
     data_root,
     project_root,
+    roles_from_args,
 )
 
 
@@ -21,6 +23,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     from ..review.reviewer import review
 
     suites = tuple(n.strip() for spec in args.suite or [] for n in spec.split(",") if n.strip())
+    root = project_root(args)
+    roles = roles_from_args(args, root)
+    if args.show_config:
+        print("\n".join(roles.lines({"student": args.model or "each suite's student"})))
+        return 0
     options = ReviewOptions(
         suites=suites,
         split=args.split,
@@ -30,9 +37,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         tokens=not args.no_tokens,
         resamples=args.resamples,
         data_root=data_root(args),
+        student=roles["student"],
     )
     result = review(
-        project_root(args),
+        root,
         base=args.base,
         head=args.head,
         options=options,
@@ -102,4 +110,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_resamples_option(p)
     add_root_option(p)
     add_data_root_option(p)
+    add_role_options(p, ("student",))
     p.set_defaults(func=cmd_review)

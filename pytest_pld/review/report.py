@@ -12,6 +12,7 @@ from .diff import SetDiff
 from .git import Revision
 
 if TYPE_CHECKING:  # `pld --help` imports the review command: keep that cheap
+    from ..roles import RoleConfig
     from ..stats import McNemar
 
 
@@ -26,6 +27,9 @@ class ReviewOptions:
     resamples: int = 1000
     max_flips: int = 20
     data_root: Path | None = None  # where suites' data:PATH split paths resolve
+    #: the student role (endpoint and options from flags, PLD_STUDENT_* and pyproject.toml);
+    #: None: each model's defaults
+    student: RoleConfig | None = None
 
 
 @dataclass

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PldError, PldErrors
-from ..runner import BackendPool, size_counter
+from ..runner import BackendPool, LazyBackend, size_counter
 from .diff import diff_sets, unified
 from .git import WORKTREE, GitRepo, Revision
 from .report import (
@@ -239,10 +239,14 @@ class Reviewer:
         log: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.root, self.base, self.head, self.options, self.repo = root, base, head, options, repo
-        self.models = BackendPool()
+        self.models = BackendPool(self._student)
         self.notes: list[str] = []
         self.log = log
         self.suites = self._load_suites()
+
+    def _student(self, name: str) -> LazyBackend:
+        role = self.options.student
+        return LazyBackend(name, role.factory(name)) if role else LazyBackend(name)
 
     def _load_suites(self) -> list[Suite]:
         from ..suite import find_suites, load_suite, resolve_suite_names
