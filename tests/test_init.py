@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -123,6 +124,32 @@ def test_init_from_a_csv_writes_a_suite_that_validates_and_prints_the_next_comma
     from pytest_pld.snapshot import check_snapshot
 
     assert check_snapshot(suite)[0]
+
+
+def test_in_a_git_repository_init_says_to_ignore_the_pld_folder_until_it_is(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    hint = "echo '.pld/' >> .gitignore"
+    written = (
+        "suites/reviews.yaml",
+        "instructions/reviews.yaml",
+        "instructions/reviews.prompt.txt",
+    )
+
+    def init_again() -> str:
+        for rel in written:
+            (project / rel).unlink(missing_ok=True)
+        code, out, err = init_reviews(capsys, project)
+        assert code == 0, err
+        return out
+
+    assert hint not in init_again()  # not a git repository: nothing to commit it to
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    assert hint in init_again()
+    (project / ".gitignore").write_text(".pld/\n", encoding="utf-8")
+    assert hint not in init_again()
 
 
 def test_the_gates_start_with_invalid_rate_and_offer_the_majority_floor(
