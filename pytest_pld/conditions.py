@@ -1,11 +1,12 @@
 """Controls for an instruction set: zero-shot, k-shot, a prior shift, and the set itself (PLD).
 
 All four are evaluated on the same examples, and PLD's macro-F1 minus each control's gets a
-paired bootstrap interval (whole clusters resampled where examples have groups), so a reviewer
-sees whether the rules beat what is cheaper: no rules, a few labelled examples, or just moving
-the label prior (`prior_shift`). Each condition's predicted-label distribution stands next to
-the gold one, with its tie rate where results carry ties: a lift that comes from answering one
-label more often shows there first.
+paired bootstrap interval (whole clusters resampled: the suite's cluster_key, as in pld run's
+intervals, else the examples' groups), so a reviewer sees whether the rules beat what is
+cheaper: no rules, a few labelled examples, or just moving the label prior (`prior_shift`).
+Each condition's predicted-label distribution stands next to the gold one, with its tie rate
+where results carry ties: a lift that comes from answering one label more often shows there
+first.
 
 The prior-shift offsets are fitted on dev examples that are not evaluated: all of dev when
 another split is evaluated, the selection fold when dev's held-back fold is (`folds`).
@@ -94,6 +95,7 @@ class ConditionsTable:
     prior: PriorShift | None = None
     fit: str = ""  # what the offsets were fitted on
     notes: list[str] = field(default_factory=list)
+    cluster_key: str | None = None  # what a cluster is (the suite's cluster_key)
 
     def condition(self, name: str) -> Condition:
         return next(c for c in self.conditions if c.name == name)
@@ -105,6 +107,7 @@ class ConditionsTable:
             "evaluated": self.fold,
             "n": self.n,
             "clusters": self.clusters,
+            "cluster_key": self.cluster_key,
             "model": self.model,
             "instructions": self.instructions,
             "labels": self.labels,
@@ -246,6 +249,7 @@ def compare_conditions(
         fold=evaluated.name,
         n=len(evaluated),
         clusters=evaluated.n_clusters if evaluated.clusters is not None else None,
+        cluster_key=evaluated.cluster_key,
         model=model or suite.student,
         instructions=f"{iset.name} v{iset.version} ({len(iset.rules)} rules)",
         labels=labels,
@@ -269,16 +273,18 @@ def folds_for(
     """(evaluated, fit): `split` (sampled to `limit`) and dev; for split dev, dev's held-back
     fold and its selection fold, so the offsets are never fitted on what is evaluated. A split
     the suite does not declare is a PldError (from `Suite.load_examples`)."""
+    key = suite.cluster_key or None  # intervals resample what pld run's do
     if split == "dev":
         rest, held = split_holdout(suite.load_examples("dev"), holdout)
         return (
-            Fold("dev/held-back", "dev", tuple(sample(held, limit))),
-            Fold("dev/selection", "dev", tuple(sample(rest, limit_fit))),
+            Fold("dev/held-back", "dev", tuple(sample(held, limit)), key),
+            Fold("dev/selection", "dev", tuple(sample(rest, limit_fit)), key),
         )
-    evaluated = Fold(split, split, tuple(suite.load_examples(split, limit=limit)))
+    evaluated = Fold(split, split, tuple(suite.load_examples(split, limit=limit)), key)
     if "dev" not in suite.splits:
         return evaluated, None
-    return evaluated, Fold("dev", "dev", tuple(suite.load_examples("dev", limit=limit_fit)))
+    dev = tuple(suite.load_examples("dev", limit=limit_fit))
+    return evaluated, Fold("dev", "dev", dev, key)
 
 
 class SuiteEvaluator:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .clusters import describe
 from .conditions import Condition, ConditionsTable
 
 
@@ -23,7 +24,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _header(t: ConditionsTable) -> list[str]:
-    resampled = f"{t.clusters} clusters" if t.clusters is not None else "examples"
+    resampled = describe(t.clusters, t.cluster_key)
     return [
         (
             f"conditions for {t.instructions} on {t.suite}, evaluated on {t.fold} "

@@ -60,17 +60,25 @@ class Fold:
     name: str  # e.g. "dev/selection", "dev/held-back", "train"
     split: str
     examples: tuple[Example, ...]
+    #: the suite's `cluster_key`: what a paired bootstrap resamples, as `pld run` and the gates
+    #: do (StereoSet's 583 test examples are 79 targets). None: each example's group.
+    cluster_key: str | None = None
 
     @property
     def clusters(self) -> list[str] | None:
-        """Cluster ids for a paired bootstrap, or None when no example has a group."""
+        """Cluster ids for a paired bootstrap: by the suite's cluster_key where it has one,
+        else by group; None when neither applies (examples are then resampled)."""
+        if self.cluster_key:
+            from .clusters import cluster_of
+
+            return [cluster_of(e, self.cluster_key) for e in self.examples]
         if not any(e.group for e in self.examples):
             return None
         return [unit_of(e) for e in self.examples]
 
     @property
     def n_clusters(self) -> int:
-        return len({unit_of(e) for e in self.examples})
+        return len(set(self.clusters or [e.id for e in self.examples]))
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -19,7 +19,7 @@ import pytest
 from pytest_pld.cli import main
 from pytest_pld.conditions import PLD, PRIOR_SHIFT, ZERO_SHOT, SuiteEvaluator, compare_conditions
 from pytest_pld.conditions import folds_for as conditions_folds
-from pytest_pld.conditions_format import format_markdown, format_text
+from pytest_pld.conditions_format import format_json, format_markdown, format_text
 from pytest_pld.datasets import Example
 from pytest_pld.errors import PldError
 from pytest_pld.folds import sample, split_holdout
@@ -169,6 +169,7 @@ def make_project(root: Path, n: int = 12) -> Suite:
                 "label": "pos" if i % 2 else "neg",
                 "text": text,
                 "doc": f"d{i // 2}",
+                "topic": f"t{i // 4}",
             }
             for i in range(n)
             for text in [f"{split} {i}: a {'great' if i % 2 else 'dull'} show"]
@@ -209,6 +210,24 @@ def make_project(root: Path, n: int = 12) -> Suite:
 def scored() -> Iterator[ScriptedBackend]:
     with scripted(ScriptedBackend("student", scores=prior_student)) as backend:
         yield backend
+
+
+def test_intervals_resample_the_suites_clusters_as_pld_run_does(
+    tmp_path: Path, scored: ScriptedBackend
+) -> None:
+    """A suite's cluster_key (here 3 topics over 12 examples in 6 groups) is what the paired
+    intervals resample, as in `pld run` and the gates; the table says so."""
+    suite = make_project(tmp_path)
+    path = tmp_path / "suites" / "toy.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "cluster_key: topic\n", encoding="utf-8")
+    suite = load_suite(path, tmp_path)
+    evaluated, fit = conditions_folds(suite, "test")
+    table = compare_conditions(
+        suite, suite.load_instructions(), SuiteEvaluator(suite), evaluated, fit, shots=0
+    )
+    assert (table.clusters, table.cluster_key) == (3, "topic")
+    assert "resampling 3 clusters by topic" in format_text(table)
+    assert format_json(table).count('"cluster_key": "topic"') == 1
 
 
 def test_the_table_compares_pld_with_each_control_on_the_same_examples(

@@ -403,8 +403,9 @@ def dev_folds(suite: Suite, settings: DistillSettings) -> tuple[Fold, Fold, Fold
     train: list = []
     if settings.rounds and "train" in suite.splits:
         train = suite.load_examples("train", limit=settings.limit_train)
+    key = suite.cluster_key or None
     return (
-        Fold("dev/selection", "dev", tuple(sample(rest, settings.limit_dev))),
-        Fold("dev/held-back", "dev", tuple(sample(held, settings.limit_holdout))),
-        Fold("train", "train", tuple(train)),
+        Fold("dev/selection", "dev", tuple(sample(rest, settings.limit_dev)), key),
+        Fold("dev/held-back", "dev", tuple(sample(held, settings.limit_holdout)), key),
+        Fold("train", "train", tuple(train), key),
     )
