@@ -15,7 +15,9 @@ from ._openmp import tame_openmp_spinning
 
 tame_openmp_spinning()
 
+import contextlib
 import os
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -91,6 +93,23 @@ def _default_threads() -> int | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_progress_unless_terminal() -> Iterator[None]:
+    """transformers' "Loading weights" bar redraws with carriage returns: in a log file or a
+    CI transcript it is hundreds of lines of noise. Shown on a terminal; hidden otherwise, and
+    the caller's setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled and not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _resolve_dtype(dtype: str | torch.dtype, device: str | None) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else DTYPES[resolve_dtype_name(dtype, device)]
 
@@ -158,14 +177,17 @@ class LocalBackend:
         register_attention()
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         self.prompts = ChatPrompts(self.tokenizer)
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(
-                str(self.folder), dtype=self.dtype, attn_implementation=ATTN_IMPLEMENTATION
-            )
-            custom_attention = True
-        except (ValueError, KeyError, TypeError):  # a model without the attention interface
-            self.model = AutoModelForCausalLM.from_pretrained(str(self.folder), dtype=self.dtype)
-            custom_attention = False
+        with _quiet_progress_unless_terminal():
+            try:
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    str(self.folder), dtype=self.dtype, attn_implementation=ATTN_IMPLEMENTATION
+                )
+                custom_attention = True
+            except (ValueError, KeyError, TypeError):  # no attention interface in this model
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    str(self.folder), dtype=self.dtype
+                )
+                custom_attention = False
         self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         self.load_s = time.perf_counter() - t0
