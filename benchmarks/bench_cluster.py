@@ -2,7 +2,7 @@
 
 Issue 13 asks that embedding and clustering 7,000 micro-rules stays under 30 s on the project's
 2-core machine. No model is called to make the rules: they are the shipped traces' rules
-(traces/SUITE.jsonl) with their content words swapped for words of the suite's train split,
+(reproduction/SUITE/traces-qwen0.5b.jsonl) with their content words swapped for words of the suite's train split,
 several draws per "example" (a draw repeats its example's rule or varies a few more words, as
 a teacher's sampled draws do), so the texts have the length, wording and label mix of real
 micro-rules.
@@ -69,16 +69,21 @@ def cpu_model() -> str:
     )
 
 
+def traces_path(suite: str) -> Path:
+    """The packaged 0.5B teacher's traces of `suite`, kept with the reproduction."""
+    return ROOT / "reproduction" / suite / "traces-qwen0.5b.jsonl"
+
+
 def templates(suite: str) -> list[tuple[str, str]]:
     """(gold label, rule) of the shipped traces' usable rules."""
     out = []
-    for line in (ROOT / "traces" / f"{suite}.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in traces_path(suite).read_text(encoding="utf-8").splitlines():
         if line.strip():
             trace = json.loads(line)
             if trace.get("status") == "ok" and trace.get("rule"):
                 out.append((trace["gold"], trace["rule"]))
     if not out:
-        raise SystemExit(f"traces/{suite}.jsonl has no usable rules")
+        raise SystemExit(f"{traces_path(suite)} has no usable rules")
     return out
 
 
@@ -177,7 +182,7 @@ def main() -> int:
     rules, golds, sources = make_rules(args.suite, args.rules, args.draws, args.repeat)
     print(
         f"{len(rules)} rules ({len(set(rules))} distinct texts, {len(set(sources))} examples x "
-        f"{args.draws} draws) from traces/{args.suite}.jsonl; labels "
+        f"{args.draws} draws) from {traces_path(args.suite).relative_to(ROOT)}; labels "
         + ", ".join(f"{k} {v}" for k, v in sorted(Counter(golds).items())),
         file=sys.stderr,
     )
