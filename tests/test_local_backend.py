@@ -558,17 +558,17 @@ def test_the_weight_loading_bar_is_shown_on_a_terminal_only_and_the_setting_rest
 
     from transformers.utils import logging as hf_logging
 
-    from pytest_pld.backends.local.backend import _quiet_progress_unless_terminal
+    from pytest_pld.backends.local.loading import quiet_progress_unless_terminal
 
     stream = io.StringIO()
     monkeypatch.setattr(stream, "isatty", lambda: terminal)
     monkeypatch.setattr(sys, "stderr", stream)
     hf_logging.enable_progress_bar()
-    with _quiet_progress_unless_terminal():
+    with quiet_progress_unless_terminal():
         assert hf_logging.is_progress_bar_enabled() is terminal
     assert hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a caller that turned it off keeps it off
-    with _quiet_progress_unless_terminal():
+    with quiet_progress_unless_terminal():
         assert not hf_logging.is_progress_bar_enabled()
     assert not hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()

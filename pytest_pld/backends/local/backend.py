@@ -15,9 +15,7 @@ from ._openmp import tame_openmp_spinning
 
 tame_openmp_spinning()
 
-import contextlib
 import os
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +40,7 @@ from ..packaged import (
 )
 from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
 from .identity import SCORING_VERSION
+from .loading import quiet_progress_unless_terminal
 from .prompts import ChatPrompts, Head, Item
 from .sampling import check_sampling, sampling_kwargs
 from .scoring import (
@@ -91,23 +90,6 @@ def _default_threads() -> int | None:
     if workers.isdigit() and int(workers) > 1:
         return max(1, (os.cpu_count() or 1) // int(workers))
     return None
-
-
-@contextlib.contextmanager
-def _quiet_progress_unless_terminal() -> Iterator[None]:
-    """transformers' "Loading weights" bar redraws with carriage returns: in a log file or a
-    CI transcript it is hundreds of lines of noise. Shown on a terminal; hidden otherwise, and
-    the caller's setting is restored."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if was_enabled and not sys.stderr.isatty():
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _resolve_dtype(dtype: str | torch.dtype, device: str | None) -> torch.dtype:
@@ -177,7 +159,7 @@ class LocalBackend:
         register_attention()
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         self.prompts = ChatPrompts(self.tokenizer)
-        with _quiet_progress_unless_terminal():
+        with quiet_progress_unless_terminal():
             try:
                 self.model = AutoModelForCausalLM.from_pretrained(
                     str(self.folder), dtype=self.dtype, attn_implementation=ATTN_IMPLEMENTATION
