@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import sys
@@ -45,28 +44,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_local import cpu_model  # the benchmarks' one description of the machine
 
 #: words a rule keeps as they are: its frame ("If ..., then the label is X") and function words
 FRAME = {"if", "then", "the", "label", "is", "a", "an", "of", "to", "and", "or", "not", "that"}
 WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
-
-
-def cpu_model() -> str:
-    """The CPU's name, family/model and widest vector extension (the name alone, "AMD EPYC",
-    does not tell Zen 3 from Zen 4)."""
-    try:
-        info: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    flags = set(info.get("flags", "").split())
-    vector = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
-    return (
-        f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
-        f"{info.get('model', '?')}, {vector.upper()})"
-    )
 
 
 def traces_path(suite: str) -> Path:

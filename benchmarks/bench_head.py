@@ -76,8 +76,7 @@ def main() -> None:
         "packing": backend.rows_independent,
         "items": len(items),
         "items_source": source,
-        "threads": args.threads,
-        "loadavg_start": os.getloadavg(),
+        **bench_local.machine(args.threads),
         "head_calls_per_pass": len(calls),
         "rows_per_call": statistics.median(len(t) for _, t in calls),
     }

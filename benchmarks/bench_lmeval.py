@@ -134,10 +134,7 @@ def main() -> None:
         "model": args.model,
         "examples": len(items),
         "items_source": source,
-        "threads": args.threads,
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": os.getloadavg(),
-        "torch": torch.__version__,
+        **bench_local.machine(args.threads),
     }
 
     with bench_local.timed() as t_load:

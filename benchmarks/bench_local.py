@@ -29,6 +29,7 @@ import contextlib
 import copy
 import json
 import os
+import platform
 import random
 import statistics
 import subprocess
@@ -55,6 +56,38 @@ HEAD = (
     "profession, race and religion."
 )
 ANSWER = "Answer with exactly one word: gender, profession, race or religion."
+
+
+def cpu_model() -> str:
+    """The CPU's name, family/model and widest vector extension (the name alone, "AMD EPYC",
+    does not tell Zen 3 from Zen 4)."""
+    try:
+        info: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
+    vector = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    return (
+        f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+        f"{info.get('model', '?')}, {vector.upper()})"
+    )
+
+
+def machine(threads: int) -> dict:
+    """Where a figure was measured (BENCHMARKS.md names the CPU with every figure): the CPU,
+    torch threads and cores, the load average at the start, torch's version."""
+    import torch
+
+    return {
+        "cpu": cpu_model(),
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "torch": torch.__version__,
+    }
 
 
 def rules_prompt() -> str:
@@ -252,13 +285,7 @@ def main() -> None:
     from pytest_pld.backends.local.scoring import model_cache
 
     torch.set_num_threads(args.threads)
-    result: dict = {
-        "model": args.model,
-        "threads": args.threads,
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": os.getloadavg(),
-        "torch": torch.__version__,
-    }
+    result: dict = {"model": args.model, **machine(args.threads)}
     if not args.no_start:
         result["start"] = start_times(args.model, args.threads)
         print(json.dumps(result["start"]), flush=True)

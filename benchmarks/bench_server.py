@@ -30,6 +30,9 @@ from pathlib import Path
 
 from pytest_pld.backends.packaged import auto_dtype
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_local import cpu_model  # the benchmarks' one description of the machine
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -40,17 +43,6 @@ SERVE = (
     "import sys; from transformers.cli.transformers import main; "
     "sys.argv[0] = 'transformers'; sys.exit(main())"
 )
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def free_port() -> int:
