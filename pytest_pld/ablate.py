@@ -105,7 +105,7 @@ def ablate(
     if not iset.rules:
         raise PldError("the instruction set has no rules to ablate", path=iset.path, key="rules")
     model_name = model or suite.student
-    lazy = LazyBackend(model_name, factory) if factory else LazyBackend(model_name)
+    lazy = LazyBackend(model_name, factory)
     say = progress or (lambda message: None)
     notes: list[str] = []
     try:

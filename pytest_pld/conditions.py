@@ -307,7 +307,7 @@ class SuiteEvaluator:
         self.suite = suite
         self.model = model or suite.student
         self.cache_mode, self.cache_path, self.progress = cache_mode, cache_path, progress
-        self.lazy = LazyBackend(self.model) if factory is None else LazyBackend(self.model, factory)
+        self.lazy = LazyBackend(self.model, factory)
         self.model_calls = self.cache_hits = 0
 
     def record(self, iset: InstructionSet, fold: Fold) -> RunRecord:

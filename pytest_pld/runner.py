@@ -190,9 +190,9 @@ def prepare(
 class LazyBackend:
     """Creates the backend on first use, so a fully cached run never loads a model."""
 
-    def __init__(self, name: str, factory: Callable[[str], Backend] = get_backend) -> None:
+    def __init__(self, name: str, factory: Callable[[str], Backend] | None = None) -> None:
         self.name = name
-        self._factory = factory
+        self._factory = factory or get_backend  # None: the registry's own construction
         self._backend: Backend | None = None
         self._identity: dict[str, Any] | None = None
         self._counter: Callable[[str], int] | None = None

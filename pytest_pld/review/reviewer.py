@@ -246,7 +246,7 @@ class Reviewer:
 
     def _student(self, name: str) -> LazyBackend:
         role = self.options.student
-        return LazyBackend(name, role.factory(name)) if role else LazyBackend(name)
+        return LazyBackend(name, role.factory(name) if role else None)
 
     def _load_suites(self) -> list[Suite]:
         from ..suite import find_suites, load_suite, resolve_suite_names
