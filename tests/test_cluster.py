@@ -156,7 +156,9 @@ def test_auto_embeds_many_rules_with_tfidf_and_few_with_minilm(
     monkeypatch.setattr(embed_module, "_minilm", lambda texts: np.ones((len(texts), 2)))
     rules = ["rain falls", "rain falls", "sun shines", "wind blows"]
     assert embed(rules, "auto").name == "local:minilm"  # 3 distinct
-    assert embed([*rules, "snow melts"], "auto").name == "tfidf"
+    many = embed([*rules, "snow melts"], "auto")
+    assert many.name == "tfidf" and many.note.startswith("auto: 4 distinct rules, more than 3")
+    assert embed(rules, "auto").note == "" and embed(rules * 2, "tfidf").note == ""
     assert embed(["a b", "c d"], "tfidf").vectors.shape[0] == 2  # one-letter words only
 
 

@@ -28,6 +28,7 @@ MINILM_BATCH = 64
 class Embedding:
     name: str  # the embedder actually used
     vectors: Any  # numpy array (n, d), rows L2-normalised
+    note: str = ""  # why "auto" chose it, when that is not its usual choice
 
 
 def rule_condition(rule: str, label: str) -> str:
@@ -86,13 +87,19 @@ def embed(texts: Sequence[str], spec: str, *, role: RoleConfig | None = None) ->
     from the environment)."""
     import numpy as np
 
-    name = resolve_embedder(spec, distinct=len(set(texts)))
+    distinct = list(dict.fromkeys(texts))
+    name = resolve_embedder(spec, distinct=len(distinct))
+    note = ""
+    if name != resolve_embedder(spec):  # "auto" chose by the number of rules
+        note = (
+            f"auto: {len(distinct):,} distinct rules, more than {AUTO_MINILM_MAX:,}, for "
+            "which MiniLM is too slow (--embedder local:minilm forces it)"
+        )
     if not texts:
         return Embedding(name, np.zeros((0, 1), dtype=np.float32))
     if name == "tfidf":  # fitted on the whole list: repeats weigh in the document frequencies
         vectors = np.asarray(_tfidf(texts), dtype=np.float32)
     else:
-        distinct = list(dict.fromkeys(texts))
         if name in MINILM_ALIASES:
             rows = _minilm(distinct)
         else:
@@ -100,7 +107,7 @@ def embed(texts: Sequence[str], spec: str, *, role: RoleConfig | None = None) ->
         where = {text: i for i, text in enumerate(distinct)}
         vectors = np.asarray(rows, dtype=np.float32)[[where[t] for t in texts]]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return Embedding(name, vectors / np.where(norms == 0, 1.0, norms))
+    return Embedding(name, vectors / np.where(norms == 0, 1.0, norms), note)
 
 
 #: TF-IDF vectors wider than this are reduced by truncated SVD (latent semantic analysis)

@@ -24,13 +24,7 @@ from ..textio import read_text
 from .answers import MODES, default_mode
 from .cluster import check_params, cluster_rules
 from .cost import CostLedger, CountingTeacher, PhaseCost
-from .embed import (
-    AUTO_MINILM_MAX,
-    embed,
-    minilm_available,
-    resolve_embedder,
-    rule_condition,
-)
+from .embed import embed, resolve_embedder, rule_condition
 from .finish import finish
 from .generalise import DEFAULT_LIFT, DEFAULT_MAX_DF, Generaliser, Specificity
 from .guard import LeakageCheck, refuse_gate_split
@@ -201,16 +195,10 @@ def distill(
             role=roles["embedder"] if roles is not None else None,
         )
     draws = len(usable) - len({t.id for t in usable})
-    why = ""
-    if settings.embedder.strip() == "auto" and emb.name == "tfidf" and minilm_available():
-        why = (
-            f"; auto: {len(set(texts)):,} distinct rules, more than {AUTO_MINILM_MAX:,}, "
-            "for which MiniLM is too slow (--embedder local:minilm forces it)"
-        )
     log(
         f"embedded {len(usable)} rules with {emb.name}"
         + (f" ({draws} of them further draws of an example)" if draws else "")
-        + why
+        + (f"; {emb.note}" if emb.note else "")
     )
     with ledger.phase("cluster"):
         clustering = cluster_rules(
