@@ -14,6 +14,7 @@ one split into one fold.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ class Fold:
     #: do (StereoSet's 583 test examples are 79 targets). None: each example's group.
     cluster_key: str | None = None
 
-    @property
+    @functools.cached_property  # read by every paired comparison of every candidate rule
     def clusters(self) -> list[str] | None:
         """Cluster ids for a paired bootstrap: by the suite's cluster_key where it has one,
         else by group; None when neither applies (examples are then resampled)."""
