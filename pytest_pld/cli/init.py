@@ -167,34 +167,23 @@ def _print_next(plan: Plan, args: argparse.Namespace) -> None:
         f"run `pld snapshot {name} --update`, and commit:\n"
         f"  git add {' '.join(shown(p, plan.root) for p in files)}"
     )
-    if _git_tracks_pld_folder(plan.root):
+    if _pld_folder_not_ignored(plan.root):
         print(
             "note: .pld/ (the response cache and run records) is not in .gitignore; keep it "
             "out of commits:\n  echo '.pld/' >> .gitignore"
         )
 
 
-def _git_tracks_pld_folder(root: Path) -> bool:
+def _pld_folder_not_ignored(root: Path) -> bool:
     """True when `root` is in a git work tree whose ignore rules do not cover `.pld/` (the
     response cache and run records are machine-local; committed, they bloat every clone)."""
-    import subprocess
+    from ..review.git import GitRepo
 
     try:
-        inside = subprocess.run(
-            ["git", "rev-parse", "--is-inside-work-tree"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if inside.returncode != 0 or inside.stdout.strip() != "true":
-            return False
-        ignored = subprocess.run(
-            ["git", "check-ignore", "-q", ".pld/"], cwd=root, capture_output=True, check=False
-        )
-    except OSError:  # no git on PATH: nothing to commit with, nothing to warn about
+        repo = GitRepo(root)
+    except PldError:  # not a git work tree, or no git: nothing to commit it to
         return False
-    return ignored.returncode == 1  # 0: ignored; 1: not ignored; 128: git could not tell
+    return repo.is_ignored(".pld/") is False
 
 
 def register(sub: argparse._SubParsersAction) -> None:

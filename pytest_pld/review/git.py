@@ -69,6 +69,12 @@ class GitRepo:
         proc = self._run(*args, check=False)
         return proc.stdout.decode("utf-8", "replace").strip() if proc.returncode == 0 else None
 
+    def is_ignored(self, path: str) -> bool | None:
+        """Whether the repository's ignore rules cover `path` (None: git could not tell)."""
+        return {0: True, 1: False}.get(
+            self._run("check-ignore", "-q", path, check=False).returncode
+        )
+
     def is_shallow(self) -> bool:
         return self._out("rev-parse", "--is-shallow-repository") == "true"
 
