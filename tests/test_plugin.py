@@ -755,7 +755,9 @@ def test_update_baseline_without_a_regression_gate_is_an_error(project: pytest.P
 @pytest.mark.integration
 def test_the_shipped_stereoset_suite_gates_the_default_local_model(tmp_path: Path) -> None:
     """`pytest --pld-suite=stereoset --pld-limit=8` in this repository, with the real
-    default local model: the summary is printed and each verdict matches its numbers."""
+    default local model: the summary is printed and each verdict matches its numbers.
+    --pld-no-cache keeps the test from writing its answers into the checkout's
+    .pld/cache.sqlite (the model is really asked: the record counts 0 hits)."""
     import importlib.util
 
     if importlib.util.find_spec("pytest_pld.backends.local") is None:
@@ -772,6 +774,7 @@ def test_the_shipped_stereoset_suite_gates_the_default_local_model(tmp_path: Pat
             "pytest",
             "--pld-suite=stereoset",
             "--pld-limit=8",
+            "--pld-no-cache",
             f"--pld-results={tmp_path / 'runs'}",
             f"--junitxml={junit}",
             "-p",
@@ -797,6 +800,7 @@ def test_the_shipped_stereoset_suite_gates_the_default_local_model(tmp_path: Pat
     labels = set(record["labels"]) | {"invalid"}
     assert len(record["results"]) == 8
     assert all(r["pred"] in labels for r in record["results"])
+    assert record["cache_hits"] == 0, record["cache_hits"]
     from pytest_pld.suite import parse_bound
 
     for case in ET.parse(junit).iter("testcase"):
