@@ -276,6 +276,41 @@ def test_a_rule_that_keeps_its_effect_when_reworded_stays(tmp_path: Path) -> Non
     assert GENERAL in [r.text for r in proposal.new.rules]
 
 
+def test_a_paraphrase_that_repeats_the_rule_is_asked_again_as_sampled_draws(
+    tmp_path: Path,
+) -> None:
+    """Greedy decoding hands the rule back unchanged; the check asks again with sampling and
+    scores the first paraphrase that differs."""
+    suite = make_project(tmp_path)
+    reworded = "If a review praises what it saw, then pos."
+    asked: list[int] = []
+
+    def teacher(messages: Sequence[Message]) -> str:
+        if "reword" in messages[0].content:
+            asked.append(1)
+            return json.dumps({"rule": GENERAL if len(asked) < 3 else reworded})
+        return teacher_answering()(messages)
+
+    proposal, backend = run(suite, generate=teacher)
+    (check,) = proposal.wording
+    assert check["paraphrase"] == reworded and check["outcome"] == "kept"
+    rewording = [
+        p
+        for m, p in zip(backend.generate_calls, backend.generate_params, strict=True)
+        if "reword" in m[0].content
+    ]
+    assert [p["temperature"] for p in rewording] == [None, 0.8, 0.8]
+    assert rewording[1]["seed"] != rewording[2]["seed"]
+
+
+def test_a_rule_whose_paraphrase_always_repeats_it_is_kept_unchecked(tmp_path: Path) -> None:
+    suite = make_project(tmp_path)
+    proposal, _ = run(suite, generate=teacher_answering(paraphrase=GENERAL))
+    (check,) = proposal.wording
+    assert check["outcome"] == "unchecked" and "repeats the rule in 3 draws" in check["note"]
+    assert GENERAL in [r.text for r in proposal.new.rules]
+
+
 @pytest.mark.parametrize(
     "effect, reworded, expected",
     [

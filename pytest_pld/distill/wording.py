@@ -13,8 +13,12 @@ The second arm matters because on a few dozen dev examples most single-rule inte
 0: a rule whose point gain does not survive a rewording has shown no effect that its content
 carries. Such a rule is dropped by default (`action="drop"`): a reviewer would not merge a rule
 whose wording, not its content, carries the effect - asked to reword it, they would lose the
-effect without knowing why. `action="flag"` keeps it, flagged in the proposal. A rule whose
-paraphrase is unusable (or identical) is kept and reported as unchecked.
+effect without knowing why. `action="flag"` keeps it, flagged in the proposal.
+
+Decoding greedily, a small teacher often hands the rule back unchanged (the 1.5B did for both
+StereoSet rules it was asked to reword), so an identical or unusable answer is asked again as
+sampled draws (`PARAPHRASE_DRAWS` in all, seeded by the rule id). A rule still without a usable
+paraphrase is kept and reported as unchecked.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..instructions import Rule
-from .answers import Teacher, ask_for_rule
+from .answers import RuleAnswer, Teacher, ask_for_rule
+from .draws import draw_seed
 from .prompts import RULE_SCHEMA, paraphrase_messages
 from .student import Scorer, delta
 
 ACTIONS = ("drop", "flag", "off")
+PARAPHRASE_DRAWS = 3  # the greedy answer, then sampled draws while it repeats the rule
+PARAPHRASE_TEMPERATURE = 0.8
 Effect = tuple[float, float, float]  # (delta, low, high)
 
 
@@ -102,18 +109,12 @@ def check_wording(
         rule = current[index]
         report = WordingCheck(rule.id, rule.text, rule.label)
         reports.append(report)
-        answer = ask_for_rule(
-            teacher,
-            paraphrase_messages(header, rule.text, rule.label, mode=mode),
-            mode=mode,
-            label=rule.label,
-            schema=RULE_SCHEMA,
-        )
-        if not answer.ok or " ".join(answer.rule.lower().split()) == " ".join(
-            rule.text.lower().split()
-        ):
+        answer = _paraphrase(teacher, rule, mode=mode, header=header)
+        if not answer.ok or _same(answer.rule, rule.text):
             report.outcome = "unchecked"
-            report.note = answer.error or "the paraphrase repeats the rule"
+            report.note = answer.error or (
+                f"the paraphrase repeats the rule in {PARAPHRASE_DRAWS} draws"
+            )
             log(f"  {rule.id}: wording not checked ({report.note})")
             continue
         report.paraphrase = answer.rule
@@ -134,3 +135,28 @@ def check_wording(
             current = without
         log(f"  {rule.id}: effect vanishes when reworded; {report.outcome}")
     return current, reports
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.lower().split()) == " ".join(b.lower().split())
+
+
+def _paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleAnswer:
+    """The first usable paraphrase that differs from the rule: draw 0 greedy, then sampled
+    draws; the last answer when none does."""
+    messages = paraphrase_messages(header, rule.text, rule.label, mode=mode)
+    answer = RuleAnswer()
+    for draw in range(PARAPHRASE_DRAWS):
+        sampled = draw > 0
+        answer = ask_for_rule(
+            teacher,
+            messages,
+            mode=mode,
+            label=rule.label,
+            schema=RULE_SCHEMA,
+            temperature=PARAPHRASE_TEMPERATURE if sampled else None,
+            seed=draw_seed(0, "paraphrase:" + rule.id, draw) if sampled else None,
+        )
+        if answer.ok and not _same(answer.rule, rule.text):
+            return answer
+    return answer
