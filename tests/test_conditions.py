@@ -314,11 +314,16 @@ def test_pld_conditions_refuses_a_split_the_suite_does_not_have(
 def test_pld_conditions_with_the_real_small_student(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The shipped StereoSet suite and instructions on 6 test examples, the offsets fitted on 6
-    dev examples: the local backend returns label scores, so every condition applies."""
-    for part in ("suites/stereoset.yaml", "instructions/stereoset.yaml"):
+    """The shipped StereoSet suite with a distilled set (the 1.5B teacher's proposal; the
+    shipped set is zero-shot, whose PLD condition would repeat zero-shot's calls) on 6 test
+    examples, the offsets fitted on 6 dev examples: the local backend returns label scores, so
+    every condition applies."""
+    for part, source in (
+        ("suites/stereoset.yaml", "suites/stereoset.yaml"),
+        ("instructions/stereoset.yaml", "reproduction/stereoset/pld-1.5b.yaml"),
+    ):
         (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / part, tmp_path / part)
+        shutil.copy(ROOT / source, tmp_path / part)
     data = tmp_path / "suites" / "data" / "stereoset"
     data.mkdir(parents=True)
     shutil.copy(ROOT / "suites/data/stereoset/dev_reconstructed.json", data)
