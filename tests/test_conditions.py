@@ -299,6 +299,21 @@ def test_pld_conditions_prints_the_table_in_each_format(
         assert "fitted on dev, 12 examples, never on the evaluated split" in out
 
 
+def test_pld_conditions_writes_the_json_record_beside_the_printed_table(
+    tmp_path: Path, scored: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_project(tmp_path)
+    argv = ["conditions", "toy", "--shots", "2", "--root", str(tmp_path)]
+    assert main([*argv, "--format", "json"]) == 0
+    printed = capsys.readouterr().out
+    record = tmp_path / "out" / "conditions.json"
+    record.parent.mkdir()
+    assert main([*argv, "--format", "md", "--json", str(record)]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("### conditions for") and f"wrote {record}" in out.err
+    assert json.loads(record.read_text()) == json.loads(printed)
+
+
 def test_pld_conditions_refuses_a_split_the_suite_does_not_have(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

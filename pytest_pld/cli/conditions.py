@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..folds import DEFAULT_HOLDOUT
+from ..yamlio import atomic_write_text
 from .options import (
     add_data_root_option,
     add_format_option,
@@ -67,6 +68,9 @@ def cmd_conditions(args: argparse.Namespace) -> int:
     finally:
         evaluate.close()
     sys.stdout.write(FORMATS[args.format](table))
+    if args.json is not None:  # the record beside a readable table, without a second run
+        atomic_write_text(args.json, FORMATS["json"](table))
+        print(f"wrote {args.json}", file=sys.stderr)
     print(
         f"model calls: {evaluate.model_calls} (cache hits: {evaluate.cache_hits})", file=sys.stderr
     )
@@ -126,6 +130,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_resamples_option(p)
     add_format_option(p)
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the table as JSON to FILE (written atomically), whatever --format prints",
+    )
     p.add_argument(
         "--refresh-cache",
         action="store_true",
