@@ -170,6 +170,24 @@ def test_task_vocabulary_passes_and_a_word_of_a_few_source_examples_does_not() -
     assert spec.words("If the contract names Zorblaxia, then X.", ["b"]) == []
 
 
+def test_words_the_teacher_uses_for_several_labels_are_its_phrasing_not_example_words() -> None:
+    docs = [f"The chef cooked dinner number {i}." for i in range(40)]
+    docs[3] += " It mentions a butcher."
+    spec = Specificity(docs, {"a": docs[3]}, [])
+    rule = "If the sentence mentions a butcher, then the label is profession."
+    assert [w.word for w in spec.words(rule, ["a"])] == ["mentions", "butcher"]
+    traces = [
+        ("If it mentions a woman, then the label is gender.", "gender"),
+        ("If it mentions a chef, then the label is profession.", "profession"),
+        ("If it names a butcher, then the label is profession.", "profession"),
+    ]
+    assert spec.allow_phrasing(traces, labels=3) == 0  # 'mentions': 2 labels, too few
+    assert [w.word for w in spec.words(rule, ["a"])] == ["mentions", "butcher"]
+    assert spec.allow_phrasing(traces, labels=2) > 0
+    # 'mentions' phrases rules of two labels; 'butcher' stays a profession example's word
+    assert [w.word for w in spec.words(rule, ["a"])] == ["butcher"]
+
+
 def test_a_specific_rule_is_generalised_by_the_teacher_before_it_is_scored(tmp_path: Path) -> None:
     suite = make_project(tmp_path)
     proposal, backend = run(suite)

@@ -239,6 +239,10 @@ def distill(
     )
     if not spec.n_docs:
         notes.append("no train split to measure document frequencies: the generality test is off")
+    # words in rules for most labels are the teacher's phrasing (4 labels: 3; 3 or 2 labels: 2)
+    spec.allow_phrasing(
+        ((t.rule, t.gold) for t in usable), labels=max(2, len(suite.labels) // 2 + 1)
+    )
     cache = ResponseCache(default_cache_path(suite.root), mode=settings.cache_mode)
     make_teacher = roles["teacher"].make_backend if roles is not None else get_backend
     teacher = None if no_teacher else CountingTeacher(make_teacher(teacher_name), ledger, cache)
