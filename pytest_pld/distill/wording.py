@@ -109,7 +109,7 @@ def check_wording(
         rule = current[index]
         report = WordingCheck(rule.id, rule.text, rule.label)
         reports.append(report)
-        answer = _paraphrase(teacher, rule, mode=mode, header=header)
+        answer = paraphrase(teacher, rule, mode=mode, header=header)
         if not answer.ok or _same(answer.rule, rule.text):
             report.outcome = "unchecked"
             report.note = answer.error or (
@@ -141,7 +141,7 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
-def _paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleAnswer:
+def paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleAnswer:
     """The first usable paraphrase that differs from the rule: draw 0 greedy, then sampled
     draws; the last answer when none does."""
     messages = paraphrase_messages(header, rule.text, rule.label, mode=mode)
