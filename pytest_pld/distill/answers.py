@@ -101,6 +101,12 @@ def parse_json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def rule_key(text: str) -> str:
+    """A rule's words with case and spacing set aside: two rules with one key say the same
+    (a synthesis that repeats the medoid, a revision or paraphrase that hands the rule back)."""
+    return " ".join(text.lower().split())
+
+
 def normalise_rule(text: str, label: str | None) -> str:
     """One clean sentence that names the label it argues for (the student only reads text)."""
     rule = " ".join(text.split()).strip().strip("\"'`").strip()

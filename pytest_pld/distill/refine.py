@@ -31,7 +31,7 @@ from ..instructions import InstructionSet, Rule
 from ..render import render_user_message
 from ..runner import ExampleResult
 from ..suite import Suite, example_fields
-from .answers import Teacher, ask_for_rule
+from .answers import Teacher, ask_for_rule, rule_key
 from .cost import CostLedger
 from .guard import SPAN_WORDS, LeakageCheck
 from .prompts import RULE_SCHEMA, coverage_messages, revision_messages
@@ -115,10 +115,6 @@ class Ids(Protocol):
     def peek(self) -> str: ...
 
     def take(self) -> str: ...
-
-
-def _same_words(a: str, b: str) -> bool:
-    return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
 @dataclass
@@ -244,7 +240,7 @@ class ClosedLoop:
             cand.leak = self.leak.copied_span(cand.text)
             if self._leaks(cand, rule_id):
                 continue
-            if any(_same_words(cand.text, t.cand.text) for t in trials):
+            if any(rule_key(cand.text) == rule_key(t.cand.text) for t in trials):
                 continue  # a generalisation may equal another candidate of the cluster
             rule = Rule(id=rule_id, text=cand.text, label=cand.label)
             trials.append(self._measure(current, best, cand, rule, None))
@@ -399,7 +395,7 @@ class ClosedLoop:
                 )
                 self.log(f"  {trial.id}: {what} unusable ({answer.error})")
                 continue
-            if old is not None and _same_words(answer.rule, old.text):
+            if old is not None and rule_key(answer.rule) == rule_key(old.text):
                 self.decisions.append(Decision(cand, trial.id, False, "revision is unchanged"))
                 continue
             vetted = self.vet(cand)

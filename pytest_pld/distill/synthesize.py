@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .answers import Teacher, ask_for_rule, normalise_rule
+from .answers import Teacher, ask_for_rule, normalise_rule, rule_key
 from .cluster import Cluster
 from .prompts import RULE_SCHEMA, synthesis_messages
 from .traces import Trace
@@ -182,21 +182,17 @@ def _central_general(
             continue
         text = normalise_rule(trace.rule, label)
         if text and is_general(text, base.source_ids):
-            if _key(text) == _key(base.text):
+            if rule_key(text) == rule_key(base.text):
                 return None  # the medoid is already the most central general rule
             return replace(base, text=text, method="central", trace_ids=(trace.id,))
     return None
-
-
-def _key(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
     seen: set[str] = set()
     out = []
     for cand in candidates:
-        key = _key(cand.text)
+        key = rule_key(cand.text)
         if key and key not in seen:
             seen.add(key)
             out.append(cand)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..instructions import Rule
-from .answers import RuleAnswer, Teacher, ask_for_rule
+from .answers import RuleAnswer, Teacher, ask_for_rule, rule_key
 from .draws import draw_seed
 from .prompts import RULE_SCHEMA, paraphrase_messages
 from .student import Scorer, delta
@@ -110,7 +110,7 @@ def check_wording(
         report = WordingCheck(rule.id, rule.text, rule.label)
         reports.append(report)
         answer = paraphrase(teacher, rule, mode=mode, header=header)
-        if not answer.ok or _same(answer.rule, rule.text):
+        if not answer.ok or rule_key(answer.rule) == rule_key(rule.text):
             report.outcome = "unchecked"
             report.note = answer.error or (
                 f"the paraphrase repeats the rule in {PARAPHRASE_DRAWS} draws"
@@ -137,10 +137,6 @@ def check_wording(
     return current, reports
 
 
-def _same(a: str, b: str) -> bool:
-    return " ".join(a.lower().split()) == " ".join(b.lower().split())
-
-
 def paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleAnswer:
     """The first usable paraphrase that differs from the rule: draw 0 greedy, then sampled
     draws; the last answer when none does."""
@@ -157,6 +153,6 @@ def paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleA
             temperature=PARAPHRASE_TEMPERATURE if sampled else None,
             seed=draw_seed(0, "paraphrase:" + rule.id, draw) if sampled else None,
         )
-        if answer.ok and not _same(answer.rule, rule.text):
+        if answer.ok and rule_key(answer.rule) != rule_key(rule.text):
             return answer
     return answer
