@@ -19,7 +19,7 @@ from pytest_pld.distill.budget import fit_budget
 from pytest_pld.distill.generalise import Specificity
 from pytest_pld.distill.pipeline import DistillSettings, distill
 from pytest_pld.distill.student import Student
-from pytest_pld.distill.wording import vanishes
+from pytest_pld.distill.wording import content_words, vanishes
 from pytest_pld.folds import split_holdout
 from pytest_pld.instructions import Rule, load_instruction_set_text
 from pytest_pld.suite import Suite, load_suite
@@ -319,6 +319,43 @@ def test_a_paraphrase_that_repeats_the_rule_is_asked_again_as_sampled_draws(
     ]
     assert [p["temperature"] for p in rewording] == [None, 0.8, 0.8]
     assert rewording[1]["seed"] != rewording[2]["seed"]
+    # the re-asks name the rule's own words ('praises'), not the task's ('review') or stop words
+    asks = [
+        m[-1].content
+        for m, _ in zip(backend.generate_calls, backend.generate_params, strict=True)
+        if "reword" in m[0].content
+    ]
+    assert "Do not use the words" not in asks[0]
+    assert all("Do not use the words 'praises':" in a for a in asks[1:])
+
+
+CONTRACT_RULE = (
+    "If a contract explicitly prohibits an action described in a hypothesis: Contradiction."
+)
+
+
+@pytest.mark.parametrize(
+    "rule, header, label, expected",
+    [
+        (
+            CONTRACT_RULE,
+            "Task: Decide whether the contract entails the hypothesis.\nLabels: Entailment.",
+            "Contradiction",
+            ["explicitly", "prohibits", "action"],
+        ),
+        (
+            "If the sentence names a Country's people, then race.",
+            "Task: Which stereotype does the sentence hold?",
+            "race",
+            ["names", "country", "people"],
+        ),
+    ],
+    ids=["task-words-kept", "label-and-case"],
+)
+def test_the_words_a_paraphrase_must_avoid_are_the_rules_own(
+    rule: str, header: str, label: str, expected: list[str]
+) -> None:
+    assert content_words(rule, header, label) == expected
 
 
 def test_a_rule_whose_paraphrase_always_repeats_it_is_kept_unchecked(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from .prompts import RULE_SCHEMA, generalise_messages
 from .synthesize import Candidate
 
 STEM = 6
-_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 _JINJA = re.compile(r"\{[{%#].*?[}%#]\}", re.DOTALL)
 
 
@@ -50,7 +50,7 @@ def stem(word: str) -> str:
 
 
 def _stems(text: str) -> set[str]:
-    return {stem(w) for w in _WORD.findall(text) if len(w) >= 3}
+    return {stem(w) for w in WORD.findall(text) if len(w) >= 3}
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class Specificity:
             return []
         out: list[SpecificWord] = []
         seen: set[str] = set()
-        for word in _WORD.findall(rule):
+        for word in WORD.findall(rule):
             s = stem(word)
             if len(word) < 3 or s in seen or s in self.allowed:
                 continue

@@ -209,13 +209,19 @@ def generalise_messages(
     return _rule_request("You generalise labelling rules.", header, ask, mode)
 
 
-def paraphrase_messages(header: str, rule: str, label: str | None, *, mode: str) -> list[Message]:
+def paraphrase_messages(
+    header: str, rule: str, label: str | None, *, mode: str, avoid: Sequence[str] = ()
+) -> list[Message]:
     """The same rule in other words: a rule whose effect rests on its wording, not on what it
-    says, loses the effect when reworded (the wording check)."""
+    says, loses the effect when reworded (the wording check). `avoid`: the rule's own content
+    words, named when a small teacher has handed the rule back unchanged."""
     target = label or "the same label"
     ask = (
         f"Reword this labelling rule:\n  {rule}\n\nSay exactly the same thing - the same cue, "
         f"leading to {target} - in different words and a different sentence structure. Do not "
         "add or drop any condition. One sentence starting with 'If'."
     )
+    if avoid:
+        shown = ", ".join(f"'{w}'" for w in list(avoid)[:8])
+        ask += f" Do not use the words {shown}: use words of the same meaning instead."
     return _rule_request("You reword labelling rules.", header, ask, mode)

@@ -17,8 +17,9 @@ effect without knowing why. `action="flag"` keeps it, flagged in the proposal.
 
 Decoding greedily, a small teacher often hands the rule back unchanged (the 1.5B did for both
 StereoSet rules it was asked to reword), so an identical or unusable answer is asked again as
-sampled draws (`PARAPHRASE_DRAWS` in all, seeded by the rule id). A rule still without a usable
-paraphrase is kept and reported as unchecked.
+sampled draws (`PARAPHRASE_DRAWS` in all, seeded by the rule id) whose request names the rule's
+own content words to avoid. A rule still without a usable paraphrase is kept and reported as
+unchecked.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from ..instructions import Rule
 from .answers import RuleAnswer, Teacher, ask_for_rule, rule_key
 from .draws import draw_seed
+from .generalise import WORD, stem
 from .prompts import RULE_SCHEMA, paraphrase_messages
 from .student import Scorer, delta
 
@@ -137,16 +139,34 @@ def check_wording(
     return current, reports
 
 
+def content_words(rule: str, header: str, label: str | None) -> list[str]:
+    """The rule's own content words, in order: not stop words, not the label, and not the
+    task's vocabulary (words of the header, such as 'contract' or 'hypothesis', which a
+    paraphrase may keep)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    common = {stem(w) for w in ENGLISH_STOP_WORDS} | {stem(w) for w in WORD.findall(header)}
+    common |= {stem("label"), stem(label or "")}
+    words: dict[str, str] = {}
+    for word in WORD.findall(rule):
+        if len(word) >= 4 and stem(word) not in common:
+            words.setdefault(stem(word), word.lower().removesuffix("'s"))
+    return list(words.values())
+
+
 def paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleAnswer:
-    """The first usable paraphrase that differs from the rule: draw 0 greedy, then sampled
-    draws; the last answer when none does."""
-    messages = paraphrase_messages(header, rule.text, rule.label, mode=mode)
+    """The first usable paraphrase that differs from the rule: draw 0 greedy; then, when the
+    teacher handed the rule back, draws that name its content words to avoid (the 1.5B and
+    0.5B repeated rules under sampling alone), sampled. The last answer when none differs."""
+    plain = paraphrase_messages(header, rule.text, rule.label, mode=mode)
+    avoid = content_words(rule.text, header, rule.label)
+    avoiding = paraphrase_messages(header, rule.text, rule.label, mode=mode, avoid=avoid)
     answer = RuleAnswer()
     for draw in range(PARAPHRASE_DRAWS):
         sampled = draw > 0
         answer = ask_for_rule(
             teacher,
-            messages,
+            avoiding if sampled else plain,
             mode=mode,
             label=rule.label,
             schema=RULE_SCHEMA,
