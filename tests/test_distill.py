@@ -6,6 +6,7 @@ never evidence that a model follows rules."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -165,6 +166,23 @@ def test_a_saved_proposal_can_be_applied_later_unless_the_file_changed(
         main(["distill", "toy", "--apply", str(proposal.saved_to), "--root", str(taught.root)]) == 2
     )
     assert "changed since the proposal" in capsys.readouterr().err
+
+
+def test_a_saved_proposal_names_its_file_in_the_project_so_it_applies_in_another_checkout(
+    taught: Suite, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    proposal = distill(taught, settings(taught), log=lambda s: None)
+    assert proposal.saved_to is not None
+    record = json.loads(proposal.saved_to.read_text(encoding="utf-8"))
+    relative = taught.instructions_path.relative_to(taught.root).as_posix()
+    assert record["path"] == relative
+    original = taught.instructions_path.read_text(encoding="utf-8")
+    clone = tmp_path_factory.mktemp("another-checkout") / "project"
+    shutil.copytree(taught.root, clone)
+    saved = clone / proposal.saved_to.relative_to(taught.root)
+    assert main(["distill", "toy", "--apply", str(saved), "--root", str(clone)]) == 0
+    assert (clone / relative).read_text(encoding="utf-8") == proposal.text
+    assert taught.instructions_path.read_text(encoding="utf-8") == original  # not the first one
 
 
 def test_a_rerun_reuses_cached_answers_and_proposes_the_same_text(

@@ -231,7 +231,7 @@ def _apply(file: Path, suite: Suite, root: Path) -> int:
     """Apply a saved proposal, refusing when the file no longer holds its base text."""
     from ..distill.propose import apply_saved_proposal
 
-    new, layout_differs = apply_saved_proposal(file, suite.instructions_path)
+    new, layout_differs = apply_saved_proposal(file, suite.instructions_path, root=root)
     if layout_differs:
         print("note: the written text differs in layout from the saved proposal", file=sys.stderr)
     target = shown(suite.instructions_path, root)

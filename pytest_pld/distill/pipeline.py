@@ -398,7 +398,7 @@ def distill(
         pruned_lines=[] if done.budget is None else [p.line() for p in done.budget.pruned],
         conditions=done.conditions,
     )
-    proposal.save(suite.root / ".pld" / "proposals")
+    proposal.save(suite.root / ".pld" / "proposals", root=suite.root)
     return proposal
 
 

@@ -165,10 +165,12 @@ class Proposal:
                 out.append(f"            provenance: {json.dumps(shown, ensure_ascii=False)}")
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, root: Path | None = None) -> dict[str, Any]:
+        """`root`: the project; the instruction file is then named relative to it, so that a
+        proposal kept in the repository applies in any checkout."""
         return {
             "suite": self.suite,
-            "path": str(self.path),
+            "path": _portable(self.path, root),
             "created_at": self.created_at,
             "base_version": self.base.version,
             "new_version": self.new.version,
@@ -197,10 +199,11 @@ class Proposal:
             "proposed_text": self.text,
         }
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: Path, *, root: Path | None = None) -> Path:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         path = folder / f"{self.suite}-v{self.new.version}-{stamp}.json"
-        atomic_write_text(path, json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n")
+        record = self.to_json(root)
+        atomic_write_text(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         atomic_write_text(path.with_suffix(".yaml"), self.text)
         self.saved_to = path
         return path
@@ -234,17 +237,31 @@ def read_proposal(file: Path) -> SavedProposal:
     return SavedProposal(Path(data["path"]), data["base_text"], data["proposed_text"])
 
 
-def apply_saved_proposal(file: Path, expected: Path) -> tuple[InstructionSet, bool]:
+def apply_saved_proposal(
+    file: Path, expected: Path, *, root: Path | None = None
+) -> tuple[InstructionSet, bool]:
     """Write a saved proposal to the instruction file it is for, which must be `expected`;
-    refuses when that file no longer holds the proposal's base text. Returns the written set
-    and whether the written text differs in layout from the saved proposal (the writer
-    changed since it was computed: the caller should say so rather than hide it)."""
+    refuses when that file no longer holds the proposal's base text. A relative path in the
+    proposal is the project's (`root`). Returns the written set and whether the written text
+    differs in layout from the saved proposal (the writer changed since it was computed: the
+    caller should say so rather than hide it)."""
     saved = read_proposal(file)
-    if saved.path.resolve() != expected.resolve():
+    target = saved.path if root is None or saved.path.is_absolute() else root / saved.path
+    if target.resolve() != expected.resolve():
         raise PldError(f"this proposal is for {saved.path}, not {expected}", path=file)
-    new = load_instruction_set_text(saved.proposed_text, saved.path)
-    text = save_instruction_set(new, saved.path, expected_text=saved.base_text)
+    new = load_instruction_set_text(saved.proposed_text, target)
+    text = save_instruction_set(new, target, expected_text=saved.base_text)
     return new, text != saved.proposed_text
+
+
+def _portable(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` (POSIX separators) when inside it, else as it is."""
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 def build_proposal(
