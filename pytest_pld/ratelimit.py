@@ -6,8 +6,9 @@ request), so in any minute at most `rpm` requests plus one second's burst start.
 
 The backend streams `classify_many` from its own thread pool and takes the whole list at once,
 so the limiter hands it the list in pieces: each piece is as many requests as the bucket allows
-now, and the next piece waits for the bucket. Retries inside the backend are not counted here
-(a hook before each HTTP request inside the backend would count them too).
+now, and the next piece waits for the bucket. A backend that offers `before_each_request` (the
+`openai:` one) instead waits for the bucket before each HTTP request it sends, so its client's
+own retries of a 429 or a timeout count against the limit too.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class RateLimitedBackend:
         self.name = inner.name
         self.rpm = rpm
         self.bucket = bucket or TokenBucket(rpm)
+        hook = getattr(inner, "before_each_request", None)
+        self._inside = callable(hook)  # the backend waits before each HTTP attempt itself
+        if callable(hook):
+            hook(lambda: self.bucket.take(1))
 
     def identity(self) -> Mapping[str, Any]:
         return self.inner.identity()  # a rate limit does not change an answer
@@ -66,6 +71,9 @@ class RateLimitedBackend:
     def classify_many(
         self, system: str, users: Sequence[str], labels: Sequence[str]
     ) -> Iterator[Classification]:
+        if self._inside:
+            yield from self.inner.classify_many(system, users, labels)
+            return
         users = list(users)
         start = 0
         while start < len(users):
@@ -84,7 +92,8 @@ class RateLimitedBackend:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Generation:
-        self.bucket.take(1)
+        if not self._inside:
+            self.bucket.take(1)
         return self.inner.generate(
             messages,
             max_tokens=max_tokens,

@@ -35,6 +35,7 @@ from pytest_pld.backends.openai_backend import OpenAIBackend, public_url
 from pytest_pld.cache import ResponseCache, classify_key
 from pytest_pld.errors import PldError
 from pytest_pld.labels import INVALID
+from pytest_pld.ratelimit import RateLimitedBackend, TokenBucket
 
 if TYPE_CHECKING:
     from conftest import ServedModel
@@ -399,6 +400,30 @@ def test_429_twice_then_an_answer_succeeds_after_two_retries(
     c = make_backend().classify("s", "u", NLI)
     assert c.label == "Contradiction"
     assert len(server.requests) == 3
+
+
+def test_a_rate_limit_counts_the_clients_own_retries(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    """Two 429s and an answer are three HTTP requests: each waits for the bucket, so the
+    retries cannot exceed the limit (a limit around the call alone would count one)."""
+    server.queue.extend([status(429), status(429), Reply(body=completion("Contradiction"))])
+    waited: list[float] = []
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    limited = RateLimitedBackend(
+        make_backend(), 60, TokenBucket(60, clock=lambda: now[0], sleep=sleep)
+    )
+    assert limited.classify("s", "u", NLI).label == "Contradiction"
+    assert len(server.requests) == 3
+    assert now[0] == pytest.approx(2.0)  # one a second: the first request is free
+    server.queue.extend([status(429), Reply(body=completion("ok"))])
+    limited.generate([Message("user", "hi")], max_tokens=4)
+    assert now[0] == pytest.approx(4.0)  # the generate call and its retry
 
 
 @pytest.mark.parametrize("code", [408, 409, 429, 500, 502, 503, 504])

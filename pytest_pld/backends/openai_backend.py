@@ -37,7 +37,7 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -151,11 +151,17 @@ class OpenAIBackend:
                 "the openai: backend needs the openai package", hint="pip install openai"
             ) from exc
         self._openai = openai
+        self._request_hook: Callable[[], Any] | None = None
+        # every HTTP attempt, the SDK's retries included, passes `_before_request` (a rate
+        # limit that counted only our calls would let retries of 429s exceed it)
         self._client = openai.OpenAI(
             api_key=key,
             base_url=self._raw_base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            http_client=openai.DefaultHttpxClient(
+                timeout=self.timeout, event_hooks={"request": [self._before_request]}
+            ),
         )
 
     # -- the Backend protocol ----------------------------------------------------------------
@@ -297,6 +303,14 @@ class OpenAIBackend:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
 
     # -- requests ----------------------------------------------------------------------------
+
+    def before_each_request(self, hook: Callable[[], Any] | None) -> None:
+        """Call `hook` before every HTTP request, retries included (a rate limiter's wait)."""
+        self._request_hook = hook
+
+    def _before_request(self, request: Any) -> None:
+        if self._request_hook is not None:
+            self._request_hook()
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
