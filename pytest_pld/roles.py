@@ -96,7 +96,13 @@ OPTIONS: dict[str, OptionSpec] = {
         int, 1, None, False, ("student",), True, "requests in flight at once"
     ),
     "requests_per_minute": OptionSpec(
-        float, 0, None, True, _LLM, False, "at most this many requests a minute"
+        float,
+        0,
+        None,
+        True,
+        _LLM,
+        False,
+        "at most this many HTTP requests a minute, retries included",
     ),
     "input_usd_per_mtok": OptionSpec(
         float, 0, None, False, ("teacher",), False, "your price per million prompt tokens"
