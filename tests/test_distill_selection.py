@@ -19,7 +19,7 @@ from pytest_pld.distill.budget import fit_budget
 from pytest_pld.distill.generalise import Specificity
 from pytest_pld.distill.pipeline import DistillSettings, distill
 from pytest_pld.distill.student import Student
-from pytest_pld.distill.wording import content_words, vanishes
+from pytest_pld.distill.wording import content_words, reworded, vanishes
 from pytest_pld.folds import split_holdout
 from pytest_pld.instructions import Rule, load_instruction_set_text
 from pytest_pld.suite import Suite, load_suite
@@ -102,13 +102,17 @@ def rules_of(system: str) -> str:
     return system.split("Rules:")[1].split("Examples:")[0] if "Rules:" in system else ""
 
 
+PRAISE = ("praises", "lauds")
+
+
 def praise_student(system: str, user: str, labels: Sequence[str]) -> str:
-    """pos for a great review when a rule talks of praise; neg otherwise."""
-    return "pos" if "great" in user and "praises" in rules_of(system) else "neg"
+    """pos for a great review when a rule talks of praise, in any words; neg otherwise."""
+    rules = rules_of(system)
+    return "pos" if "great" in user and any(w in rules for w in PRAISE) else "neg"
 
 
 def teacher_answering(
-    generalised: str = GENERAL, paraphrase: str = "If a review praises what it saw, then pos."
+    generalised: str = GENERAL, paraphrase: str = "If a review lauds what it saw, then pos."
 ) -> Callable[[Sequence[Message]], str]:
     def answer(messages: Sequence[Message]) -> str:
         system = messages[0].content
@@ -297,16 +301,18 @@ def test_a_rule_that_keeps_its_effect_when_reworded_stays(tmp_path: Path) -> Non
 def test_a_paraphrase_that_repeats_the_rule_is_asked_again_as_sampled_draws(
     tmp_path: Path,
 ) -> None:
-    """Greedy decoding hands the rule back unchanged; the check asks again with sampling and
-    scores the first paraphrase that differs."""
+    """Greedy decoding hands the rule back unchanged, then with quotes and an added word (what
+    the 0.5B did); the check asks again with sampling and scores the first paraphrase that
+    drops one of the rule's own words."""
     suite = make_project(tmp_path)
-    reworded = "If a review praises what it saw, then pos."
+    reworded = "If a review lauds what it saw, then pos."
+    answers = [GENERAL, "If the given review 'praises' the show, then pos.", reworded]
     asked: list[int] = []
 
     def teacher(messages: Sequence[Message]) -> str:
         if "reword" in messages[0].content:
             asked.append(1)
-            return json.dumps({"rule": GENERAL if len(asked) < 3 else reworded})
+            return json.dumps({"rule": answers[len(asked) - 1]})
         return teacher_answering()(messages)
 
     proposal, backend = run(suite, generate=teacher)
@@ -358,11 +364,32 @@ def test_the_words_a_paraphrase_must_avoid_are_the_rules_own(
     assert content_words(rule, header, label) == expected
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "If a contract explicitly forbids an action described in a hypothesis: Contradiction.",
+            True,
+        ),
+        (
+            "If the given contract 'explicitly prohibits' an action in a hypothesis: Contradiction.",
+            False,
+        ),
+        ("If an action is explicitly prohibits by a contract, then Contradiction.", False),
+    ],
+    ids=["a-word-replaced", "quotes-and-a-word-added", "reordered"],
+)
+def test_a_paraphrase_must_drop_one_of_the_rules_own_words(text: str, expected: bool) -> None:
+    rule = Rule(id="R1", text=CONTRACT_RULE, label="Contradiction")
+    assert reworded(text, rule, "Task: Does the contract entail the hypothesis?") is expected
+
+
 def test_a_rule_whose_paraphrase_always_repeats_it_is_kept_unchecked(tmp_path: Path) -> None:
     suite = make_project(tmp_path)
     proposal, _ = run(suite, generate=teacher_answering(paraphrase=GENERAL))
     (check,) = proposal.wording
-    assert check["outcome"] == "unchecked" and "repeats the rule in 3 draws" in check["note"]
+    assert check["outcome"] == "unchecked"
+    assert "repeats the rule's words in 3 draws" in check["note"]
     assert GENERAL in [r.text for r in proposal.new.rules]
 
 

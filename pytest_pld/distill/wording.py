@@ -112,20 +112,20 @@ def check_wording(
         report = WordingCheck(rule.id, rule.text, rule.label)
         reports.append(report)
         answer = paraphrase(teacher, rule, mode=mode, header=header)
-        if not answer.ok or rule_key(answer.rule) == rule_key(rule.text):
+        if not answer.ok or not reworded(answer.rule, rule, header):
             report.outcome = "unchecked"
             report.note = answer.error or (
-                f"the paraphrase repeats the rule in {PARAPHRASE_DRAWS} draws"
+                f"the paraphrase repeats the rule's words in {PARAPHRASE_DRAWS} draws"
             )
             log(f"  {rule.id}: wording not checked ({report.note})")
             continue
         report.paraphrase = answer.rule
         without = [r for r in current if r.id != rule.id]
-        reworded = list(current)
-        reworded[index] = replace(rule, text=answer.rule)
+        with_paraphrase = list(current)
+        with_paraphrase[index] = replace(rule, text=answer.rule)
         with_score, without_score = score(current), score(without)
         report.effect = delta(with_score, without_score, confidence)
-        report.reworded = delta(score(reworded), without_score, confidence)
+        report.reworded = delta(score(with_paraphrase), without_score, confidence)
         report.vanished = vanishes(report.effect, report.reworded)
         if not report.vanished:
             if report.effect[0] <= 0:
@@ -154,8 +154,19 @@ def content_words(rule: str, header: str, label: str | None) -> list[str]:
     return list(words.values())
 
 
+def reworded(text: str, rule: Rule, header: str) -> bool:
+    """Whether `text` says the rule in other words: it drops at least one of the rule's own
+    content words. Quotes, word order or an added 'given' are not a rewording (the 0.5B's
+    answers were such); a rule with no content words of its own needs only different words."""
+    own = content_words(rule.text, header, rule.label)
+    if not own:
+        return rule_key(text) != rule_key(rule.text)
+    kept = {stem(w) for w in content_words(text, header, rule.label)}
+    return any(stem(w) not in kept for w in own)
+
+
 def paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleAnswer:
-    """The first usable paraphrase that differs from the rule: draw 0 greedy; then, when the
+    """The first usable paraphrase that is `reworded`: draw 0 greedy; then, when the
     teacher handed the rule back, draws that name its content words to avoid (the 1.5B and
     0.5B repeated rules under sampling alone), sampled. The last answer when none differs."""
     plain = paraphrase_messages(header, rule.text, rule.label, mode=mode)
@@ -173,6 +184,6 @@ def paraphrase(teacher: Teacher, rule: Rule, *, mode: str, header: str) -> RuleA
             temperature=PARAPHRASE_TEMPERATURE if sampled else None,
             seed=draw_seed(0, "paraphrase:" + rule.id, draw) if sampled else None,
         )
-        if answer.ok and rule_key(answer.rule) != rule_key(rule.text):
+        if answer.ok and reworded(answer.rule, rule, header):
             return answer
     return answer
