@@ -135,3 +135,35 @@ def test_teach_and_distill_with_the_real_small_local_model(
         assert written.version == iset.version + 1
         assert all(r.provenance for r in written.rules if r.id not in {x.id for x in iset.rules})
     assert main(["validate", "--root", str(tmp_path)]) == 0
+
+
+@pytest.mark.integration
+def test_the_real_model_rewords_a_rule_once_its_own_words_are_named() -> None:
+    """The wording check's paraphrase with qwen2.5-coder-0.5b (float32, prefill): asked plainly
+    and greedily, small models hand a rule back; the re-asks that name the rule's own words
+    ('contains', 'phrase') and sample got this rule said without one of them. Three
+    generations at most."""
+    from pytest_pld.backends.local.backend import LocalBackend
+    from pytest_pld.distill.teach import header_for
+    from pytest_pld.distill.wording import content_words, paraphrase, reworded
+
+    shipped = load_suite(ROOT / "suites" / "stereoset.yaml", ROOT)
+    header = header_for(load_instruction_set(shipped.instructions_path), shipped)
+    rule = Rule(  # R007 of the 1.5B teacher's StereoSet proposal
+        id="R007",
+        text="If the sentence contains the phrase 'to be an <occupation>', then the label is "
+        "profession.",
+        label="profession",
+    )
+    assert content_words(rule.text, header, rule.label) == ["contains", "phrase"]
+    try:
+        backend = LocalBackend("qwen2.5-coder-0.5b-instruct", dtype="float32")
+    except PldError as exc:
+        pytest.skip(f"the packaged model is not available here: {exc}")
+    try:
+        answer = paraphrase(backend, rule, mode="prefill", header=header)  # type: ignore[arg-type]
+    finally:
+        backend.close()
+    assert answer.ok, answer.error
+    assert reworded(answer.rule, rule, header), answer.rule
+    assert "profession" in answer.rule and answer.rule != rule.text
