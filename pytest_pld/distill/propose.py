@@ -29,6 +29,7 @@ from ..instructions import (
     save_instruction_set,
 )
 from ..plain import to_plain
+from ..project import shown
 from ..review.diff import SetDiff, diff_sets
 from ..textio import read_json_object
 from ..yamlio import atomic_write_text
@@ -170,7 +171,7 @@ class Proposal:
         proposal kept in the repository applies in any checkout."""
         return {
             "suite": self.suite,
-            "path": _portable(self.path, root),
+            "path": str(self.path) if root is None else shown(self.path, root),
             "created_at": self.created_at,
             "base_version": self.base.version,
             "new_version": self.new.version,
@@ -252,16 +253,6 @@ def apply_saved_proposal(
     new = load_instruction_set_text(saved.proposed_text, target)
     text = save_instruction_set(new, target, expected_text=saved.base_text)
     return new, text != saved.proposed_text
-
-
-def _portable(path: Path, root: Path | None) -> str:
-    """`path` relative to `root` (POSIX separators) when inside it, else as it is."""
-    if root is not None:
-        try:
-            return path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            pass
-    return str(path)
 
 
 def build_proposal(
