@@ -53,6 +53,16 @@ def _stems(text: str) -> set[str]:
     return {stem(w) for w in WORD.findall(text) if len(w) >= 3}
 
 
+def common_stems(vocabulary: Iterable[str]) -> set[str]:
+    """Stems any rule may use: English stop words and the task's own words (`vocabulary`:
+    preamble, labels, templates with their Jinja tags set aside)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return {stem(w) for w in ENGLISH_STOP_WORDS} | {
+        s for text in vocabulary for s in _stems(_JINJA.sub(" ", text))
+    }
+
+
 @dataclass(frozen=True)
 class SpecificWord:
     word: str  # as the rule writes it
@@ -87,8 +97,6 @@ class Specificity:
         max_df: float = DEFAULT_MAX_DF,
         lift: float = DEFAULT_LIFT,
     ) -> None:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
         self.max_df, self.lift = max_df, lift
         self.df: Counter[str] = Counter()
         self.n_docs = 0
@@ -96,9 +104,7 @@ class Specificity:
             self.df.update(_stems(text))
             self.n_docs += 1
         self._examples = {i: _stems(text) for i, text in examples.items()}
-        self.allowed = {stem(w) for w in ENGLISH_STOP_WORDS} | {
-            s for text in vocabulary for s in _stems(_JINJA.sub(" ", text))
-        }
+        self.allowed = common_stems(vocabulary)
 
     @classmethod
     def for_suite(

@@ -31,7 +31,7 @@ from typing import Any
 from ..instructions import Rule
 from .answers import RuleAnswer, Teacher, ask_for_rule, rule_key
 from .draws import draw_seed
-from .generalise import WORD, stem
+from .generalise import WORD, common_stems, stem
 from .prompts import RULE_SCHEMA, paraphrase_messages
 from .student import Scorer, delta
 
@@ -143,10 +143,7 @@ def content_words(rule: str, header: str, label: str | None) -> list[str]:
     """The rule's own content words, in order: not stop words, not the label, and not the
     task's vocabulary (words of the header, such as 'contract' or 'hypothesis', which a
     paraphrase may keep)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    common = {stem(w) for w in ENGLISH_STOP_WORDS} | {stem(w) for w in WORD.findall(header)}
-    common |= {stem("label"), stem(label or "")}
+    common = common_stems([header, "label", label or ""])
     words: dict[str, str] = {}
     for word in WORD.findall(rule):
         if len(word) >= 4 and stem(word) not in common:
