@@ -48,11 +48,11 @@ def task_header(
     return "\n".join(lines)
 
 
-def _avoid(words: Sequence[str]) -> str:
+def _avoid(words: Sequence[str], instead: str = "say what kind of thing they are instead") -> str:
     if not words:
         return ""
     shown = ", ".join(f"'{w}'" for w in list(words)[:8])
-    return f" Do not use the words {shown}: say what kind of thing they are instead."
+    return f" Do not use the words {shown}: {instead}."
 
 
 def teach_messages(
@@ -221,7 +221,5 @@ def paraphrase_messages(
         f"leading to {target} - in different words and a different sentence structure. Do not "
         "add or drop any condition. One sentence starting with 'If'."
     )
-    if avoid:
-        shown = ", ".join(f"'{w}'" for w in list(avoid)[:8])
-        ask += f" Do not use the words {shown}: use words of the same meaning instead."
+    ask += _avoid(avoid, "use words of the same meaning instead")
     return _rule_request("You reword labelling rules.", header, ask, mode)
