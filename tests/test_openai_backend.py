@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from test_roles import FakeClock
 
 from pytest_pld.backends import get_backend
 from pytest_pld.backends.base import Backend, Classification, Message
@@ -408,22 +409,16 @@ def test_a_rate_limit_counts_the_clients_own_retries(
     """Two 429s and an answer are three HTTP requests: each waits for the bucket, so the
     retries cannot exceed the limit (a limit around the call alone would count one)."""
     server.queue.extend([status(429), status(429), Reply(body=completion("Contradiction"))])
-    waited: list[float] = []
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        waited.append(seconds)
-        now[0] += seconds
-
+    clock = FakeClock()
     limited = RateLimitedBackend(
-        make_backend(), 60, TokenBucket(60, clock=lambda: now[0], sleep=sleep)
+        make_backend(), 60, TokenBucket(60, clock=clock, sleep=clock.sleep)
     )
     assert limited.classify("s", "u", NLI).label == "Contradiction"
     assert len(server.requests) == 3
-    assert now[0] == pytest.approx(2.0)  # one a second: the first request is free
+    assert clock.now == pytest.approx(2.0)  # one a second: the first request is free
     server.queue.extend([status(429), Reply(body=completion("ok"))])
     limited.generate([Message("user", "hi")], max_tokens=4)
-    assert now[0] == pytest.approx(4.0)  # the generate call and its retry
+    assert clock.now == pytest.approx(4.0)  # the generate call and its retry
 
 
 @pytest.mark.parametrize("code", [408, 409, 429, 500, 502, 503, 504])
