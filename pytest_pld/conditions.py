@@ -287,6 +287,15 @@ def folds_for(
     return evaluated, Fold("dev", "dev", dev, key)
 
 
+def _contents(iset: InstructionSet) -> str:
+    """What a condition's prompt holds, for its progress line: "1 rule", "0 rules, 2 examples"."""
+    rules = len(iset.rules)
+    text = f"{rules} rule{'' if rules == 1 else 's'}"
+    if iset.examples:
+        text += f", {len(iset.examples)} example{'' if len(iset.examples) == 1 else 's'}"
+    return text
+
+
 class SuiteEvaluator:
     """`Evaluate` through the runner and the response cache, one backend for every condition."""
 
@@ -325,6 +334,7 @@ class SuiteEvaluator:
             cache_path=self.cache_path,
             progress=self.progress,
             write_record=False,
+            progress_desc=f"{self.suite.name}/{fold.name}, {_contents(iset)}",
         )
         self.model_calls += record.cache_misses
         self.cache_hits += record.cache_hits

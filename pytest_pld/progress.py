@@ -3,6 +3,10 @@
 On a terminal: a tqdm bar. Where stderr is a file or a CI log, a bar would be one long line of
 carriage returns, so instead a plain line is written at most every `LOG_EVERY_S` seconds: a
 ten-minute run piped to a log is never silent, and the log stays readable.
+
+Answers found in the response cache arrive in a burst at the start and cost no time, so they
+are counted apart (`progress(n, cached=True)`): the time left is estimated from the answers
+that were worked for, not from a rate the cache inflated.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ def _is_terminal(stream: TextIO) -> bool:
 
 
 class Progress:
-    """`Progress(total, desc)(n)` advances by n. enabled: None chooses by the stream (bar on a
-    terminal, timed lines otherwise), True always draws the bar, False is silent."""
+    """`Progress(total, desc)(n)` advances by n (`cached=True`: n answers that cost no work).
+    enabled: None chooses by the stream (bar on a terminal, timed lines otherwise), True always
+    draws the bar, False is silent."""
 
     def __init__(
         self,
@@ -37,7 +42,7 @@ class Progress:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
-        self.done = 0
+        self.done = self.cached = 0
         self.started = self.last_line = clock()
         terminal = _is_terminal(self.stream)
         self.bar: Any = None
@@ -51,8 +56,10 @@ class Progress:
         else:
             self.lines = True
 
-    def __call__(self, n: int = 1) -> None:
+    def __call__(self, n: int = 1, *, cached: bool = False) -> None:
         self.done += n
+        if cached:
+            self.cached += n
         if self.bar is not None:
             self.bar.update(n)
         elif self.lines:
@@ -67,8 +74,11 @@ class Progress:
             f"{self.desc}: {self.done}/{self.total} {self.unit} "
             f"({100 * self.done / self.total:.0f}%), {elapsed:.0f} s"
         )
-        if self.done:
-            line += f", about {elapsed / self.done * (self.total - self.done):.0f} s left"
+        if self.cached:
+            line += f", {self.cached} cached"
+        worked = self.done - self.cached
+        if worked:
+            line += f", about {elapsed / worked * (self.total - self.done):.0f} s left"
         print(line, file=self.stream, flush=True)
 
     def close(self) -> None:

@@ -275,7 +275,7 @@ def classify_cached(
     users: Sequence[str],
     labels: Sequence[str],
     *,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[ExampleResult], int]:
     """Classify through the cache; returns results in example order and the number of hits."""
     identity = backend.identity()
@@ -290,7 +290,7 @@ def classify_cached(
             results[i] = _result(examples[i], answer, cached=True)
     hits = sum(r is not None for r in results)
     if progress and hits:
-        progress(hits)
+        progress(hits, cached=True)
     todo = [i for i, r in enumerate(results) if r is None]
     if todo:
         model = backend.get()
@@ -347,11 +347,12 @@ def run_suite(
     write_record: bool = True,
     shard: Shard | None = None,
     examples: Sequence[Example] | None = None,
+    progress_desc: str | None = None,
 ) -> RunRecord:
     """Evaluate one split of a suite and (by default) write its run record. With `shard`,
     only that part of the (limited) sample, into a partial record without metrics.
     `examples`: these examples of `split` instead of loading it (a fold of it, chosen by the
-    caller)."""
+    caller). `progress_desc` names the work on the progress line (default: suite/split)."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
@@ -374,7 +375,7 @@ def run_suite(
     lazy = backend or LazyBackend(model_name)
     cache = ResponseCache(cache_path or default_cache_path(suite.root), mode=cache_mode)
     total = len(prepared.examples) * (2 if measure_without_rules else 1)
-    bar = Progress(total, f"{suite.name}/{prepared.split}", progress)
+    bar = Progress(total, progress_desc or f"{suite.name}/{prepared.split}", progress)
     try:
         results, hits = classify_cached(
             lazy,

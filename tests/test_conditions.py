@@ -253,6 +253,21 @@ def test_the_table_compares_pld_with_each_control_on_the_same_examples(
     assert evaluate.model_calls == 4 * 12
 
 
+def test_each_conditions_progress_bar_says_what_its_prompt_holds(
+    tmp_path: Path, scored: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a long run the bars follow each other: each names its fold and prompt, so a user
+    can tell the zero-shot pass from the k-shot, dev-fit and PLD passes."""
+    suite = make_project(tmp_path)
+    evaluated, fit = conditions_folds(suite, "test")
+    evaluate = SuiteEvaluator(suite, progress=True)
+    compare_conditions(suite, suite.load_instructions(), evaluate, evaluated, fit, shots=2)
+    drawn = capsys.readouterr().err
+    for desc in ("toy/test, 0 rules:", "toy/test, 0 rules, 2 examples:", "toy/dev, 0 rules:"):
+        assert desc in drawn
+    assert f"toy/test, {len(suite.load_instructions().rules)} rule" in drawn
+
+
 def test_the_offsets_are_fitted_on_the_selection_fold_when_dev_is_evaluated(
     tmp_path: Path, scored: ScriptedBackend
 ) -> None:

@@ -58,3 +58,24 @@ def test_a_terminal_gets_a_tqdm_bar() -> None:
     progress.close()
     drawn = term.getvalue()
     assert "teach toy:" in drawn and "/3 [" in drawn and "\r" in drawn  # a redrawn bar
+
+
+def test_cached_answers_count_as_done_but_not_towards_the_time_left() -> None:
+    log, clock = io.StringIO(), Clock()
+    progress = Progress(100, "contractnli/test, 0 rules", stream=log, clock=clock)
+    progress(50, cached=True)  # a burst from the response cache, no time spent
+    clock.now = LOG_EVERY_S
+    progress(10)  # 10 answers worked for in LOG_EVERY_S: 40 more take 4 intervals
+    assert log.getvalue() == (
+        f"contractnli/test, 0 rules: 60/100 ex (60%), {LOG_EVERY_S:.0f} s, 50 cached, "
+        f"about {LOG_EVERY_S * 4:.0f} s left\n"
+    )
+
+
+def test_no_time_left_is_guessed_from_cached_answers_alone() -> None:
+    log, clock = io.StringIO(), Clock()
+    progress = Progress(100, "x", stream=log, clock=clock)
+    progress(40, cached=True)
+    clock.now = LOG_EVERY_S
+    progress(0)
+    assert log.getvalue() == f"x: 40/100 ex (40%), {LOG_EVERY_S:.0f} s, 40 cached\n"
