@@ -24,6 +24,7 @@ from . import metrics
 from .errors import PldError
 from .folds import DEFAULT_HOLDOUT, Fold, sample, split_holdout
 from .prior_shift import PriorShift, fit_on, has_scores, shifted_labels
+from .validate import counted
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -289,10 +290,9 @@ def folds_for(
 
 def _contents(iset: InstructionSet) -> str:
     """What a condition's prompt holds, for its progress line: "1 rule", "0 rules, 2 examples"."""
-    rules = len(iset.rules)
-    text = f"{rules} rule{'' if rules == 1 else 's'}"
+    text = counted(len(iset.rules), "rule")
     if iset.examples:
-        text += f", {len(iset.examples)} example{'' if len(iset.examples) == 1 else 's'}"
+        text += f", {counted(len(iset.examples), 'example')}"
     return text
 
 

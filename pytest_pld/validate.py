@@ -52,14 +52,16 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
         raise PldError("file not found", path=path)
     if kind_of(path) == "instructions":
         iset = load_instruction_set(path, root=root)
-        return f"instructions v{iset.version} ({_count(len(iset.rules), 'rule')})"
+        return f"instructions v{iset.version} ({counted(len(iset.rules), 'rule')})"
     suite = load_suite(path, root, data_root=data_root)
     render_system_prompt(suite.load_instructions(), suite.labels, root)
     for example in suite.load_examples(suite.gate_split, limit=1):
         render_user_message(suite.user_template, example_fields(example), where=str(path))
-    return f"suite ({_count(len(suite.gates), 'gate')}{', regression' if suite.regression else ''})"
+    return (
+        f"suite ({counted(len(suite.gates), 'gate')}{', regression' if suite.regression else ''})"
+    )
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
     """'1 gate', '4 gates', '0 rules'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
