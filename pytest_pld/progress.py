@@ -61,12 +61,27 @@ class Progress:
         if cached:
             self.cached += n
         if self.bar is not None:
-            self.bar.update(n)
+            if cached:
+                self._skip_on_bar(n)
+            else:
+                self.bar.update(n)
         elif self.lines:
             now = self.clock()
             if now - self.last_line >= LOG_EVERY_S and self.done < self.total:
                 self.last_line = now
                 self._write_line(now)
+
+    def _skip_on_bar(self, n: int) -> None:
+        # tqdm's rate is an average of the counts between two redraws; a cached burst passed
+        # through update() would land in it (and in its dynamic miniters, which then freezes the
+        # bar). Moving the bar's start point instead is what tqdm's own `initial` does for a
+        # resumed loop: the burst shows as done and the rate sees only the answers worked for.
+        bar = self.bar
+        bar.n += n
+        bar.last_print_n += n
+        bar.initial += n
+        bar.set_postfix_str(f"{self.cached} cached", refresh=False)
+        bar.refresh()
 
     def _write_line(self, now: float) -> None:
         elapsed = now - self.started

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
 
 from pytest_pld.progress import LOG_EVERY_S, Progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
 class Clock:
@@ -48,10 +54,6 @@ def test_no_line_once_everything_is_done_and_none_when_disabled() -> None:
 
 
 def test_a_terminal_gets_a_tqdm_bar() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
     term = Terminal()
     progress = Progress(3, "teach toy", stream=term)
     progress(3)
@@ -79,3 +81,18 @@ def test_no_time_left_is_guessed_from_cached_answers_alone() -> None:
     clock.now = LOG_EVERY_S
     progress(0)
     assert log.getvalue() == f"x: 40/100 ex (40%), {LOG_EVERY_S:.0f} s, 40 cached\n"
+
+
+def test_a_cached_burst_does_not_enter_the_bars_rate() -> None:
+    term = Terminal()
+    progress = Progress(100, "contractnli/test, 0 rules", stream=term)
+    progress(50, cached=True)
+    assert progress.bar.format_dict["rate"] is None  # nothing worked for yet: no rate
+    time.sleep(0.15)  # tqdm reads its own clock; one answer worked for in >= 0.15 s
+    progress(1)
+    rate = progress.bar.format_dict["rate"]
+    progress.close()
+    # above 1/0.15 per second, the 50 cached answers were counted as work done in that time
+    assert rate is not None and rate <= 1 / 0.15
+    drawn = term.getvalue()
+    assert "51/100" in drawn and "50 cached" in drawn
