@@ -242,7 +242,7 @@ def _apply(file: Path, suite: Suite, root: Path) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "teach",
-        help="phase 1: one teacher call per training example -> traces (JSON lines)",
+        help="phase 1: one rule per training example (K with --samples K) -> traces (JSON lines)",
         description="Ask a teacher model, for each example of a split (given the input and the "
         "gold label), for one general rule - or, with --samples K, for K rules: draw 0 is the "
         "greedy answer, draws 1..K-1 are sampled at --temperature with seeds derived from "
