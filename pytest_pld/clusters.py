@@ -17,7 +17,7 @@ from .errors import PldError, did_you_mean
 
 if TYPE_CHECKING:
     from .datasets import Example, Loader
-    from .runner import ExampleResult, RunRecord
+    from .record import ExampleResult, RunRecord
     from .suite import Suite
 
 #: What every example has besides its loader's fields.

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .gates import differences
+from .record import RunRecord
 from .review.format import suite_markdown, suite_text
 from .review.report import SuiteReport
-from .runner import RunRecord
 
 #: `pld compare`'s exit codes (its --help quotes them)
 COMPARED, NOT_COMPARABLE = 0, 1

@@ -29,7 +29,7 @@ from .validate import counted
 if TYPE_CHECKING:
     from .backends.base import Backend
     from .instructions import InstructionSet
-    from .runner import ExampleResult, RunRecord
+    from .record import ExampleResult, RunRecord
     from .suite import Suite
 
 #: evaluates an instruction set on a fold; results in the fold's order

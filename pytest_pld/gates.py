@@ -16,8 +16,8 @@ from . import metrics
 from .clusters import describe, paired_clusters, record_clusters
 from .errors import PldError
 from .labels import INVALID
+from .record import ExampleResult, RunRecord, load_record, save_record
 from .report import fmt
-from .runner import ExampleResult, RunRecord, load_record, save_record
 from .suite import Bound, RegressionGate
 from .verdicts import (
     DEFAULT_POWER,

@@ -13,7 +13,7 @@ from .report import fmt
 
 if TYPE_CHECKING:
     from .ablate import Ablation
-    from .runner import RunRecord
+    from .record import RunRecord
 
 MAX_FLIPS = 200  # flipped examples listed per direction; the rest are counted
 

@@ -26,7 +26,7 @@ from .stats import WILSON_BELOW
 if TYPE_CHECKING:
     from .ablate import Ablation
     from .metrics import ClusterIds
-    from .runner import ExampleResult, RunRecord
+    from .record import ExampleResult, RunRecord
     from .stats import Interval
 
 SHARES = ("accuracy", "macro_f1", "invalid_rate")  # metrics in [0, 1], drawn on one axis

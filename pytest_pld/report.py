@@ -359,7 +359,7 @@ def _record_tables(record_path: str) -> list[str]:
     """Per-class scores and the confusion matrix, read from the run record."""
     from . import metrics
     from .errors import PldError
-    from .runner import load_record
+    from .record import load_record
 
     try:
         record = load_record(Path(record_path))

@@ -17,7 +17,7 @@ from .labels import INVALID
 from .report import fmt
 
 if TYPE_CHECKING:
-    from .runner import RunRecord
+    from .record import RunRecord
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ class State:
     def _evaluate_once(self, suite: Suite) -> Any:
         if self.worker_uid is None:
             return self._evaluate(suite)
-        from .runner import load_record
+        from .record import load_record
         from .yamlio import atomic_write_text
 
         folder = self.options.results_dir / ".locks"

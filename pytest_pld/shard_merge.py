@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PldError
+from .record import RunRecord, compute_metrics, load_record, sha256_text
 from .render import render_system_prompt
-from .runner import RunRecord, compute_metrics, load_record, sha256_text
 from .shards import describe, ids_digest
 
 if TYPE_CHECKING:

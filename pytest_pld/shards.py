@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .runner import PreparedSuite, RunRecord
+    from .record import RunRecord
+    from .runner import PreparedSuite
 
 
 @dataclass(frozen=True)

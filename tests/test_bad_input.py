@@ -22,8 +22,8 @@ from pytest_pld.distill.propose import read_proposal
 from pytest_pld.distill.traces import drop_truncated_tail, read_traces
 from pytest_pld.errors import PldError, PldErrors
 from pytest_pld.instructions import load_instruction_set, save_instruction_set
+from pytest_pld.record import ExampleResult, RunRecord, load_record, save_record
 from pytest_pld.render import render_system_prompt
-from pytest_pld.runner import ExampleResult, RunRecord, load_record, save_record
 from pytest_pld.snapshot import read_snapshot
 from pytest_pld.suite import load_suite
 

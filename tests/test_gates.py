@@ -20,7 +20,7 @@ from pytest_pld.gates import (
     write_baseline,
 )
 from pytest_pld.labels import INVALID
-from pytest_pld.runner import ExampleResult, RunRecord, load_record
+from pytest_pld.record import ExampleResult, RunRecord, load_record
 from pytest_pld.suite import Bound, RegressionGate, load_suite, parse_bound
 
 LABELS = ["pos", "neg", "mixed"]

@@ -24,8 +24,8 @@ from pytest_pld.cli import main
 from pytest_pld.errors import PldError
 from pytest_pld.html_report import build_html, write_html
 from pytest_pld.labels import INVALID
+from pytest_pld.record import ExampleResult, RunRecord, save_record
 from pytest_pld.report import Row, markdown
-from pytest_pld.runner import ExampleResult, RunRecord, save_record
 
 LABELS = ["pos", "neg", "mixed"]
 HOSTILE = '</svg><script>alert("x")</script><img src=x onerror=alert(1)>'

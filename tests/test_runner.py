@@ -20,7 +20,8 @@ from pytest_pld.backends.base import Classification
 from pytest_pld.cache import decode_value, encode_value
 from pytest_pld.errors import PldError
 from pytest_pld.labels import top_label
-from pytest_pld.runner import LazyBackend, load_record, run_suite
+from pytest_pld.record import load_record
+from pytest_pld.runner import LazyBackend, run_suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
 

@@ -19,7 +19,7 @@ from test_plugin import N, calls, edit, make_project
 
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
-from pytest_pld.runner import load_record
+from pytest_pld.record import load_record
 from pytest_pld.shard_merge import merge_records
 from pytest_pld.shards import Shard, bucket, parse_shard
 from pytest_pld.testing import ScriptedBackend, scripted

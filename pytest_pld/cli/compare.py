@@ -11,7 +11,7 @@ from .options import add_resamples_option
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import compare_records, render
-    from ..runner import load_record
+    from ..record import load_record
 
     a, b = load_record(args.record_a), load_record(args.record_b)
     comparison = compare_records(a, b, resamples=args.resamples)

@@ -10,7 +10,8 @@ from .options import add_root_option, project_root
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from ..runner import default_results_dir, load_record, save_record
+    from ..record import load_record, save_record
+    from ..runner import default_results_dir
     from ..shard_merge import merge_records
 
     parts = [load_record(path) for path in args.records]

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 from ..folds import Fold
 from ..instructions import InstructionSet, Rule
+from ..record import ExampleResult
 from ..render import render_user_message
-from ..runner import ExampleResult
 from ..suite import Suite, example_fields
 from .answers import Teacher, ask_for_rule, rule_key
 from .cost import CostLedger

@@ -13,7 +13,7 @@ from ..conditions import SuiteEvaluator
 from ..folds import Fold
 from ..instructions import InstructionSet, Rule
 from ..metrics import Predictions
-from ..runner import ExampleResult
+from ..record import ExampleResult
 from ..suite import Suite
 from .cost import CostLedger
 

@@ -42,7 +42,7 @@ from .report import (
 
 if TYPE_CHECKING:  # `pld --help` imports the review command: keep that cheap
     from ..instructions import InstructionSet
-    from ..runner import RunRecord
+    from ..record import RunRecord
     from ..suite import Suite
 
 INSTRUCTION_SUFFIXES = (".yaml", ".yml")
@@ -136,7 +136,8 @@ def find_record(
 ) -> RunRecord | None:
     """The newest run record in .pld/runs for exactly this prompt, split, sample and model,
     whose examples are still the suite's (a data change makes old records stale)."""
-    from ..runner import default_results_dir, load_record
+    from ..record import load_record
+    from ..runner import default_results_dir
 
     folder = default_results_dir(suite.root)
     if not folder.is_dir():
@@ -346,8 +347,8 @@ class Reviewer:
             )
 
     def review_suite(self, suite: Suite, path: str, base: Side, head: Side) -> SuiteReport:
+        from ..record import sha256_text
         from ..render import render_system_prompt
-        from ..runner import sha256_text
 
         opts = self.options
         split, model = opts.split or suite.gate_split, opts.model or suite.student
