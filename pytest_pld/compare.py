@@ -2,21 +2,18 @@
 
 Records of the same suite, split, sample, model, labels and data are compared example by
 example, exactly as `pld review` compares its two sides (`review.reviewer.paired_deltas`), and
-printed in the review's format. Records that differ in any of those are not compared: the
-result lists every difference instead, because a delta between different models or data
-would be read as the effect of an instruction change.
+printed in the review's format (`report.comparison`). Records that differ in any of those are
+not compared: the result lists every difference instead, because a delta between different
+models or data would be read as the effect of an instruction change.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from .gates import differences
 from .record import RunRecord
-from .review.format import suite_markdown, suite_text
-from .review.report import SuiteReport
+from .review.results import SuiteReport
 
 #: `pld compare`'s exit codes (its --help quotes them)
 COMPARED, NOT_COMPARABLE = 0, 1
@@ -104,69 +101,10 @@ def compare_records(a: RunRecord, b: RunRecord, *, resamples: int = 1000) -> Com
     return comparison
 
 
-# --- formats ------------------------------------------------------------------------------------
-
-NOT_COMPARABLE_TEXT = "not comparable: these records cannot be paired example by example"
-
-
-def render(comparison: Comparison, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(to_json(comparison), indent=1, ensure_ascii=False) + "\n"
-    if fmt == "md":
-        return markdown(comparison)
-    return text(comparison)
-
-
-def to_json(comparison: Comparison) -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "comparable": comparison.comparable,
-        "a": asdict(comparison.a),
-        "b": asdict(comparison.b),
-        "problems": list(comparison.problems),
-        "comparison": asdict(comparison.report) if comparison.report else None,
-    }
-
-
-def text(comparison: Comparison) -> str:
-    out = [
-        "pld compare (deltas are B - A; base = A, head = B)",
-        f"  A {comparison.a.line()}",
-        f"  B {comparison.b.line()}",
-    ]
-    if not comparison.comparable:
-        out.append(NOT_COMPARABLE_TEXT + ":")
-        out += [f"  {problem}" for problem in comparison.problems]
-    if comparison.report is not None:
-        out += suite_text(comparison.report)
-    return "\n".join(out) + "\n"
-
-
-def markdown(comparison: Comparison) -> str:
-    from .report import md_cell
-
-    out = [
-        "### pld compare",
-        "",
-        "Deltas are B - A (base = A, head = B).",
-        "",
-        f"- **A** {md_cell(comparison.a.line())}",
-        f"- **B** {md_cell(comparison.b.line())}",
-        "",
-    ]
-    if not comparison.comparable:
-        out += [f"**{NOT_COMPARABLE_TEXT[0].upper()}{NOT_COMPARABLE_TEXT[1:]}:**", ""]
-        out += [f"- {md_cell(problem)}" for problem in comparison.problems]
-    if comparison.report is not None:
-        out += suite_markdown(comparison.report)
-    return "\n".join(out).rstrip() + "\n"
-
-
 __all__ = [
     "COMPARED",
     "NOT_COMPARABLE",
     "Comparison",
     "RecordSummary",
     "compare_records",
-    "render",
 ]

@@ -16,8 +16,8 @@ from . import metrics
 from .clusters import describe, paired_clusters, record_clusters
 from .errors import PldError
 from .labels import INVALID
+from .numfmt import fmt
 from .record import ExampleResult, RunRecord, load_record, save_record
-from .report import fmt
 from .suite import Bound, RegressionGate
 from .verdicts import (
     DEFAULT_POWER,

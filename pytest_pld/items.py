@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from . import report
+from . import project
 from .errors import PldError, did_you_mean
+from .report import gate_summary
 from .session import Options, State, get_state
 from .suite import Bound, RegressionGate, Suite
 
@@ -132,7 +133,7 @@ class SuiteItem(pytest.Item):
             record = self.state.record_for(self.suite)
         except PldError as exc:
             self.user_properties.extend(
-                report.error_properties(self.suite.name, self.name, str(exc))
+                gate_summary.error_properties(self.suite.name, self.name, str(exc))
             )
             raise GateFailed(
                 f"{self.suite.name}: the suite could not be evaluated\n{exc}"
@@ -140,14 +141,16 @@ class SuiteItem(pytest.Item):
         except Exception as exc:
             # not a user error: keep the traceback, it is what a bug report needs
             self.user_properties.extend(
-                report.error_properties(self.suite.name, self.name, f"{type(exc).__name__}: {exc}")
+                gate_summary.error_properties(
+                    self.suite.name, self.name, f"{type(exc).__name__}: {exc}"
+                )
             )
             raise
         if record.shard is not None:
             from .shards import describe
 
             pytest.skip(
-                f"{describe(record)}; partial run record {report.shown(record.path, self.state.options.root)}"
+                f"{describe(record)}; partial run record {project.shown(record.path, self.state.options.root)}"
                 " - gates run on the whole: pld merge the N records, then pytest "
                 f"--pld-suite={self.suite.name} --pld-record=MERGED.json"
             )
@@ -157,7 +160,7 @@ class SuiteItem(pytest.Item):
         o = self.state.options
         lines = [message, *(f"  {d}" for d in details)]
         if record is not None:
-            path = report.shown(record.path, o.root)
+            path = project.shown(record.path, o.root)
             lines += [
                 (
                     f"  run: {record.suite}/{record.split}, {len(record.results)} examples, model "
@@ -190,7 +193,7 @@ class RenderItem(SuiteItem):
             counts = [system + count(u) for u in prepared.users]
             most = float(max(counts))
         self.user_properties.extend(
-            report.render_properties(
+            gate_summary.render_properties(
                 suite.name,
                 self.name,
                 most,
@@ -208,7 +211,7 @@ class RenderItem(SuiteItem):
                     f"counted with the tokenizer of {o.model_for(suite)}",
                     (
                         f"shorten the rules in {suite.instructions} or raise max_prompt_tokens in "
-                        f"{report.shown(str(suite.path), o.root)}"
+                        f"{project.shown(str(suite.path), o.root)}"
                     ),
                     f"see the prompt: pld render {suite.name} --example {worst}",
                 ],
@@ -247,9 +250,9 @@ class BoundItem(SuiteItem):
         if is_per_class(self.bound):
             family = family_of(self.suite.gates, record, self.suite.family)[self.bound.label]
         result = evaluate_bound(self.bound, record, family=family)
-        self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
+        self.user_properties.extend(gate_summary.gate_properties(self.suite.name, result, record))
         if not result.passed:
-            where = report.shown(str(self.suite.path), self.state.options.root)
+            where = project.shown(str(self.suite.path), self.state.options.root)
             self.fail_with(
                 f"{self.suite.name}: {result.message}",
                 [
@@ -279,11 +282,11 @@ class RegressionItem(SuiteItem):
 
         o = self.state.options
         record = self.record()
-        shown = report.shown(str(self.baseline), o.root)
+        shown = project.shown(str(self.baseline), o.root)
         if o.update_baseline:
             write_baseline(record, self.baseline)
             self.user_properties.extend(
-                report.baseline_properties(self.suite.name, self.name, record, shown)
+                gate_summary.baseline_properties(self.suite.name, self.name, record, shown)
             )
             return
         result = evaluate_regression(
@@ -294,10 +297,10 @@ class RegressionItem(SuiteItem):
             create_command=o.command(self.suite, "--pld-update-baseline", *self._baseline_option()),
             power=o.power_for(self.gate),
         )
-        self.user_properties.extend(report.gate_properties(self.suite.name, result, record))
+        self.user_properties.extend(gate_summary.gate_properties(self.suite.name, result, record))
         if not result.passed:
             self.fail_with(result.message, result.details, record)
 
     def _baseline_option(self) -> Sequence[str]:
         o = self.state.options
-        return [f"--pld-baseline={report.shown(str(o.baseline), o.root)}"] if o.baseline else []
+        return [f"--pld-baseline={project.shown(str(o.baseline), o.root)}"] if o.baseline else []

@@ -227,7 +227,7 @@ class ActiveSession:
         # called in the controller for reports from xdist workers too
         if report.when != "call" or not report.user_properties:
             return
-        from .report import row_from_report
+        from .report.gate_summary import row_from_report
 
         row = row_from_report(report)
         if row is not None:
@@ -238,7 +238,7 @@ class ActiveSession:
         self.state.close()
         if hasattr(self.config, "workerinput") or not self.state.rows:
             return  # a worker's rows travel in its reports; the controller writes the report
-        from .report import markdown, write_markdown
+        from .report.gate_summary import markdown, write_markdown
 
         text = markdown(self.state.rows, self.state.options.root)
         self.state.written = write_markdown(text, self.state.options.report)
@@ -251,7 +251,7 @@ class ActiveSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.state.rows:
             return
-        from .report import terminal_lines
+        from .report.gate_summary import terminal_lines
 
         terminalreporter.write_sep("=", "pytest-pld summary")
         for line in terminal_lines(self.state.rows, self.state.options.root):

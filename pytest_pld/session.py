@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from . import report
 from .errors import PldError
+from .report.gate_summary import Row
 from .roles import ModelRoles, RoleFlags, resolve_roles
 from .runner import BackendPool, LazyBackend
 from .shards import Shard
@@ -238,7 +238,7 @@ class State:
     worker_uid: str | None  # the xdist test run id on a worker, else None
     outcomes: dict[str, Any] = field(default_factory=dict)  # suite name -> record or PldError
     backends: BackendPool = field(init=False)  # students, with the student role's endpoint
-    rows: list[report.Row] = field(default_factory=list)  # filled from test reports
+    rows: list[Row] = field(default_factory=list)  # filled from test reports
     written: list[str] = field(default_factory=list)  # where the Markdown report went
 
     def __post_init__(self) -> None:

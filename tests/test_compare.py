@@ -21,8 +21,8 @@ from pytest_pld.clusters import record_clusters
 from pytest_pld.compare import NOT_COMPARABLE, compare_records
 from pytest_pld.errors import PldError, PldErrors
 from pytest_pld.record import load_record, save_record
+from pytest_pld.report.run_summary import summarize, summary_lines
 from pytest_pld.review.reviewer import paired_deltas
-from pytest_pld.run_summary import summarize, summary_lines
 from pytest_pld.runner import run_suite
 from pytest_pld.suite import Suite, load_suite
 from pytest_pld.testing import ScriptedBackend, scripted

@@ -19,11 +19,11 @@ import pytest
 from pytest_pld.cli import main
 from pytest_pld.conditions import PLD, PRIOR_SHIFT, ZERO_SHOT, SuiteEvaluator, compare_conditions
 from pytest_pld.conditions import folds_for as conditions_folds
-from pytest_pld.conditions_format import format_json, format_markdown, format_text
 from pytest_pld.datasets import Example
 from pytest_pld.errors import PldError
 from pytest_pld.folds import sample, split_holdout
 from pytest_pld.prior_shift import fit_offsets, macro_f1, predict, shifted_labels
+from pytest_pld.report.conditions import format_json, format_markdown, format_text
 from pytest_pld.suite import Suite, load_suite
 from pytest_pld.testing import ScriptedBackend, scripted
 

@@ -18,14 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_pld.ablate import Ablation, Effect, RuleAblation, format_json, load_ablation
-from pytest_pld.charts import CELL_H, CELL_W, HEATMAP_HIGH
+from pytest_pld.ablate import Ablation, Effect, RuleAblation, load_ablation
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
-from pytest_pld.html_report import build_html, write_html
 from pytest_pld.labels import INVALID
 from pytest_pld.record import ExampleResult, RunRecord, save_record
-from pytest_pld.report import Row, markdown
+from pytest_pld.report.ablation import format_json
+from pytest_pld.report.charts import CELL_H, CELL_W, HEATMAP_HIGH
+from pytest_pld.report.gate_summary import Row, markdown
+from pytest_pld.report.html_page import build_html, write_html
 
 LABELS = ["pos", "neg", "mixed"]
 HOSTILE = '</svg><script>alert("x")</script><img src=x onerror=alert(1)>'

@@ -28,7 +28,12 @@ from pytest_pld.gates import (
     write_baseline,
 )
 from pytest_pld.record import ExampleResult, RunRecord, load_record
-from pytest_pld.report import gate_properties, markdown, row_from_report, terminal_lines
+from pytest_pld.report.gate_summary import (
+    gate_properties,
+    markdown,
+    row_from_report,
+    terminal_lines,
+)
 from pytest_pld.suite import Bound, RegressionGate
 from pytest_pld.verdicts import resolve_power
 

@@ -21,7 +21,8 @@ from .options import (
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from ..ablate import ablate, format_json, format_markdown, format_text
+    from ..ablate import ablate
+    from ..report.ablation import format_json, format_markdown, format_text
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)

@@ -10,8 +10,9 @@ from .options import add_resamples_option
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..compare import compare_records, render
+    from ..compare import compare_records
     from ..record import load_record
+    from ..report.comparison import render
 
     a, b = load_record(args.record_a), load_record(args.record_b)
     comparison = compare_records(a, b, resamples=args.resamples)

@@ -35,7 +35,7 @@ def _shots(text: str) -> int:
 
 def cmd_conditions(args: argparse.Namespace) -> int:
     from ..conditions import SuiteEvaluator, compare_conditions, folds_for
-    from ..conditions_format import FORMATS
+    from ..report.conditions import FORMATS
 
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)

@@ -32,7 +32,6 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ..distill.propose import Proposal
     from ..suite import Suite
 
 
@@ -158,39 +157,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.k is not None and args.cluster == "auto":
         settings.cluster = "kmeans"  # asking for k clusters asks for k-means
     proposal = distill(suite, settings, roles=roles)
-    rel = shown(proposal.path, root)
-    print(f"# pld distill {suite.name}: proposal for {rel}")
-    for note in proposal.notes:
-        print(f"# note: {note}")
-    print()
-    if proposal.changed:
-        print(proposal.diff(rel), end="")
-    else:
-        print("(no change proposed: no candidate rule improved the dev score)")
-    print("\n# rules")
-    for line in proposal.summary_lines():
-        print(line)
-    _print_checks(proposal)
-    print("\n# closed loop (student on the dev selection fold)")
-    for line in proposal.round_lines:
-        print(line)
-    b, a = proposal.before, proposal.after
-    lo, hi = proposal.delta_interval
-    print(
-        f"\n# {proposal.reported_on} (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
-        f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
-        f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
-        f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}"
-    )
-    if proposal.conditions is not None:
-        from ..conditions_format import format_text
+    from ..report.proposal import proposal_text
 
-        print("\n# conditions")
-        print(format_text(proposal.conditions), end="")
-    print("\n# cost")
-    print(proposal.cost_table)
-    if proposal.saved_to:
-        print(f"\nproposal saved: {shown(proposal.saved_to, root)}")
+    rel = shown(proposal.path, root)
+    print(proposal_text(proposal, suite.name, root), end="")
     if not args.write:
         if proposal.changed:
             print(
@@ -204,27 +174,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
     proposal.write()
     print(f"wrote {rel} (version {proposal.new.version}); check it with: pld validate")
     return 0
-
-
-def _print_checks(proposal: Proposal) -> None:
-    """What the generality test dropped, the wording check and the token budget."""
-    if proposal.dropped_lines:
-        print("\n# dropped: rules that name words of their source examples (generality test)")
-        for line in proposal.dropped_lines:
-            print(f"  {line}")
-    if proposal.wording_lines:
-        print("\n# wording check (each new rule reworded by the teacher, dev selection fold)")
-        for line in proposal.wording_lines:
-            print(f"  {line}")
-    if proposal.budget is not None:
-        b = proposal.budget
-        state = "fits" if b["fits"] else "OVER"
-        print(
-            f"\n# token budget: {b['prompt_tokens']} of {b['budget']} tokens ({state}; system "
-            f"prompt + the longest user message, {b['longest_user_message_tokens']})"
-        )
-        for line in proposal.pruned_lines:
-            print(f"  pruned {line}")
 
 
 def _apply(file: Path, suite: Suite, root: Path) -> int:

@@ -11,8 +11,8 @@ from .options import add_resamples_option
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..ablate import load_ablation
-    from ..html_report import build_html, check_output_path, write_html
     from ..record import load_record
+    from ..report.html_page import build_html, check_output_path, write_html
 
     check_output_path(args.html)  # before the bootstrap work, not after it
     record = load_record(args.record)

@@ -18,8 +18,8 @@ from .options import (
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from ..review.format import render
-    from ..review.report import ReviewOptions
+    from ..report.review import render
+    from ..review.results import ReviewOptions
     from ..review.reviewer import review
 
     suites = tuple(n.strip() for spec in args.suite or [] for n in spec.split(",") if n.strip())

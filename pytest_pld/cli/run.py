@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         print(f"partial run record: {record.path}")
         return 0
-    from ..run_summary import summarize, summary_lines
+    from ..report.run_summary import summarize, summary_lines
 
     m = record.metrics
     print(

@@ -6,7 +6,7 @@ and checking it), embed and cluster (phase 2a), synthesize (2b: several candidat
 cluster), generalise (the generality test), refine (phase 3, the closed loop; student: the
 scoring), wording (the paraphrase check), budget (the token budget), finish (final choice on
 dev's held-back fold, conditions), propose (the diff, ids, saving), pipeline (distill end to
-end), reporting (notes, provenance), guard (split discipline), cost (accounting), prompts.
+end), bookkeeping (notes, provenance), guard (split discipline), cost (accounting), prompts.
 Importing this package imports no model library.
 """
 

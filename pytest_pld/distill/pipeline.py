@@ -22,6 +22,7 @@ from ..roles import ModelRoles
 from ..suite import Suite
 from ..textio import read_text
 from .answers import MODES, default_mode
+from .bookkeeping import cap_candidates, provenance, report_generality, report_synthesis
 from .cluster import check_params, cluster_rules
 from .cost import CostLedger, CountingTeacher, PhaseCost
 from .embed import embed, resolve_embedder, rule_condition
@@ -30,7 +31,6 @@ from .generalise import DEFAULT_LIFT, DEFAULT_MAX_DF, Generaliser, Specificity
 from .guard import LeakageCheck, refuse_gate_split
 from .propose import IdAllocator, Proposal, build_proposal, used_ids
 from .refine import ClosedLoop
-from .reporting import cap_candidates, provenance, report_generality, report_synthesis
 from .student import Student
 from .synthesize import STRATEGIES, synthesize
 from .teach import header_for

@@ -30,7 +30,7 @@ from ..errors import PldError, PldErrors
 from ..runner import BackendPool, LazyBackend, size_counter
 from .diff import diff_sets, unified
 from .git import WORKTREE, GitRepo, Revision
-from .report import (
+from .results import (
     Flip,
     MetricDelta,
     PairedDeltas,

@@ -7,20 +7,20 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ..numfmt import fmt
 from . import charts
 from .charts import esc, flag, para, raw_text, section, table
-from .report import fmt
 
 if TYPE_CHECKING:
-    from .ablate import Ablation
-    from .record import RunRecord
+    from ..ablate import Ablation
+    from ..record import RunRecord
 
 MAX_FLIPS = 200  # flipped examples listed per direction; the rest are counted
 
 
 def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: list[str]) -> str:
-    from .gates import differences
-    from .review.reviewer import paired_deltas
+    from ..gates import differences
+    from ..review.reviewer import paired_deltas
 
     oset = other.instructions
     title = "Compared with another record"
@@ -46,8 +46,8 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
             ),
             para("No flipped examples or deltas are shown: they would compare different things."),
         )
-    from .clusters import describe
-    from .verdicts import mcnemar_text
+    from ..clusters import describe
+    from ..verdicts import mcnemar_text
 
     compared = paired_deltas(record.labels, other, record, resamples)
     deltas, n = compared.metrics, compared.examples
@@ -108,7 +108,7 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
 
 
 def ablation_section(record: RunRecord, ablation: Ablation, notes: list[str]) -> str:
-    from .ablate import effect_text
+    from .ablation import effect_text
 
     iset = record.instructions
     ours = f"{iset.get('name')} v{iset.get('version')}"

@@ -1,6 +1,6 @@
 """`pld report --html`: one self-contained HTML page about a run record.
 
-The page holds everything inline - CSS, SVG drawn by `pytest_pld.charts`, no script, no font,
+The page holds everything inline - CSS, SVG drawn by `report.charts`, no script, no font,
 no image, no URL - so it can be attached to a CI run or mailed and opened anywhere, offline.
 Records, suites and rules come from pull requests, so every name, id, label, raw answer and
 rule text is escaped; the tests feed it `</svg><script>` to make sure.
@@ -14,20 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, charts, metrics
+from .. import __version__, metrics
+from ..clusters import describe, record_clusters
+from ..errors import PldError
+from ..labels import INVALID
+from ..numfmt import fmt
+from ..stats import WILSON_BELOW
+from . import charts
 from .charts import Series, esc, para, raw_text, section, table
-from .clusters import describe, record_clusters
-from .errors import PldError
 from .html_compare import ablation_section, compare_section
-from .labels import INVALID
-from .report import fmt
-from .stats import WILSON_BELOW
 
 if TYPE_CHECKING:
-    from .ablate import Ablation
-    from .metrics import ClusterIds
-    from .record import ExampleResult, RunRecord
-    from .stats import Interval
+    from ..ablate import Ablation
+    from ..metrics import ClusterIds
+    from ..record import ExampleResult, RunRecord
+    from ..stats import Interval
 
 SHARES = ("accuracy", "macro_f1", "invalid_rate")  # metrics in [0, 1], drawn on one axis
 MAX_ROWS = 200  # off-label answers listed; the rest are counted
@@ -106,7 +107,7 @@ def check_output_path(path: Path) -> None:
 
 
 def write_html(report: HtmlReport, path: Path) -> Path:
-    from .yamlio import atomic_write_text
+    from ..yamlio import atomic_write_text
 
     check_output_path(path)
     atomic_write_text(path, report.html)
@@ -151,7 +152,7 @@ def _interval(
     confidence: float,
     clusters: ClusterIds | None,
 ) -> Interval | None:
-    from .stats import metric_interval
+    from ..stats import metric_interval
 
     entry, _ = metrics.lookup(name, preds.labels)
     if not entry.resamplable or not preds.gold or math.isnan(value):

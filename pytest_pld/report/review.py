@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .diff import FieldChange, RuleChange, format_provenance
-from .report import Flip, MetricDelta, Review, SetReport, SuiteReport
+from ..review.diff import FieldChange, RuleChange, format_provenance
+from ..review.results import Flip, MetricDelta, Review, SetReport, SuiteReport
 
 MAX_DIFF_LINES = 150
 MAX_FLIPS = 20

@@ -1,4 +1,4 @@
-"""The pieces of the self-contained HTML report (`pytest_pld.html_report`): escaped HTML blocks
+"""The pieces of the self-contained HTML report (`report.html_page`): escaped HTML blocks
 and SVG charts drawn as strings.
 
 No plotting library and no script: each chart takes plain names and numbers and returns one

@@ -2,7 +2,7 @@
 (bootstrap of examples or clusters, Wilson), and what qualifies a verdict (a regression gate's
 detectable drop and McNemar test, the family test of each per-class gate).
 
-They read `report.Row`s, which are rebuilt from test-report properties, so they work the same
+They read `gate_summary.Row`s, which are rebuilt from test-report properties, so they work the same
 under pytest-xdist; the wording is shared with the failure messages (`verdicts`).
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .clusters import describe
-from .verdicts import family_text, mcnemar_text, power_text
+from ..clusters import describe
+from ..verdicts import family_text, mcnemar_text, power_text
 
 if TYPE_CHECKING:
-    from .report import Row
+    from .gate_summary import Row
 
 METHODS = {
     "bootstrap": "bootstrap over the examples",

@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .clusters import describe, record_clusters
-from .labels import INVALID
-from .report import fmt
+from ..clusters import describe, record_clusters
+from ..labels import INVALID
+from ..numfmt import fmt
 
 if TYPE_CHECKING:
-    from .record import RunRecord
+    from ..record import RunRecord
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class RunSummary:
 
 
 def summarize(record: RunRecord, *, resamples: int = 1000, confidence: float = 0.95) -> RunSummary:
-    from . import metrics
-    from .stats import metric_interval
+    from .. import metrics
+    from ..stats import metric_interval
 
     preds = record.predictions()
     clusters = record_clusters(record)

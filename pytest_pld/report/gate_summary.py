@@ -1,4 +1,4 @@
-"""Reports: JUnit XML properties, the terminal summary table and the Markdown report.
+"""The gates' results: JUnit XML properties, the terminal summary table and the Markdown report.
 
 Every gate item attaches its numbers to its test report as `user_properties`. The summary is
 built from those reports, not from in-process state, because under pytest-xdist the items run
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .project import shown
-from .report_notes import drop_seen, intervals_note, verdict_notes
-from .verdicts import facts_of, result_word
+from ..numfmt import fmt
+from ..project import shown
+from ..verdicts import facts_of, result_word
+from .notes import drop_seen, intervals_note, verdict_notes
 
 if TYPE_CHECKING:
-    from .metrics import Predictions
+    from ..metrics import Predictions
 
 P = "pld."  # prefix of our property names, so they never clash with a project's own
 
@@ -231,19 +232,6 @@ def row_from_report(report: Any) -> Row | None:
 
 # --- formatting ---------------------------------------------------------------------------------
 
-WHOLE = {"prompt_tokens", "rendered_prompt_tokens"}
-
-
-def fmt(value: float | None, metric: str = "", signed: bool = False) -> str:
-    """Numbers as people read them: scores with 3 decimals, tokens whole, ms to 0.1."""
-    if value is None or math.isnan(value):
-        return "-"
-    if metric in WHOLE or abs(value) >= 100:
-        return f"{value:.0f}"
-    if metric.endswith("_ms"):
-        return f"{value:.1f}"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
 
 def _cells(row: Row) -> list[str]:
     signed = row.gate.startswith("regression[")
@@ -357,9 +345,9 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
 
 def _record_tables(record_path: str) -> list[str]:
     """Per-class scores and the confusion matrix, read from the run record."""
-    from . import metrics
-    from .errors import PldError
-    from .record import load_record
+    from .. import metrics
+    from ..errors import PldError
+    from ..record import load_record
 
     try:
         record = load_record(Path(record_path))
@@ -379,8 +367,8 @@ def _record_tables(record_path: str) -> list[str]:
 def confusion_markdown(preds: Predictions) -> list[str]:
     """The confusion matrix as a Markdown table: gold labels down, predicted across (with
     `invalid` for answers outside the labels); the diagonal - the correct answers - in bold."""
-    from .labels import INVALID
-    from .metrics import confusion
+    from ..labels import INVALID
+    from ..metrics import confusion
 
     matrix = confusion(preds)
     cols = [*preds.labels, INVALID]
@@ -406,7 +394,7 @@ def md_cell(text: str) -> str:
 def write_markdown(text: str, path: Path | None) -> list[str]:
     """Write the report to `path` and append it to $GITHUB_STEP_SUMMARY; returns the places
     written, for the terminal."""
-    from .yamlio import atomic_write_text
+    from ..yamlio import atomic_write_text
 
     written: list[str] = []
     if path is not None:

@@ -1,0 +1,69 @@
+"""What `pld distill` prints about its proposal (`pytest_pld.distill.propose.Proposal`): the
+diff, the rules, the checks that dropped or flagged some, the closed loop's rounds, the
+held-out numbers, the conditions table and the cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..project import shown
+from .conditions import format_text
+
+if TYPE_CHECKING:
+    from ..distill.propose import Proposal
+
+
+def proposal_text(proposal: Proposal, suite: str, root: Path) -> str:
+    """The proposal as the command prints it, every line ending in a newline."""
+    rel = shown(proposal.path, root)
+    out = [f"# pld distill {suite}: proposal for {rel}\n"]
+    out += [f"# note: {note}\n" for note in proposal.notes]
+    out.append("\n")
+    if proposal.changed:
+        out.append(proposal.diff(rel))
+    else:
+        out.append("(no change proposed: no candidate rule improved the dev score)\n")
+    out.append("\n# rules\n")
+    out += [f"{line}\n" for line in proposal.summary_lines()]
+    out += [f"{line}\n" for line in _check_lines(proposal)]
+    out.append("\n# closed loop (student on the dev selection fold)\n")
+    out += [f"{line}\n" for line in proposal.round_lines]
+    b, a = proposal.before, proposal.after
+    lo, hi = proposal.delta_interval
+    out.append(
+        f"\n# {proposal.reported_on} (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
+        f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
+        f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
+        f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}\n"
+    )
+    if proposal.conditions is not None:
+        out.append("\n# conditions\n")
+        out.append(format_text(proposal.conditions))
+    out.append(f"\n# cost\n{proposal.cost_table}\n")
+    if proposal.saved_to:
+        out.append(f"\nproposal saved: {shown(proposal.saved_to, root)}\n")
+    return "".join(out)
+
+
+def _check_lines(proposal: Proposal) -> list[str]:
+    """What the generality test dropped, the wording check and the token budget."""
+    out: list[str] = []
+    if proposal.dropped_lines:
+        out.append("\n# dropped: rules that name words of their source examples (generality test)")
+        out += [f"  {line}" for line in proposal.dropped_lines]
+    if proposal.wording_lines:
+        out.append("\n# wording check (each new rule reworded by the teacher, dev selection fold)")
+        out += [f"  {line}" for line in proposal.wording_lines]
+    if proposal.budget is not None:
+        b = proposal.budget
+        state = "fits" if b["fits"] else "OVER"
+        out.append(
+            f"\n# token budget: {b['prompt_tokens']} of {b['budget']} tokens ({state}; system "
+            f"prompt + the longest user message, {b['longest_user_message_tokens']})"
+        )
+        out += [f"  pruned {line}" for line in proposal.pruned_lines]
+    return out
+
+
+__all__ = ["proposal_text"]
