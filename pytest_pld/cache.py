@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .backends.base import Classification, Generation, Message, sampling_args
+from .backends.base import GENERATE_DEFAULTS, Classification, GenerateOptions, Generation, Message
 from .errors import PldError
 from .plain import to_plain
 
@@ -110,13 +110,7 @@ def classify_key(identity: Mapping[str, Any], system: str, user: str, labels: Se
 def generate_key(
     identity: Mapping[str, Any],
     messages: Sequence[Message | Mapping[str, str]],
-    *,
-    max_tokens: int = 256,
-    stop: Sequence[str] = (),
-    prefill: str = "",
-    json_schema: Mapping[str, Any] | None = None,
-    temperature: float | None = None,
-    seed: int | None = None,
+    options: GenerateOptions = GENERATE_DEFAULTS,
 ) -> str:
     """Key of one generation, with every parameter that changes the text.
 
@@ -130,12 +124,16 @@ def generate_key(
     operation: dict[str, Any] = {
         "kind": "generate",
         "messages": msgs,
-        "max_tokens": max_tokens,
-        "stop": list(stop),
-        "prefill": prefill,
-        "json_schema": json_schema,
+        "max_tokens": options.max_tokens,
+        "stop": list(options.stop),
+        "prefill": options.prefill,
+        "json_schema": options.json_schema,
     }
-    operation.update(sampling_args(temperature, seed))
+    # the key's bits are pinned (tests/test_cache.py): users' caches must keep hitting
+    if options.temperature is not None:
+        operation["temperature"] = options.temperature
+    if options.seed is not None:
+        operation["seed"] = options.seed
     return make_key(identity, operation)
 
 

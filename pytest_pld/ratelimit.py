@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .backends.base import Backend, Classification, Generation, Message, sampling_args
+from .backends.base import (
+    GENERATE_DEFAULTS,
+    Backend,
+    Classification,
+    GenerateOptions,
+    Generation,
+    Message,
+)
 
 
 class TokenBucket:
@@ -82,26 +89,11 @@ class RateLimitedBackend:
             start += n
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
         if not self._inside:
             self.bucket.take(1)
-        return self.inner.generate(
-            messages,
-            max_tokens=max_tokens,
-            stop=stop,
-            prefill=prefill,
-            json_schema=json_schema,
-            **sampling_args(temperature, seed),
-        )
+        return self.inner.generate(messages, options)
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)

@@ -3,9 +3,9 @@
 Register it under the `scripted:` provider with `scripted()` (a context manager) or
 `use_scripted_backend()`; the answer for each
 example comes from a Python function of (system prompt, user message, labels), and teacher
-generations come from a queue or a function. Every generate() call's parameters (temperature
-and seed included) are recorded in `generate_params`, so a test can check what a teacher got;
-a generate function can read the current call's with `backend.generate_params[-1]`.
+generations come from a queue or a function. Every generate() call's `GenerateOptions`
+(temperature and seed included) are recorded in `generate_params`, so a test can check what a
+teacher got; a generate function can read the current call's with `backend.generate_params[-1]`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .backends import register_provider, unregister_provider
-from .backends.base import Classification, Generation, Message
+from .backends.base import GENERATE_DEFAULTS, Classification, GenerateOptions, Generation, Message
 
 ClassifyFn = Callable[[str, str, Sequence[str]], str]
 ScoreFn = Callable[[str, str, Sequence[str]], Mapping[str, float]]
@@ -49,7 +49,7 @@ class ScriptedBackend:
         self.classify_calls = 0
         self.generate_calls: list[list[Message]] = []
         #: the parameters of each generate() call, in order (what a real backend would get)
-        self.generate_params: list[dict[str, Any]] = []
+        self.generate_params: list[GenerateOptions] = []
 
     def identity(self) -> Mapping[str, Any]:
         return {"provider": "scripted", "model": self.model}
@@ -78,27 +78,10 @@ class ScriptedBackend:
             )
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
         self.generate_calls.append(list(messages))
-        self.generate_params.append(
-            {
-                "max_tokens": max_tokens,
-                "stop": tuple(stop),
-                "prefill": prefill,
-                "json_schema": json_schema,
-                "temperature": temperature,
-                "seed": seed,
-            }
-        )
+        self.generate_params.append(options)
         if self._queue is not None:
             if not self._queue:
                 raise AssertionError("scripted teacher ran out of answers")

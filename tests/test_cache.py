@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pld.backends.base import Classification, Generation, Message
+from pytest_pld.backends.base import Classification, GenerateOptions, Generation, Message
 from pytest_pld.backends.openai_backend import OpenAIBackend
 from pytest_pld.cache import (
     CacheRebuiltWarning,
@@ -73,13 +73,57 @@ def test_anything_that_changes_an_answer_changes_the_key(change: dict) -> None:
 def test_classify_and_generate_keys_differ_for_the_same_text() -> None:
     msgs = [Message("system", "sys"), Message("user", "user")]
     assert classify_key(IDENTITY, "sys", "user", LABELS) != generate_key(IDENTITY, msgs)
-    assert generate_key(IDENTITY, msgs, max_tokens=10) != generate_key(
-        IDENTITY, msgs, max_tokens=11
+    assert generate_key(IDENTITY, msgs, GenerateOptions(max_tokens=10)) != generate_key(
+        IDENTITY, msgs, GenerateOptions(max_tokens=11)
     )
-    assert generate_key(IDENTITY, msgs, prefill="{") != generate_key(IDENTITY, msgs)
-    assert generate_key(IDENTITY, msgs, json_schema={"type": "object"}) != generate_key(
+    assert generate_key(IDENTITY, msgs, GenerateOptions(prefill="{")) != generate_key(
         IDENTITY, msgs
     )
+    assert generate_key(
+        IDENTITY, msgs, GenerateOptions(json_schema={"type": "object"})
+    ) != generate_key(IDENTITY, msgs)
+
+
+# Keys computed at 4612a67, before generate() took one GenerateOptions: the same call must keep
+# the same key, or every answer in users' .pld/cache.sqlite would be asked for again.
+PINNED_IDENTITY = {"provider": "openai", "model": "gpt-4.1", "temperature": 0.0}
+PINNED_MESSAGES = [
+    Message("system", "You write rules."),
+    Message("user", "Why is this label right?"),
+]
+RULE_SCHEMA = {"type": "object", "properties": {"rule": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        (
+            GenerateOptions(),
+            "5f839fd10e65085a4c953a42fda1bd66595a3a3f767548248199dea05be2f1f3",
+        ),
+        (
+            GenerateOptions(max_tokens=96, stop=["\n"], prefill="Rule: If"),
+            "bed90e2167e9d917fd98df7b976fd3b34a6bc51ec877f3f47498647e93b1626d",
+        ),
+        (
+            GenerateOptions(max_tokens=512, json_schema=RULE_SCHEMA),
+            "b8239ee701263b61340c839f4d38ba39dd1dc21a6d8fbb6ce4d0b01eab626705",
+        ),
+        (
+            GenerateOptions(temperature=0.7, seed=3),
+            "53d9677e7376c7ffd3a2d946ed988f52a65f37e17560a6a845f5b786324eddff",
+        ),
+        (
+            GenerateOptions(temperature=0.7),
+            "1390ac6ad64f54112010267bf69d67f67ee885b68008835f220523fc16e4d0a5",
+        ),
+    ],
+    ids=["greedy", "prefill-stop", "json-schema", "sampled", "sampled-unseeded"],
+)
+def test_a_generate_key_is_the_one_written_before_generate_options(
+    options: GenerateOptions, key: str
+) -> None:
+    assert generate_key(PINNED_IDENTITY, PINNED_MESSAGES, options) == key
 
 
 @pytest.mark.parametrize("field", ["api_key", "OPENAI_API_KEY", "secret", "auth_token", "password"])

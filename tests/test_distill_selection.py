@@ -323,8 +323,8 @@ def test_a_paraphrase_that_repeats_the_rule_is_asked_again_as_sampled_draws(
         for m, p in zip(backend.generate_calls, backend.generate_params, strict=True)
         if "reword" in m[0].content
     ]
-    assert [p["temperature"] for p in rewording] == [None, 0.8, 0.8]
-    assert rewording[1]["seed"] != rewording[2]["seed"]
+    assert [p.temperature for p in rewording] == [None, 0.8, 0.8]
+    assert rewording[1].seed != rewording[2].seed
     # the re-asks name the rule's own words ('praises'), not the task's ('review') or stop words
     asks = [
         m[-1].content

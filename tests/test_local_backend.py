@@ -469,16 +469,14 @@ def test_bad_label_sets_are_refused(smol: LocalBackend) -> None:
 
 @pytest.mark.integration
 def test_generate_with_prefill_and_stop_returns_a_short_line(smol: LocalBackend) -> None:
-    from pytest_pld.backends.base import Message
+    from pytest_pld.backends.base import GenerateOptions, Message
 
     out = smol.generate(
         [
             Message("system", "You answer in one short sentence."),
             Message("user", "What is the capital of France?"),
         ],
-        max_tokens=24,
-        stop=["\n"],
-        prefill="The capital of France is",
+        GenerateOptions(max_tokens=24, stop=["\n"], prefill="The capital of France is"),
     )
     assert out.text.strip() and "\n" not in out.text
     assert not out.text.startswith("The capital of France is")

@@ -31,7 +31,7 @@ import pytest
 from test_roles import FakeClock
 
 from pytest_pld.backends import get_backend
-from pytest_pld.backends.base import Backend, Classification, Message
+from pytest_pld.backends.base import Backend, Classification, GenerateOptions, Message
 from pytest_pld.backends.openai_backend import OpenAIBackend, public_url
 from pytest_pld.cache import ResponseCache, classify_key
 from pytest_pld.errors import PldError
@@ -417,7 +417,7 @@ def test_a_rate_limit_counts_the_clients_own_retries(
     assert len(server.requests) == 3
     assert clock.now == pytest.approx(2.0)  # one a second: the first request is free
     server.queue.extend([status(429), Reply(body=completion("ok"))])
-    limited.generate([Message("user", "hi")], max_tokens=4)
+    limited.generate([Message("user", "hi")], GenerateOptions(max_tokens=4))
     assert clock.now == pytest.approx(4.0)  # the generate call and its retry
 
 
@@ -600,7 +600,8 @@ def test_generate_returns_text_and_usage(
 ) -> None:
     server.default = Reply(body=completion("A rule."))
     g = make_backend().generate(
-        [Message("system", "teach"), Message("user", "why?")], max_tokens=40, stop=["\n\n"]
+        [Message("system", "teach"), Message("user", "why?")],
+        GenerateOptions(max_tokens=40, stop=["\n\n"]),
     )
     assert (g.text, g.prompt_tokens, g.completion_tokens, g.finish_reason) == (
         "A rule.",
@@ -618,7 +619,7 @@ def test_a_sampled_draw_sends_its_temperature_and_seed_and_a_greedy_call_the_bac
     server.default = Reply(body=completion("A rule."))
     b = make_backend()
     b.generate([Message("user", "why?")])
-    b.generate([Message("user", "why?")], temperature=0.9, seed=1234)
+    b.generate([Message("user", "why?")], GenerateOptions(temperature=0.9, seed=1234))
     greedy, sampled = server.bodies
     assert (sampled["temperature"], sampled["seed"]) == (0.9, 1234)
     assert (greedy["temperature"], greedy["seed"]) == (0.0, 0)  # the backend's own
@@ -629,8 +630,8 @@ def test_prefill_is_sent_as_an_assistant_turn_and_cut_when_echoed(
 ) -> None:
     server.queue.extend([Reply(body=completion('{"rule": "x"}')), Reply(body=completion(' "x"}'))])
     b = make_backend()
-    echoed = b.generate([Message("user", "q")], prefill='{"rule":')
-    continued = b.generate([Message("user", "q")], prefill='{"rule":')
+    echoed = b.generate([Message("user", "q")], GenerateOptions(prefill='{"rule":'))
+    continued = b.generate([Message("user", "q")], GenerateOptions(prefill='{"rule":'))
     assert server.bodies[0]["messages"][-1] == {"role": "assistant", "content": '{"rule":'}
     assert echoed.text == ' "x"}'
     assert continued.text == ' "x"}'
@@ -665,8 +666,9 @@ def test_json_schema_is_requested_and_dropped_when_the_server_rejects_it(
         ]
     )
     b = make_backend(max_retries=1)
-    first = b.generate([Message("system", "teach"), Message("user", "q")], json_schema=schema)
-    second = b.generate([Message("user", "q")], json_schema=schema)
+    with_schema = GenerateOptions(json_schema=schema)
+    first = b.generate([Message("system", "teach"), Message("user", "q")], with_schema)
+    second = b.generate([Message("user", "q")], with_schema)
     assert (first.text, second.text) == ('{"rule": "a"}', '{"rule": "b"}')
     sent = server.bodies[len(rejections) - 1 :]
     assert sent[0]["response_format"] == {
@@ -789,20 +791,23 @@ def test_labels_a_served_model_never_says_are_invalid_not_a_crash(
 
 @pytest.mark.integration
 def test_a_served_model_generates_text_with_usage(served_backend: OpenAIBackend) -> None:
-    g = served_backend.generate([Message("user", "What is the capital of France?")], max_tokens=10)
+    g = served_backend.generate(
+        [Message("user", "What is the capital of France?")], GenerateOptions(max_tokens=10)
+    )
     assert "Paris" in g.text
     assert g.prompt_tokens > 0 and 0 < g.completion_tokens <= 10
     assert g.finish_reason in {"stop", "length"}
     prefilled = served_backend.generate(
         [Message("user", "What is the capital of France?")],
-        max_tokens=6,
-        prefill="The capital of France is",
+        GenerateOptions(max_tokens=6, prefill="The capital of France is"),
     )
     assert not prefilled.text.startswith("The capital of France is")
     structured = served_backend.generate(
         [Message("user", "Give a JSON object with a name.")],
-        max_tokens=8,
-        json_schema={"type": "object", "properties": {"name": {"type": "string"}}},
+        GenerateOptions(
+            max_tokens=8,
+            json_schema={"type": "object", "properties": {"name": {"type": "string"}}},
+        ),
     )
     assert structured.text
 

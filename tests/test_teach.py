@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_pld.backends import packaged
-from pytest_pld.backends.base import Generation, Message
+from pytest_pld.backends.base import GENERATE_DEFAULTS, GenerateOptions, Generation, Message
 from pytest_pld.cli import main
 from pytest_pld.distill.answers import entity_terms, normalise_rule
 from pytest_pld.distill.teach import teach
@@ -340,25 +340,17 @@ class PrefillTeacher(ScriptedBackend):
         self.kwargs: list[dict[str, Any]] = []
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
         self.kwargs.append(
             {
-                "stop": tuple(stop),
-                "prefill": prefill,
-                "schema": json_schema,
-                "max_tokens": max_tokens,
+                "stop": options.stop,
+                "prefill": options.prefill,
+                "schema": options.json_schema,
+                "max_tokens": options.max_tokens,
             }
         )
-        return super().generate(
-            messages, max_tokens=max_tokens, stop=stop, prefill=prefill, json_schema=json_schema
-        )
+        return super().generate(messages, options)
 
 
 def test_prefill_mode_starts_the_rule_and_stops_at_a_newline(suite: Suite) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_teach import good_json, make_project
 
-from pytest_pld.backends.base import Message
+from pytest_pld.backends.base import GenerateOptions, Message
 from pytest_pld.cache import generate_key
 from pytest_pld.cli import main
 from pytest_pld.distill.cost import CostLedger, CountingTeacher
@@ -46,9 +46,9 @@ class DrawTeacher(ScriptedBackend):
     def _answer(self, messages: Sequence[Message]) -> str:
         params = self.generate_params[-1]
         answer = json.loads(good_json(messages))
-        if params["temperature"] is not None:
+        if params.temperature is not None:
             answer["rule"] = answer["rule"].replace(
-                "If the text", f"If (t{params['temperature']} s{params['seed']}) the text"
+                "If the text", f"If (t{params.temperature} s{params.seed}) the text"
             )
         return json.dumps(answer)
 
@@ -60,7 +60,7 @@ def teacher() -> Iterator[DrawTeacher]:
 
 
 def sampled_calls(teacher: ScriptedBackend) -> list[tuple[float | None, int | None]]:
-    return [(p["temperature"], p["seed"]) for p in teacher.generate_params]
+    return [(p.temperature, p.seed) for p in teacher.generate_params]
 
 
 def test_k_samples_give_k_traces_per_example_greedy_first_then_seeded_draws(
@@ -154,7 +154,7 @@ def test_one_draw_traces_are_draw_0_and_more_samples_add_only_the_sampled_draws(
 
 def test_a_failed_draw_is_retried_alone(suite: Suite, teacher: DrawTeacher) -> None:
     def fail_sampled_draws(messages: Sequence[Message]) -> str:
-        if teacher.generate_params[-1]["temperature"]:
+        if teacher.generate_params[-1].temperature:
             return "no JSON here"
         return DrawTeacher._answer(teacher, messages)
 
@@ -361,18 +361,19 @@ def test_the_cache_serves_a_sampled_answer_only_to_the_same_temperature_and_seed
     with ResponseCache(tmp_path / "cache.sqlite") as cache:
         counting = CountingTeacher(backend, ledger, cache)  # type: ignore[arg-type]
         greedy = counting.generate(msgs).text
-        one = counting.generate(msgs, temperature=0.7, seed=1).text
-        two = counting.generate(msgs, temperature=0.7, seed=2).text
-        hotter = counting.generate(msgs, temperature=1.0, seed=1).text
-        again = counting.generate(msgs, temperature=0.7, seed=1).text
+        one = counting.generate(msgs, GenerateOptions(temperature=0.7, seed=1)).text
+        two = counting.generate(msgs, GenerateOptions(temperature=0.7, seed=2)).text
+        hotter = counting.generate(msgs, GenerateOptions(temperature=1.0, seed=1)).text
+        again = counting.generate(msgs, GenerateOptions(temperature=0.7, seed=1)).text
         greedy_again = counting.generate(msgs).text
     assert len({greedy, one, two, hotter}) == 4 and (again, greedy_again) == (one, greedy)
     assert len(backend.generate_calls) == 4 and ledger.total().teacher_cached == 2
-    assert backend.generate_params[1]["temperature"] == 0.7
-    assert backend.generate_params[1]["seed"] == 1
+    assert backend.generate_params[1] == GenerateOptions(temperature=0.7, seed=1)
     # a greedy key is the one written before sampling existed: old cached answers stay valid
-    assert generate_key({"m": 1}, msgs) == generate_key({"m": 1}, msgs, temperature=None, seed=None)
-    assert generate_key({"m": 1}, msgs) != generate_key({"m": 1}, msgs, temperature=0.7, seed=1)
+    greedy_options = GenerateOptions(temperature=None, seed=None)
+    assert generate_key({"m": 1}, msgs) == generate_key({"m": 1}, msgs, greedy_options)
+    sampled_options = GenerateOptions(temperature=0.7, seed=1)
+    assert generate_key({"m": 1}, msgs) != generate_key({"m": 1}, msgs, sampled_options)
 
 
 # --- the local backend's seeded sampler ----------------------------------------------------------

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PldError, did_you_mean
-from .base import Backend, Classification, Generation, Message
+from .base import Backend, Classification, GenerateOptions, Generation, Message
 
 __all__ = [
     "Backend",
     "Classification",
+    "GenerateOptions",
     "Generation",
     "Message",
     "Provider",

@@ -41,6 +41,33 @@ class Message:
     content: str
 
 
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How one `generate` call decodes. Written once: every wrapper (rate limit, cost ledger,
+    teacher checks) passes the object on unchanged, so a new option is a field here plus the
+    backends that honour it.
+
+    `prefill` starts the assistant turn (the text is returned without it); `json_schema` asks
+    for structured output where supported. `temperature` None or 0 is greedy decoding (the
+    default, and what a teacher's first draw uses); above 0 the answer is sampled, and `seed`
+    makes the draw repeatable where the backend can (the local backend always; a server only
+    if it honours `seed`)."""
+
+    max_tokens: int = 256
+    stop: Sequence[str] = ()
+    prefill: str = ""
+    json_schema: Mapping[str, Any] | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))  # a caller's list stays its own
+
+
+#: a plain call: greedy, up to 256 tokens, no stop strings, prefill or schema
+GENERATE_DEFAULTS = GenerateOptions()
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the runner and the distiller need from a model."""
@@ -58,37 +85,12 @@ class Backend(Protocol):
         the shared system prefix (a KV cache, a server's prompt cache) across them."""
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
-        """Free text for teacher work. `prefill` starts the assistant turn (the text is
-        returned without it); `json_schema` asks for structured output where supported.
-
-        `temperature` None or 0 is greedy decoding (the default, and what a teacher's first
-        draw uses); above 0 the answer is sampled, and `seed` makes the draw repeatable where
-        the backend can (the local backend always; a server only if it honours `seed`)."""
+        """Free text for teacher work, decoded as `options` say (see `GenerateOptions`)."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` in this model's tokenizer (approximate for remote models)."""
 
     def close(self) -> None:
         """Release resources (threads, HTTP pools)."""
-
-
-def sampling_args(temperature: float | None, seed: int | None) -> dict[str, Any]:
-    """The `generate` keyword arguments of a sampled call, and none for a greedy one: callers
-    that pass these on keep greedy calls exactly as they were before sampling existed (the
-    same cache keys; a teacher written without the sampling arguments keeps working)."""
-    out: dict[str, Any] = {}
-    if temperature is not None:
-        out["temperature"] = temperature
-    if seed is not None:
-        out["seed"] = seed
-    return out

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import PldError
 from ..labels import parse_label
-from .base import Classification, Generation, Message
+from .base import GENERATE_DEFAULTS, Classification, GenerateOptions, Generation, Message
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -219,18 +219,12 @@ class OpenAIBackend:
         return self._classify_one(system, user, list(labels), 0, 1, None)
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
         """`temperature` and `seed`, where given, replace the backend's own for this call
         (a teacher's sampled draws); servers that ignore `seed` give unrepeatable draws."""
+        max_tokens, stop, prefill = options.max_tokens, options.stop, options.prefill
+        json_schema, temperature, seed = options.json_schema, options.temperature, options.seed
         msgs = [_message_dict(m) for m in messages]
         if prefill:
             # Servers that continue a final assistant message return only the continuation;

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..backends.base import Generation, Message, sampling_args
+from ..backends.base import GENERATE_DEFAULTS, GenerateOptions, Generation, Message
 from ..errors import PldError
 from .prompts import RULE_PREFILL, RULE_STOP, repair_message
 
@@ -31,15 +31,7 @@ class Teacher(Protocol):
     name: str
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation: ...
 
 
@@ -193,7 +185,18 @@ def ask_for_rule(
     flagged, and the distiller prefers unflagged rules as cluster representatives."""
     if repair_entities is None:
         repair_entities = mode == "json"
-    sampling = sampling_args(temperature, seed)
+    if mode == "prefill":
+        options = GenerateOptions(
+            max_tokens=min(max_tokens, 96),
+            stop=RULE_STOP,
+            prefill=RULE_PREFILL,
+            temperature=temperature,
+            seed=seed,
+        )
+    else:
+        options = GenerateOptions(
+            max_tokens=max_tokens, json_schema=schema, temperature=temperature, seed=seed
+        )
     answer = RuleAnswer()
     history = list(messages)
     flagged: RuleAnswer | None = None
@@ -201,18 +204,7 @@ def ask_for_rule(
         answer.attempts = attempt
         started = time.perf_counter()
         try:
-            if mode == "prefill":
-                gen = teacher.generate(
-                    history,
-                    max_tokens=min(max_tokens, 96),
-                    stop=RULE_STOP,
-                    prefill=RULE_PREFILL,
-                    **sampling,
-                )
-            else:
-                gen = teacher.generate(
-                    history, max_tokens=max_tokens, json_schema=schema, **sampling
-                )
+            gen = teacher.generate(history, options)
         except CALL_ERRORS as exc:
             answer.latency_s += time.perf_counter() - started
             answer.error = f"teacher call failed: {exc}".splitlines()[0]

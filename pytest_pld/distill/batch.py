@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Backend, Generation, Message
+from ..backends.base import GENERATE_DEFAULTS, Backend, GenerateOptions, Generation, Message
 from ..cache import generate_key
 from ..errors import PldError
 from ..roles import RoleConfig
@@ -83,21 +83,13 @@ class BatchTeacher:
         self.pending: dict[str, dict[str, Any]] = {}
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
-        if stop or prefill:
+        if options.stop or options.prefill:
             raise PldError("the batch path asks in json mode only (no prefill, no stop)")
-        if temperature is not None or seed is not None:
+        if options.temperature is not None or options.seed is not None:
             raise PldError("the batch path teaches the greedy draw only (no --samples)")
-        key = generate_key(self.identity, messages, max_tokens=max_tokens, json_schema=json_schema)
+        key = generate_key(self.identity, messages, options)
         found = self.store.answers.get(key)
         if found is not None:
             return Generation(
@@ -109,7 +101,7 @@ class BatchTeacher:
         attempts, error = self.store.failures.get(key, (0, ""))
         if attempts >= MAX_ATTEMPTS:
             raise PldError(f"batch request failed {attempts} times: {error}")
-        self.pending[key] = self._body(messages, max_tokens, json_schema)
+        self.pending[key] = self._body(messages, options.max_tokens, options.json_schema)
         raise NotAnsweredYet()
 
     def _body(

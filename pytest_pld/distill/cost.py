@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..backends.base import Backend, Generation, Message, sampling_args
+from ..backends.base import GENERATE_DEFAULTS, Backend, GenerateOptions, Generation, Message
 
 
 @dataclass
@@ -146,43 +146,19 @@ class CountingTeacher:
         self.name = backend.name
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
-        sampling = sampling_args(temperature, seed)
         key = None
         if self.cache is not None:
             from ..cache import generate_key
 
-            key = generate_key(
-                self.backend.identity(),
-                messages,
-                max_tokens=max_tokens,
-                stop=stop,
-                prefill=prefill,
-                json_schema=json_schema,
-                **sampling,
-            )
+            key = generate_key(self.backend.identity(), messages, options)
             hit = self.cache.get(key)
             if isinstance(hit, Generation):
                 self.ledger.get(self.ledger.current or "other").teacher_cached += 1
                 return hit
         try:
-            gen = self.backend.generate(
-                messages,
-                max_tokens=max_tokens,
-                stop=stop,
-                prefill=prefill,
-                json_schema=json_schema,
-                **sampling,
-            )
+            gen = self.backend.generate(messages, options)
         except Exception:
             self.ledger.record_teacher(None, failed=True)
             raise

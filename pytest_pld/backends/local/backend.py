@@ -28,7 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from ...errors import PldError
 from ...labels import top_label
-from ..base import Classification, Generation, Message
+from ..base import GENERATE_DEFAULTS, Classification, GenerateOptions, Generation, Message
 from ..packaged import (
     AUTO_DTYPE,
     DEFAULT_MODEL,
@@ -262,20 +262,14 @@ class LocalBackend:
                 yield self._classification(prefix, item, user, labels, scores, latency)
 
     def generate(
-        self,
-        messages: Sequence[Message],
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        prefill: str = "",
-        json_schema: Mapping[str, Any] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
+        self, messages: Sequence[Message], options: GenerateOptions = GENERATE_DEFAULTS
     ) -> Generation:
         """Greedy decoding, or with a `temperature` above 0 temperature sampling whose draws
         come from a generator seeded with `seed` for this call alone (see `sampling`).
         `json_schema` is not enforced locally: shape the output with `prefill` and `stop`."""
-        del json_schema  # local models get structure from prefill/stop, not a grammar
+        # local models get structure from prefill/stop, not a grammar: json_schema is unused
+        max_tokens, stop, prefill = options.max_tokens, options.stop, options.prefill
+        temperature, seed = options.temperature, options.seed
         check_sampling(temperature, seed)
         t0 = time.perf_counter()
         chat = [{"role": m.role, "content": m.content} for m in messages]
