@@ -97,7 +97,6 @@ def ablate(
     """Run the full set, each leave-one-out variant and the no-rules variant on one split.
     `factory` makes the student backend (the student role's endpoint and options); default:
     `get_backend`."""
-    from .render import render_system_prompt
     from .runner import LazyBackend, run_suite, size_counter
 
     iset = suite.load_instructions()
@@ -123,7 +122,7 @@ def ablate(
             )
 
         def size(variant: InstructionSet) -> int:
-            return count(render_system_prompt(variant, suite.labels, suite.root))
+            return count(suite.system_prompt(variant))
 
         say(f"full set ({len(iset.rules)} rules)")
         full = run(iset)

@@ -23,7 +23,7 @@ from .instructions import InstructionSet
 from .labels import top_label
 from .progress import Progress
 from .record import ExampleResult, RunRecord, compute_metrics, save_record, sha256_text
-from .render import render_system_prompt, render_user_message
+from .render import render_user_message
 from .suite import Suite, example_fields
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def prepare(
 ) -> PreparedSuite:
     split = split or suite.gate_split
     iset = instructions or suite.load_instructions()
-    system = render_system_prompt(iset, suite.labels, suite.root)
+    system = suite.system_prompt(iset)
     if examples is None:
         examples = suite.load_examples(split, limit=limit)
     where = str(suite.path)
@@ -264,7 +264,7 @@ def run_suite(
         without = None
         if measure_without_rules:
             bare = prepared.instructions.without_rules()
-            bare_system = render_system_prompt(bare, suite.labels, suite.root)
+            bare_system = suite.system_prompt(bare)
             without, bare_hits = classify_cached(
                 lazy,
                 cache,

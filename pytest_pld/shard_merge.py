@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PldError
 from .record import RunRecord, compute_metrics, load_record, sha256_text
-from .render import render_system_prompt
 from .shards import describe, ids_digest
 
 if TYPE_CHECKING:
@@ -126,7 +125,7 @@ def check_gated_record(
             "--pld-record=merged.json",
         )
     iset = suite.load_instructions()
-    prompt = sha256_text(render_system_prompt(iset, suite.labels, suite.root))
+    prompt = sha256_text(suite.system_prompt(iset))
     expected = {
         "suite": (record.suite, suite.name),
         "split": (record.split, split),

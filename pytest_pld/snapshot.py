@@ -29,9 +29,7 @@ def update_command(suite: Suite) -> str:
 
 def render_snapshot(suite: Suite) -> str:
     """The text a snapshot holds: exactly the rendered system prompt."""
-    from .render import render_system_prompt
-
-    return render_system_prompt(suite.load_instructions(), suite.labels, suite.root)
+    return suite.system_prompt()
 
 
 def read_snapshot(path: Path) -> str | None:

@@ -45,7 +45,7 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
     """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError.
     `data_root` is where the suite's `data:PATH` split paths resolve."""
     from .instructions import load_instruction_set
-    from .render import render_system_prompt, render_user_message
+    from .render import render_user_message
     from .suite import example_fields, load_suite
 
     if not path.exists():
@@ -54,7 +54,7 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
         iset = load_instruction_set(path, root=root)
         return f"instructions v{iset.version} ({counted(len(iset.rules), 'rule')})"
     suite = load_suite(path, root, data_root=data_root)
-    render_system_prompt(suite.load_instructions(), suite.labels, root)
+    suite.system_prompt()
     for example in suite.load_examples(suite.gate_split, limit=1):
         render_user_message(suite.user_template, example_fields(example), where=str(path))
     return (

@@ -23,7 +23,6 @@ from pytest_pld.distill.traces import drop_truncated_tail, read_traces
 from pytest_pld.errors import PldError, PldErrors
 from pytest_pld.instructions import load_instruction_set, save_instruction_set
 from pytest_pld.record import ExampleResult, RunRecord, load_record, save_record
-from pytest_pld.render import render_system_prompt
 from pytest_pld.snapshot import read_snapshot
 from pytest_pld.suite import load_suite
 
@@ -383,7 +382,7 @@ def test_a_utf8_byte_order_mark_just_works(
     suite = load_suite(root / "suites/demo.yaml", root)
     iset = suite.load_instructions()
     assert iset.name == "demo" and suite.name == "demo"
-    assert render_system_prompt(iset, suite.labels, root).startswith("Decide which label fits.")
+    assert suite.system_prompt(iset).startswith("Decide which label fits.")
     assert [e.id for e in suite.load_examples("test")] == ["1", "2"]
     code, err = run_cli(capsys, "validate", "--root", str(root))
     assert code == 0, err
@@ -796,7 +795,7 @@ def test_a_snapshot_with_a_byte_order_mark_matches_the_rendered_prompt(
 ) -> None:
     root = make_project(tmp_path)
     suite = load_suite(root / "suites/demo.yaml", root)
-    rendered = render_system_prompt(suite.load_instructions(), suite.labels, root)
+    rendered = suite.system_prompt()
     (root / "instructions/demo.prompt.txt").write_bytes(BOM + rendered.encode())
     code, err = run_cli(capsys, "snapshot", "demo", "--root", str(root))
     assert code == 0, err

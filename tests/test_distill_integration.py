@@ -19,7 +19,6 @@ from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
 from pytest_pld.folds import DEFAULT_HOLDOUT, split_holdout
 from pytest_pld.instructions import Rule, load_instruction_set, save_instruction_set
-from pytest_pld.render import render_system_prompt
 from pytest_pld.suite import Suite, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +119,7 @@ def test_teach_and_distill_with_the_real_small_local_model(
         if d["text"]
     ]
     candidate_set = iset.with_rules(rules, version=iset.version + 1)
-    prompt = render_system_prompt(candidate_set, suite.labels, suite.root)
+    prompt = suite.system_prompt(candidate_set)
     assert all(r.text in prompt for r in rules)
     scratch = tmp_path / "instructions" / "candidates.yaml"
     shutil.copy(suite.instructions_path, scratch)

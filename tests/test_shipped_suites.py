@@ -14,7 +14,7 @@ import pytest
 from pytest_pld import metrics
 from pytest_pld.clusters import example_clusters
 from pytest_pld.datasets import Example
-from pytest_pld.render import render_system_prompt, render_user_message
+from pytest_pld.render import render_user_message
 from pytest_pld.suite import SPLITS, Suite, example_fields, find_suites, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_instruction_set_is_zero_shot_or_a_distilled_version_with_provenance(nam
 
 @pytest.mark.parametrize("name", SUITES)
 def test_system_prompt_names_every_label_in_the_output_instruction(name: str) -> None:
-    prompt = render_system_prompt(suite(name).load_instructions(), suite(name).labels, ROOT)
+    prompt = suite(name).system_prompt()
     last = prompt.strip().splitlines()[-1]
     assert last.startswith("Answer with exactly one")
     assert all(label in last for label in suite(name).labels)
@@ -171,7 +171,7 @@ def test_system_prompt_names_every_label_in_the_output_instruction(name: str) ->
 @pytest.mark.parametrize("name", SUITES)
 def test_every_example_renders_within_the_prompt_budget(name: str) -> None:
     s = suite(name)
-    system = render_system_prompt(s.load_instructions(), s.labels, ROOT)
+    system = s.system_prompt()
     longest = max(
         len(render_user_message(s.user_template, example_fields(e), where=str(s.path)))
         for split in SPLITS

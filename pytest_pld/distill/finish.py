@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from ..conditions import ConditionsTable, compare_conditions
 from ..folds import Fold
 from ..instructions import InstructionSet, Rule
-from ..render import render_system_prompt
 from ..runner import size_counter
 from ..suite import Suite
 from .answers import Teacher
@@ -110,7 +109,7 @@ def finish(
                     current,
                     base,
                     on_select,
-                    lambda iset: count(render_system_prompt(iset, suite.labels, suite.root)),
+                    lambda iset: count(suite.system_prompt(iset)),
                     budget=suite.max_prompt_tokens,
                     user_tokens=longest_user_tokens(suite, [train, select, held], count),
                 )

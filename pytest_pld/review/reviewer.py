@@ -348,7 +348,6 @@ class Reviewer:
 
     def review_suite(self, suite: Suite, path: str, base: Side, head: Side) -> SuiteReport:
         from ..record import sha256_text
-        from ..render import render_system_prompt
 
         opts = self.options
         split, model = opts.split or suite.gate_split, opts.model or suite.student
@@ -358,7 +357,7 @@ class Reviewer:
         for name, side in zip(SIDES, (base, head)):
             try:
                 run_set = run_set_for(side, path, self.root)
-                prompts.append(render_system_prompt(run_set, suite.labels, self.root))
+                prompts.append(suite.system_prompt(run_set))
                 run_sets.append(run_set)
             except PldError as exc:
                 report.status, report.note = "error", f"{name} does not render: {exc}"

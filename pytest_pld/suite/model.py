@@ -88,6 +88,14 @@ class Suite:
     def load_instructions(self) -> InstructionSet:
         return load_instruction_set(self.instructions_path, root=self.root)
 
+    def system_prompt(self, instructions: InstructionSet | None = None) -> str:
+        """The rendered system prompt of `instructions` (default: the suite's own set) with
+        this suite's labels, its template files resolved inside the project."""
+        from ..render import render_system_prompt
+
+        iset = self.load_instructions() if instructions is None else instructions
+        return render_system_prompt(iset, self.labels, self.root)
+
     def snapshot_path(self) -> Path:
         rel = self.snapshot or str(Path(self.instructions).with_suffix(".prompt.txt"))
         return resolve_inside(self.root, rel, path=self.path, key="snapshot")
