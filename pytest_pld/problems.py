@@ -3,11 +3,12 @@ reports them all at once instead of stopping at the first."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PldError
+from .errors import PldError, did_you_mean
 from .yamlio import line_of
 
 
@@ -31,3 +32,21 @@ class Problems:
 
     def append(self, error: PldError) -> None:
         self.errors.append(error)
+
+    def check_top_keys(
+        self, doc: Mapping[Any, Any], allowed: Mapping[str, str], required: Sequence[str]
+    ) -> None:
+        """Unknown top-level keys (with did-you-mean) and missing required ones; `allowed`
+        maps each key to what it holds, the hint for a missing one."""
+        for key in doc:
+            if key not in allowed:
+                self.add(
+                    f"unknown key{did_you_mean(str(key), allowed)}",
+                    doc,
+                    key,
+                    str(key),
+                    hint=f"allowed keys: {', '.join(allowed)}",
+                )
+        for key in required:
+            if key not in doc:
+                self.add("required key is missing", doc, None, key, hint=allowed[key])

@@ -21,7 +21,8 @@ from pytest_pld.datasets import registry
 from pytest_pld.distill.propose import read_proposal
 from pytest_pld.distill.traces import drop_truncated_tail, read_traces
 from pytest_pld.errors import PldError, PldErrors
-from pytest_pld.instructions import load_instruction_set, save_instruction_set
+from pytest_pld.instructions import load_instruction_set
+from pytest_pld.instructions_save import save_instruction_set
 from pytest_pld.record import ExampleResult, RunRecord, load_record, save_record
 from pytest_pld.snapshot import read_snapshot
 from pytest_pld.suite import load_suite

@@ -514,11 +514,12 @@ def test_a_teacher_that_fails_during_synthesis_leaves_the_medoid(
     assert proposal.cost["phases"]["synthesize"]["teacher_failures"] >= 1
 
 
-# --- the round trip the proposal is computed with (instructions.render_instruction_text) -------
+# --- the round trip the proposal is computed with (instructions_save.render_instruction_text)
 
 
 def _edit(tmp_path: Path, rules_of: object) -> tuple[str, str]:
-    from pytest_pld.instructions import Rule, render_instruction_text
+    from pytest_pld.instructions import Rule
+    from pytest_pld.instructions_save import render_instruction_text
 
     suite = make_project(tmp_path)
     path = suite.instructions_path
@@ -562,7 +563,8 @@ def test_removing_every_rule_leaves_an_empty_list_and_keeps_the_comment_after_it
 
 
 def test_a_long_new_rule_wraps_without_trailing_spaces(tmp_path: Path) -> None:
-    from pytest_pld.instructions import Rule, render_instruction_text
+    from pytest_pld.instructions import Rule
+    from pytest_pld.instructions_save import render_instruction_text
 
     suite = make_project(tmp_path)
     path = suite.instructions_path

@@ -18,7 +18,8 @@ from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
 from pytest_pld.folds import DEFAULT_HOLDOUT, split_holdout
-from pytest_pld.instructions import Rule, load_instruction_set, save_instruction_set
+from pytest_pld.instructions import Rule, load_instruction_set
+from pytest_pld.instructions_save import save_instruction_set
 from pytest_pld.suite import Suite, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]

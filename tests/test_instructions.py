@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_pld.errors import PldError, PldErrors
-from pytest_pld.instructions import Rule, load_instruction_set, save_instruction_set
+from pytest_pld.instructions import Rule, load_instruction_set
+from pytest_pld.instructions_save import save_instruction_set
 
 GOOD = textwrap.dedent("""\
     # The contract review instructions.

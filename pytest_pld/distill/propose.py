@@ -21,13 +21,8 @@ from typing import Any
 
 from ..conditions import ConditionsTable
 from ..errors import PldError
-from ..instructions import (
-    InstructionSet,
-    Rule,
-    load_instruction_set_text,
-    render_instruction_text,
-    save_instruction_set,
-)
+from ..instructions import InstructionSet, Rule, load_instruction_set_text
+from ..instructions_save import render_instruction_text, save_instruction_set
 from ..plain import to_plain
 from ..project import shown
 from ..review.diff import SetDiff, diff_sets

@@ -86,7 +86,7 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
         )
     problems = Problems(path)
     # the sections in the order their problems are listed
-    _check_top_keys(doc, problems)
+    problems.check_top_keys(doc, TOP_KEYS, REQUIRED_KEYS)
     texts = _parse_texts(doc, problems)
     labels = _parse_labels(doc, problems)
     loader, loader_options = _parse_dataset(doc, problems)
@@ -127,21 +127,6 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
         family=family,
         data_root=data_root,
     )
-
-
-def _check_top_keys(doc: CommentedMap, problems: Problems) -> None:
-    for key in doc:
-        if key not in TOP_KEYS:
-            problems.add(
-                f"unknown key{did_you_mean(str(key), TOP_KEYS)}",
-                doc,
-                key,
-                str(key),
-                hint=f"allowed keys: {', '.join(TOP_KEYS)}",
-            )
-    for key in REQUIRED_KEYS:
-        if key not in doc:
-            problems.add("required key is missing", doc, None, key, hint=TOP_KEYS[key])
 
 
 @dataclass(frozen=True)
