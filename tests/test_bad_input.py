@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import write_files
 
 from pytest_pld.cli import main
 from pytest_pld.datasets import registry
@@ -139,7 +140,7 @@ gates:
 USER_TEMPLATE_LINE = 10  # the line of the user template's text in suite_text
 
 
-def make_project(root: Path, loader: str = "jsonl") -> Path:
+def make_loader_project(root: Path, loader: str = "jsonl") -> Path:
     sample = SAMPLES[loader]
     files = {
         "pyproject.toml": "",
@@ -148,10 +149,7 @@ def make_project(root: Path, loader: str = "jsonl") -> Path:
         "templates/system.j2": TEMPLATE,
         **{f"data/{split}.{sample.ext}": sample.data for split in ("train", "dev", "test")},
     }
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text, encoding="utf-8")
-    return root.resolve()
+    return write_files(root, files).resolve()
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -337,7 +335,7 @@ def test_a_malformed_instruction_file_is_an_error_naming_file_line_and_key(
     key: str | None,
     fragment: str,
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "instructions/demo.yaml"
     path.write_bytes(content)
     with pytest.raises(PldError) as info:
@@ -349,7 +347,7 @@ def test_a_malformed_instruction_file_is_an_error_naming_file_line_and_key(
 def test_the_headline_cases_print_one_clear_line_each(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "instructions/demo.yaml"
     path.write_bytes(_lines(*HEAD, """output: "Answer with one of {{ labels | join(', ') \""""))
     assert run_cli(capsys, "validate", "--root", str(root), str(path))[1].splitlines()[0] == (
@@ -378,7 +376,7 @@ def test_the_headline_cases_print_one_clear_line_each(
 def test_a_utf8_byte_order_mark_just_works(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, content: bytes
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     (root / file).write_bytes(content)
     suite = load_suite(root / "suites/demo.yaml", root)
     iset = suite.load_instructions()
@@ -413,7 +411,7 @@ def test_a_broken_template_file_is_an_error_in_that_file(
     line: int,
     fragment: str,
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     template = root / "templates/system.j2"
     template.write_bytes(content)
     with pytest.raises(PldError) as info:
@@ -426,7 +424,7 @@ def test_a_broken_template_file_is_an_error_in_that_file(
 def test_a_missing_template_file_is_an_error_at_the_template_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     (root / "templates/system.j2").unlink()
     path = root / "instructions/demo.yaml"
     with pytest.raises(PldError) as info:
@@ -438,7 +436,7 @@ def test_a_missing_template_file_is_an_error_at_the_template_key(
 def test_validating_an_instruction_file_alone_checks_its_template_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     (root / "templates/system.j2").write_text("{{ preamble }\n")
     code, _ = run_cli(capsys, "validate", "--root", str(root), str(root / "instructions/demo.yaml"))
     assert code == 1
@@ -475,7 +473,7 @@ def test_a_broken_user_template_is_an_error_at_its_line(
     line: int,
     fragment: str,
 ) -> None:
-    root = make_project(tmp_path, loader)
+    root = make_loader_project(tmp_path, loader)
     path = root / "suites/demo.yaml"
     path.write_text(suite_text(loader, user_template), encoding="utf-8")
     with pytest.raises(PldError) as info:
@@ -500,7 +498,7 @@ def test_a_broken_user_template_is_an_error_at_its_line(
 def test_a_suite_file_that_is_not_utf8_text_is_an_error_naming_the_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, line: int, fragment: str
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "suites/demo.yaml"
     path.write_bytes(content)
     with pytest.raises(PldError) as info:
@@ -530,7 +528,7 @@ DATA_CASES = [
 def test_a_data_file_that_is_not_utf8_text_is_an_error_naming_line_and_byte(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], loader: str, bad: bytes, fragment: str
 ) -> None:
-    root = make_project(tmp_path, loader)
+    root = make_loader_project(tmp_path, loader)
     sample = SAMPLES[loader]
     path = root / f"data/test.{sample.ext}"
     raw = sample.data.encode().replace(MARK.encode(), bad)
@@ -547,7 +545,7 @@ def test_a_data_file_that_is_not_utf8_text_is_an_error_naming_line_and_byte(
 def test_a_data_file_with_a_byte_order_mark_loads_like_one_without(
     tmp_path: Path, loader: str
 ) -> None:
-    root = make_project(tmp_path, loader)
+    root = make_loader_project(tmp_path, loader)
     plain = root / f"data/test.{SAMPLES[loader].ext}"
     marked = root / "marked" / plain.name  # same name: logiqa ids include it
     marked.parent.mkdir()
@@ -709,7 +707,7 @@ def test_a_malformed_traces_file_is_an_error_and_is_never_cut(
     line: int,
     fragment: str,
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "traces.jsonl"
     path.write_bytes(content)
     with pytest.raises(PldError) as info:
@@ -745,7 +743,7 @@ def test_a_proposal_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
 def test_applying_a_proposal_that_is_not_utf8_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "proposal.json"
     path.write_bytes(b'{"path": "' + LATIN1_WORD + b'"}')
     code, err = run_cli(capsys, "distill", "demo", "--apply", str(path), "--root", str(root))
@@ -755,7 +753,7 @@ def test_applying_a_proposal_that_is_not_utf8_is_a_clear_error(
 def test_applying_a_proposal_to_an_instruction_file_that_is_not_utf8_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "instructions/demo.yaml"
     iset = load_instruction_set(path)
     content = INSTRUCTIONS.replace("Decide", "Décide").encode("latin-1")
@@ -779,7 +777,7 @@ def test_applying_a_proposal_to_an_instruction_file_that_is_not_utf8_writes_noth
 def test_a_snapshot_that_is_not_utf8_text_is_an_error_saying_how_to_recreate_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, line: int, fragment: str
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     path = root / "instructions/demo.prompt.txt"
     path.write_bytes(content)
     with pytest.raises(PldError) as info:
@@ -794,7 +792,7 @@ def test_a_snapshot_that_is_not_utf8_text_is_an_error_saying_how_to_recreate_it(
 def test_a_snapshot_with_a_byte_order_mark_matches_the_rendered_prompt(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_loader_project(tmp_path)
     suite = load_suite(root / "suites/demo.yaml", root)
     rendered = suite.system_prompt()
     (root / "instructions/demo.prompt.txt").write_bytes(BOM + rendered.encode())

@@ -9,55 +9,21 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SECRET, make_tiny_project
 from openai_double import OpenAIDouble, echo_rule
 
 from pytest_pld.cli import main
 from pytest_pld.distill.traces import read_traces
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "sk-batch-test-DO-NOT-LEAK-0123456789"
 TEACHER = "openai:teacher-x"
 TIMING = ("started_at", "finished_at", "latency_s")
-
-
-def write_project(root: Path, n: int = 6) -> Path:
-    (root / "suites").mkdir(parents=True)
-    (root / "instructions").mkdir()
-    (root / "data").mkdir()
-    (root / "suites" / "tiny.yaml").write_text(
-        textwrap.dedent("""\
-        name: tiny
-        dataset: {loader: jsonl}
-        splits: {train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}
-        labels: [pos, neg]
-        user_template: "{{ text }}"
-        instructions: instructions/tiny.yaml
-        student: scripted:x
-        gates: {accuracy: ">= 0.1"}
-        """)
-    )
-    (root / "instructions" / "tiny.yaml").write_text(
-        "name: tiny\nversion: 1\npreamble: You label short reviews.\nrules: []\n"
-        "output: 'Answer with one word: {{ labels | join(\", \") }}.'\n"
-    )
-    for split, count in (("train", n), ("dev", 2), ("test", 2)):
-        rows = [
-            {
-                "id": f"{split}{i}",
-                "text": f"review {i} is {'odd' if i % 2 else 'even'} here",
-                "label": "pos" if i % 2 else "neg",
-            }
-            for i in range(count)
-        ]
-        (root / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root
 
 
 def repair_once(body: dict[str, Any]) -> str:
@@ -83,7 +49,7 @@ def project(tmp_path: Path, double: OpenAIDouble, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PLD_TEACHER_API_KEY", SECRET)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    return write_project(tmp_path / "proj")
+    return make_tiny_project(tmp_path / "proj")
 
 
 def teach(project: Path, *extra: str) -> int:

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import RECORD_LABELS as LABELS
+from helpers import documents, make_project, make_record, worsen
 from scipy.stats import binomtest
-from test_teach import make_project
-from test_verdicts import LABELS, documents, make_record, worsen
 
 from pytest_pld import metrics, stats
 from pytest_pld.cli import main
@@ -231,7 +231,9 @@ def test_run_records_carry_each_examples_cluster_id(tmp_path: Path) -> None:
     path = clustered_project(tmp_path, "topic")
     suite = load_suite(path, tmp_path)
     with scripted(ScriptedBackend("student", classify=lambda s, u, labels: "pos")):
-        record = run_suite(suite, split="dev", results_dir=tmp_path / "runs")
+        record = run_suite(
+            suite, split="dev", cache_path=tmp_path / "cache.sqlite", results_dir=tmp_path / "runs"
+        )
     assert record.cluster_key == "topic"
     assert record_clusters(record) == tuple(f"t{i // 3}" for i in range(9))
     assert record_clusters(load_record(Path(str(record.path)))) == record_clusters(record)
@@ -244,7 +246,9 @@ def test_a_cluster_key_the_examples_lack_fails_before_any_model_call(tmp_path: P
         scripted(ScriptedBackend("student", classify=lambda s, u, labels: "pos")) as backend,
         pytest.raises(PldError, match=missing),
     ):
-        run_suite(suite, split="dev", results_dir=tmp_path / "runs")
+        run_suite(
+            suite, split="dev", cache_path=tmp_path / "cache.sqlite", results_dir=tmp_path / "runs"
+        )
     assert backend.classify_calls == 0
 
 

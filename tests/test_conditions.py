@@ -12,6 +12,7 @@ import shutil
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,7 +159,12 @@ def prior_student(system: str, user: str, labels: Sequence[str]) -> Mapping[str,
     return {"pos": pos, "neg": 1.5}
 
 
-def make_project(root: Path, n: int = 12) -> Suite:
+def evaluator(suite: Suite, **options: Any) -> SuiteEvaluator:
+    """A SuiteEvaluator whose response cache is explicitly under the test's project."""
+    return SuiteEvaluator(suite, cache_path=suite.root / ".pld" / "cache.sqlite", **options)
+
+
+def make_grouped_project(root: Path, n: int = 12) -> Suite:
     (root / "suites").mkdir(parents=True)
     (root / "instructions").mkdir()
     (root / "data").mkdir()
@@ -217,13 +223,13 @@ def test_intervals_resample_the_suites_clusters_as_pld_run_does(
 ) -> None:
     """A suite's cluster_key (here 3 topics over 12 examples in 6 groups) is what the paired
     intervals resample, as in `pld run` and the gates; the table says so."""
-    suite = make_project(tmp_path)
+    suite = make_grouped_project(tmp_path)
     path = tmp_path / "suites" / "toy.yaml"
     path.write_text(path.read_text(encoding="utf-8") + "cluster_key: topic\n", encoding="utf-8")
     suite = load_suite(path, tmp_path)
     evaluated, fit = conditions_folds(suite, "test")
     table = compare_conditions(
-        suite, suite.load_instructions(), SuiteEvaluator(suite), evaluated, fit, shots=0
+        suite, suite.load_instructions(), evaluator(suite), evaluated, fit, shots=0
     )
     assert (table.clusters, table.cluster_key) == (3, "topic")
     assert "resampling 3 clusters by topic" in format_text(table)
@@ -233,9 +239,9 @@ def test_intervals_resample_the_suites_clusters_as_pld_run_does(
 def test_the_table_compares_pld_with_each_control_on_the_same_examples(
     tmp_path: Path, scored: ScriptedBackend
 ) -> None:
-    suite = make_project(tmp_path)
+    suite = make_grouped_project(tmp_path)
     evaluated, fit = conditions_folds(suite, "test")
-    evaluate = SuiteEvaluator(suite)
+    evaluate = evaluator(suite)
     table = compare_conditions(suite, suite.load_instructions(), evaluate, evaluated, fit, shots=2)
     assert [c.name for c in table.conditions] == [ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD]
     assert table.fold == "test" and table.n == 12 and table.clusters == 6
@@ -258,9 +264,9 @@ def test_each_conditions_progress_bar_says_what_its_prompt_holds(
 ) -> None:
     """On a long run the bars follow each other: each names its fold and prompt, so a user
     can tell the zero-shot pass from the k-shot, dev-fit and PLD passes."""
-    suite = make_project(tmp_path)
+    suite = make_grouped_project(tmp_path)
     evaluated, fit = conditions_folds(suite, "test")
-    evaluate = SuiteEvaluator(suite, progress=True)
+    evaluate = evaluator(suite, progress=True)
     compare_conditions(suite, suite.load_instructions(), evaluate, evaluated, fit, shots=2)
     drawn = capsys.readouterr().err
     for desc in ("toy/test, 0 rules:", "toy/test, 0 rules, 2 examples:", "toy/dev, 0 rules:"):
@@ -271,23 +277,23 @@ def test_each_conditions_progress_bar_says_what_its_prompt_holds(
 def test_the_offsets_are_fitted_on_the_selection_fold_when_dev_is_evaluated(
     tmp_path: Path, scored: ScriptedBackend
 ) -> None:
-    suite = make_project(tmp_path, n=40)
+    suite = make_grouped_project(tmp_path, n=40)
     evaluated, fit = conditions_folds(suite, "dev")
     assert fit is not None and (evaluated.name, fit.name) == ("dev/held-back", "dev/selection")
     assert {e.id for e in evaluated.examples}.isdisjoint({e.id for e in fit.examples})
     table = compare_conditions(
-        suite, suite.load_instructions(), SuiteEvaluator(suite), evaluated, fit, shots=0
+        suite, suite.load_instructions(), evaluator(suite), evaluated, fit, shots=0
     )
     assert [c.name for c in table.conditions] == [ZERO_SHOT, PRIOR_SHIFT, PLD]
     assert table.fit.startswith("dev/selection")
 
 
 def test_without_label_scores_the_prior_shift_control_does_not_apply(tmp_path: Path) -> None:
-    suite = make_project(tmp_path)
+    suite = make_grouped_project(tmp_path)
     with scripted(ScriptedBackend("student", classify=lambda s, u, labels: "neg")):
         evaluated, fit = conditions_folds(suite, "test", limit=4)
         table = compare_conditions(
-            suite, suite.load_instructions(), SuiteEvaluator(suite), evaluated, fit, shots=0
+            suite, suite.load_instructions(), evaluator(suite), evaluated, fit, shots=0
         )
     prior = table.condition(PRIOR_SHIFT)
     assert not prior.applies and "no per-label scores" in prior.note and table.prior is None
@@ -299,7 +305,7 @@ def test_without_label_scores_the_prior_shift_control_does_not_apply(tmp_path: P
 def test_pld_conditions_prints_the_table_in_each_format(
     tmp_path: Path, scored: ScriptedBackend, capsys: pytest.CaptureFixture[str], fmt: str
 ) -> None:
-    make_project(tmp_path)
+    make_grouped_project(tmp_path)
     argv = ["conditions", "toy", "--shots", "2", "--format", fmt, "--root", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -317,7 +323,7 @@ def test_pld_conditions_prints_the_table_in_each_format(
 def test_pld_conditions_writes_the_json_record_beside_the_printed_table(
     tmp_path: Path, scored: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    make_project(tmp_path)
+    make_grouped_project(tmp_path)
     argv = ["conditions", "toy", "--shots", "2", "--root", str(tmp_path)]
     assert main([*argv, "--format", "json"]) == 0
     printed = capsys.readouterr().out
@@ -332,7 +338,7 @@ def test_pld_conditions_writes_the_json_record_beside_the_printed_table(
 def test_pld_conditions_refuses_a_split_the_suite_does_not_have(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    make_project(tmp_path)
+    make_grouped_project(tmp_path)
     assert main(["conditions", "toy", "--split", "heldout", "--root", str(tmp_path)]) == 2
     assert "has no 'heldout' split" in capsys.readouterr().err
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_teach import good_json, make_project
+from helpers import good_json, make_project
 
 from pytest_pld.backends.base import Message
 from pytest_pld.cli import main
 from pytest_pld.distill.cluster import cluster_rules
 from pytest_pld.distill.guard import LeakageCheck
 from pytest_pld.distill.pipeline import DistillSettings, distill
-from pytest_pld.distill.propose import IdAllocator
+from pytest_pld.distill.propose import IdAllocator, Proposal
 from pytest_pld.distill.teach import teach
 from pytest_pld.errors import PldError
 from pytest_pld.instructions import load_instruction_set, load_instruction_set_text
@@ -72,6 +72,12 @@ def settings(suite: Suite, **kw: object) -> DistillSettings:
     base: dict[str, object] = {"traces": traces_of(suite), "embedder": "tfidf", "min_samples": 2}
     base.update(kw)
     return DistillSettings(**base)  # type: ignore[arg-type]
+
+
+def run_distill(suite: Suite, distill_settings: DistillSettings) -> Proposal:
+    """distill() without its progress log, its cache and proposal explicitly under the test's
+    project (a library default that writes under a project is never left to chance)."""
+    return distill(suite, distill_settings, log=lambda _: None, state_dir=suite.root / ".pld")
 
 
 def run_cli(suite: Suite, *extra: str) -> int:
@@ -142,7 +148,7 @@ def test_write_keeps_comments_and_untouched_lines_byte_identical(
 
 
 def test_write_refuses_a_file_that_changed_since_the_proposal(taught: Suite) -> None:
-    proposal = distill(taught, settings(taught), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught))
     path = taught.instructions_path
     edited = path.read_text(encoding="utf-8") + "# a reviewer's edit\n"
     path.write_text(edited, encoding="utf-8")
@@ -155,7 +161,7 @@ def test_write_refuses_a_file_that_changed_since_the_proposal(taught: Suite) -> 
 def test_a_saved_proposal_can_be_applied_later_unless_the_file_changed(
     taught: Suite, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proposal = distill(taught, settings(taught), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught))
     assert proposal.saved_to is not None
     assert (
         main(["distill", "toy", "--apply", str(proposal.saved_to), "--root", str(taught.root)]) == 0
@@ -171,7 +177,7 @@ def test_a_saved_proposal_can_be_applied_later_unless_the_file_changed(
 def test_a_saved_proposal_names_its_file_in_the_project_so_it_applies_in_another_checkout(
     taught: Suite, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    proposal = distill(taught, settings(taught), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught))
     assert proposal.saved_to is not None
     record = json.loads(proposal.saved_to.read_text(encoding="utf-8"))
     relative = taught.instructions_path.relative_to(taught.root).as_posix()
@@ -188,9 +194,9 @@ def test_a_saved_proposal_names_its_file_in_the_project_so_it_applies_in_another
 def test_a_rerun_reuses_cached_answers_and_proposes_the_same_text(
     taught: Suite, backend: ScriptedBackend
 ) -> None:
-    first = distill(taught, settings(taught), log=lambda s: None)
+    first = run_distill(taught, settings(taught))
     calls = len(backend.generate_calls)
-    second = distill(taught, settings(taught), log=lambda s: None)
+    second = run_distill(taught, settings(taught))
     assert second.text == first.text
     assert len(backend.generate_calls) == calls  # the teacher was not asked again
     total = second.cost["total"]
@@ -208,7 +214,7 @@ def test_the_closed_loop_revises_a_conflicting_rule_and_it_keeps_its_id(
         ),
         encoding="utf-8",
     )
-    proposal = distill(taught, settings(taught), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught))
     assert [(c.kind, c.id) for c in proposal.changes.rules] == [("reworded", "R001")]
     rule = proposal.new.rules[0]
     assert rule.id == "R001" and rule.text == (
@@ -235,7 +241,7 @@ def test_the_loop_writes_a_rule_for_a_missed_label_that_no_rule_covers(
         return teacher_fn(messages)
 
     backend._generate = useless_merges
-    proposal = distill(taught, settings(taught, synthesis="teacher"), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught, synthesis="teacher"))
     assert not any(d["accepted"] for d in proposal.decisions if d["method"] == "synthesis")
     (new,) = [r for r in proposal.new.rules if r.provenance.get("method") == "coverage"]
     assert (new.label, new.text) == ("pos", "If the review calls it great, then the label is pos.")
@@ -287,7 +293,7 @@ def test_a_leaking_candidate_is_never_scored_or_proposed(
         return teacher_fn(messages)
 
     backend._generate = leaky
-    proposal = distill(taught, settings(taught, synthesis="teacher"), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught, synthesis="teacher"))
     dropped = [d for d in proposal.decisions if "gate-split" in d["reason"]]
     assert dropped and all(not d["accepted"] for d in dropped)
     assert all(TEST_SENTENCE not in r.text for r in proposal.new.rules)
@@ -302,7 +308,7 @@ def test_garbage_synthesis_falls_back_to_the_medoid_rule(
         return teacher_fn(messages)
 
     backend._generate = garbage
-    proposal = distill(taught, settings(taught, synthesis="teacher", rounds=0), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught, synthesis="teacher", rounds=0))
     added = [r for r in proposal.new.rules if r.id != "R001"]
     assert added and added[0].provenance["method"] == "medoid-fallback"
     assert added[0].text.startswith("If the text praises something as great")
@@ -431,7 +437,7 @@ def test_distill_refuses_a_suite_that_gates_on_the_dev_split(
     suite = make_project(tmp_path, gate_split="dev")
     teach(suite, teacher="scripted:t", out=traces_of(suite))
     with pytest.raises(PldError, match="never reads the 'dev' split"):
-        distill(suite, settings(suite), log=lambda s: None)
+        run_distill(suite, settings(suite))
     assert backend.classify_calls == 0
 
 
@@ -483,7 +489,7 @@ def test_bad_traces_are_clear_errors_naming_file_and_line(
     suite = make_project(tmp_path)
     _write_traces(suite, rows, tail)
     with pytest.raises(PldError) as info:
-        distill(suite, settings(suite), log=lambda s: None)
+        run_distill(suite, settings(suite))
     assert message in str(info.value) and str(traces_of(suite)) in str(info.value)
     assert backend.classify_calls == 0
 
@@ -491,13 +497,13 @@ def test_bad_traces_are_clear_errors_naming_file_and_line(
 def test_a_missing_traces_file_says_how_to_make_one(tmp_path: Path) -> None:
     suite = make_project(tmp_path)
     with pytest.raises(PldError, match="pld teach"):
-        distill(suite, settings(suite), log=lambda s: None)
+        run_distill(suite, settings(suite))
 
 
 def test_a_truncated_last_trace_line_is_reported_and_skipped(taught: Suite) -> None:
     path = traces_of(taught)
     path.write_text(path.read_text(encoding="utf-8") + '{"id": "t9", "sui', encoding="utf-8")
-    proposal = distill(taught, settings(taught), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught))
     assert any(":6: truncated last line" in n for n in proposal.notes)
     assert path.read_text(encoding="utf-8").endswith('"sui')  # distill never edits traces
 
@@ -509,7 +515,7 @@ def test_a_teacher_that_fails_during_synthesis_leaves_the_medoid(
         raise PldError("request timed out")
 
     backend._generate = broken
-    proposal = distill(taught, settings(taught, synthesis="teacher", rounds=0), log=lambda s: None)
+    proposal = run_distill(taught, settings(taught, synthesis="teacher", rounds=0))
     assert all(r.provenance.get("method") in (None, "medoid-fallback") for r in proposal.new.rules)
     assert proposal.cost["phases"]["synthesize"]["teacher_failures"] >= 1
 
@@ -585,8 +591,8 @@ def test_a_long_new_rule_wraps_without_trailing_spaces(tmp_path: Path) -> None:
 def test_strict_selection_keeps_only_gains_whose_interval_excludes_zero(taught: Suite) -> None:
     # all 8 dev examples select (no held-back fold): 0.333 -> 1.0 is a clear gain; both keep
     # it, and say how sure it is
-    loose = distill(taught, settings(taught, rounds=0, holdout=0), log=lambda s: None)
-    strict = distill(taught, settings(taught, rounds=0, strict=True, holdout=0), log=lambda s: None)
+    loose = run_distill(taught, settings(taught, rounds=0, holdout=0))
+    strict = run_distill(taught, settings(taught, rounds=0, strict=True, holdout=0))
     assert loose.new.rules[-1].text == strict.new.rules[-1].text
     kept = [d for d in strict.decisions if d["accepted"]]
     assert kept and all(d["interval"][0] > 0 for d in kept)

@@ -100,6 +100,7 @@ def test_teach_and_distill_with_the_real_small_local_model(
             progress=False,
         ),
         log=lambda s: None,
+        state_dir=tmp_path / ".pld",
     )
     # a real proposal: candidates from the model, each scored by the student on dev's
     # selection fold; the proposal's numbers come from the held-back fold

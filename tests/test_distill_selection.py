@@ -30,7 +30,7 @@ GENERAL = "If the review praises the show, then the label is pos."
 DULL = "If the review calls the show dull, then the label is neg."
 
 
-def make_project(root: Path, *, budget: int | None = None) -> Suite:
+def make_zorblax_project(root: Path, *, budget: int | None = None) -> Suite:
     """60 train examples (two of them about Zorblax: 2 of 60 documents), 45 dev, 4 test, and
     traces whose pos rules all name Zorblax."""
     (root / "suites").mkdir(parents=True)
@@ -144,7 +144,10 @@ def settings(suite: Suite, **kw: Any) -> DistillSettings:
 def run(suite: Suite, student: Any = praise_student, generate: Any = None, **kw: Any) -> Any:
     backend = ScriptedBackend("t", classify=student, generate=generate or teacher_answering())
     with scripted(backend):
-        return distill(suite, settings(suite, **kw), log=lambda s: None), backend
+        proposal = distill(
+            suite, settings(suite, **kw), log=lambda s: None, state_dir=suite.root / ".pld"
+        )
+        return proposal, backend
 
 
 # --- the generality test ------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def test_words_the_teacher_uses_for_several_labels_are_its_phrasing_not_example_
 
 
 def test_a_specific_rule_is_generalised_by_the_teacher_before_it_is_scored(tmp_path: Path) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     proposal, backend = run(suite)
     asks = [c[-1].content for c in backend.generate_calls if "generalise" in c[0].content]
     assert len(asks) == 1
@@ -216,7 +219,7 @@ def test_a_specific_rule_is_generalised_by_the_teacher_before_it_is_scored(tmp_p
 def test_a_rule_that_cannot_be_generalised_is_dropped_and_listed_with_its_words(
     tmp_path: Path, teacher: str, reason: str
 ) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     proposal, _ = run(suite, generate=teacher_answering(generalised=teacher))
     assert all("Zorblax" not in r.text for r in proposal.new.rules)
     (dropped,) = proposal.dropped
@@ -230,7 +233,7 @@ def test_a_rule_that_cannot_be_generalised_is_dropped_and_listed_with_its_words(
 
 
 def test_without_a_teacher_a_specific_rule_is_dropped(tmp_path: Path) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     proposal, backend = run(suite, teacher="none")
     assert backend.generate_calls == []
     assert [d["reason"] for d in proposal.dropped] == [
@@ -243,7 +246,7 @@ def test_without_a_teacher_a_specific_rule_is_dropped(tmp_path: Path) -> None:
 
 def test_selection_keeps_the_candidate_of_a_cluster_with_the_best_dev_gain(tmp_path: Path) -> None:
     """The teacher's merged rule comes first and helps; the generalised medoid helps more."""
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
 
     def student(system: str, user: str, labels: Sequence[str]) -> str:
         rules = rules_of(system)
@@ -281,7 +284,7 @@ def wording_student(system: str, user: str, labels: Sequence[str]) -> str:
 def test_a_rule_whose_effect_vanishes_when_reworded_is_dropped_or_flagged(
     tmp_path: Path, action: str, outcome: str, kept: bool
 ) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     proposal, _ = run(suite, student=wording_student, wording=action)
     (check,) = proposal.wording
     assert check["text"] == GENERAL and check["paraphrase"]
@@ -291,7 +294,7 @@ def test_a_rule_whose_effect_vanishes_when_reworded_is_dropped_or_flagged(
 
 
 def test_a_rule_that_keeps_its_effect_when_reworded_stays(tmp_path: Path) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     proposal, _ = run(suite)  # the praise student follows any rule that talks of praise
     (check,) = proposal.wording
     assert not check["vanished"] and check["outcome"] == "kept"
@@ -304,7 +307,7 @@ def test_a_paraphrase_that_repeats_the_rule_is_asked_again_as_sampled_draws(
     """Greedy decoding hands the rule back unchanged, then with quotes and an added word (what
     the 0.5B did); the check asks again with sampling and scores the first paraphrase that
     drops one of the rule's own words."""
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     reworded = "If a review lauds what it saw, then pos."
     answers = [GENERAL, "If the given review 'praises' the show, then pos.", reworded]
     asked: list[int] = []
@@ -385,7 +388,7 @@ def test_a_paraphrase_must_drop_one_of_the_rules_own_words(text: str, expected: 
 
 
 def test_a_rule_whose_paraphrase_always_repeats_it_is_kept_unchecked(tmp_path: Path) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     proposal, _ = run(suite, generate=teacher_answering(paraphrase=GENERAL))
     (check,) = proposal.wording
     assert check["outcome"] == "unchecked"
@@ -467,7 +470,7 @@ def test_distill_prunes_to_the_suites_budget_and_the_proposal_shows_it(tmp_path:
 
     # scripted tokens are words: both rules make a prompt of 45 (with the longest user
     # message, 5), the pos rule alone 32; both rules are worth the same, the neg one is longer
-    suite = make_project(tmp_path, budget=33)
+    suite = make_zorblax_project(tmp_path, budget=33)
     proposal, _ = run(suite, student=student, wording="off")
     assert proposal.budget["fits"] and proposal.budget["prompt_tokens"] == 32
     (pruned,) = proposal.budget["pruned"]
@@ -483,7 +486,7 @@ def test_distill_prunes_to_the_suites_budget_and_the_proposal_shows_it(tmp_path:
 def test_selection_never_scores_the_held_back_fold_and_the_report_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     scored: list[tuple[str | None, str, frozenset[str]]] = []
     real = Student.score
 
@@ -511,7 +514,7 @@ def test_selection_never_scores_the_held_back_fold_and_the_report_does(
 def test_the_cli_prints_dropped_rules_wording_and_conditions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    suite = make_project(tmp_path)
+    suite = make_zorblax_project(tmp_path)
     answer = teacher_answering(generalised="If the review praises Zorblax a lot, then pos.")
     argv = ["distill", "toy", "--traces", str(suite.root / "traces" / "toy.jsonl")]
     argv += ["--teacher", "scripted:t", "--embedder", "tfidf", "--min-samples", "2"]

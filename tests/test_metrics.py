@@ -8,13 +8,13 @@ import random
 
 import numpy as np
 import pytest
+from helpers import PREDICTION_LABELS as LABELS
+from helpers import random_preds
 from sklearn import metrics as skm
 
 from pytest_pld import metrics
 from pytest_pld.labels import INVALID
 from pytest_pld.metrics import Predictions
-
-LABELS = ("a", "b", "c")
 
 
 def preds(
@@ -34,16 +34,6 @@ def preds(
         prompt_tokens=prompt_tokens,
         baseline_latency_ms=baseline_latency_ms,
     )
-
-
-def random_preds(seed: int, n: int = 60, invalid: float = 0.1) -> Predictions:
-    rng = random.Random(seed)
-    gold = [rng.choice(LABELS) for _ in range(n)]
-    pred = [
-        INVALID if rng.random() < invalid else g if rng.random() < 0.6 else rng.choice(LABELS)
-        for g in gold
-    ]
-    return Predictions(LABELS, tuple(gold), tuple(pred))
 
 
 # --- hand-computed cases ------------------------------------------------------------------------

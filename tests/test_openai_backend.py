@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_roles import FakeClock
+from helpers import FakeClock
 
 from pytest_pld.backends import get_backend
 from pytest_pld.backends.base import Backend, Classification, GenerateOptions, Message

@@ -21,67 +21,10 @@ from pathlib import Path
 import numpy  # noqa: F401
 import pytest
 import sklearn.metrics  # noqa: F401
+from helpers import PLUGIN_EXAMPLES as N
+from helpers import PLUGIN_SUITE, calls, edit, make_plugin_project
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 24  # examples in the temporary suite
-
-CONFTEST = """
-from pathlib import Path
-
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
-
-CALLS = Path(__file__).parent / "calls.txt"
-
-
-def make(model, **_):
-    def classify(system, user, labels):
-        with CALLS.open("a") as fh:
-            fh.write(user.replace("\\n", " ") + "\\n")
-        if model == "broken":
-            raise RuntimeError("backend exploded")
-        if model == "poor" or "hint" not in system.lower():
-            return labels[0]
-        return user.rsplit("hint:", 1)[1].strip()
-
-    return ScriptedBackend(model, classify=classify, latency_s=0.02)
-
-
-_undo = []
-
-
-def pytest_configure(config):
-    _undo.append(use_scripted_backend(make))
-
-
-def pytest_unconfigure(config):
-    while _undo:
-        _undo.pop()()
-"""
-
-SUITE = """\
-name: sentiment
-dataset: {loader: jsonl}
-splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl}
-labels: [pos, neg]
-user_template: "{{ text }} hint: {{ hint }}"
-instructions: instructions/sentiment.yaml
-student: scripted:good
-max_prompt_tokens: 200
-gates:
-  macro_f1: ">= 0.6"
-  accuracy: ">= 0.5"
-  regression: {metric: macro_f1, baseline: baselines/sentiment.json, margin: 0.02}
-"""
-
-INSTRUCTIONS = """\
-name: sentiment
-version: 1
-preamble: You label short reviews.
-rules:
-  - id: R1
-    text: Trust the hint.
-output: 'Answer with one word: {{ labels | join(", ") }}.'
-"""
 
 GATES = ["render", "macro_f1>=0.6", "accuracy>=0.5", "regression[macro_f1]"]
 
@@ -98,46 +41,7 @@ def no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    return make_project(pytester)
-
-
-def make_project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A temporary project with the sentiment suite and the scripted student."""
-    pytester.makeini("[pytest]\n")
-    pytester.makeconftest(CONFTEST)
-    (pytester.path / "suites").mkdir()
-    (pytester.path / "suites" / "sentiment.yaml").write_text(SUITE)
-    (pytester.path / "instructions").mkdir()
-    (pytester.path / "instructions" / "sentiment.yaml").write_text(INSTRUCTIONS)
-    data = pytester.path / "data"
-    data.mkdir()
-    rows = [
-        {
-            "id": f"r{i}",
-            "text": f"review number {i}",
-            "hint": "pos" if i % 2 else "neg",
-            "label": "pos" if i % 2 else "neg",
-        }
-        for i in range(N)
-    ]
-    (data / "sentiment.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (data / "dev.jsonl").write_text(
-        "".join(json.dumps({**r, "id": f"d{i}"}) + "\n" for i, r in enumerate(rows[:6]))
-    )
-    pytester.makepyfile(test_ordinary="def test_ordinary():\n    pass\n")
-    return pytester
-
-
-def calls(project: pytest.Pytester) -> int:
-    path = project.path / "calls.txt"
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def edit(project: pytest.Pytester, relative: str, old: str, new: str) -> None:
-    path = project.path / relative
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
+    return make_plugin_project(pytester)
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -286,7 +190,7 @@ def test_a_broken_suite_is_a_collection_error_never_a_pass(
     project: pytest.Pytester, gates: str, expected: list[str]
 ) -> None:
     path = project.path / "suites" / "sentiment.yaml"
-    path.write_text(SUITE[: SUITE.index("gates:")] + gates)
+    path.write_text(PLUGIN_SUITE[: PLUGIN_SUITE.index("gates:")] + gates)
     result = project.runpytest("--pld-suite=sentiment")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ERROR collecting suites/sentiment.yaml*", *expected])

@@ -92,7 +92,7 @@ def write(repo: Path, rel: str, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def make_project(repo: Path, *, branch: str = "main", suites: Sequence[str] = ("demo",)) -> Path:
+def make_repo(repo: Path, *, branch: str = "main", suites: Sequence[str] = ("demo",)) -> Path:
     repo.mkdir(parents=True, exist_ok=True)
     git(repo, "init", "-q", "-b", branch)
     write(repo, ".gitignore", ".pld/\n")
@@ -127,7 +127,7 @@ def pld(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> tuple[int
 def test_a_commit_that_rewords_one_rule_and_relabels_another_names_the_field_per_rule(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     labelled = BASE_SET.replace(
         "    text: Say yes for pear.\n", '    text: Say yes for pear.\n    label: "yes"\n'
     )
@@ -152,7 +152,7 @@ def test_a_commit_that_rewords_one_rule_and_relabels_another_names_the_field_per
 def test_review_lists_added_removed_and_reworded_rules_by_id_with_provenance(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--no-run")
     assert code == 0
@@ -170,7 +170,7 @@ def test_review_lists_added_removed_and_reworded_rules_by_id_with_provenance(
 def test_review_reports_metric_deltas_with_intervals_and_flipped_examples(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--format", "json")
     assert code == 0
@@ -202,7 +202,7 @@ def test_review_reports_the_exact_mcnemar_test_beside_the_bootstrap_in_every_for
 ) -> None:
     from scipy.stats import binomtest
 
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, raw, _ = pld(capsys, repo, "--format", "json")
     assert code == 0
@@ -223,7 +223,7 @@ def test_review_reports_the_exact_mcnemar_test_beside_the_bootstrap_in_every_for
 def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--format", "md")
     assert code == 0
@@ -240,7 +240,7 @@ def test_the_markdown_report_fits_a_pr_comment_with_details_folded(
 def test_run_records_are_reused_so_a_second_review_calls_no_model(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     pld(capsys, repo)
     calls = student.classify_calls
@@ -254,7 +254,7 @@ def test_run_records_are_reused_so_a_second_review_calls_no_model(
 def test_without_records_no_run_says_how_to_get_metrics(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--no-run")
     assert code == 0
@@ -264,7 +264,7 @@ def test_without_records_no_run_says_how_to_get_metrics(
 def test_a_comment_only_change_reports_no_semantic_change_and_no_metrics(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(
         repo,
         "instructions/demo.yaml",
@@ -284,7 +284,7 @@ def test_a_comment_only_change_reports_no_semantic_change_and_no_metrics(
 def test_no_changes_says_so_and_exits_0(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     code, out, _ = pld(capsys, repo)
     assert code == 0
     assert "no instruction changes (1 instruction sets compared)" in out
@@ -293,7 +293,7 @@ def test_no_changes_says_so_and_exits_0(
 def test_committed_revisions_can_be_compared_in_both_directions(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     base = git(repo, "rev-parse", "HEAD")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     head = commit(repo, "head")
@@ -307,7 +307,7 @@ def test_committed_revisions_can_be_compared_in_both_directions(
 def test_the_default_base_is_the_merge_base_with_the_default_branch(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     fork = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "-b", "feature")
     write(repo, "instructions/demo.yaml", HEAD_SET)
@@ -325,7 +325,7 @@ def test_the_default_base_is_the_merge_base_with_the_default_branch(
 def test_without_a_default_branch_the_base_is_head_1_with_a_note(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo", branch="trunk")
+    repo = make_repo(tmp_path / "repo", branch="trunk")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     commit(repo, "head")
     code, out, _ = pld(capsys, repo, "--no-run")
@@ -338,7 +338,7 @@ def test_without_a_default_branch_the_base_is_head_1_with_a_note(
 def test_a_custom_template_changed_at_one_revision_shows_in_the_prompt_diff(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(
         repo,
         "templates/system.j2",
@@ -367,7 +367,7 @@ def test_a_custom_template_changed_at_one_revision_shows_in_the_prompt_diff(
 def test_a_revision_that_does_not_exist_is_a_clear_error(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     code, out, err = pld(capsys, repo, "--base", "no-such-branch")
     assert code == 2 and out == ""
     assert "base revision 'no-such-branch' not found" in err
@@ -377,7 +377,7 @@ def test_a_revision_that_does_not_exist_is_a_clear_error(
 def test_a_file_invalid_at_one_revision_is_reported_and_the_others_are_reviewed(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo", suites=("demo", "other"))
+    repo = make_repo(tmp_path / "repo", suites=("demo", "other"))
     write(
         repo,
         "instructions/demo.yaml",
@@ -395,7 +395,7 @@ def test_a_file_invalid_at_one_revision_is_reported_and_the_others_are_reviewed(
 def test_a_file_that_cannot_be_parsed_at_the_base_is_reported_for_the_base(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", "name: [unclosed\n")
     commit(repo, "broken")
     write(repo, "instructions/demo.yaml", HEAD_SET)
@@ -407,7 +407,7 @@ def test_a_file_that_cannot_be_parsed_at_the_base_is_reported_for_the_base(
 def test_a_shallow_clone_without_the_base_explains_how_to_fetch_it(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    origin = make_project(tmp_path / "origin")
+    origin = make_repo(tmp_path / "origin")
     base = git(origin, "rev-parse", "HEAD")
     write(origin, "instructions/demo.yaml", HEAD_SET)
     commit(origin, "head")
@@ -426,7 +426,7 @@ def test_a_shallow_clone_without_the_base_explains_how_to_fetch_it(
 def test_an_unknown_suite_gets_did_you_mean(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     code, _, err = pld(capsys, repo, "--suite", "dmeo")
     assert code == 2 and "did you mean 'demo'" in err
 
@@ -442,7 +442,7 @@ def test_outside_a_git_repository_review_says_so(
 def test_a_suite_that_cannot_be_evaluated_is_reported_and_the_review_goes_on(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(repo, "instructions/demo.yaml", HEAD_SET)
     code, out, _ = pld(capsys, repo, "--model", "nosuch:model", "--format", "json")
     assert code == 0
@@ -516,7 +516,7 @@ def test_set_level_fields_are_diffed_apart_from_rules() -> None:
 def test_markdown_keeps_html_in_rule_text_as_text(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     write(
         repo,
         "instructions/demo.yaml",
@@ -537,7 +537,7 @@ def test_provenance_is_one_line_with_long_lists_shortened() -> None:
 def test_an_instruction_file_that_is_not_utf8_at_one_side_is_reported_invalid_not_a_traceback(
     tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_project(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo")
     (repo / "instructions" / "demo.yaml").write_bytes(
         BASE_SET.replace("Say yes for apple.", "Say yes for caf\u00e9.").encode("latin-1")
     )

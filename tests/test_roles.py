@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ServedModel, start_server
+from helpers import SECRET, FakeClock, make_plugin_project, make_tiny_project
 from openai_double import OpenAIDouble
-from test_batch import SECRET, write_project
-from test_plugin import make_project
 
 from pytest_pld.backends import get_backend
 from pytest_pld.cli import main
@@ -163,7 +162,7 @@ def test_pyproject_refuses_endpoints_and_bad_options(
 def test_show_config_prints_every_role_with_sources_and_masks_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = write_project(tmp_path / "p")
+    project = make_tiny_project(tmp_path / "p")
     (project / "pyproject.toml").write_text("[tool.pld.student]\nconcurrency = 8\n")
     monkeypatch.setenv("PLD_TEACHER_API_KEY", SECRET)
     monkeypatch.setenv("PLD_TEACHER_BASE_URL", "http://127.0.0.1:9/v1")
@@ -205,7 +204,7 @@ def test_student_commands_take_the_student_endpoint_from_the_environment(
     capsys: pytest.CaptureFixture[str],
     command: str,
 ) -> None:
-    project = write_project(tmp_path / "p")
+    project = make_tiny_project(tmp_path / "p")
     monkeypatch.setenv("PLD_STUDENT_BASE_URL", "http://127.0.0.1:8/v1")
     monkeypatch.setenv("PLD_STUDENT_API_KEY", SECRET)
     suite = ["--suite", "tiny"] if command == "review" else ["tiny"]
@@ -218,19 +217,6 @@ def test_student_commands_take_the_student_endpoint_from_the_environment(
 
 
 # ------------------------------------------------------------------------ requests per minute
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def test_the_bucket_allows_a_seconds_burst_then_the_rate() -> None:
@@ -277,7 +263,7 @@ def test_pld_run_sends_the_student_to_its_server_with_its_key_and_options(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     student, teacher = two_servers
-    project = write_project(tmp_path / "p")
+    project = make_tiny_project(tmp_path / "p")
     monkeypatch.setenv("PLD_STUDENT_BASE_URL", student.base_url)
     monkeypatch.setenv("PLD_STUDENT_API_KEY", SECRET)
     monkeypatch.setenv("OPENAI_BASE_URL", teacher.base_url)
@@ -335,7 +321,7 @@ def test_ablate_and_review_send_the_student_to_its_server_with_its_key_and_optio
     """The two other commands that run the student: configured only by PLD_STUDENT_* and a
     --student-option, every request reaches the student's server with the student's key."""
     student, teacher = two_servers
-    project = write_project(tmp_path / "p")
+    project = make_tiny_project(tmp_path / "p")
     rules = project / "instructions" / "tiny.yaml"
     monkeypatch.setenv("PLD_STUDENT_BASE_URL", student.base_url)
     monkeypatch.setenv("PLD_STUDENT_API_KEY", SECRET)
@@ -382,7 +368,7 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
     PLD_STUDENT_*: each server's access log counts the requests of its role.
     Prefill mode keeps the teacher's answers to one line (the 135M model rambles otherwise);
     the long timeouts are for a busy 2-core machine."""
-    project = write_project(tmp_path / "p")
+    project = make_tiny_project(tmp_path / "p")
     model = f"openai:{serve_model_folder}"
     traces = project / "traces.jsonl"
     rules = {
@@ -467,7 +453,7 @@ def test_distill_sends_the_teacher_and_the_student_to_their_own_servers(
 def test_pytest_shows_the_student_endpoint_and_never_a_key(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_project(pytester)
+    make_plugin_project(pytester)
     monkeypatch.setenv("OPENAI_API_KEY", OTHER_KEY)
     result = pytester.runpytest(
         "--pld-suite=sentiment", "--co", "--pld-student-base-url=http://127.0.0.1:9/v1"
@@ -480,7 +466,7 @@ def test_pytest_shows_the_student_endpoint_and_never_a_key(
 def test_a_malformed_student_option_stops_pytest_with_the_allowed_keys(
     pytester: pytest.Pytester,
 ) -> None:
-    make_project(pytester)
+    make_plugin_project(pytester)
     result = pytester.runpytest("--pld-suite=sentiment", "--pld-student-option=concurency=2")
     assert result.ret == 4
     err = result.stderr.str()

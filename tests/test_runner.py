@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_teach import make_project
+from helpers import make_project
 
 from pytest_pld.backends.base import Classification
 from pytest_pld.cache import decode_value, encode_value
 from pytest_pld.errors import PldError
 from pytest_pld.labels import top_label
-from pytest_pld.record import load_record
+from pytest_pld.record import RunRecord, load_record
 from pytest_pld.runner import LazyBackend, run_suite
+from pytest_pld.suite import Suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
 
@@ -48,11 +49,25 @@ def suite(tmp_path: Path):
     return made
 
 
+def run_dev(suite: Suite, **options: Any) -> RunRecord:
+    """run_suite on dev, its cache and run records explicitly under the test's project (a
+    library default that writes under a project is never left to chance)."""
+    state = suite.root / ".pld"
+    return run_suite(
+        suite,
+        split="dev",
+        progress=False,
+        cache_path=state / "cache.sqlite",
+        results_dir=state / "runs",
+        **options,
+    )
+
+
 def test_a_second_run_answers_everything_from_the_cache(suite, tmp_path: Path) -> None:
     with scripted(ScriptedBackend("student", classify=answer_by_word)) as backend:
-        first = run_suite(suite, split="dev", progress=False)
+        first = run_dev(suite)
         calls = backend.classify_calls
-        second = run_suite(suite, split="dev", progress=False)
+        second = run_dev(suite)
     assert calls == 8 and backend.classify_calls == 8
     assert (first.cache_hits, second.cache_hits, second.cache_misses) == (0, 8, 0)
     assert [r.pred for r in first.results] == [r.pred for r in second.results]
@@ -63,18 +78,18 @@ def test_a_second_run_answers_everything_from_the_cache(suite, tmp_path: Path) -
 def test_an_interrupted_run_keeps_what_finished_and_resumes(suite) -> None:
     dying = ScriptedBackend("student", classify=answer_by_word, fail_after=5)
     with scripted(dying), pytest.raises(PldError, match="interrupted"):
-        run_suite(suite, split="dev", progress=False)
+        run_dev(suite)
     with scripted(ScriptedBackend("student", classify=answer_by_word)) as healthy:
-        record = run_suite(suite, split="dev", progress=False)
+        record = run_dev(suite)
     assert (record.cache_hits, healthy.classify_calls) == (5, 3)
 
 
 def test_changing_a_rule_changes_the_cache_key(suite) -> None:
     with scripted(ScriptedBackend("student", classify=answer_by_word)):
-        run_suite(suite, split="dev", progress=False)
+        run_dev(suite)
         iset = suite.load_instructions()
         reworded = iset.with_rules([iset.rules[0].__class__("R001", "Dull means neg.")])
-        record = run_suite(suite, split="dev", progress=False, instructions=reworded)
+        record = run_dev(suite, instructions=reworded)
     assert record.cache_misses == 8
 
 
@@ -103,8 +118,8 @@ class _TieOnDull(ScriptedBackend):
 
 def test_ties_reach_the_run_record_and_its_tie_rate(suite) -> None:
     with scripted(_TieOnDull("student", classify=answer_by_word)):
-        record = run_suite(suite, split="dev", progress=False)
-        again = run_suite(suite, split="dev", progress=False)  # from the cache
+        record = run_dev(suite)
+        again = run_dev(suite)  # from the cache
     assert [r.tie for r in record.results] == [i % 2 == 1 for i in range(8)]
     assert record.metrics["tie_rate"] == 0.5
     assert record.tie_count() == 4
@@ -123,7 +138,7 @@ def test_records_and_cache_entries_written_before_ties_were_recorded_still_load(
     suite, tmp_path: Path
 ) -> None:
     with scripted(_TieOnDull("student", classify=answer_by_word)):
-        record = run_suite(suite, split="dev", progress=False)
+        record = run_dev(suite)
     data = json.loads(Path(record.path).read_text(encoding="utf-8"))
     for result in data["results"]:
         del result["tie"]

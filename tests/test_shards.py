@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_plugin import N, calls, edit, make_project
+from helpers import PLUGIN_EXAMPLES as N
+from helpers import calls, edit, make_plugin_project
 
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    return make_project(pytester)
+    return make_plugin_project(pytester)
 
 
 # ------------------------------------------------------------------------------ shard choice

@@ -34,7 +34,7 @@ output: 'Answer with one word: {{ labels | join(", ") }}.'
 """
 
 
-def make_project(root: Path, *, suites: dict[str, str] | None = None) -> Path:
+def make_snapshot_project(root: Path, *, suites: dict[str, str] | None = None) -> Path:
     (root / "suites").mkdir(parents=True)
     (root / "instructions").mkdir()
     (root / "data").mkdir()
@@ -50,14 +50,14 @@ def suite_at(root: Path, name: str = "demo") -> Suite:
 
 
 def test_a_missing_snapshot_fails_and_names_the_command_that_creates_it(tmp_path: Path) -> None:
-    ok, message = check_snapshot(suite_at(make_project(tmp_path)))
+    ok, message = check_snapshot(suite_at(make_snapshot_project(tmp_path)))
     assert not ok
     assert "instructions/demo.prompt.txt" in message
     assert "pld snapshot demo --update" in message
 
 
 def test_an_updated_snapshot_holds_exactly_the_rendered_system_prompt(tmp_path: Path) -> None:
-    suite = suite_at(make_project(tmp_path))
+    suite = suite_at(make_snapshot_project(tmp_path))
     assert update_snapshot(suite) is True
     text = (tmp_path / "instructions" / "demo.prompt.txt").read_text()
     assert text == (
@@ -71,7 +71,7 @@ def test_an_updated_snapshot_holds_exactly_the_rendered_system_prompt(tmp_path: 
 
 
 def test_a_rule_change_fails_the_check_with_a_diff_and_the_update_command(tmp_path: Path) -> None:
-    suite = suite_at(make_project(tmp_path))
+    suite = suite_at(make_snapshot_project(tmp_path))
     update_snapshot(suite)
     path = tmp_path / "instructions" / "demo.yaml"
     path.write_text(INSTRUCTIONS.replace("Say yes for apple.", "Say yes for pear."))
@@ -83,7 +83,7 @@ def test_a_rule_change_fails_the_check_with_a_diff_and_the_update_command(tmp_pa
 
 
 def test_a_template_change_alone_fails_the_check(tmp_path: Path) -> None:
-    root = make_project(tmp_path)
+    root = make_snapshot_project(tmp_path)
     (root / "prompt.j2").write_text("{{ preamble }}\n{{ output }}")
     path = root / "instructions" / "demo.yaml"
     path.write_text(INSTRUCTIONS + "template: prompt.j2\n")
@@ -97,7 +97,7 @@ def test_a_template_change_alone_fails_the_check(tmp_path: Path) -> None:
 def test_windows_line_endings_in_a_checked_out_snapshot_are_not_a_difference(
     tmp_path: Path,
 ) -> None:
-    suite = suite_at(make_project(tmp_path))
+    suite = suite_at(make_snapshot_project(tmp_path))
     update_snapshot(suite)
     path = tmp_path / "instructions" / "demo.prompt.txt"
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
@@ -105,7 +105,7 @@ def test_windows_line_endings_in_a_checked_out_snapshot_are_not_a_difference(
 
 
 def test_the_suite_can_name_its_own_snapshot_path(tmp_path: Path) -> None:
-    root = make_project(tmp_path)
+    root = make_snapshot_project(tmp_path)
     suite_file = root / "suites" / "demo.yaml"
     suite_file.write_text(suite_file.read_text() + "snapshot: snapshots/demo.txt\n")
     suite = suite_at(root)
@@ -115,7 +115,7 @@ def test_the_suite_can_name_its_own_snapshot_path(tmp_path: Path) -> None:
 
 
 def test_a_prompt_that_does_not_render_is_a_failed_check_not_a_crash(tmp_path: Path) -> None:
-    root = make_project(tmp_path)
+    root = make_snapshot_project(tmp_path)
     (root / "instructions" / "demo.yaml").write_text(INSTRUCTIONS.replace("{{ labels", "{{ labelz"))
     ok, message = check_snapshot(suite_at(root))
     assert not ok and "does not render" in message and "labelz" in message
@@ -127,7 +127,7 @@ def test_a_prompt_that_does_not_render_is_a_failed_check_not_a_crash(tmp_path: P
 def test_the_command_checks_updates_and_checks_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_snapshot_project(tmp_path)
     assert main(["snapshot", "--root", str(root)]) == 1
     assert "pld snapshot demo --update" in capsys.readouterr().out
     assert main(["snapshot", "demo", "--update", "--root", str(root)]) == 0
@@ -139,13 +139,13 @@ def test_the_command_checks_updates_and_checks_again(
 def test_an_unknown_suite_name_gets_did_you_mean(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = make_project(tmp_path)
+    root = make_snapshot_project(tmp_path)
     assert main(["snapshot", "dmeo", "--root", str(root)]) == 2
     assert "did you mean 'demo'" in capsys.readouterr().err
 
 
 def test_suites_sharing_a_snapshot_path_must_render_the_same_prompt(tmp_path: Path) -> None:
-    root = make_project(tmp_path, suites={"demo": '[yes, "no"]', "other": "[a, b]"})
+    root = make_snapshot_project(tmp_path, suites={"demo": '[yes, "no"]', "other": "[a, b]"})
     with pytest.raises(PldError, match="render different prompts into the same snapshot"):
         from pytest_pld.snapshot import check_shared_paths
 
@@ -162,7 +162,7 @@ def test_the_snapshot_gate_is_enabled_by_a_committed_snapshot_or_an_explicit_pat
 ) -> None:
     from pytest_pld.snapshot import snapshot_enabled
 
-    root = make_project(tmp_path)
+    root = make_snapshot_project(tmp_path)
     assert not snapshot_enabled(suite_at(root))
     update_snapshot(suite_at(root))
     assert snapshot_enabled(suite_at(root))
@@ -193,7 +193,7 @@ def pytest_unconfigure(config):
 def test_the_snapshot_gate_item_passes_then_fails_naming_the_update_command(
     pytester: pytest.Pytester,
 ) -> None:
-    root = make_project(pytester.path)
+    root = make_snapshot_project(pytester.path)
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(PLUGIN_CONFTEST)
     assert main(["snapshot", "demo", "--update", "--root", str(root)]) == 0
@@ -215,7 +215,7 @@ def test_the_snapshot_gate_item_passes_then_fails_naming_the_update_command(
 
 
 def test_a_suite_without_a_snapshot_gets_no_snapshot_item(pytester: pytest.Pytester) -> None:
-    make_project(pytester.path)
+    make_snapshot_project(pytester.path)
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(PLUGIN_CONFTEST)
     result = pytester.runpytest("--pld-suite=demo", "--collect-only", "-q")

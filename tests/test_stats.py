@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 import pytest
+from helpers import PREDICTION_LABELS as LABELS
+from helpers import random_preds
 from scipy.stats import binomtest
-from test_metrics import LABELS, random_preds
 
 from pytest_pld import metrics, stats
 from pytest_pld.labels import INVALID

@@ -4,13 +4,13 @@ resume, split discipline. Never evidence that a model writes good rules."""
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import good_json, make_project
 
 from pytest_pld.backends import packaged
 from pytest_pld.backends.base import GENERATE_DEFAULTS, GenerateOptions, Generation, Message
@@ -19,107 +19,13 @@ from pytest_pld.distill.answers import entity_terms, normalise_rule
 from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
-from pytest_pld.suite import Suite, load_suite
+from pytest_pld.suite import Suite
 from pytest_pld.testing import ScriptedBackend, scripted
-
-TRAIN = [
-    ("t1", "pos", "a great film about Zorblax", "Zorblax"),
-    ("t2", "pos", "great acting all round", "acting"),
-    ("t3", "neg", "a dull plot", "plot"),
-    ("t4", "neg", "dull and long", "length"),
-    ("t5", "pos", "great music", "music"),
-]
-
-
-def make_project(root: Path, *, name: str = "toy", gate_split: str = "test") -> Suite:
-    """A two-label suite with train/dev/test files and an instruction file with comments."""
-    (root / "suites").mkdir(parents=True)
-    (root / "instructions").mkdir()
-    data = root / "data"
-    data.mkdir()
-
-    def write(split: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
-        (data / f"{split}.jsonl").write_text(
-            "".join(
-                json.dumps({"id": i, "label": label, "text": text, "topic": topic}) + "\n"
-                for i, label, text, topic in rows
-            ),
-            encoding="utf-8",
-        )
-
-    write("train", TRAIN)
-    write(
-        "dev",
-        [
-            (
-                f"d{i}",
-                "pos" if i % 2 else "neg",
-                ("a great show" if i % 2 else "a dull show"),
-                "show",
-            )
-            for i in range(8)
-        ],
-    )
-    write(
-        "test",
-        [
-            ("x1", "pos", "the one test sentence that nobody may ever copy into a rule", "secret"),
-            ("x2", "neg", "dull", "secret"),
-        ],
-    )
-    (root / "suites" / f"{name}.yaml").write_text(
-        textwrap.dedent(f"""\
-        name: {name}
-        dataset: {{loader: jsonl}}
-        splits: {{train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}}
-        labels: [pos, neg]
-        user_template: "Topic: {{{{ topic }}}}\\nText: {{{{ text }}}}"
-        instructions: instructions/{name}.yaml
-        student: scripted:student
-        gate_split: {gate_split}
-        gates: {{accuracy: ">= 0.5"}}
-        """),
-        encoding="utf-8",
-    )
-    (root / "instructions" / f"{name}.yaml").write_text(
-        textwrap.dedent(f"""\
-        # Sentiment rules. This comment must survive every write.
-        name: {name}
-        version: 1
-        preamble: >
-          Decide whether a review is positive or negative.
-        label_definitions:
-          pos: the reviewer liked it, a long definition that wraps onto a second line because
-            it goes on and on
-          neg: the reviewer did not
-        rules:
-          # a hand-written rule; its comment and lines stay as they are
-          - id: R001
-            text: A review that calls something dull is neg.
-            label: neg
-        # the output instruction
-        output: 'Answer with one word: {{{{ labels | join(", ") }}}}.'
-        """),
-        encoding="utf-8",
-    )
-    return load_suite(root / "suites" / f"{name}.yaml", root)
 
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Suite:
     return make_project(tmp_path)
-
-
-def good_json(messages: Sequence[Message]) -> str:
-    prompt = next(m.content for m in messages if "Correct label: " in m.content)
-    gold = prompt.split("Correct label: ")[1].split()[0]
-    cue = "praises something as great" if gold == "pos" else "complains it is dull"
-    return json.dumps(
-        {
-            "reasoning": "the wording decides",
-            "rule": f"If the text {cue}, then the label is {gold}.",
-        }
-    )
 
 
 @pytest.fixture

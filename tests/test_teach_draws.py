@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from test_teach import good_json, make_project
+from helpers import good_json, make_project
 
 from pytest_pld.backends.base import GenerateOptions, Message
 from pytest_pld.cache import generate_key

@@ -9,12 +9,11 @@ called directly; nothing here is evidence about a model.
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import documents, make_record, worsen
 from scipy.stats import binomtest
 
 from pytest_pld import metrics, stats
@@ -27,7 +26,7 @@ from pytest_pld.gates import (
     paired,
     write_baseline,
 )
-from pytest_pld.record import ExampleResult, RunRecord, load_record
+from pytest_pld.record import RunRecord, load_record
 from pytest_pld.report.gate_summary import (
     gate_properties,
     markdown,
@@ -38,55 +37,7 @@ from pytest_pld.suite import Bound, RegressionGate
 from pytest_pld.verdicts import resolve_power
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ["pos", "neg", "mixed"]
 GATE = RegressionGate("accuracy", "baselines/s.json", margin=0.05, confidence=0.95)
-
-
-def make_record(
-    gold: Sequence[str],
-    pred: Sequence[str],
-    *,
-    clusters: Sequence[str] | None = None,
-    ids: Sequence[str] | None = None,
-    version: int = 1,
-) -> RunRecord:
-    ids = list(ids) if ids is not None else [f"e{i}" for i in range(len(gold))]
-    results = [
-        ExampleResult(id=i, gold=g, pred=p, latency_ms=5.0, prompt_tokens=40, raw=p)
-        for i, g, p in zip(ids, gold, pred)
-    ]
-    for result, cluster in zip(results, clusters or ()):
-        result.cluster = cluster
-    return RunRecord(
-        suite="s",
-        split="test",
-        limit=None,
-        model="scripted:m",
-        backend={"provider": "scripted"},
-        instructions={"name": "s", "version": version, "hash": f"h{version}"},
-        labels=list(LABELS),
-        system_prompt_sha256="x",
-        results=results,
-        cluster_key="doc" if clusters else None,
-        path="/runs/s.json",
-    )
-
-
-def documents(
-    n_docs: int, size: int, seed: int = 0
-) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Gold labels, predictions right by document (each document has its own accuracy, so
-    errors cluster), cluster ids and example ids."""
-    rng = random.Random(seed)
-    gold, pred, clusters = [], [], []
-    for d in range(n_docs):
-        right = rng.choice([0.2, 0.5, 0.9])
-        for _ in range(size):
-            g = rng.choice(LABELS)
-            gold.append(g)
-            pred.append(g if rng.random() < right else LABELS[(LABELS.index(g) + 1) % 3])
-            clusters.append(f"doc{d}")
-    return gold, pred, clusters, [f"e{i}" for i in range(len(gold))]
 
 
 def regression(new: RunRecord, old: RunRecord, tmp_path: Path, **kwargs: object) -> GateResult:
@@ -98,17 +49,6 @@ def regression(new: RunRecord, old: RunRecord, tmp_path: Path, **kwargs: object)
         create_command="pytest --pld-suite=s --pld-update-baseline",
         **kwargs,  # type: ignore[arg-type]
     )
-
-
-def worsen(gold: Sequence[str], pred: Sequence[str], every: int) -> list[str]:
-    """Every `every`-th right answer made wrong."""
-    out, right = list(pred), 0
-    for i, (g, p) in enumerate(zip(gold, pred)):
-        if g == p:
-            right += 1
-            if right % every == 0:
-                out[i] = LABELS[(LABELS.index(g) + 1) % 3]
-    return out
 
 
 # --- clusters on records ------------------------------------------------------------------------

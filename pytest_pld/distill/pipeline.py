@@ -164,9 +164,12 @@ def distill(
     *,
     roles: ModelRoles | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    state_dir: Path | None = None,
 ) -> Proposal:
     """`roles`: each model's endpoint and options (default: the openai: backend's own
-    environment variables, OPENAI_BASE_URL / OPENAI_API_KEY, for every role)."""
+    environment variables, OPENAI_BASE_URL / OPENAI_API_KEY, for every role). `state_dir`
+    holds the response cache and the saved proposal (default: the project's .pld folder)."""
+    state_dir = state_dir or suite.root / ".pld"
     settings.check()
     refuse_gate_split(suite, "dev", "distill")  # dev scores the candidate rules
     if settings.rounds:
@@ -232,7 +235,6 @@ def distill(
         strategy = "medoid"
     header = header_for(base, suite)
     from ..cache import ResponseCache
-    from ..runner import default_cache_path
 
     spec = Specificity.for_suite(
         suite, base, max_df=settings.specific_df, lift=settings.specific_lift
@@ -243,7 +245,7 @@ def distill(
     spec.allow_phrasing(
         ((t.rule, t.gold) for t in usable), labels=max(2, len(suite.labels) // 2 + 1)
     )
-    cache = ResponseCache(default_cache_path(suite.root), mode=settings.cache_mode)
+    cache = ResponseCache(state_dir / "cache.sqlite", mode=settings.cache_mode)
     make_teacher = roles["teacher"].make_backend if roles is not None else get_backend
     teacher = None if no_teacher else CountingTeacher(make_teacher(teacher_name), ledger, cache)
     generaliser = Generaliser(spec, teacher, mode=mode, header=header)
@@ -252,6 +254,7 @@ def distill(
         suite,
         student_model,
         ledger,
+        cache_path=state_dir / "cache.sqlite",
         cache_mode=settings.cache_mode,
         progress=settings.progress,
         factory=roles["student"].factory(student_model) if roles is not None else None,
@@ -398,7 +401,7 @@ def distill(
         pruned_lines=[] if done.budget is None else [p.line() for p in done.budget.pruned],
         conditions=done.conditions,
     )
-    proposal.save(suite.root / ".pld" / "proposals", root=suite.root)
+    proposal.save(state_dir / "proposals", root=suite.root)
     return proposal
 
 

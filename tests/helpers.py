@@ -1,0 +1,368 @@
+"""What several test modules share, so that no test module imports another: the projects they
+scaffold under a temporary folder, run records with known answers, random predictions and a
+fake clock.
+
+Projects live under the test's own tmp_path (or pytester's folder), never in the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pytest_pld.backends.base import Message
+from pytest_pld.labels import INVALID
+from pytest_pld.metrics import Predictions
+from pytest_pld.record import ExampleResult, RunRecord
+from pytest_pld.suite import Suite, load_suite
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    """Write each project-relative file under `root`, making its folders; returns `root`."""
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    return root
+
+
+# --- the toy review project (teach, distill, runner, compare) -------------------------------------
+
+TRAIN = [
+    ("t1", "pos", "a great film about Zorblax", "Zorblax"),
+    ("t2", "pos", "great acting all round", "acting"),
+    ("t3", "neg", "a dull plot", "plot"),
+    ("t4", "neg", "dull and long", "length"),
+    ("t5", "pos", "great music", "music"),
+]
+
+
+def make_project(root: Path, *, name: str = "toy", gate_split: str = "test") -> Suite:
+    """A two-label suite with train/dev/test files and an instruction file with comments."""
+    (root / "suites").mkdir(parents=True)
+    (root / "instructions").mkdir()
+    data = root / "data"
+    data.mkdir()
+
+    def write(split: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        (data / f"{split}.jsonl").write_text(
+            "".join(
+                json.dumps({"id": i, "label": label, "text": text, "topic": topic}) + "\n"
+                for i, label, text, topic in rows
+            ),
+            encoding="utf-8",
+        )
+
+    write("train", TRAIN)
+    write(
+        "dev",
+        [
+            (
+                f"d{i}",
+                "pos" if i % 2 else "neg",
+                ("a great show" if i % 2 else "a dull show"),
+                "show",
+            )
+            for i in range(8)
+        ],
+    )
+    write(
+        "test",
+        [
+            ("x1", "pos", "the one test sentence that nobody may ever copy into a rule", "secret"),
+            ("x2", "neg", "dull", "secret"),
+        ],
+    )
+    (root / "suites" / f"{name}.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: {name}
+        dataset: {{loader: jsonl}}
+        splits: {{train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}}
+        labels: [pos, neg]
+        user_template: "Topic: {{{{ topic }}}}\\nText: {{{{ text }}}}"
+        instructions: instructions/{name}.yaml
+        student: scripted:student
+        gate_split: {gate_split}
+        gates: {{accuracy: ">= 0.5"}}
+        """),
+        encoding="utf-8",
+    )
+    (root / "instructions" / f"{name}.yaml").write_text(
+        textwrap.dedent(f"""\
+        # Sentiment rules. This comment must survive every write.
+        name: {name}
+        version: 1
+        preamble: >
+          Decide whether a review is positive or negative.
+        label_definitions:
+          pos: the reviewer liked it, a long definition that wraps onto a second line because
+            it goes on and on
+          neg: the reviewer did not
+        rules:
+          # a hand-written rule; its comment and lines stay as they are
+          - id: R001
+            text: A review that calls something dull is neg.
+            label: neg
+        # the output instruction
+        output: 'Answer with one word: {{{{ labels | join(", ") }}}}.'
+        """),
+        encoding="utf-8",
+    )
+    return load_suite(root / "suites" / f"{name}.yaml", root)
+
+
+def good_json(messages: Sequence[Message]) -> str:
+    prompt = next(m.content for m in messages if "Correct label: " in m.content)
+    gold = prompt.split("Correct label: ")[1].split()[0]
+    cue = "praises something as great" if gold == "pos" else "complains it is dull"
+    return json.dumps(
+        {
+            "reasoning": "the wording decides",
+            "rule": f"If the text {cue}, then the label is {gold}.",
+        }
+    )
+
+
+# --- the tiny project of the teacher roles and the Batch API --------------------------------------
+
+SECRET = "sk-batch-test-DO-NOT-LEAK-0123456789"
+
+
+def make_tiny_project(root: Path, n: int = 6) -> Path:
+    """A two-label suite "tiny" with n train examples and an empty rule list."""
+    (root / "suites").mkdir(parents=True)
+    (root / "instructions").mkdir()
+    (root / "data").mkdir()
+    (root / "suites" / "tiny.yaml").write_text(
+        textwrap.dedent("""\
+        name: tiny
+        dataset: {loader: jsonl}
+        splits: {train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}
+        labels: [pos, neg]
+        user_template: "{{ text }}"
+        instructions: instructions/tiny.yaml
+        student: scripted:x
+        gates: {accuracy: ">= 0.1"}
+        """)
+    )
+    (root / "instructions" / "tiny.yaml").write_text(
+        "name: tiny\nversion: 1\npreamble: You label short reviews.\nrules: []\n"
+        "output: 'Answer with one word: {{ labels | join(\", \") }}.'\n"
+    )
+    for split, count in (("train", n), ("dev", 2), ("test", 2)):
+        rows = [
+            {
+                "id": f"{split}{i}",
+                "text": f"review {i} is {'odd' if i % 2 else 'even'} here",
+                "label": "pos" if i % 2 else "neg",
+            }
+            for i in range(count)
+        ]
+        (root / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+# --- the pytester project of the plugin tests (the scripted student counts its calls) -------------
+
+PLUGIN_EXAMPLES = 24  # examples in the temporary suite
+
+PLUGIN_CONFTEST = """
+from pathlib import Path
+
+from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+
+CALLS = Path(__file__).parent / "calls.txt"
+
+
+def make(model, **_):
+    def classify(system, user, labels):
+        with CALLS.open("a") as fh:
+            fh.write(user.replace("\\n", " ") + "\\n")
+        if model == "broken":
+            raise RuntimeError("backend exploded")
+        if model == "poor" or "hint" not in system.lower():
+            return labels[0]
+        return user.rsplit("hint:", 1)[1].strip()
+
+    return ScriptedBackend(model, classify=classify, latency_s=0.02)
+
+
+_undo = []
+
+
+def pytest_configure(config):
+    _undo.append(use_scripted_backend(make))
+
+
+def pytest_unconfigure(config):
+    while _undo:
+        _undo.pop()()
+"""
+
+PLUGIN_SUITE = """\
+name: sentiment
+dataset: {loader: jsonl}
+splits: {test: data/sentiment.jsonl, dev: data/dev.jsonl}
+labels: [pos, neg]
+user_template: "{{ text }} hint: {{ hint }}"
+instructions: instructions/sentiment.yaml
+student: scripted:good
+max_prompt_tokens: 200
+gates:
+  macro_f1: ">= 0.6"
+  accuracy: ">= 0.5"
+  regression: {metric: macro_f1, baseline: baselines/sentiment.json, margin: 0.02}
+"""
+
+PLUGIN_INSTRUCTIONS = """\
+name: sentiment
+version: 1
+preamble: You label short reviews.
+rules:
+  - id: R1
+    text: Trust the hint.
+output: 'Answer with one word: {{ labels | join(", ") }}.'
+"""
+
+
+def make_plugin_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A temporary project with the sentiment suite and the scripted student."""
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(PLUGIN_CONFTEST)
+    (pytester.path / "suites").mkdir()
+    (pytester.path / "suites" / "sentiment.yaml").write_text(PLUGIN_SUITE)
+    (pytester.path / "instructions").mkdir()
+    (pytester.path / "instructions" / "sentiment.yaml").write_text(PLUGIN_INSTRUCTIONS)
+    data = pytester.path / "data"
+    data.mkdir()
+    rows = [
+        {
+            "id": f"r{i}",
+            "text": f"review number {i}",
+            "hint": "pos" if i % 2 else "neg",
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(PLUGIN_EXAMPLES)
+    ]
+    (data / "sentiment.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "dev.jsonl").write_text(
+        "".join(json.dumps({**r, "id": f"d{i}"}) + "\n" for i, r in enumerate(rows[:6]))
+    )
+    pytester.makepyfile(test_ordinary="def test_ordinary():\n    pass\n")
+    return pytester
+
+
+def calls(project: pytest.Pytester) -> int:
+    path = project.path / "calls.txt"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def edit(project: pytest.Pytester, relative: str, old: str, new: str) -> None:
+    path = project.path / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+# --- run records with known answers (gates, verdicts, compare) ------------------------------------
+
+RECORD_LABELS = ["pos", "neg", "mixed"]
+
+
+def make_record(
+    gold: Sequence[str],
+    pred: Sequence[str],
+    *,
+    clusters: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    version: int = 1,
+) -> RunRecord:
+    ids = list(ids) if ids is not None else [f"e{i}" for i in range(len(gold))]
+    results = [
+        ExampleResult(id=i, gold=g, pred=p, latency_ms=5.0, prompt_tokens=40, raw=p)
+        for i, g, p in zip(ids, gold, pred)
+    ]
+    for result, cluster in zip(results, clusters or ()):
+        result.cluster = cluster
+    return RunRecord(
+        suite="s",
+        split="test",
+        limit=None,
+        model="scripted:m",
+        backend={"provider": "scripted"},
+        instructions={"name": "s", "version": version, "hash": f"h{version}"},
+        labels=list(RECORD_LABELS),
+        system_prompt_sha256="x",
+        results=results,
+        cluster_key="doc" if clusters else None,
+        path="/runs/s.json",
+    )
+
+
+def documents(
+    n_docs: int, size: int, seed: int = 0
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Gold labels, predictions right by document (each document has its own accuracy, so
+    errors cluster), cluster ids and example ids."""
+    rng = random.Random(seed)
+    gold, pred, clusters = [], [], []
+    for d in range(n_docs):
+        right = rng.choice([0.2, 0.5, 0.9])
+        for _ in range(size):
+            g = rng.choice(RECORD_LABELS)
+            gold.append(g)
+            pred.append(
+                g if rng.random() < right else RECORD_LABELS[(RECORD_LABELS.index(g) + 1) % 3]
+            )
+            clusters.append(f"doc{d}")
+    return gold, pred, clusters, [f"e{i}" for i in range(len(gold))]
+
+
+def worsen(gold: Sequence[str], pred: Sequence[str], every: int) -> list[str]:
+    """Every `every`-th right answer made wrong."""
+    out, right = list(pred), 0
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        if g == p:
+            right += 1
+            if right % every == 0:
+                out[i] = RECORD_LABELS[(RECORD_LABELS.index(g) + 1) % 3]
+    return out
+
+
+# --- random predictions (metrics, stats) ----------------------------------------------------------
+
+PREDICTION_LABELS = ("a", "b", "c")
+
+
+def random_preds(seed: int, n: int = 60, invalid: float = 0.1) -> Predictions:
+    rng = random.Random(seed)
+    gold = [rng.choice(PREDICTION_LABELS) for _ in range(n)]
+    pred = [
+        INVALID
+        if rng.random() < invalid
+        else g
+        if rng.random() < 0.6
+        else rng.choice(PREDICTION_LABELS)
+        for g in gold
+    ]
+    return Predictions(PREDICTION_LABELS, tuple(gold), tuple(pred))
+
+
+# --- a clock that only moves when slept on --------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
