@@ -16,6 +16,11 @@ Fitting methods:
   template; their label probabilities (renormalised over the labels) are averaged into the
   student's prior p, and the offsets are -log p, which divides each probability by the prior's.
 
+A per-class affine fit (a scale and an offset per label, class-balanced cross-entropy) was
+measured against prior-shift on StereoSet dev with the 0.5B student (fitted on the selection
+fold, scored on the held-back fold, and in 5-fold cross-validation by target) and did worse in
+both, so it is not offered.
+
 Freshness: the section records the student and the sha256 of the rendered system prompt it was
 fitted with. Fitted for another student, or for another prompt (a rule edited, a definition
 reworded), it is stale, and `is_stale` says what changed and which command refits it.

@@ -155,6 +155,12 @@ def test_an_exact_tie_goes_by_the_example_id_whatever_the_label_order() -> None:
     assert len(answers) > 1  # ties spread over the labels, not all to the first one
 
 
+def test_zero_offsets_give_back_the_students_own_answers() -> None:
+    results = biased_results(60)
+    cal = calibration(dict.fromkeys(LABELS, 0.0))
+    assert calibrated_answers(cal, results, LABELS, student=STUDENT) == [r.pred for r in results]
+
+
 def test_a_missing_or_unknown_score_is_an_error_never_a_guess() -> None:
     cal = calibration(dict.fromkeys(LABELS, 0.0))
     with pytest.raises(PldError, match="no score for religion"):
