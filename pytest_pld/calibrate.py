@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,6 @@ from .calibration import (
     PRIOR_SHIFT,
     Calibration,
     calibrated_answers,
-    content_free_messages,
     fit_contextual,
     fit_prior_shift,
     fitted,
@@ -232,6 +232,23 @@ def calibrate_suite(
     if iset.calibration is not None and iset.calibration.method != method:
         proposal.notes.append(f"replaces the {iset.calibration.method} calibration")
     return proposal
+
+
+def content_free_messages(
+    user_template: str, *, where: str, inputs: Sequence[str] = CONTENT_FREE
+) -> list[str]:
+    """The user messages of the content-free inputs: each written into every field the
+    template names."""
+    from jinja2 import meta
+
+    from .render import render_user_message
+    from .templating import ENV
+
+    names = meta.find_undeclared_variables(ENV.parse(user_template)) - set(ENV.globals)
+    return [
+        render_user_message(user_template, dict.fromkeys(names, text), where=where)
+        for text in inputs
+    ]
 
 
 def _score_content_free(

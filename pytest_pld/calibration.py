@@ -257,23 +257,6 @@ def fit_contextual(
     return _rounded({label: -(logsumexp(logs) - math.log(n)) for label, logs in per_label.items()})
 
 
-def content_free_messages(
-    user_template: str, *, where: str, inputs: Sequence[str] = CONTENT_FREE
-) -> list[str]:
-    """The user messages of the content-free inputs: each written into every field the
-    template names."""
-    from jinja2 import meta
-
-    from .render import render_user_message
-    from .templating import ENV
-
-    names = meta.find_undeclared_variables(ENV.parse(user_template)) - set(ENV.globals)
-    return [
-        render_user_message(user_template, dict.fromkeys(names, text), where=where)
-        for text in inputs
-    ]
-
-
 def fitted(
     method: str,
     offsets: Mapping[str, float],

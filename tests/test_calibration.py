@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pytest_pld.calibrate import content_free_messages
 from pytest_pld.calibration import (
     CONTENT_FREE,
     CONTEXTUAL,
     PRIOR_SHIFT,
     Calibration,
     calibrated_answers,
-    content_free_messages,
     fit_contextual,
     fit_prior_shift,
     fitted,
