@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .errors import PldError
 from .folds import DEFAULT_HOLDOUT, Fold, sample, split_holdout
-from .prior_shift import PriorShift, fit_on, has_scores, shifted_labels
+from .prior_shift import PriorShift, fit_results, has_scores, shifted_labels
 from .validate import counted
 
 if TYPE_CHECKING:
@@ -197,19 +197,13 @@ def compare_conditions(
     elif fit is None or not fit.examples:
         rows.append(Condition(PRIOR_SHIFT, applies=False, note="no dev examples to fit it on"))
     else:
-        fit_results = list(evaluate(zero, fit))
-        if not has_scores([r.scores for r in fit_results], labels):
+        fit_rows = list(evaluate(zero, fit))
+        if not has_scores([r.scores for r in fit_rows], labels):
             rows.append(
                 Condition(PRIOR_SHIFT, applies=False, note="the dev answers carry no scores")
             )
         else:
-            prior = fit_on(
-                [r.scores or {} for r in fit_results],
-                [r.pred for r in fit_results],
-                [r.gold for r in fit_results],
-                [r.id for r in fit_results],
-                labels,
-            )
+            prior = fit_results(fit_rows, labels)
             fitted_on = f"{fit.name}, {len(fit)} examples"
             pred = shifted_labels(
                 [r.scores or {} for r in zero_results],

@@ -16,6 +16,8 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from . import calibration_section
+from .calibration import Calibration
 from .errors import PldError, PldErrors, did_you_mean
 from .plain import freeze, to_plain
 from .problems import Problems
@@ -34,6 +36,7 @@ TOP_KEYS = {
     "output": "the output instruction (a Jinja string; `labels` is defined)",
     "template": "a project-relative path to a custom Jinja system template",
     "examples": "a list of worked examples ({input, label}) shown before the rules",
+    "calibration": "per-label offsets on the student's label scores (pld calibrate writes it)",
 }
 RULE_KEYS = {"id", "text", "label", "tags", "provenance"}
 REQUIRED = ("name", "version", "preamble", "output")
@@ -77,6 +80,7 @@ class InstructionSet:
     label_definitions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     template: str | None = None
     examples: tuple[Example, ...] = ()
+    calibration: Calibration | None = None  # not rendered: it acts on the label scores
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
@@ -95,10 +99,13 @@ class InstructionSet:
         out["output"] = self.output
         if self.template:
             out["template"] = self.template
+        if self.calibration is not None:
+            out["calibration"] = calibration_section.to_yaml(self.calibration)
         return out
 
     def content_hash(self) -> str:
-        """sha256 of the content, ignoring comments and formatting (stable across round trips)."""
+        """sha256 of the content, ignoring comments and formatting (stable across round trips).
+        The calibration is part of it: two sets that differ only in it give other answers."""
         blob = json.dumps(self.as_dict(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -150,6 +157,7 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
     label_definitions = _parse_label_definitions(doc, problems)
     examples = _parse_examples(doc, problems)
     rules = _parse_rules(doc, problems)
+    calibration = calibration_section.from_yaml(doc, problems)
     if problems.errors:
         raise PldErrors(problems.errors)
     return InstructionSet(
@@ -163,6 +171,7 @@ def parse_instruction_set(doc: Any, path: Path) -> InstructionSet:
         label_definitions=MappingProxyType(label_definitions),
         template=texts.template,
         examples=tuple(examples),
+        calibration=calibration,
     )
 
 

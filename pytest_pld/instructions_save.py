@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from . import calibration_section
 from .errors import PldError
 from .instructions import InstructionSet, Rule, load_instruction_set_text
 from .plain import to_plain
@@ -69,6 +70,7 @@ def apply_to_document(doc: CommentedMap, new: InstructionSet) -> CommentedMap:
         for key, value in fresh.items():
             if to_plain(node.get(key)) != value:
                 node[key] = value
+    calibration_section.write_section(doc, new.calibration)
     return doc
 
 

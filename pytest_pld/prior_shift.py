@@ -223,3 +223,14 @@ def fit_on(
         ids,
         [index.get(a, -1) for a in answers],
     )
+
+
+def fit_results(results: Sequence[Any], labels: Sequence[str]) -> PriorShift:
+    """`fit_on` for results of the runner (their scores, answers, gold labels and ids)."""
+    return fit_on(
+        [r.scores or {} for r in results],
+        [r.pred for r in results],
+        [r.gold for r in results],
+        [r.id for r in results],
+        labels,
+    )

@@ -95,6 +95,15 @@ OPTIONS: dict[str, OptionSpec] = {
     "concurrency": OptionSpec(
         int, 1, None, False, ("student",), True, "requests in flight at once"
     ),
+    "top_logprobs": OptionSpec(
+        int,
+        0,
+        None,
+        False,
+        ("student",),
+        True,
+        "alternatives per answer token asked for, for label scores (0: none; OpenAI allows 20)",
+    ),
     "requests_per_minute": OptionSpec(
         float,
         0,

@@ -1,8 +1,10 @@
 """Checking instruction and suite files the way `pld validate` and CI do.
 
 A suite is checked end to end as far as that needs no model: the file, its instruction set,
-the rendered system prompt and the first user message of its gate split (which also reads the
-data file). Every error is a PldError naming file, line and key.
+the rendered system prompt, the set's calibration (its labels must be the suite's, and it must
+have been fitted for the suite's student and this rendered prompt, else it is stale) and the
+first user message of its gate split (which also reads the data file). Every error is a PldError
+naming file, line and key.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import PldError
+from .errors import PldError, PldErrors
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -44,6 +46,7 @@ def kind_of(path: Path) -> str:
 def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> str:
     """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError.
     `data_root` is where the suite's `data:PATH` split paths resolve."""
+    from .calibration import suite_problems
     from .instructions import load_instruction_set
     from .render import render_user_message
     from .suite import example_fields, load_suite
@@ -54,7 +57,18 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
         iset = load_instruction_set(path, root=root)
         return f"instructions v{iset.version} ({counted(len(iset.rules), 'rule')})"
     suite = load_suite(path, root, data_root=data_root)
-    suite.system_prompt()
+    iset = suite.load_instructions()
+    system = suite.system_prompt(iset)
+    if iset.calibration is not None:  # where the set meets the suite: its labels, its student
+        problems = suite_problems(
+            iset.calibration,
+            labels=suite.labels,
+            student=suite.student,
+            system_prompt=system,
+            suite=suite.name,
+        )
+        if problems:
+            raise PldErrors(problems)
     for example in suite.load_examples(suite.gate_split, limit=1):
         render_user_message(suite.user_template, example_fields(example), where=str(path))
     return (

@@ -3,7 +3,9 @@
 Server fixtures (integration): a real OpenAI-compatible server, `transformers serve`, on
 127.0.0.1 and a free port, serving the converted SmolLM2-135M-Instruct folder. The raw GGUF
 cannot be served (a GGUF-built config has no `architectures`), so the packaged model is
-converted once into the user cache by `ensure_converted` and that folder is served.
+converted once into the user cache by `ensure_converted` and that folder is served. `serve`
+starts any such server command and waits for it (test_openai_scores.py starts llama-cpp-python's,
+which serves the GGUF itself and returns log-probabilities).
 """
 
 from __future__ import annotations
@@ -108,13 +110,6 @@ def converted_model_folder() -> Path:
 def start_server(folder: Path, log_path: Path) -> ServedModel:
     """Start `transformers serve` and wait until it answers /v1/models (bounded)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
     cmd = [
         sys.executable,
         "-c",
@@ -130,6 +125,19 @@ def start_server(folder: Path, log_path: Path) -> ServedModel:
         "--dtype",
         "bfloat16",
     ]
+    return serve(cmd, folder, port, log_path, "`transformers serve`")
+
+
+def serve(cmd: list[str], folder: Path, port: int, log_path: Path, name: str) -> ServedModel:
+    """Run a server command (offline, its output in `log_path`) and wait until it answers
+    /v1/models on `port`; a server that exits or is not ready in time fails the test."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     log = open(log_path, "wb")  # noqa: SIM115 - closed right after Popen duplicates it
     try:
         proc = subprocess.Popen(
@@ -143,8 +151,7 @@ def start_server(folder: Path, log_path: Path) -> ServedModel:
         if proc.poll() is not None:
             served.stop()
             pytest.fail(
-                f"`transformers serve` exited with {proc.returncode} before it was "
-                f"ready:\n{served.log_tail()}",
+                f"{name} exited with {proc.returncode} before it was ready:\n{served.log_tail()}",
                 pytrace=False,
             )
         try:
@@ -156,8 +163,7 @@ def start_server(folder: Path, log_path: Path) -> ServedModel:
         if time.monotonic() > deadline:
             served.stop()
             pytest.fail(
-                f"`transformers serve` was not ready after {SERVER_START_TIMEOUT_S:.0f}"
-                f" s:\n{served.log_tail()}",
+                f"{name} was not ready after {SERVER_START_TIMEOUT_S:.0f} s:\n{served.log_tail()}",
                 pytrace=False,
             )
         time.sleep(0.25)

@@ -284,6 +284,7 @@ def test_identity_has_decoding_parameters_and_no_secrets() -> None:
             "seed": 7,
             "max_tokens": 5,
             "extra_body": None,
+            "top_logprobs": 20,
         }
         assert SECRET not in repr(b) and "pass" not in repr(b)
 
@@ -382,6 +383,65 @@ def test_usage_missing_from_the_reply_is_approximated(
     server.default = Reply(body=completion("Entailment", usage=False))
     c = make_backend().classify("x" * 40, "y" * 40, NLI)
     assert (c.prompt_tokens, c.completion_tokens) == (20, math.ceil(len("Entailment") / 4))
+
+
+def with_logprobs(
+    body: dict[str, Any], tokens: list[tuple[str, list[tuple[str, float]]]]
+) -> dict[str, Any]:
+    """A completion carrying chat log-probabilities: (generated token, its alternatives)."""
+    body["choices"][0]["logprobs"] = {
+        "content": [
+            {
+                "token": token,
+                "logprob": top[0][1],
+                "bytes": None,
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top],
+            }
+            for token, top in tokens
+        ]
+    }
+    return body
+
+
+def test_label_scores_come_from_the_first_answer_tokens_log_probabilities(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    """The server's reply stands in for a server (a real one: test_openai_scores.py)."""
+    top = [("Cont", -0.2), (" Entail", -2.0), ("Ent", -3.0), ("The", -4.0), ("Not", -5.0)]
+    server.default = Reply(
+        body=with_logprobs(completion("Contradiction"), [("**", [("**", -0.1)]), ("Cont", top)])
+    )
+    c = make_backend(top_logprobs=5).classify("s", "u", NLI)
+    body = server.bodies[0]
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 5)
+    assert c.label == "Contradiction" and c.scores is not None
+    assert c.scores == pytest.approx(
+        {
+            "Entailment": math.log(math.exp(-2.0) + math.exp(-3.0)),
+            "Contradiction": -0.2,
+            "NotMentioned": -5.0,
+        }
+    )
+
+
+def test_a_reply_without_log_probabilities_has_no_scores_and_zero_asks_for_none(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    assert make_backend().classify("s", "u", NLI).scores is None
+    assert make_backend(top_logprobs=0).classify("s", "u", NLI).scores is None
+    assert "logprobs" in server.bodies[0] and "logprobs" not in server.bodies[1]
+    assert "top_logprobs" not in server.bodies[1]
+
+
+def test_a_server_that_rejects_log_probabilities_is_asked_without_them_from_then_on(
+    server: ScriptedServer, make_backend: Callable[..., OpenAIBackend]
+) -> None:
+    server.queue.append(status(400, "logprobs is not supported with this model"))
+    b = make_backend()
+    assert b.classify("s", "u", NLI).label == "Entailment"
+    b.classify("s", "u", NLI)
+    assert "top_logprobs" in server.bodies[0]
+    assert all("logprobs" not in body for body in server.bodies[1:]) and len(server.bodies) == 3
 
 
 # ------------------------------------------------------------------------------- retries
@@ -767,6 +827,8 @@ def test_a_served_model_classifies_into_labels_or_invalid(
         assert c.label in {*labels, INVALID}
         assert c.raw.strip() and c.prompt_tokens > 0 and 0 < c.completion_tokens <= 8
         assert c.latency_s > 0
+        # `transformers serve` ignores logprobs/top_logprobs (and says so in its log): no scores
+        assert c.scores is None
     # The same requests again are deterministic (temperature 0, seed).
     again = list(served_backend.classify_many(SENTIMENT_SYSTEM, REVIEWS[:2], labels))
     assert [c.raw for c in again] == [c.raw for c in got[:2]]

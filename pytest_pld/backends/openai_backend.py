@@ -9,6 +9,10 @@ Behaviour worth knowing:
 - Classification asks for a short answer at temperature 0 with a fixed seed and parses it with
   `labels.parse_label`; an answer that is not one label becomes INVALID (metrics count it),
   never a crash and never a guess.
+- It also asks for the answer's log-probabilities (`logprobs`, `top_logprobs`: N, default 20,
+  OpenAI's maximum) and, where the server returns them, fills the label scores from the first
+  answer token (`first_token` says how, and what goes missing); a server that rejects the
+  fields is asked again without them, once, and no later request carries them.
 - Requests run on a pool of `concurrency` threads; results come back in input order. At most
   `2 * concurrency` requests are in flight, so when a run fails, little finished work is lost.
 - Retries are the openai SDK's own (`max_retries`, `timeout` on the client): exponential
@@ -24,7 +28,7 @@ Behaviour worth knowing:
   (a Hugging Face name or folder) is given, in which case transformers counts exactly.
 - The `openai` package is imported when a backend is created, never at package import.
 
-At about 550 lines: `OpenAIBackend` is one unit - requests, their retries and the error
+At about 600 lines: `OpenAIBackend` is one unit - requests, their retries and the error
 messages that mask the key share one client and its settings - and the helpers below it serve
 only that class.
 """
@@ -46,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import PldError
 from ..labels import parse_label
 from .base import GENERATE_DEFAULTS, Classification, GenerateOptions, Generation, Message
+from .first_token import completion_scores
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -55,6 +60,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: Placeholder key for local servers that do not check one (vLLM and llama.cpp accept any).
 NO_KEY = "no-key"
+#: Alternatives per answer token asked for: OpenAI's maximum, and vLLM's default --max-logprobs.
+TOP_LOGPROBS = 20
 #: Statuses the SDK retries (with every 5xx); an error after them says how many attempts it made.
 RETRY_STATUS = frozenset({408, 409, 429})
 _CHARS_PER_TOKEN = 4
@@ -101,11 +108,14 @@ class OpenAIBackend:
         revision: str | None = None,
         tokenizer: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        top_logprobs: int = TOP_LOGPROBS,
     ) -> None:
         """
         `revision` names the served weights (a tag, a digest) when the model name alone does
         not; it goes into `identity()` so a new deployment misses the cache. `extra_body` is
         sent with every request (server-specific sampling options) and is part of the identity.
+        `top_logprobs`: alternatives asked for at each answer token, for label scores (0: do not
+        ask for log-probabilities).
         """
         self.model = model
         self.name = f"openai:{model}"
@@ -127,6 +137,7 @@ class OpenAIBackend:
         _check_number("max_retries", max_retries, low=0, integer=True)
         _check_number("concurrency", concurrency, low=1, integer=True)
         _check_number("max_tokens", max_tokens, low=1, integer=True)
+        _check_number("top_logprobs", top_logprobs, low=0, integer=True)
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.concurrency = int(concurrency)
@@ -135,12 +146,14 @@ class OpenAIBackend:
         self.max_tokens = int(max_tokens)
         self.revision = revision
         self.extra_body = dict(extra_body) if extra_body else None
+        self.top_logprobs = int(top_logprobs)
         self._tokenizer_name = tokenizer
         self._tokenizer: Any = None
         # Learned from the server: whether it takes response_format json_schema, and whether
         # it wants max_completion_tokens instead of max_tokens (OpenAI's reasoning models).
         self._json_schema_ok = True
         self._max_tokens_field = "max_tokens"
+        self._logprobs_ok = self.top_logprobs > 0  # False once the server refused them
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -176,6 +189,7 @@ class OpenAIBackend:
             "seed": self.seed,
             "max_tokens": self.max_tokens,
             "extra_body": self.extra_body,
+            "top_logprobs": self.top_logprobs,
         }
 
     def classify_many(
@@ -341,13 +355,26 @@ class OpenAIBackend:
             raise _Stopped()
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         what = f"request {index + 1} of {total}" if total > 1 else "request"
-        resp, latency = self._complete(self._params(msgs, self.max_tokens), what=what)
+        params = self._params(msgs, self.max_tokens)
+        if self._logprobs_ok:
+            params.update(logprobs=True, top_logprobs=self.top_logprobs)
+        try:
+            resp, latency = self._complete(params, what=what)
+        except _LogprobsRejected:
+            self._logprobs_ok = False
+            log.warning(
+                "%s rejected logprobs/top_logprobs; classifying without label scores",
+                self.base_url,
+            )
+            for key in ("logprobs", "top_logprobs"):
+                params.pop(key)
+            resp, latency = self._complete(params, what=what)
         text, _finish, prompt_tokens, completion_tokens = self._read(resp, msgs)
         label = parse_label(text, labels)
         return Classification(
             label=label,
             raw=text,
-            scores=None,
+            scores=completion_scores(resp.choices[0], labels) if "logprobs" in params else None,
             latency_s=latency,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -367,6 +394,8 @@ class OpenAIBackend:
             message = _server_message(exc)
             if "response_format" in params:
                 raise _SchemaRejected() from None
+            if "top_logprobs" in params and "logprob" in message.lower():
+                raise _LogprobsRejected() from None
             if (
                 self._max_tokens_field == "max_tokens"
                 and "max_completion_tokens" in message
@@ -496,6 +525,10 @@ class OpenAIBackend:
 
 class _SchemaRejected(Exception):
     """The server refused `response_format`; the caller retries without it."""
+
+
+class _LogprobsRejected(Exception):
+    """The server refused `logprobs` / `top_logprobs`; the caller retries without them."""
 
 
 def _check_number(

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "compare",
     "ablate",
     "conditions",
+    "calibrate",
     "snapshot",
     "distill",
     "report",

@@ -35,8 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check instruction and suite files",
         description="Check every instruction and suite file (default: instructions/ and "
-        "suites/): YAML, keys and types, templates, paths and the first example of each "
-        "suite's gate split. Prints all errors; exit 1 on any.",
+        "suites/): YAML, keys and types, templates, paths, the first example of each "
+        "suite's gate split, and the calibration of each suite's instruction set (its labels "
+        "must be the suite's; fitted for another student or another rendered prompt, it is "
+        "stale, and the error names the command that refits it). Prints all errors; exit 1 "
+        "on any.",
     )
     p.add_argument(
         "paths",
