@@ -22,6 +22,7 @@ from .html_compare import ablation_section, compare_section
 from .labels import INVALID
 from .report import fmt
 from .stats import WILSON_BELOW
+from .suite.data_checks import skipped_text
 
 if TYPE_CHECKING:
     from .ablate import Ablation
@@ -133,6 +134,7 @@ def _header(record: RunRecord) -> str:
             f"{len(record.results)}" + (f" (--limit {record.limit})" if record.limit else ""),
         ),
         ("labels", ", ".join(record.labels)),
+        *([("skipped", skipped_text(record.skipped))] if record.skipped else []),
         ("created", record.created_at or "-"),
         ("cache", f"{record.cache_hits} hits, {record.cache_misses} model calls"),
     ]

@@ -31,8 +31,9 @@ from .instructions import InstructionSet
 from .labels import top_label
 from .metrics import Predictions
 from .progress import Progress
-from .render import render_system_prompt, render_user_message
-from .suite import Suite, example_fields
+from .render import render_system_prompt
+from .suite import Suite
+from .suite.data_checks import render_users
 from .textio import read_json_object
 from .yamlio import atomic_write_text
 
@@ -81,6 +82,9 @@ class RunRecord:
     cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
     # a shard's partial record: which part of which run (shards.shard_info); no metrics
     shard: dict[str, Any] | None = None
+    #: examples of the split left out because their gold label is not a suite label
+    #: (`unknown_labels: skip`), by that label; empty when none were
+    skipped: dict[str, int] = field(default_factory=dict)
     path: str | None = None
 
     def predictions(self) -> Predictions:
@@ -180,10 +184,7 @@ def prepare(
     system = render_system_prompt(iset, suite.labels, suite.root)
     if examples is None:
         examples = suite.load_examples(split, limit=limit)
-    where = str(suite.path)
-    users = [
-        render_user_message(suite.user_template, example_fields(e), where=where) for e in examples
-    ]
+    users = render_users(suite, examples, split)
     return PreparedSuite(suite, split, iset, system, list(examples), users)
 
 
@@ -437,6 +438,7 @@ def run_suite(
         cache_hits=hits,
         cache_misses=total - hits,
         cluster_key=suite.cluster_key,
+        skipped=dict(suite.split_data(prepared.split).skipped),
     )
     names = [
         *suite.metrics,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import PldError
+from .errors import PldError, PldErrors, counted
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -41,12 +41,17 @@ def kind_of(path: Path) -> str:
     return "suite" if isinstance(doc, dict) and "dataset" in doc else "instructions"
 
 
-def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> str:
-    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError.
-    `data_root` is where the suite's `data:PATH` split paths resolve."""
+def validate_file(
+    path: Path, root: Path, *, data_root: Path | None = None, notes: list[str] | None = None
+) -> str:
+    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldErrors
+    with every problem found. A suite's data is read and checked too, every split that can be
+    reached (`data_checks.check_suite_data`); what is worth knowing but not wrong goes into
+    `notes`. `data_root` is where the suite's `data:PATH` split paths resolve."""
     from .instructions import load_instruction_set
-    from .render import render_system_prompt, render_user_message
-    from .suite import example_fields, load_suite
+    from .render import render_system_prompt
+    from .suite import load_suite
+    from .suite.data_checks import check_suite_data
 
     if not path.exists():
         raise PldError("file not found", path=path)
@@ -54,14 +59,22 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
         iset = load_instruction_set(path, root=root)
         return f"instructions v{iset.version} ({counted(len(iset.rules), 'rule')})"
     suite = load_suite(path, root, data_root=data_root)
-    render_system_prompt(suite.load_instructions(), suite.labels, root)
-    for example in suite.load_examples(suite.gate_split, limit=1):
-        render_user_message(suite.user_template, example_fields(example), where=str(path))
+    errors: list[PldError] = []
+    try:
+        render_system_prompt(suite.load_instructions(), suite.labels, root)
+    except PldError as exc:
+        errors += each_error(exc)
+    found, said = check_suite_data(suite)
+    errors += found
+    if notes is not None:
+        notes += said
+    if errors:
+        raise PldErrors(errors)
     return (
         f"suite ({counted(len(suite.gates), 'gate')}{', regression' if suite.regression else ''})"
     )
 
 
-def counted(n: int, noun: str) -> str:
-    """'1 gate', '4 gates', '0 rules'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def each_error(exc: PldError) -> list[PldError]:
+    """The single errors a PldError stands for (a PldErrors holds several)."""
+    return list(exc.errors) if isinstance(exc, PldErrors) else [exc]

@@ -483,8 +483,11 @@ def test_an_undefined_template_variable_fails_the_render_item(project: pytest.Py
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.fnmatch_lines(
         [
-            ("*user_template: undefined template variable: 'txt' is undefined*"),
-            "*hint: available variables: hint, id, text*",
+            (
+                "*user_template: the user template reads 'txt', a field the data "
+                "(sentiment.jsonl) does not have (did you mean 'text'?)"
+            ),
+            "*hint: fields of the data: hint, id, text*",
         ]
     )
 

@@ -28,6 +28,7 @@ from .options import (
 
 def cmd_suites(args: argparse.Namespace) -> int:
     from ..suite import find_suites, load_suite
+    from ..suite.data_checks import skipped_text
 
     root = project_root(args)
     where = data_root(args)
@@ -50,14 +51,18 @@ def cmd_suites(args: argparse.Namespace) -> int:
         width = max(5, *(len(split) for split in suite.splits))
         for split in suite.splits:
             try:
-                examples = suite.load_examples(split)
+                data = suite.split_data(split)
             except PldError as exc:  # one unreadable split (no data root set) hides no other
                 print(f"  {split:<{width}}     ? examples: {exc}", file=sys.stderr)
                 status = 1
                 continue
-            counts = Counter(e.label for e in examples)
+            counts = Counter(e.label for e in data.examples)
             dist = ", ".join(f"{label} {counts.get(label, 0)}" for label in suite.labels)
-            print(f"  {split:<{width}} {len(examples):>5} examples: {dist}")
+            skipped = skipped_text(data.skipped)
+            print(
+                f"  {split:<{width}} {len(data.examples):>5} examples: {dist}"
+                + (f"; {skipped}" if skipped else "")
+            )
     return status
 
 

@@ -1,0 +1,327 @@
+"""A user's data never passes silently wrong: `pld validate` reads every split of a suite made
+by `pld init` and rejects what does not fit the suite, with its file and line, before any model
+time; `unknown_labels: skip` leaves such examples out and every report counts them.
+
+The projects are written by `pld init` from a small CSV, as a new user would start; the student
+in the run and gate tests is the scripted backend (control flow only, never evidence about a
+model).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+# pytester's in-process runs restore sys.modules afterwards, and numpy's C extension cannot be
+# imported twice in one process: import what the plugin's runs use once, here, up front.
+import numpy  # noqa: F401
+import pytest
+import sklearn.metrics  # noqa: F401
+from test_snapshot import PLUGIN_CONFTEST
+
+from pytest_pld.cli import main
+from pytest_pld.errors import PldError
+from pytest_pld.suite import load_suite
+from pytest_pld.testing import ScriptedBackend, scripted
+
+POSITIVE = ["a great film", "wonderful acting", "I enjoyed it", "superb", "brilliant", "a joy"]
+NEGATIVE = ["a boring mess", "terrible acting", "I walked out", "dull", "awful script", "flat"]
+
+
+def write_reviews(path: Path, *, bom: bool = False) -> None:
+    """36 reviews, ids r0..r35, half positive; `bom` starts the file with a byte-order mark."""
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text", "label"])
+        i = 0
+        for k in range(3):
+            for label, texts in (("positive", POSITIVE), ("negative", NEGATIVE)):
+                for text in texts:
+                    writer.writerow([f"r{i}", f"{text} ({k})", label])
+                    i += 1
+
+
+def line_of_id(path: Path, ex_id: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(n for n, line in enumerate(lines, start=1) if line.startswith(f"{ex_id},"))
+
+
+def edit_row(path: Path, ex_id: str, edit: Callable[[list[str]], list[str]]) -> int:
+    """Rewrite one row (as cells); returns its line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    at = line_of_id(path, ex_id)
+    lines[at - 1] = ",".join(edit(lines[at - 1].split(",")))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return at
+
+
+@pytest.fixture
+def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A project as `pld init rev --data reviews.csv --text text --label label` writes it."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("")
+    write_reviews(root / "reviews.csv")
+    argv = ["init", "rev", "--data", str(root / "reviews.csv"), "--text", "text"]
+    assert main([*argv, "--label", "label", "--root", str(root)]) == 0
+    capsys.readouterr()
+    return root
+
+
+def validate(capsys: pytest.CaptureFixture[str], root: Path) -> tuple[int, str, str]:
+    code = main(["validate", "--root", str(root)])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    return code, out.out, out.err
+
+
+def set_key(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+# --- what pld validate rejects -------------------------------------------------------------------
+
+
+def typo_gold_label(root: Path) -> str:
+    at = edit_row(root / "reviews.csv", "r3", lambda c: [*c[:-1], "postive"])
+    return (
+        f"reviews.csv:{at}: gold label 'postive' is not one of the suite's labels "
+        "(did you mean 'positive'?): 1 example of split"
+    )
+
+
+def typo_suite_label(root: Path) -> str:
+    set_key(root / "suites/rev.yaml", '"negative", "positive"]', '"negative", "positve"]')
+    return (
+        "rev.yaml:16: labels: label 'positve' has no example in any split (train, dev, test) "
+        "(did you mean 'positive'?)"
+    )
+
+
+def empty_label(root: Path) -> str:
+    at = edit_row(root / "reviews.csv", "r4", lambda c: [*c[:-1], ""])
+    return f"reviews.csv:{at}: 'label' must be a non-empty string or integer, got ''"
+
+
+def empty_text(root: Path) -> str:
+    at = edit_row(root / "reviews.csv", "r5", lambda c: [c[0], "  ", c[2]])
+    return f"reviews.csv:{at}: 1 example of split"
+
+
+def duplicate_id(root: Path) -> str:
+    first = line_of_id(root / "reviews.csv", "r5")
+    at = edit_row(root / "reviews.csv", "r6", lambda c: ["r5", *c[1:]])
+    return f"reviews.csv:{at}: duplicate id 'r5' (first on line {first})"
+
+
+def missing_field(root: Path) -> str:
+    set_key(root / "suites/rev.yaml", "{{ text }}", "{{ txt }}")
+    return (
+        "rev.yaml:17: user_template: the user template reads 'txt', a field the data "
+        "(reviews.csv) does not have (did you mean 'text'?)"
+    )
+
+
+def not_utf8(root: Path) -> str:
+    path = root / "reviews.csv"
+    at = line_of_id(path, "r8")
+    path.write_bytes(path.read_bytes().replace(b"r8,", "r8,caf\u00e9 ".encode("latin-1")))
+    return f"reviews.csv:{at}: not UTF-8 text: byte 0xe9"
+
+
+def missing_file(root: Path) -> str:
+    (root / "reviews.csv").unlink()
+    return "rev.yaml:12: splits: data file 'reviews.csv' is missing (splits train, dev, test)"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        typo_gold_label,
+        typo_suite_label,
+        empty_label,
+        empty_text,
+        duplicate_id,
+        missing_field,
+        not_utf8,
+        missing_file,
+    ],
+)
+def test_pld_validate_rejects_bad_data_with_its_file_and_line(
+    project: Path, capsys: pytest.CaptureFixture[str], spoil: Callable[[Path], str]
+) -> None:
+    code, out, _ = validate(capsys, project)
+    assert code == 0 and "2 of 2 files valid" in out, out
+    expected = spoil(project)
+    code, out, err = validate(capsys, project)
+    assert code == 1
+    assert expected in err, err
+    assert "1 of 2 files valid" in out
+    # each error once, even where several splits read the same file
+    errors = [line for line in err.splitlines() if line.startswith("error ")]
+    assert len(errors) == len(set(errors))
+
+
+def test_a_suite_label_typo_also_names_the_gold_labels_it_leaves_unknown(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo_suite_label(project)
+    _, _, err = validate(capsys, project)
+    assert "gold label 'positive' is not one of the suite's labels (did you mean 'positve'?)" in err
+
+
+def test_a_csv_with_a_byte_order_mark_reads_like_one_without(tmp_path: Path) -> None:
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    write_reviews(plain)
+    write_reviews(marked, bom=True)
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    from pytest_pld.datasets.table import load_csv
+
+    a, b = load_csv(plain, {}), load_csv(marked, {})
+    assert [(e.id, e.label, dict(e.fields)) for e in a] == [
+        (e.id, e.label, dict(e.fields)) for e in b
+    ]
+    assert a[0].id == "r0" and list(a[0].fields) == ["text"]
+
+
+def test_the_runner_applies_the_same_checks_before_any_model_call(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo_gold_label(project)
+    backend = ScriptedBackend("demo")
+    with scripted(backend):
+        code = main(["run", "rev", "--model", "scripted:demo", "--root", str(project)])
+    err = capsys.readouterr().err
+    assert code != 0 and "gold label 'postive' is not one of the suite's labels" in err
+    assert backend.classify_calls == 0
+
+
+# --- unknown_labels: skip ------------------------------------------------------------------------
+
+
+def test_unknown_labels_must_be_error_or_skip(project: Path) -> None:
+    suite = project / "suites/rev.yaml"
+    suite.write_text(suite.read_text() + "unknown_labels: skp\n")
+    with pytest.raises(PldError) as info:
+        load_suite(suite, project)
+    assert "unknown_labels: expected error or skip, got 'skp' (did you mean 'skip'?)" in str(
+        info.value
+    )
+
+
+@pytest.fixture
+def skipping(project: Path) -> Path:
+    """The project with two examples of the test split outside the labels, and skip set."""
+    suite = load_suite(project / "suites/rev.yaml", project)
+    test_ids = [e.id for e in suite.load_examples("test")]
+    for ex_id, label in zip(test_ids[:2], ("mixed", "postive")):
+        edit_row(project / "reviews.csv", ex_id, lambda c, label=label: [*c[:-1], label])
+    path = project / "suites/rev.yaml"
+    path.write_text(path.read_text() + "unknown_labels: skip\n")
+    return project
+
+
+SKIPPED = "2 examples skipped, gold label not a suite label (mixed 1, postive 1)"
+
+
+def test_skipped_examples_are_counted_by_validate_suites_and_run(
+    skipping: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = validate(capsys, skipping)
+    assert code == 0 and f"note: split test: {SKIPPED} (unknown_labels: skip)" in out
+    assert main(["suites", "--root", str(skipping)]) == 0
+    out = capsys.readouterr().out
+    suite = load_suite(skipping / "suites/rev.yaml", skipping)
+    n = len(suite.load_examples("test"))
+    assert re.search(
+        rf"^  test +{n} examples: negative \d+, positive \d+; {re.escape(SKIPPED)}$",
+        out,
+        re.MULTILINE,
+    )
+    with scripted(ScriptedBackend("demo")):
+        code = main(["run", "rev", "--model", "scripted:demo", "--root", str(skipping)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"  note: {SKIPPED}" in out
+    record = json.loads(Path(out.split("run record: ")[1].strip()).read_text())
+    assert record["skipped"] == {"mixed": 1, "postive": 1}
+    assert len(record["results"]) == n
+    assert {r["gold"] for r in record["results"]} <= {"negative", "positive"}
+
+
+def gate_project(pytester: pytest.Pytester, root: Path) -> None:
+    """The `pld init` project copied into pytester's folder, with the scripted student."""
+    for rel in ("reviews.csv", "suites/rev.yaml", "instructions/rev.yaml"):
+        (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / rel).write_bytes((root / rel).read_bytes())
+    snapshot = "instructions/rev.prompt.txt"
+    (pytester.path / snapshot).write_bytes((root / snapshot).read_bytes())
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(PLUGIN_CONFTEST)  # the scripted student, as scripted:demo
+
+
+def test_the_gate_summary_junit_and_markdown_count_skips_and_show_the_snapshot_gate(
+    skipping: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    gate_project(pytester, skipping)
+    n = len(load_suite(skipping / "suites/rev.yaml", skipping).load_examples("test"))
+    result = pytester.runpytest(
+        "--pld-suite=rev",
+        "--pld-model=scripted:demo",
+        "--pld-limit=500",
+        "--junitxml=junit.xml",
+        "--pld-report=report.md",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    limit = f"the limit of 500 is more than the split's {n} examples: all {n} were evaluated"
+    assert f"; {SKIPPED}; {limit}" in out
+    # the snapshot gate has its row, like the render check and the threshold gates
+    assert re.search(
+        r"^  snapshot +- +- += instructions/rev\.prompt\.txt +pass$", out, re.MULTILINE
+    )
+    markdown = (pytester.path / "report.md").read_text()
+    assert SKIPPED in markdown and "| `snapshot` |" in markdown
+    props = {
+        p.get("name"): p.get("value")
+        for p in ET.parse(pytester.path / "junit.xml").getroot().iter("property")
+    }
+    assert props["pld.skipped"] == "2" and props["pld.skipped_labels"] == "mixed 1, postive 1"
+    assert props["pld.limit"] == "500"
+
+
+def test_a_failing_snapshot_is_a_row_of_the_summary(
+    project: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    gate_project(pytester, project)
+    snapshot = pytester.path / "instructions/rev.prompt.txt"
+    snapshot.write_text(snapshot.read_text() + "An edit nobody rendered.\n")
+    result = pytester.runpytest(
+        "--pld-suite=rev", "--pld-model=scripted:demo", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    assert re.search(
+        r"^  snapshot +- +- += instructions/rev\.prompt\.txt +FAIL$",
+        result.stdout.str(),
+        re.MULTILINE,
+    )
+
+
+def test_a_limit_within_the_split_adds_no_note(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with scripted(ScriptedBackend("demo")):
+        code = main(
+            ["run", "rev", "--model", "scripted:demo", "--limit", "3", "--root", str(project)]
+        )
+    out = capsys.readouterr().out
+    assert code == 0 and "rev/test: 3 examples" in out and "note:" not in out
