@@ -48,6 +48,7 @@ def validate_file(
     with every problem found. A suite's data is read and checked too, every split that can be
     reached (`data_checks.check_suite_data`); what is worth knowing but not wrong goes into
     `notes`. `data_root` is where the suite's `data:PATH` split paths resolve."""
+    from .instruction_checks import check_instruction_set
     from .instructions import load_instruction_set
     from .render import render_system_prompt
     from .suite import load_suite
@@ -57,6 +58,8 @@ def validate_file(
         raise PldError("file not found", path=path)
     if kind_of(path) == "instructions":
         iset = load_instruction_set(path, root=root)
+        # label names against the labels of the suites that use the set (it may be shared)
+        check_instruction_set(iset, (), root)
         return f"instructions v{iset.version} ({counted(len(iset.rules), 'rule')})"
     suite = load_suite(path, root, data_root=data_root)
     errors: list[PldError] = []

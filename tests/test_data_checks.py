@@ -104,6 +104,20 @@ def typo_suite_label(root: Path) -> str:
     )
 
 
+def typo_definition(root: Path) -> str:
+    set_key(
+        root / "instructions/rev.yaml",
+        '# label_definitions:\n#   "negative": "When an example is negative."  # 18 examples\n'
+        '#   "positive"',
+        'label_definitions:\n  "negative": "When an example is negative."  # 18 examples\n'
+        '  "postive"',
+    )
+    return (
+        "rev.yaml:14: label_definitions.postive: a definition of 'postive', which is not a label "
+        "of the suites that use this set (did you mean 'positive'?)"
+    )
+
+
 def empty_label(root: Path) -> str:
     at = edit_row(root / "reviews.csv", "r4", lambda c: [*c[:-1], ""])
     return f"reviews.csv:{at}: 'label' must be a non-empty string or integer, got ''"
@@ -145,6 +159,7 @@ def missing_file(root: Path) -> str:
     [
         typo_gold_label,
         typo_suite_label,
+        typo_definition,
         empty_label,
         empty_text,
         duplicate_id,
@@ -325,3 +340,59 @@ def test_a_limit_within_the_split_adds_no_note(
         )
     out = capsys.readouterr().out
     assert code == 0 and "rev/test: 3 examples" in out and "note:" not in out
+
+
+# --- instruction sets: nothing silently ignored --------------------------------------------------
+
+
+def test_a_shared_set_may_define_a_label_only_another_of_its_suites_has(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two suites share instructions/rev.yaml; a definition of 'mixed', a label of the second
+    suite only, is fine for both (the default template shows each suite its own labels)."""
+    write_reviews(project / "three.csv")
+    edit_row(project / "three.csv", "r0", lambda c: [*c[:-1], "mixed"])
+    edit_row(project / "three.csv", "r1", lambda c: [*c[:-1], "mixed"])
+    text = (project / "suites/rev.yaml").read_text().replace("name: rev", "name: three")
+    text = text.replace('"reviews.csv"', '"three.csv"')
+    text = text.replace('["negative", "positive"]', '["negative", "positive", "mixed"]')
+    (project / "suites/three.yaml").write_text(text)
+    iset = project / "instructions/rev.yaml"
+    iset.write_text(iset.read_text() + 'label_definitions: {mixed: "Both."}\n')
+    code, out, err = validate(capsys, project)
+    assert "label_definitions" not in err
+    assert "ok    instructions/rev.yaml" in out
+    with scripted(ScriptedBackend("demo")):
+        assert main(["run", "rev", "--model", "scripted:demo", "--root", str(project)]) == 0
+    capsys.readouterr()
+    iset.write_text(iset.read_text().replace("{mixed:", "{mixd:"))
+    code, out, err = validate(capsys, project)
+    assert code == 1
+    message = (
+        "label_definitions.mixd: a definition of 'mixd', which is not a label of the suites "
+        "that use this set (did you mean 'mixed'?)"
+    )
+    assert err.count(message) == 1  # printed under the instruction file only
+    # the suites are valid files: the error is the instruction set's
+    assert "2 of 3 files valid" in out
+    assert (
+        "ok    suites/rev.yaml  its own content is valid; see the errors of instructions/rev.yaml"
+        in out
+    )
+
+
+def test_rule_and_worked_example_labels_must_be_suite_labels(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iset = project / "instructions/rev.yaml"
+    text = iset.read_text().replace(
+        "rules: []",
+        "rules:\n  - {id: R1, text: Praise means positive., label: postive}\n"
+        "examples:\n  - {input: 'Text: dull', label: negatve}",
+    )
+    iset.write_text(text)
+    code, _, err = validate(capsys, project)
+    assert code == 1
+    assert "rules[0].label: label 'postive', which is not a label" in err
+    assert "examples[0].label: label 'negatve', which is not a label" in err
+    assert "(did you mean 'negative'?)" in err

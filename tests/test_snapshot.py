@@ -84,12 +84,13 @@ def test_a_rule_change_fails_the_check_with_a_diff_and_the_update_command(tmp_pa
 
 def test_a_template_change_alone_fails_the_check(tmp_path: Path) -> None:
     root = make_project(tmp_path)
-    (root / "prompt.j2").write_text("{{ preamble }}\n{{ output }}")
+    rules = "{% for r in rules %}{{ r.text }}\n{% endfor %}"
+    (root / "prompt.j2").write_text("{{ preamble }}\n" + rules + "{{ output }}")
     path = root / "instructions" / "demo.yaml"
     path.write_text(INSTRUCTIONS + "template: prompt.j2\n")
     suite = suite_at(root)
     update_snapshot(suite)
-    (root / "prompt.j2").write_text("{{ preamble }}\nBe brief.\n{{ output }}")
+    (root / "prompt.j2").write_text("{{ preamble }}\nBe brief.\n" + rules + "{{ output }}")
     ok, message = check_snapshot(suite)
     assert not ok and "+Be brief." in message
 
