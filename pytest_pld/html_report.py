@@ -192,8 +192,8 @@ def _metrics_section(
         para(
             f"Intervals: percentile bootstrap over the {len(record.results)} examples "
             + ("" if clusters is None else f"resampled as {over} ")
-            + f"({resamples} resamples); Wilson score intervals for accuracy and invalid "
-            f"rate under {WILSON_BELOW} examples, where the bootstrap under-covers; '-' "
+            + f"({resamples} resamples); Wilson score intervals for the accuracy, invalid and tie "
+            f"rates under {WILSON_BELOW} examples, where the bootstrap under-covers; '-' "
             "where a metric has no interval (a maximum, a ratio)."
         ),
     )

@@ -23,8 +23,10 @@ import pytest
 import sklearn.metrics  # noqa: F401
 from test_snapshot import PLUGIN_CONFTEST
 
+from pytest_pld import stats
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
+from pytest_pld.metrics import Predictions
 from pytest_pld.suite import load_suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
@@ -396,3 +398,20 @@ def test_rule_and_worked_example_labels_must_be_suite_labels(
     assert "rules[0].label: label 'postive', which is not a label" in err
     assert "examples[0].label: label 'negatve', which is not a label" in err
     assert "(did you mean 'negative'?)" in err
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+
+def test_the_tie_rate_gets_a_wilson_interval_on_few_examples() -> None:
+    """No tie in 50 answers: the bootstrap says 0.000..0.000, Wilson 0.000..0.071."""
+    n = 50
+    preds = Predictions(labels=("a", "b"), gold=("a",) * n, pred=("a",) * n, tie=(False,) * n)
+    found = stats.metric_interval("tie_rate", preds)
+    assert found.method == "wilson"
+    assert found.low == 0.0 and found.high == pytest.approx(0.0713, abs=1e-4)
+    # answers that do not record ties (a server's) are not counted as untied
+    partial = Predictions(
+        labels=("a", "b"), gold=("a",) * n, pred=("a",) * n, tie=(True,) + (None,) * (n - 1)
+    )
+    assert stats.metric_interval("tie_rate", partial).n_effective == 1

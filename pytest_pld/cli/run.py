@@ -209,7 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a suite split: metrics with intervals, predicted against gold labels",
         description="Evaluate a suite with its student (or --model) through the response "
         "cache in .pld/, write a run record, and print each metric with its 95% interval "
-        "(resampling the suite's clusters; Wilson for accuracy and invalid rate under 300 "
+        "(resampling the suite's clusters; Wilson for the accuracy, invalid and tie rates under 300 "
         "examples), the predicted-label distribution against the gold one and the tie rate.",
     )
     add_suite_argument(p)
