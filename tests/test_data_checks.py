@@ -61,17 +61,21 @@ def edit_row(path: Path, ex_id: str, edit: Callable[[list[str]], list[str]]) -> 
     return at
 
 
-@pytest.fixture
-def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    """A project as `pld init rev --data reviews.csv --text text --label label` writes it."""
+def init_rev(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:
+    """A project as `pld init rev --data reviews.csv --text text --label label` writes it, and
+    what that printed."""
     root = tmp_path / "project"
     root.mkdir()
     (root / "pyproject.toml").write_text("")
     write_reviews(root / "reviews.csv")
     argv = ["init", "rev", "--data", str(root / "reviews.csv"), "--text", "text"]
     assert main([*argv, "--label", "label", "--root", str(root)]) == 0
-    capsys.readouterr()
-    return root
+    return root, capsys.readouterr().out
+
+
+@pytest.fixture
+def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    return init_rev(tmp_path, capsys)[0]
 
 
 def validate(capsys: pytest.CaptureFixture[str], root: Path) -> tuple[int, str, str]:
@@ -415,3 +419,15 @@ def test_the_tie_rate_gets_a_wilson_interval_on_few_examples() -> None:
         labels=("a", "b"), gold=("a",) * n, pred=("a",) * n, tie=(True,) + (None,) * (n - 1)
     )
     assert stats.metric_interval("tie_rate", partial).n_effective == 1
+
+
+def test_init_prints_the_bound_its_suite_file_comments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, out = init_rev(tmp_path, capsys)
+    printed = re.search(r"macro-F1 (0\.\d{4}) on test\), enable the gate macro_f1 > (0\.\d+)", out)
+    assert printed, out
+    suite = (root / "suites/rev.yaml").read_text()
+    assert f"the test split ({printed[1]})" in suite
+    assert f'# macro_f1: "> {printed[2]}"' in suite
+    assert f"above {printed[2]}," in suite
