@@ -1,5 +1,12 @@
 """Shared fixtures.
 
+`needs` (one fixture) decides whether a test that needs more than the package can run: a
+packaged model, torch, a serving stack, Chromium. What is missing skips the test on a
+developer's machine, naming it; under PLD_REQUIRE_MODELS=1, which `tox -e py` sets, it fails
+the test instead, so a green CI run cannot hide a broken model path behind skips. Only a
+prerequisite CI does not install by design (the packaged 1.5B) skips there too. Once `needs`
+passed, whatever goes wrong is a failure: no test skips on a caught error or a matched string.
+
 Server fixtures (integration): a real OpenAI-compatible server, `transformers serve`, on
 127.0.0.1 and a free port, serving the converted SmolLM2-135M-Instruct folder. The raw GGUF
 cannot be served (a GGUF-built config has no `architectures`), so the packaged model is
@@ -12,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -77,32 +85,79 @@ class ServedModel:
                 self.process.wait(timeout=15)
 
 
-def _serving_available() -> str | None:
-    missing = [
-        m
-        for m in ("transformers", "fastapi", "uvicorn", "torch")
-        if importlib.util.find_spec(m) is None
-    ]
-    if missing:
-        return (
-            f"`transformers serve` needs {', '.join(missing)}: "
-            "pip install 'pytest-pld[local,serve]'"
+class Needs:
+    """The prerequisites of tests that need more than the package (the `needs` fixture)."""
+
+    #: set by tox's [testenv]: a missing prerequisite fails instead of skipping
+    required = os.environ.get("PLD_REQUIRE_MODELS", "") == "1"
+
+    def missing(self, what: str, how: str) -> None:
+        """Skip (or, where prerequisites are required, fail) naming what is missing."""
+        if self.required:
+            pytest.fail(
+                f"{what} is missing, and PLD_REQUIRE_MODELS=1 requires it ({how}; or unset "
+                "PLD_REQUIRE_MODELS to skip tests that need it)",
+                pytrace=False,
+            )
+        pytest.skip(f"{what} is missing: {how}")
+
+    def modules(self, *names: str, install: str) -> None:
+        absent = [m for m in names if importlib.util.find_spec(m) is None]
+        if absent:
+            self.missing(
+                f"the Python package{'s' if len(absent) > 1 else ''} {', '.join(absent)}", install
+            )
+
+    def model(self, name: str) -> None:
+        """A packaged local model, and what runs it (torch, transformers)."""
+        from pytest_pld.backends.packaged import install_command, is_installed
+
+        self.modules(
+            "torch", "transformers", install="the local extra: README, Use it in your project"
         )
-    return None
+        if not is_installed(name):
+            self.missing(f"the packaged model {name}", install_command(name))
+
+    def optional_model(self, name: str, why: str) -> None:
+        """A packaged model CI does not install (`why`): skipped wherever it is missing."""
+        from pytest_pld.backends.packaged import install_command, is_installed
+
+        if not is_installed(name):
+            pytest.skip(
+                f"the packaged model {name} is not installed ({why}): {install_command(name)}"
+            )
+        self.model(name)
+
+    def serving(self) -> None:
+        """`transformers serve` and the model it serves."""
+        self.modules(
+            "transformers",
+            "fastapi",
+            "uvicorn",
+            "torch",
+            install="the local and serve extras: README, Use it in your project",
+        )
+        self.model(SERVE_MODEL)
+
+    def chromium(self) -> str:
+        """Chromium's path; CI installs Debian's package (.ci/run)."""
+        found = shutil.which("chromium") or shutil.which("chromium-browser")
+        if found is None:
+            self.missing("Chromium", "install Debian's chromium package (.ci/run does)")
+        assert found is not None
+        return found
+
+
+@pytest.fixture(scope="session")
+def needs() -> Needs:
+    return Needs()
 
 
 def converted_model_folder() -> Path:
-    """The converted SmolLM2 folder (converted once into the user cache), or a skip."""
-    try:
-        from pytest_pld.backends.packaged import ensure_converted
-    except ImportError:  # pragma: no cover - older layout
-        from pytest_pld.backends.local import ensure_converted  # type: ignore[attr-defined]
-    from pytest_pld.errors import PldError
+    """The converted SmolLM2 folder (converted once into the user cache)."""
+    from pytest_pld.backends.packaged import ensure_converted
 
-    try:
-        return Path(ensure_converted(SERVE_MODEL))
-    except PldError as exc:
-        pytest.skip(f"packaged model {SERVE_MODEL} is not available: {exc}")
+    return Path(ensure_converted(SERVE_MODEL))
 
 
 def start_server(folder: Path, log_path: Path) -> ServedModel:
@@ -164,10 +219,8 @@ def start_server(folder: Path, log_path: Path) -> ServedModel:
 
 
 @pytest.fixture(scope="session")
-def serve_model_folder() -> Path:
-    reason = _serving_available()
-    if reason:
-        pytest.skip(reason)
+def serve_model_folder(needs: Needs) -> Path:
+    needs.serving()
     return converted_model_folder()
 
 
