@@ -275,15 +275,16 @@ def test_skipped_examples_are_counted_by_validate_suites_and_run(
     assert {r["gold"] for r in record["results"]} <= {"negative", "positive"}
 
 
-def gate_project(pytester: pytest.Pytester, root: Path) -> None:
-    """The `pld init` project copied into pytester's folder, with the scripted student."""
+def gate_project(pytester: pytest.Pytester, root: Path, conftest: str = PLUGIN_CONFTEST) -> None:
+    """The `pld init` project copied into pytester's folder, with the scripted student (as
+    scripted:demo, registered by `conftest`)."""
     for rel in ("reviews.csv", "suites/rev.yaml", "instructions/rev.yaml"):
         (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)
         (pytester.path / rel).write_bytes((root / rel).read_bytes())
     snapshot = "instructions/rev.prompt.txt"
     (pytester.path / snapshot).write_bytes((root / snapshot).read_bytes())
     pytester.makeini("[pytest]\n")
-    pytester.makeconftest(PLUGIN_CONFTEST)  # the scripted student, as scripted:demo
+    pytester.makeconftest(conftest)
 
 
 def test_the_gate_summary_junit_and_markdown_count_skips_and_show_the_snapshot_gate(

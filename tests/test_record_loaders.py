@@ -168,7 +168,7 @@ def test_parquet_without_pyarrow_says_how_to_install_it(
     path.write_bytes(b"PAR1")
     with pytest.raises(PldError, match="needs the optional dependency pyarrow") as info:
         load("parquet", path)
-    assert "pip install 'pytest-pld[parquet]'" in str(info.value.hint)
+    assert "pip install pyarrow" in str(info.value.hint)
 
 
 def test_parquet_rows_become_examples(tmp_path: Path, needs: Needs) -> None:

@@ -208,7 +208,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         metavar="FILE",
         help="the labelled data: .csv, .tsv, .jsonl or .parquet (Parquet needs pyarrow: pip "
-        "install 'pytest-pld[parquet]')",
+        "install pyarrow)",
     )
     p.add_argument(
         "--text",
