@@ -269,10 +269,15 @@ def test_skipped_examples_are_counted_by_validate_suites_and_run(
         code = main(["run", "rev", "--model", "scripted:demo", "--root", str(skipping)])
     out = capsys.readouterr().out
     assert code == 0 and f"  note: {SKIPPED}" in out
-    record = json.loads(Path(out.split("run record: ")[1].strip()).read_text())
+    path = Path(out.split("run record: ")[1].strip())
+    record = json.loads(path.read_text())
     assert record["skipped"] == {"mixed": 1, "postive": 1}
     assert len(record["results"]) == n
     assert {r["gold"] for r in record["results"]} <= {"negative", "positive"}
+    from pytest_pld.html_report import build_html
+    from pytest_pld.runner import load_record
+
+    assert f"skipped: <code>{SKIPPED}</code>" in build_html(load_record(path), resamples=20).html
 
 
 def gate_project(pytester: pytest.Pytester, root: Path, conftest: str = PLUGIN_CONFTEST) -> None:
