@@ -1,8 +1,10 @@
 """Checking instruction and suite files the way `pld validate` and CI do.
 
 A suite is checked end to end as far as that needs no model: the file, its instruction set,
-the rendered system prompt and the first user message of its gate split (which also reads the
-data file). Every error is a PldError naming file, line and key.
+the rendered system prompt, and its data - every split that can be reached, checked against
+the suite and rendered (`suite.data_checks.check_suite_data`). An instruction set's label
+names are checked against the suites that use it (`instruction_checks`). Every error is a
+PldError naming file, line and key.
 """
 
 from __future__ import annotations

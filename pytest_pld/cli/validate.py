@@ -52,8 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check instruction and suite files",
         description="Check every instruction and suite file (default: instructions/ and "
-        "suites/): YAML, keys and types, templates, paths and the first example of each "
-        "suite's gate split. Prints all errors; exit 1 on any.",
+        "suites/): YAML, keys and types, templates, paths, label names against the suites' "
+        "labels, and each suite's data - every split it can reach, read, checked against the "
+        "suite (gold labels it does not list, blank labels or texts, duplicate ids, template "
+        "fields the data lacks, suite labels no example carries) and rendered - before any "
+        "model time. Prints each error once; exit 1 on any.",
     )
     p.add_argument(
         "paths",
