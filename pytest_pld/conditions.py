@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
-from .errors import PldError
+from .errors import PldError, counted
 from .folds import DEFAULT_HOLDOUT, Fold, sample, split_holdout
 from .prior_shift import PriorShift, fit_results, has_scores, shifted_labels
-from .validate import counted
 
 if TYPE_CHECKING:
     from .backends.base import Backend

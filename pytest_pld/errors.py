@@ -58,3 +58,8 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 gate', '4 gates', '0 rules'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

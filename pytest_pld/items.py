@@ -227,6 +227,10 @@ class SnapshotItem(SuiteItem):
         from .snapshot import check_snapshot
 
         ok, message = check_snapshot(self.suite)
+        where = project.shown(str(self.suite.snapshot_path()), self.state.options.root)
+        self.user_properties.extend(
+            gate_summary.snapshot_properties(self.suite.name, self.name, where)
+        )
         if not ok:
             raise GateFailed(f"{self.suite.name}: {message}")
 

@@ -63,6 +63,9 @@ class RunRecord:
     cluster_key: str | None = None  # what `ExampleResult.cluster` holds (None: no clusters)
     # a shard's partial record: which part of which run (shards.shard_info); no metrics
     shard: dict[str, Any] | None = None
+    #: examples of the split left out because their gold label is not a suite label
+    #: (`unknown_labels: skip`), by that label; empty when none were
+    skipped: dict[str, int] = field(default_factory=dict)
     path: str | None = None
 
     def predictions(self) -> Predictions:

@@ -19,6 +19,7 @@ from jinja2.sandbox import SecurityError
 from .errors import PldError
 from .instructions import InstructionSet
 from .templating import compile_template, load_template_file
+from .textio import read_text
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,13 +78,20 @@ def system_variables(iset: InstructionSet, labels: Sequence[str]) -> dict[str, A
 
 
 def render_system_prompt(iset: InstructionSet, labels: Sequence[str], project_root: Path) -> str:
-    """The system prompt for an instruction set: preamble, numbered rules, labels, output."""
+    """The system prompt for an instruction set: preamble, numbered rules, labels, output.
+    Content that would not reach the prompt (a definition of a label the suites do not have, a
+    section a custom template does not show) is an error (`instruction_checks`)."""
+    from .instruction_checks import check_instruction_set
+
     variables = system_variables(iset, labels)
     if iset.template:
         named_by = str(iset.path or iset.name)
         path, template = load_template_file(project_root, iset.template, named_by=named_by)
+        source = read_text(path, what="template file")
+        check_instruction_set(iset, labels, project_root, source)
         where = str(path)
     else:
+        check_instruction_set(iset, labels, project_root)
         where = "pytest_pld/templates/system.j2"
         template = compile_template(default_system_template(), where)
     return render_template(template, variables, where=where).strip() + "\n"

@@ -23,8 +23,8 @@ from .instructions import InstructionSet
 from .labels import top_label
 from .progress import Progress
 from .record import ExampleResult, RunRecord, compute_metrics, save_record, sha256_text
-from .render import render_user_message
-from .suite import Suite, example_fields
+from .suite import Suite
+from .suite.data_checks import render_users
 
 if TYPE_CHECKING:
     from .shards import Shard
@@ -55,10 +55,7 @@ def prepare(
     system = suite.system_prompt(iset)
     if examples is None:
         examples = suite.load_examples(split, limit=limit)
-    where = str(suite.path)
-    users = [
-        render_user_message(suite.user_template, example_fields(e), where=where) for e in examples
-    ]
+    users = render_users(suite, examples, split)
     return PreparedSuite(suite, split, iset, system, list(examples), users)
 
 
@@ -312,6 +309,7 @@ def run_suite(
         cache_hits=hits,
         cache_misses=total - hits,
         cluster_key=suite.cluster_key,
+        skipped=dict(suite.split_data(prepared.split).skipped),
     )
     names = [
         *suite.metrics,

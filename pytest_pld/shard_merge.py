@@ -101,6 +101,7 @@ def merge_records(parts: Sequence[RunRecord]) -> RunRecord:
         cache_hits=sum(p.cache_hits for p in parts),
         cache_misses=sum(p.cache_misses for p in parts),
         cluster_key=first.cluster_key,  # each result keeps its own cluster id
+        skipped=first.skipped,  # every shard read the same split
     )
     whole.metrics = compute_metrics(whole, list(ref["run"]["metrics"]))
     return whole

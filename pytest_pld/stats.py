@@ -30,13 +30,14 @@ from . import metrics
 from .labels import INVALID
 from .metrics import ClusterIds, Predictions
 
-#: Below this many examples accuracy and invalid rate get Wilson intervals: the percentile
-#: bootstrap of a proportion under-covers at small n, most of all for rates near 0 or 1.
+#: Below this many examples the rates (accuracy, invalid rate, tie rate) get Wilson intervals:
+#: the percentile bootstrap of a proportion under-covers at small n, most of all for rates
+#: near 0 or 1 (no tie in 50 answers is 0.000..0.000 by the bootstrap, 0.000..0.071 by Wilson).
 WILSON_BELOW = 300
 #: The power at which the detectable drop is reported (the usual choice in power analysis).
 POWER = 0.8
 #: Metrics that are a share of examples, so that a Wilson interval applies.
-RATES = ("accuracy", "invalid_rate")
+RATES = ("accuracy", "invalid_rate", "tie_rate")
 
 
 def _z(probability: float) -> float:
@@ -121,12 +122,24 @@ def rate_interval(
 
 
 def rate_flags(name: str, p: Predictions) -> list[bool]:
-    """Per-example flags whose share is the rate metric `name` (accuracy or invalid_rate)."""
+    """Per-example flags whose share is the rate metric `name` (accuracy, invalid_rate, or
+    tie_rate, whose flags are those of the answers that record ties: see `rate_examples`)."""
     if name == "accuracy":
         return [g == x for g, x in zip(p.gold, p.pred)]
     if name == "invalid_rate":
         return [x == INVALID for x in p.pred]
+    if name == "tie_rate":
+        return [bool(p.tie[i]) for i in rate_examples(name, p)]
     raise KeyError(f"{name!r} is not a rate metric; rates are {', '.join(RATES)}")
+
+
+def rate_examples(name: str, p: Predictions) -> list[int]:
+    """The examples a rate is a share of: all of them, except for the tie rate, which counts
+    only answers that say whether they tied (`metrics.tie_rate`; records from a server, or
+    from before ties were recorded, do not)."""
+    if name == "tie_rate":
+        return [i for i, tie in enumerate(p.tie) if tie is not None]
+    return list(range(len(p.gold)))
 
 
 def metric_interval(
@@ -143,6 +156,9 @@ def metric_interval(
     examples, otherwise the percentile bootstrap (of clusters when `clusters` is given)."""
     n = len(p.gold)
     if name in RATES and n < wilson_below:
+        among = rate_examples(name, p)
+        if clusters is not None and len(among) < n:
+            clusters = [clusters[i] for i in among]
         return rate_interval(rate_flags(name, p), clusters=clusters, confidence=confidence)
     low, high = metrics.bootstrap_interval(
         name, p, n_resamples=n_resamples, confidence=confidence, seed=seed, clusters=clusters
@@ -578,6 +594,7 @@ __all__ = [
     "metric_interval",
     "minimum_detectable_drop",
     "multiplier",
+    "rate_examples",
     "rate_flags",
     "rate_interval",
     "regression_test",

@@ -2,9 +2,11 @@
 
 A suite is checked end to end as far as that needs no model: the file, its instruction set,
 the rendered system prompt, the set's calibration (its labels must be the suite's, and it must
-have been fitted for the suite's student and this rendered prompt, else it is stale) and the
-first user message of its gate split (which also reads the data file). Every error is a PldError
-naming file, line and key.
+have been fitted for the suite's student and this rendered prompt, else it is stale), and its
+data - every split that can be reached, checked against the suite and rendered
+(`suite.data_checks.check_suite_data`). An instruction set's label names are checked against
+the suites that use it (`instruction_checks`). Every error is a PldError naming file, line and
+key.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import PldError, PldErrors
+from .errors import PldError, PldErrors, counted
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -43,39 +45,53 @@ def kind_of(path: Path) -> str:
     return "suite" if isinstance(doc, dict) and "dataset" in doc else "instructions"
 
 
-def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> str:
-    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldError.
-    `data_root` is where the suite's `data:PATH` split paths resolve."""
+def validate_file(
+    path: Path, root: Path, *, data_root: Path | None = None, notes: list[str] | None = None
+) -> str:
+    """Check one file; returns what it is ('suite (7 gates, regression)'), raises PldErrors
+    with every problem found. A suite's data is read and checked too, every split that can be
+    reached (`data_checks.check_suite_data`); what is worth knowing but not wrong goes into
+    `notes`. `data_root` is where the suite's `data:PATH` split paths resolve."""
     from .calibration import suite_problems
+    from .instruction_checks import check_instruction_set
     from .instructions import load_instruction_set
-    from .render import render_user_message
-    from .suite import example_fields, load_suite
+    from .suite import load_suite
+    from .suite.data_checks import check_suite_data
 
     if not path.exists():
         raise PldError("file not found", path=path)
     if kind_of(path) == "instructions":
         iset = load_instruction_set(path, root=root)
+        # label names against the labels of the suites that use the set (it may be shared)
+        check_instruction_set(iset, (), root)
         return f"instructions v{iset.version} ({counted(len(iset.rules), 'rule')})"
     suite = load_suite(path, root, data_root=data_root)
-    iset = suite.load_instructions()
-    system = suite.system_prompt(iset)
-    if iset.calibration is not None:  # where the set meets the suite: its labels, its student
-        problems = suite_problems(
-            iset.calibration,
-            labels=suite.labels,
-            student=suite.student,
-            system_prompt=system,
-            suite=suite.name,
-        )
-        if problems:
-            raise PldErrors(problems)
-    for example in suite.load_examples(suite.gate_split, limit=1):
-        render_user_message(suite.user_template, example_fields(example), where=str(path))
+    errors: list[PldError] = []
+    try:
+        iset = suite.load_instructions()
+        system = suite.system_prompt(iset)
+    except PldError as exc:
+        errors += each_error(exc)
+    else:
+        if iset.calibration is not None:  # where the set meets the suite: labels, student
+            errors += suite_problems(
+                iset.calibration,
+                labels=suite.labels,
+                student=suite.student,
+                system_prompt=system,
+                suite=suite.name,
+            )
+    found, said = check_suite_data(suite)
+    errors += found
+    if notes is not None:
+        notes += said
+    if errors:
+        raise PldErrors(errors)
     return (
         f"suite ({counted(len(suite.gates), 'gate')}{', regression' if suite.regression else ''})"
     )
 
 
-def counted(n: int, noun: str) -> str:
-    """'1 gate', '4 gates', '0 rules'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def each_error(exc: PldError) -> list[PldError]:
+    """The single errors a PldError stands for (a PldErrors holds several)."""
+    return list(exc.errors) if isinstance(exc, PldErrors) else [exc]

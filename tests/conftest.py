@@ -1,5 +1,12 @@
 """Shared fixtures.
 
+`needs` (one fixture) decides whether a test that needs more than the package can run: a
+packaged model, torch, a serving stack, Chromium. What is missing skips the test on a
+developer's machine, naming it; under PLD_REQUIRE_MODELS=1, which `tox -e py` sets, it fails
+the test instead, so a green CI run cannot hide a broken model path behind skips. Only a
+prerequisite CI does not install by design (the packaged 1.5B) skips there too. Once `needs`
+passed, whatever goes wrong is a failure: no test skips on a caught error or a matched string.
+
 Server fixtures (integration): a real OpenAI-compatible server, `transformers serve`, on
 127.0.0.1 and a free port, serving the converted SmolLM2-135M-Instruct folder. The raw GGUF
 cannot be served (a GGUF-built config has no `architectures`), so the packaged model is
@@ -11,7 +18,6 @@ which serves the GGUF itself and returns log-probabilities).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import socket
@@ -25,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import SERVE_MODEL, Needs
 
 from pytest_pld.testing import ScriptedBackend, scripted
 
-SERVE_MODEL = "smollm2-135m-instruct"
 SERVER_START_TIMEOUT_S = 180.0
 
 # `transformers serve` as the console script runs it, without relying on the venv's bin/ being
@@ -79,32 +85,16 @@ class ServedModel:
                 self.process.wait(timeout=15)
 
 
-def _serving_available() -> str | None:
-    missing = [
-        m
-        for m in ("transformers", "fastapi", "uvicorn", "torch")
-        if importlib.util.find_spec(m) is None
-    ]
-    if missing:
-        return (
-            f"`transformers serve` needs {', '.join(missing)}: "
-            "pip install 'pytest-pld[local,serve]'"
-        )
-    return None
+@pytest.fixture(scope="session")
+def needs() -> Needs:
+    return Needs()
 
 
 def converted_model_folder() -> Path:
-    """The converted SmolLM2 folder (converted once into the user cache), or a skip."""
-    try:
-        from pytest_pld.backends.packaged import ensure_converted
-    except ImportError:  # pragma: no cover - older layout
-        from pytest_pld.backends.local import ensure_converted  # type: ignore[attr-defined]
-    from pytest_pld.errors import PldError
+    """The converted SmolLM2 folder (converted once into the user cache)."""
+    from pytest_pld.backends.packaged import ensure_converted
 
-    try:
-        return Path(ensure_converted(SERVE_MODEL))
-    except PldError as exc:
-        pytest.skip(f"packaged model {SERVE_MODEL} is not available: {exc}")
+    return Path(ensure_converted(SERVE_MODEL))
 
 
 def start_server(folder: Path, log_path: Path) -> ServedModel:
@@ -170,10 +160,8 @@ def serve(cmd: list[str], folder: Path, port: int, log_path: Path, name: str) ->
 
 
 @pytest.fixture(scope="session")
-def serve_model_folder() -> Path:
-    reason = _serving_available()
-    if reason:
-        pytest.skip(reason)
+def serve_model_folder(needs: Needs) -> Path:
+    needs.serving()
     return converted_model_folder()
 
 

@@ -7,8 +7,12 @@ Projects live under the test's own tmp_path (or pytester's folder), never in the
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
+import os
 import random
+import shutil
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pld.backends.base import Message
+from pytest_pld.cli import main
 from pytest_pld.labels import INVALID
 from pytest_pld.metrics import Predictions
 from pytest_pld.record import ExampleResult, RunRecord
@@ -366,3 +371,132 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+# --- the pld init review project of the data-check and README tests ----------------------------
+
+#: a conftest registering the scripted student `scripted:demo` (control flow only)
+DEMO_CONFTEST = """
+from pytest_pld.testing import ScriptedBackend, use_scripted_backend
+
+_undo = []
+
+
+def pytest_configure(config):
+    _undo.append(use_scripted_backend(ScriptedBackend("demo")))
+
+
+def pytest_unconfigure(config):
+    while _undo:
+        _undo.pop()()
+"""
+
+
+POSITIVE = ["a great film", "wonderful acting", "I enjoyed it", "superb", "brilliant", "a joy"]
+NEGATIVE = ["a boring mess", "terrible acting", "I walked out", "dull", "awful script", "flat"]
+
+
+def write_reviews(path: Path, *, bom: bool = False) -> None:
+    """36 reviews, ids r0..r35, half positive; `bom` starts the file with a byte-order mark."""
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text", "label"])
+        i = 0
+        for k in range(3):
+            for label, texts in (("positive", POSITIVE), ("negative", NEGATIVE)):
+                for text in texts:
+                    writer.writerow([f"r{i}", f"{text} ({k})", label])
+                    i += 1
+
+
+def init_rev(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, str]:
+    """A project as `pld init rev --data reviews.csv --text text --label label` writes it, and
+    what that printed."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("")
+    write_reviews(root / "reviews.csv")
+    argv = ["init", "rev", "--data", str(root / "reviews.csv"), "--text", "text"]
+    assert main([*argv, "--label", "label", "--root", str(root)]) == 0
+    return root, capsys.readouterr().out
+
+
+def gate_project(pytester: pytest.Pytester, root: Path, conftest: str = DEMO_CONFTEST) -> None:
+    """The `pld init` project copied into pytester's folder, with the scripted student (as
+    scripted:demo, registered by `conftest`)."""
+    for rel in ("reviews.csv", "suites/rev.yaml", "instructions/rev.yaml"):
+        (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / rel).write_bytes((root / rel).read_bytes())
+    snapshot = "instructions/rev.prompt.txt"
+    (pytester.path / snapshot).write_bytes((root / snapshot).read_bytes())
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(conftest)
+
+
+# --- prerequisites of model-backed tests (the `needs` fixture) ---------------------------------
+
+#: the packaged model that `transformers serve` serves in the server tests
+SERVE_MODEL = "smollm2-135m-instruct"
+
+
+class Needs:
+    """The prerequisites of tests that need more than the package (the `needs` fixture)."""
+
+    #: set by tox's [testenv]: a missing prerequisite fails instead of skipping
+    required = os.environ.get("PLD_REQUIRE_MODELS", "") == "1"
+
+    def missing(self, what: str, how: str) -> None:
+        """Skip (or, where prerequisites are required, fail) naming what is missing."""
+        if self.required:
+            pytest.fail(
+                f"{what} is missing, and PLD_REQUIRE_MODELS=1 requires it ({how}; or unset "
+                "PLD_REQUIRE_MODELS to skip tests that need it)",
+                pytrace=False,
+            )
+        pytest.skip(f"{what} is missing: {how}")
+
+    def modules(self, *names: str, install: str) -> None:
+        absent = [m for m in names if importlib.util.find_spec(m) is None]
+        if absent:
+            self.missing(
+                f"the Python package{'s' if len(absent) > 1 else ''} {', '.join(absent)}", install
+            )
+
+    def model(self, name: str) -> None:
+        """A packaged local model, and what runs it (torch, transformers)."""
+        from pytest_pld.backends.packaged import install_command, is_installed
+
+        self.modules(
+            "torch", "transformers", install="the local extra: README, Use it in your project"
+        )
+        if not is_installed(name):
+            self.missing(f"the packaged model {name}", install_command(name))
+
+    def optional_model(self, name: str, why: str) -> None:
+        """A packaged model CI does not install (`why`): skipped wherever it is missing."""
+        from pytest_pld.backends.packaged import install_command, is_installed
+
+        if not is_installed(name):
+            pytest.skip(
+                f"the packaged model {name} is not installed ({why}): {install_command(name)}"
+            )
+        self.model(name)
+
+    def serving(self) -> None:
+        """`transformers serve` and the model it serves."""
+        self.modules(
+            "transformers",
+            "fastapi",
+            "uvicorn",
+            "torch",
+            install="the local and serve extras: README, Use it in your project",
+        )
+        self.model(SERVE_MODEL)
+
+    def chromium(self) -> str:
+        """Chromium's path; CI installs Debian's package (.ci/run)."""
+        found = shutil.which("chromium") or shutil.which("chromium-browser")
+        if found is None:
+            self.missing("Chromium", "install Debian's chromium package (.ci/run does)")
+        assert found is not None
+        return found

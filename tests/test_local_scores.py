@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.runner import LazyBackend, prepare, run_suite
 from pytest_pld.suite import load_suite
@@ -44,8 +45,8 @@ LABELS = ["stereotype", "anti-stereotype", "unrelated"]  # multi-token: branches
 
 
 @pytest.fixture(scope="module")
-def qwen() -> LocalBackend:
-    pytest.importorskip("torch")
+def qwen(needs: Needs) -> LocalBackend:
+    needs.model(QWEN)
     from pytest_pld.backends.local.backend import LocalBackend
 
     return LocalBackend(QWEN, dtype="bfloat16")

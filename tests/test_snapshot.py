@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import DEMO_CONFTEST
 
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
@@ -84,12 +85,13 @@ def test_a_rule_change_fails_the_check_with_a_diff_and_the_update_command(tmp_pa
 
 def test_a_template_change_alone_fails_the_check(tmp_path: Path) -> None:
     root = make_snapshot_project(tmp_path)
-    (root / "prompt.j2").write_text("{{ preamble }}\n{{ output }}")
+    rules = "{% for r in rules %}{{ r.text }}\n{% endfor %}"
+    (root / "prompt.j2").write_text("{{ preamble }}\n" + rules + "{{ output }}")
     path = root / "instructions" / "demo.yaml"
     path.write_text(INSTRUCTIONS + "template: prompt.j2\n")
     suite = suite_at(root)
     update_snapshot(suite)
-    (root / "prompt.j2").write_text("{{ preamble }}\nBe brief.\n{{ output }}")
+    (root / "prompt.j2").write_text("{{ preamble }}\nBe brief.\n" + rules + "{{ output }}")
     ok, message = check_snapshot(suite)
     assert not ok and "+Be brief." in message
 
@@ -174,28 +176,13 @@ def test_the_snapshot_gate_is_enabled_by_a_committed_snapshot_or_an_explicit_pat
 
 # --- the gate item -----------------------------------------------------------------------------
 
-PLUGIN_CONFTEST = """
-from pytest_pld.testing import ScriptedBackend, use_scripted_backend
-
-_undo = []
-
-
-def pytest_configure(config):
-    _undo.append(use_scripted_backend(ScriptedBackend("demo")))
-
-
-def pytest_unconfigure(config):
-    while _undo:
-        _undo.pop()()
-"""
-
 
 def test_the_snapshot_gate_item_passes_then_fails_naming_the_update_command(
     pytester: pytest.Pytester,
 ) -> None:
     root = make_snapshot_project(pytester.path)
     pytester.makeini("[pytest]\n")
-    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makeconftest(DEMO_CONFTEST)
     assert main(["snapshot", "demo", "--update", "--root", str(root)]) == 0
     result = pytester.runpytest("--pld-suite=demo", "-k", "snapshot", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, deselected=2)
@@ -217,7 +204,7 @@ def test_the_snapshot_gate_item_passes_then_fails_naming_the_update_command(
 def test_a_suite_without_a_snapshot_gets_no_snapshot_item(pytester: pytest.Pytester) -> None:
     make_snapshot_project(pytester.path)
     pytester.makeini("[pytest]\n")
-    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makeconftest(DEMO_CONFTEST)
     result = pytester.runpytest("--pld-suite=demo", "--collect-only", "-q")
     assert "snapshot" not in result.stdout.str()
     result.stdout.fnmatch_lines(["suites/demo.yaml::render"])

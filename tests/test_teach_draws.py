@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import good_json, make_project
+from helpers import Needs, good_json, make_project
 
 from pytest_pld.backends.base import GenerateOptions, Message
 from pytest_pld.cache import generate_key
@@ -431,18 +431,16 @@ def test_the_local_backend_refuses_bad_sampling_arguments(
 
 @pytest.mark.integration
 def test_the_real_model_samples_draws_that_differ_from_greedy_and_repeat_on_a_rerun(
-    tmp_path: Path,
+    tmp_path: Path, needs: Needs
 ) -> None:
     """qwen2.5-coder-0.5b (float32) as teacher on one StereoSet train example, three draws:
     greedy, then two sampled at temperature 1.0. A rerun given the first two traces asks for
     draw 2 alone and gets the same text. Four generations: the 2-core machine is slow."""
     from pytest_pld.backends.local.backend import LocalBackend
 
+    needs.model("qwen2.5-coder-0.5b-instruct")
     shipped = load_suite(ROOT / "suites" / "stereoset.yaml", ROOT)
-    try:
-        backend = LocalBackend("qwen2.5-coder-0.5b-instruct", dtype="float32")
-    except PldError as exc:
-        pytest.skip(f"the packaged model is not available here: {exc}")
+    backend = LocalBackend("qwen2.5-coder-0.5b-instruct", dtype="float32")
     first, again = tmp_path / "first.jsonl", tmp_path / "again.jsonl"
     options = {"limit": 1, "samples": 3, "temperature": 1.0, "progress": False}
     try:

@@ -287,8 +287,8 @@ class OpenAIBackend:
                 except ImportError as exc:
                     raise PldError(
                         "counting tokens with a tokenizer needs transformers",
-                        hint="pip install 'pytest-pld[local]', or leave tokenizer "
-                        "unset for an approximate count",
+                        hint="pip install transformers, or leave tokenizer unset for an "
+                        "approximate count",
                     ) from exc
                 self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_name)
             return len(self._tokenizer.encode(text, add_special_tokens=False))

@@ -475,7 +475,7 @@ def local_token_counter(model: str) -> Callable[[str], int]:
     except ImportError as exc:
         raise PldError(
             "counting a local model's tokens needs transformers",
-            hint="pip install 'pytest-pld[local]'",
+            hint="pip install transformers  (what the local extra of pytest-pld adds, with torch)",
         ) from exc
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)

@@ -142,11 +142,14 @@ def _print_plan(plan: Plan) -> None:
 
 
 def _print_next(plan: Plan, args: argparse.Namespace) -> None:
+    from ..scaffold.render import floor_bound
+
     name = plan.spec.name
     print(
         "gates: invalid_rate <= 0.01 (answers are labels). Once `pld run` shows the prompt "
-        f"beats always answering {plan.majority!r} (macro-F1 {plan.floor:.3f} on test), "
-        f"enable the macro_f1 gate in suites/{name}.yaml and set it just under the score"
+        f"beats always answering {plan.majority!r} (macro-F1 {plan.floor:.4f} on test), "
+        f"enable the gate macro_f1 > {floor_bound(plan.floor):g} in suites/{name}.yaml, then "
+        "raise it to just under the score"
     )
     print("\nnext:")
     if plan.uses_data_root() and args.data_root is not None:
@@ -205,7 +208,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         metavar="FILE",
         help="the labelled data: .csv, .tsv, .jsonl or .parquet (Parquet needs pyarrow: pip "
-        "install 'pytest-pld[parquet]')",
+        "install pyarrow)",
     )
     p.add_argument(
         "--text",

@@ -28,6 +28,7 @@ from .options import (
 
 def cmd_suites(args: argparse.Namespace) -> int:
     from ..suite import find_suites, load_suite
+    from ..suite.data_checks import skipped_text
 
     root = project_root(args)
     where = data_root(args)
@@ -50,14 +51,18 @@ def cmd_suites(args: argparse.Namespace) -> int:
         width = max(5, *(len(split) for split in suite.splits))
         for split in suite.splits:
             try:
-                examples = suite.load_examples(split)
+                data = suite.split_data(split)
             except PldError as exc:  # one unreadable split (no data root set) hides no other
                 print(f"  {split:<{width}}     ? examples: {exc}", file=sys.stderr)
                 status = 1
                 continue
-            counts = Counter(e.label for e in examples)
+            counts = Counter(e.label for e in data.examples)
             dist = ", ".join(f"{label} {counts.get(label, 0)}" for label in suite.labels)
-            print(f"  {split:<{width}} {len(examples):>5} examples: {dist}")
+            skipped = skipped_text(data.skipped)
+            print(
+                f"  {split:<{width}} {len(data.examples):>5} examples: {dist}"
+                + (f"; {skipped}" if skipped else "")
+            )
     return status
 
 
@@ -204,7 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a suite split: metrics with intervals, predicted against gold labels",
         description="Evaluate a suite with its student (or --model) through the response "
         "cache in .pld/, write a run record, and print each metric with its 95% interval "
-        "(resampling the suite's clusters; Wilson for accuracy and invalid rate under 300 "
+        "(resampling the suite's clusters; Wilson for the accuracy, invalid and tie rates under 300 "
         "examples), the predicted-label distribution against the gold one and the tie rate.",
     )
     add_suite_argument(p)

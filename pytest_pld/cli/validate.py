@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import PldError, PldErrors
+from ..errors import PldError
 from ..project import shown
-from ..validate import files_to_check, validate_file
+from ..validate import each_error, files_to_check, validate_file
 from .options import add_data_root_option, add_root_option, data_root, project_root
 
 
@@ -16,18 +16,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     root = project_root(args)
     paths = files_to_check(args.paths, root)
     where = data_root(args)
-    failures = 0
+    checked = {p.resolve(): p for p in paths}
+    printed: set[str] = set()
+    invalid: set[Path] = set()
     for path in paths:
+        notes: list[str] = []
+        elsewhere: set[Path] = set()
         try:
-            kind = validate_file(path, root, data_root=where)
+            kind = validate_file(path, root, data_root=where, notes=notes)
         except PldError as exc:
-            failures += 1
-            for error in exc.errors if isinstance(exc, PldErrors) else [exc]:
-                print(f"error {error.format()}", file=sys.stderr)
-            continue
-        print(f"ok    {shown(path, root)}  {kind}")
-    print(f"{len(paths) - failures} of {len(paths)} files valid")
-    return 1 if failures else 0
+            for error in each_error(exc):
+                # an error in another checked file (a suite's instruction set) is that file's:
+                # printed once, and counted against it, not against every suite that uses it
+                owner = checked.get(Path(error.path).resolve()) if error.path else None
+                invalid.add(owner or path)
+                if owner is not None and owner != path:
+                    elsewhere.add(owner)
+                text = error.format()
+                if text not in printed:
+                    printed.add(text)
+                    print(f"error {text}", file=sys.stderr)
+            others = ", ".join(shown(p, root) for p in sorted(elsewhere))
+            kind = f"its own content is valid; see the errors of {others}"
+        if path not in invalid:
+            print(f"ok    {shown(path, root)}  {kind}")
+        for note in notes:
+            print(f"      note: {note}")
+    valid = sum(p not in invalid for p in paths)
+    print(f"{valid} of {len(paths)} files valid")
+    return 1 if invalid else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,11 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check instruction and suite files",
         description="Check every instruction and suite file (default: instructions/ and "
-        "suites/): YAML, keys and types, templates, paths, the first example of each "
-        "suite's gate split, and the calibration of each suite's instruction set (its labels "
-        "must be the suite's; fitted for another student or another rendered prompt, it is "
-        "stale, and the error names the command that refits it). Prints all errors; exit 1 "
-        "on any.",
+        "suites/): YAML, keys and types, templates, paths, label names against the suites' "
+        "labels, the calibration of each suite's instruction set (its labels must be the "
+        "suite's; fitted for another student or another rendered prompt, it is stale, and the "
+        "error names the command that refits it), and each suite's data - every split it can "
+        "reach, read, checked against the suite (gold labels it does not list, blank labels or "
+        "texts, duplicate ids, template fields the data lacks, suite labels no example carries) "
+        "and rendered - before any model time. Prints each error once; exit 1 on any.",
     )
     p.add_argument(
         "paths",

@@ -17,13 +17,16 @@ class Example:
     """One labelled item. `fields` feed the user-message template; `group` keeps related
     items (the 17 hypotheses of one contract, the 3 sentences of one StereoSet cluster) in
     the same split when a file is carved into splits; `split` is the value of the file's
-    split column, for files that say which split each row belongs to."""
+    split column, for files that say which split each row belongs to; `line` is where the
+    example starts in its file (None for formats without lines), so that a problem with the
+    data can be named at its line. It is not part of the example's identity."""
 
     id: str
     label: str
     fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     group: str | None = None
     split: str | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 LoadFn = Callable[[Path, Mapping[str, Any]], list[Example]]

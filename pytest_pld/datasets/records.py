@@ -188,6 +188,7 @@ def to_examples(
                 fields=MappingProxyType(fields),
                 group=extra.get("group_field"),
                 split=extra.get("split_field"),
+                line=at if unit == "line" else None,
             )
         )
     if not examples:

@@ -21,7 +21,9 @@ from .jsonl import read_text
 from .records import RECORD_OPTIONS, check_columns, record_options, to_examples
 
 CSV_OPTIONS: Mapping[str, Any] = MappingProxyType({**RECORD_OPTIONS, "delimiter": ","})
-PARQUET_HINT = "pip install 'pytest-pld[parquet]'  (or: pip install pyarrow)"
+#: pytest-pld is installed from a checkout or a git URL, not an index, so the hint names what its
+#: parquet extra adds rather than `pip install 'pytest-pld[parquet]'`, which would fail
+PARQUET_HINT = "pip install pyarrow  (what the parquet extra of pytest-pld adds)"
 
 
 def _delimiter(options: Mapping[str, Any]) -> str:
@@ -165,7 +167,6 @@ LOADERS: list[Loader] = [
         load=load_parquet,
         options=RECORD_OPTIONS,
         fields=[],
-        description="a Parquet table (needs pyarrow: pip install 'pytest-pld[parquet]'); "
-        "options as for jsonl.",
+        description="a Parquet table (needs pyarrow: pip install pyarrow); options as for jsonl.",
     ),
 ]

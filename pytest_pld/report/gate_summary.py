@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..numfmt import fmt
 from ..project import shown
+from ..suite.data_checks import size_notes, skipped_facts
 from ..verdicts import facts_of, result_word
 from .notes import drop_seen, intervals_note, verdict_notes
 
@@ -44,6 +45,9 @@ class Row:
     cache_hits: int | None = None
     model_calls: int | None = None
     ties: int | None = None  # answers that were exact top-score ties (None: not recorded)
+    limit: int | None = None  # the sample size asked for (--pld-limit)
+    skipped: int | None = None  # examples unknown_labels: skip left out of the split
+    skipped_labels: str = ""  # ... by label: "mixed 2, postive 1"
     record: str = ""
     error: str = ""
     baseline_written: str = ""
@@ -83,6 +87,8 @@ def _run_properties(record: Any) -> list[tuple[str, object]]:
         (P + "cache_hits", record.cache_hits),
         (P + "model_calls", record.cache_misses),
         *([(P + "ties", ties)] if ties is not None else []),
+        *([(P + "limit", record.limit)] if record.limit is not None else []),
+        *((P + key, value) for key, value in skipped_facts(record.skipped)),
         (P + "record", record.path or ""),
     ]
 
@@ -157,6 +163,11 @@ def render_properties(
     return props
 
 
+def snapshot_properties(suite: str, gate: str, snapshot: str) -> list[tuple[str, object]]:
+    """The snapshot gate's row: no number, the committed file it compares with."""
+    return [(P + "suite", suite), (P + "gate", gate), (P + "bound", f"= {snapshot}")]
+
+
 def error_properties(suite: str, gate: str, error: str) -> list[tuple[str, object]]:
     return [(P + "suite", suite), (P + "gate", gate), (P + "error", error.splitlines()[0])]
 
@@ -204,6 +215,9 @@ def row_from_report(report: Any) -> Row | None:
         cache_hits=count("cache_hits"),
         model_calls=count("model_calls"),
         ties=count("ties"),
+        limit=count("limit"),
+        skipped=count("skipped"),
+        skipped_labels=word("skipped_labels"),
         record=str(props.get(P + "record", "")),
         error=str(props.get(P + "error", "")),
         baseline_written=str(props.get(P + "baseline_written", "")),
@@ -283,6 +297,10 @@ def run_line(rows: Sequence[Row]) -> str:
     return (
         f"split {run.split}, {run.examples} examples{ties}, model {run.model}, "
         f"instructions {run.instructions}, {calls}"
+        + "".join(
+            f"; {note}"
+            for note in size_notes(run.skipped, run.skipped_labels, run.limit, run.examples)
+        )
     )
 
 

@@ -20,6 +20,7 @@ from ..errors import PldError
 from ..labels import INVALID
 from ..numfmt import fmt
 from ..stats import WILSON_BELOW
+from ..suite.data_checks import skipped_text
 from . import charts
 from .charts import Series, esc, para, raw_text, section, table
 from .html_compare import ablation_section, compare_section
@@ -134,6 +135,7 @@ def _header(record: RunRecord) -> str:
             f"{len(record.results)}" + (f" (--limit {record.limit})" if record.limit else ""),
         ),
         ("labels", ", ".join(record.labels)),
+        *([("skipped", skipped_text(record.skipped))] if record.skipped else []),
         ("created", record.created_at or "-"),
         ("cache", f"{record.cache_hits} hits, {record.cache_misses} model calls"),
     ]
@@ -191,8 +193,8 @@ def _metrics_section(
         para(
             f"Intervals: percentile bootstrap over the {len(record.results)} examples "
             + ("" if clusters is None else f"resampled as {over} ")
-            + f"({resamples} resamples); Wilson score intervals for accuracy and invalid "
-            f"rate under {WILSON_BELOW} examples, where the bootstrap under-covers; '-' "
+            + f"({resamples} resamples); Wilson score intervals for the accuracy, invalid and tie "
+            f"rates under {WILSON_BELOW} examples, where the bootstrap under-covers; '-' "
             "where a metric has no interval (a maximum, a ratio)."
         ),
     )

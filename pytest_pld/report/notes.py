@@ -99,7 +99,22 @@ def verdict_notes(rows: Sequence[Row]) -> list[str]:
             )
             for r in members
         ]
-    return out
+    return out + tokens_note(rows)
 
 
-__all__ = ["METHODS", "drop_seen", "intervals_note", "verdict_notes"]
+def tokens_note(rows: Sequence[Row]) -> list[str]:
+    """The render check and the prompt_tokens gate count different things against the same
+    budget; where both show a number, say what each counted."""
+    counted = {r.metric: r.value for r in rows if r.value is not None}
+    text, given = counted.get("rendered_prompt_tokens"), counted.get("prompt_tokens")
+    if text is None or given is None:
+        return []
+    note = (
+        f"tokens: render counts the system prompt and the longest user message as text "
+        f"({text:.0f}), before any model call; prompt_tokens counts what the model was given, "
+        f"its chat template's markers included ({given:.0f})"
+    )
+    return [note]
+
+
+__all__ = ["METHODS", "drop_seen", "intervals_note", "tokens_note", "verdict_notes"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..clusters import describe, record_clusters
@@ -38,6 +38,8 @@ class RunSummary:
     metrics: list[MetricLine]
     labels: list[tuple[str, int, int]]  # label, gold count, predicted count (with invalid)
     ties: int | None  # answers that were ties; None when results do not record ties
+    skipped: dict[str, int] = field(default_factory=dict)  # RunRecord.skipped
+    limit: int | None = None  # the sample size asked for (RunRecord.limit)
 
 
 def summarize(record: RunRecord, *, resamples: int = 1000, confidence: float = 0.95) -> RunSummary:
@@ -71,11 +73,16 @@ def summarize(record: RunRecord, *, resamples: int = 1000, confidence: float = 0
         metrics=lines,
         labels=labels,
         ties=record.tie_count(),
+        skipped=dict(record.skipped),
+        limit=record.limit,
     )
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
     """The summary as indented text lines for the terminal."""
+    from ..suite.data_checks import limit_text, skipped_text
+
+    notes = [skipped_text(summary.skipped), limit_text(summary.limit, summary.examples)]
     table = [["metric", "value", f"{summary.confidence:.0%} interval", "method"]]
     for m in summary.metrics:
         interval = "-" if m.low is None else f"{fmt(m.low, m.name)}..{fmt(m.high, m.name)}"
@@ -94,6 +101,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     else:
         share = summary.ties / summary.examples if summary.examples else 0.0
         out.append(f"ties: {summary.ties} of {summary.examples} answers ({share:.1%})")
+    out += [f"note: {note}" for note in notes if note]
     return [f"  {line}" for line in out]
 
 

@@ -72,7 +72,7 @@ def render_suite(
     template = "\n".join(
         f"  {field.replace('_', ' ').capitalize()}: {{{{ {field} }}}}" for field in spec.text_fields
     )
-    bound = math.ceil(floor * 1000) / 1000
+    bound = floor_bound(floor)
     id_note = (
         f"the {spec.id_field!r} column"
         if spec.id_field
@@ -112,6 +112,13 @@ gates:
   # prompt_tokens: "<= 2000"
   # regression: {{metric: macro_f1, baseline: baselines/{name}.json, margin: 0.05}}
 """
+
+
+def floor_bound(floor: float) -> float:
+    """The commented-out macro_f1 bound: the majority floor rounded up to 3 decimals, so that
+    the bound is above it. `pld init` prints this number and the suite file's comment says the
+    same (with the floor to 4 decimals beside it)."""
+    return math.ceil(floor * 1000) / 1000
 
 
 def _label_words(label_field: str) -> str:

@@ -11,9 +11,10 @@ Import from here; the modules behind it:
 
 from __future__ import annotations
 
+from .data_checks import example_fields
 from .gate_specs import BOUND_FORMS, FAMILY_CORRECTIONS, REGRESSION_KEYS, parse_bound
 from .load import TOP_KEYS, find_suites, load_suite, resolve_suite_names
-from .model import Bound, RegressionGate, SplitSpec, Suite, example_fields
+from .model import Bound, RegressionGate, SplitSpec, Suite
 from .splits import SPLIT_FORMS, SPLIT_KEYS, SPLIT_NAME, SPLITS
 
 __all__ = [

@@ -20,6 +20,7 @@ from ..plain import freeze
 from ..problems import Problems
 from ..templating import check_template_field
 from ..yamlio import line_of, load_yaml
+from .data_checks import UNKNOWN_LABELS
 from .gate_specs import parse_gates
 from .model import SplitSpec, Suite
 from .splits import parse_splits
@@ -41,6 +42,8 @@ TOP_KEYS = {
     "snapshot": "project-relative path of the rendered system-prompt snapshot",
     "cluster_key": "the example field whose equal values form a cluster (bootstraps resample "
     "clusters), or group / id",
+    "unknown_labels": "what an example whose gold label is not in labels does: error (the "
+    "default) or skip (left out, and counted in every report)",
 }
 REQUIRED_KEYS = ("name", "dataset", "splits", "labels", "user_template", "instructions", "student")
 
@@ -101,6 +104,7 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
     if problem:
         problems.append(problem)
     bounds, regression, family = parse_gates(doc, labels, problems)
+    unknown_labels = _parse_unknown_labels(doc, problems)
 
     if problems.errors:
         raise PldErrors(problems.errors)
@@ -126,6 +130,7 @@ def load_suite(path: Path, root: Path, *, data_root: Path | None = None) -> Suit
         cluster_key=cluster_key,
         family=family,
         data_root=data_root,
+        unknown_labels=unknown_labels,
     )
 
 
@@ -191,6 +196,21 @@ def _parse_labels(doc: CommentedMap, problems: Problems) -> tuple[str, ...]:
         problems.add("labels must be distinct", doc, "labels", "labels")
         return ()
     return tuple(str(x) for x in raw_labels)
+
+
+def _parse_unknown_labels(doc: CommentedMap, problems: Problems) -> str:
+    value = doc.get("unknown_labels", UNKNOWN_LABELS[0])
+    if value not in UNKNOWN_LABELS:
+        problems.add(
+            f"expected {' or '.join(UNKNOWN_LABELS)}, got {value!r}"
+            f"{did_you_mean(str(value), UNKNOWN_LABELS)}",
+            doc,
+            "unknown_labels",
+            "unknown_labels",
+            hint=TOP_KEYS["unknown_labels"],
+        )
+        return UNKNOWN_LABELS[0]
+    return str(value)
 
 
 def _parse_dataset(doc: CommentedMap, problems: Problems) -> tuple[Loader | None, dict[str, Any]]:

@@ -13,6 +13,7 @@ from ..datasets import Example, Loader, split_fraction
 from ..errors import PldError, did_you_mean
 from ..instructions import InstructionSet, load_instruction_set
 from ..project import is_data_path, resolve_data, resolve_inside
+from .data_checks import SplitData, check_split
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Suite:
     cluster_key: str | None = None
     family: str = "holm"  # correction of the per-class gates' tests: holm | none
     data_root: Path | None = None  # where data:PATH split paths resolve
+    #: an example whose gold label is not in `labels`: error | skip (left out and counted)
+    unknown_labels: str = "error"
 
     @property
     def instructions_path(self) -> Path:
@@ -117,7 +120,23 @@ class Suite:
         return self.splits[split]
 
     def load_examples(self, split: str, *, limit: int | None = None) -> list[Example]:
-        """The examples of a split; with `limit`, a deterministic sample of that many."""
+        """The examples of a split, checked against the suite (`data_checks`); with `limit`, a
+        deterministic sample of that many."""
+        examples = self.split_data(split).examples
+        if limit is not None and limit < len(examples):
+            # sample by a stable hash of the id, then restore file order so runs are readable
+            chosen = sorted(examples, key=lambda e: split_fraction("sample:" + e.id))[:limit]
+            keep = {e.id for e in chosen}
+            examples = [e for e in examples if e.id in keep]
+        return examples
+
+    def split_data(self, split: str) -> SplitData:
+        """The split's examples as the suite evaluates them, and those `unknown_labels: skip`
+        left out; raises PldErrors when the data does not fit the suite."""
+        return check_split(self, split, self.read_split(split), self.split_path(split))
+
+    def read_split(self, split: str) -> list[Example]:
+        """Every example of a split as its file holds them, not yet checked against the suite."""
         spec = self._spec(split)
         data_path = self.split_path(split)
         if not data_path.exists():
@@ -147,11 +166,6 @@ class Suite:
         lo, hi = spec.fraction
         if (lo, hi) != (0.0, 1.0):
             examples = [e for e in examples if lo <= split_fraction(e.group or e.id) < hi]
-        if limit is not None and limit < len(examples):
-            # sample by a stable hash of the id, then restore file order so runs are readable
-            chosen = sorted(examples, key=lambda e: split_fraction("sample:" + e.id))[:limit]
-            keep = {e.id for e in chosen}
-            examples = [e for e in examples if e.id in keep]
         return examples
 
 
@@ -163,7 +177,3 @@ def _cached_load(loader: Loader, path: Path, options: Mapping[str, Any]) -> list
     if key not in _LOAD_CACHE:
         _LOAD_CACHE[key] = loader.load(path, options)
     return _LOAD_CACHE[key]
-
-
-def example_fields(example: Example) -> dict[str, Any]:
-    return {**example.fields, "id": example.id}
