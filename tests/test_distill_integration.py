@@ -13,7 +13,8 @@ import pytest
 
 from pytest_pld.cli import main
 from pytest_pld.datasets import Example
-from pytest_pld.distill.pipeline import DistillSettings, distill
+from pytest_pld.distill.pipeline import distill
+from pytest_pld.distill.settings import DistillSettings
 from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.errors import PldError
