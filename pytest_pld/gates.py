@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import metrics
-from .clusters import describe, paired_clusters, record_clusters
 from .errors import PldError
+from .example_clusters import describe, paired_clusters, record_clusters
 from .labels import INVALID
 from .numfmt import fmt
 from .record import ExampleResult, RunRecord, load_record, save_record

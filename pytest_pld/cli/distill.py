@@ -106,7 +106,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         student=args.student,
         embedder=args.embedder,
-        cluster=args.cluster,
+        # asking for k clusters asks for k-means
+        cluster="kmeans" if args.k is not None and args.cluster == "auto" else args.cluster,
         eps=args.eps,
         min_samples=args.min_samples,
         k=args.k,
@@ -129,8 +130,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_mode="refresh" if args.refresh_cache else "use",
     )
-    if args.k is not None and args.cluster == "auto":
-        settings.cluster = "kmeans"  # asking for k clusters asks for k-means
     proposal = distill(suite, settings, roles=roles)
     from ..report.proposal import proposal_text
 

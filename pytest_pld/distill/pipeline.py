@@ -23,7 +23,6 @@ from ..suite import Suite
 from ..textio import read_text
 from .answers import default_mode
 from .bookkeeping import cap_candidates, provenance, report_generality, report_synthesis
-from .cluster import Clustering, cluster_rules
 from .cost import CostLedger, CountingTeacher
 from .embed import Embedding, embed, rule_condition
 from .finish import Finished, finish
@@ -31,6 +30,7 @@ from .generalise import Generaliser, Specificity
 from .guard import LeakageCheck, refuse_gate_split
 from .propose import IdAllocator, Proposal, build_proposal, used_ids
 from .refine import ClosedLoop, Decision, LoopResult
+from .rule_clusters import Clustering, cluster_rules
 from .settings import DistillSettings
 from .student import Student
 from .synthesize import Candidate, synthesize

@@ -9,20 +9,22 @@ from pathlib import Path
 from ..errors import PldError
 from ..folds import DEFAULT_HOLDOUT
 from .answers import MODES
-from .cluster import check_params
 from .embed import resolve_embedder
 from .generalise import DEFAULT_LIFT, DEFAULT_MAX_DF
+from .rule_clusters import check_params
 from .synthesize import STRATEGIES
 from .wording import ACTIONS
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistillSettings:
+    """Frozen: what `check` approved is what the run uses (and records in the proposal)."""
+
     traces: Path
     teacher: str | None = None  # default: see teachers.distill_teacher; "none": no teacher
     student: str | None = None  # default: the suite's student
     embedder: str = "auto"
-    cluster: str = "auto"  # auto | dbscan | hdbscan | kmeans (see cluster.cluster_rules)
+    cluster: str = "auto"  # auto | dbscan | hdbscan | kmeans (see rule_clusters.cluster_rules)
     eps: float = 0.4
     min_samples: int = 6
     k: int | None = None
