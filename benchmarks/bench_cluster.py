@@ -158,7 +158,7 @@ def main() -> int:
 
     import torch
 
-    from pytest_pld.distill import cluster as cl
+    from pytest_pld.distill import rule_clusters as cl
     from pytest_pld.distill.embed import embed, rule_condition
 
     if args.threads:

@@ -30,8 +30,8 @@ from .calibration import (
     fitted,
     require_scores,
 )
-from .clusters import complete, describe
 from .errors import PldError
+from .example_clusters import complete, describe
 from .labels import INVALID
 
 if TYPE_CHECKING:

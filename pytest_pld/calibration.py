@@ -272,7 +272,7 @@ def fitted(
     """The calibration of `offsets`, with its provenance and its macro-F1 on `results` before
     and after (measured with the offsets as written, and the paired interval of the gain)."""
     from . import metrics
-    from .clusters import complete
+    from .example_clusters import complete
 
     cal = Calibration(
         method=method,

@@ -70,7 +70,7 @@ class Fold:
         """Cluster ids for a paired bootstrap: by the suite's cluster_key where it has one,
         else by group; None when neither applies (examples are then resampled)."""
         if self.cluster_key:
-            from .clusters import cluster_of
+            from .example_clusters import cluster_of
 
             return [cluster_of(e, self.cluster_key) for e in self.examples]
         if not any(e.group for e in self.examples):

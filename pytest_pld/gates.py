@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import metrics
-from .clusters import describe, paired_clusters, record_clusters
 from .errors import PldError
+from .example_clusters import describe, paired_clusters, record_clusters
 from .labels import INVALID
 from .numfmt import fmt
 from .record import ExampleResult, RunRecord, load_record, save_record
@@ -271,41 +271,9 @@ def evaluate_regression(
     label = gate.label
     where = shown_path or str(baseline_path)
     bound = f"drop <= {gate.margin:g} ({gate.confidence:.0%})"
-
-    def fail(message: str, *details: str) -> GateResult:
-        return GateResult(
-            gate=label,
-            metric=gate.metric,
-            passed=False,
-            observed=math.nan,
-            interval=None,
-            bound=bound,
-            message=message,
-            details=details,
-        )
-
-    if not baseline_path.exists():
-        return fail(
-            f"{label}: the baseline {where} does not exist",
-            f"create it with: {create_command}",
-            "then commit it, so later runs are compared against it",
-        )
-    try:
-        old = load_record(baseline_path)
-    except PldError as exc:
-        return fail(
-            f"{label}: the baseline {where} cannot be read: {exc.message}",
-            f"re-create it with: {create_command}",
-        )
-    diffs = differences(record, old)
-    if diffs:
-        return fail(
-            f"{label}: the baseline {where} is not comparable with this run",
-            *diffs,
-            "a baseline is only compared with a run of the same suite, split, sample, "
-            "model and labels",
-            f"re-create it with: {create_command}",
-        )
+    old = _comparable_baseline(gate, record, baseline_path, where, bound, create_command)
+    if isinstance(old, GateResult):
+        return old
     from .stats import regression_test
 
     new_preds, old_preds = paired(record, old)
@@ -394,6 +362,55 @@ def evaluate_regression(
         regression=test,
         power_policy=power,
     )
+
+
+def _comparable_baseline(
+    gate: RegressionGate,
+    record: RunRecord,
+    baseline_path: Path,
+    where: str,
+    bound: str,
+    create_command: str,
+) -> RunRecord | GateResult:
+    """The baseline record, or the failed gate that says why there is none to compare with
+    (missing, unreadable, or of another suite, split, sample, model or labels)."""
+    label = gate.label
+
+    def fail(message: str, *details: str) -> GateResult:
+        return GateResult(
+            gate=label,
+            metric=gate.metric,
+            passed=False,
+            observed=math.nan,
+            interval=None,
+            bound=bound,
+            message=message,
+            details=details,
+        )
+
+    if not baseline_path.exists():
+        return fail(
+            f"{label}: the baseline {where} does not exist",
+            f"create it with: {create_command}",
+            "then commit it, so later runs are compared against it",
+        )
+    try:
+        old = load_record(baseline_path)
+    except PldError as exc:
+        return fail(
+            f"{label}: the baseline {where} cannot be read: {exc.message}",
+            f"re-create it with: {create_command}",
+        )
+    diffs = differences(record, old)
+    if diffs:
+        return fail(
+            f"{label}: the baseline {where} is not comparable with this run",
+            *diffs,
+            "a baseline is only compared with a run of the same suite, split, sample, "
+            "model and labels",
+            f"re-create it with: {create_command}",
+        )
+    return old
 
 
 def _flips(record: RunRecord, old: metrics.Predictions, new: metrics.Predictions) -> str:

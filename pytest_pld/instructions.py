@@ -63,7 +63,10 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Example:
+class WorkedExample:
+    """A worked example the system prompt shows before the rules (`examples:`); a dataset's
+    example to classify is `datasets.Example`."""
+
     input: str
     label: str
 
@@ -79,7 +82,7 @@ class InstructionSet:
     description: str = ""
     label_definitions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     template: str | None = None
-    examples: tuple[Example, ...] = ()
+    examples: tuple[WorkedExample, ...] = ()
     calibration: Calibration | None = None  # not rendered: it acts on the label scores
 
     def rule(self, rule_id: str) -> Rule | None:
@@ -118,7 +121,7 @@ class InstructionSet:
             self, rules=tuple(rules), version=self.version if version is None else version
         )
 
-    def with_examples(self, examples: Sequence[Example]) -> InstructionSet:
+    def with_examples(self, examples: Sequence[WorkedExample]) -> InstructionSet:
         return dataclasses.replace(self, examples=tuple(examples))
 
 
@@ -240,8 +243,8 @@ def _parse_label_definitions(doc: CommentedMap, problems: Problems) -> dict[str,
     return label_definitions
 
 
-def _parse_examples(doc: CommentedMap, problems: Problems) -> list[Example]:
-    examples: list[Example] = []
+def _parse_examples(doc: CommentedMap, problems: Problems) -> list[WorkedExample]:
+    examples: list[WorkedExample] = []
     raw_examples = doc.get("examples")
     if raw_examples is None:
         return examples
@@ -261,7 +264,7 @@ def _parse_examples(doc: CommentedMap, problems: Problems) -> list[Example]:
         if not all(isinstance(ex[k], str) and ex[k].strip() for k in ("input", "label")):
             problems.add("input and label must be non-empty strings", raw_examples, i, where)
             continue
-        examples.append(Example(str(ex["input"]), str(ex["label"])))
+        examples.append(WorkedExample(str(ex["input"]), str(ex["label"])))
     return examples
 
 

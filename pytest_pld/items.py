@@ -47,7 +47,7 @@ class SuiteFile(pytest.File):
             )
 
     def _load(self, o: Options) -> tuple[Suite, RegressionGate | None, Path | None]:
-        from .backends import split_name
+        from .backends import parse_model_name
         from .project import resolve_inside
         from .suite import load_suite
 
@@ -62,7 +62,7 @@ class SuiteFile(pytest.File):
                 hint=f"its splits: {', '.join(suite.splits)}",
             )
         try:  # an unknown provider fails here, before any item runs
-            split_name(o.model_for(suite))
+            parse_model_name(o.model_for(suite))
         except PldError as exc:
             given = "--pld-model" if o.model else "student"
             raise PldError(

@@ -16,7 +16,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -34,7 +34,6 @@ class Predictions:
     prompt_tokens: tuple[int, ...] = ()
     # latency of the same examples without the rules, when the run measured it
     baseline_latency_ms: tuple[float, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
     # whether the top score tied exactly with another label's (scored backends)
     tie: tuple[bool | None, ...] = ()  # None: not recorded
 
@@ -47,7 +46,6 @@ class Predictions:
             pick(self.latency_ms),
             pick(self.prompt_tokens),
             pick(self.baseline_latency_ms),
-            self.extra,
             tie=pick(self.tie),
         )
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .backends import Backend, get_backend, split_name
+from .backends import Backend, get_backend, parse_model_name
 from .errors import PldError, did_you_mean
 
 ROLES = ("student", "teacher", "embedder")
@@ -175,7 +175,7 @@ class RoleConfig:
         this process: an endpoint or option given on the command line for it is an error
         (it would be silently ignored otherwise); ones from the environment or pyproject.toml
         are project-wide defaults for hosted models and do not apply to it."""
-        provider, _ = split_name(name)
+        provider, _ = parse_model_name(name)
         if provider == "local":
             given = [s.source for s in self._settings() if s.source.startswith("flag")]
             if given:
@@ -199,7 +199,7 @@ class RoleConfig:
         self.check_endpoint(name)
         backend = get_backend(name, **self.backend_options(name))
         rpm = self.option("requests_per_minute")
-        if rpm is not None and split_name(name)[0] != "local":
+        if rpm is not None and parse_model_name(name)[0] != "local":
             from .ratelimit import RateLimitedBackend
 
             return RateLimitedBackend(backend, float(rpm))
@@ -208,7 +208,7 @@ class RoleConfig:
     def factory(self, name: str) -> Callable[[str], Backend]:
         """A factory for `runner.LazyBackend`: `get_backend` itself when the role changes
         nothing for this model (so a local model keeps its cheap, load-free identity)."""
-        provider, _ = split_name(name)
+        provider, _ = parse_model_name(name)
         if provider == "local":
             self.backend_options(name)  # a flag given for a local model is an error now
             return get_backend
@@ -217,7 +217,7 @@ class RoleConfig:
     def check_endpoint(self, name: str) -> None:
         """A hosted model without a URL goes to api.openai.com, which needs a key: say which
         variables would configure this role rather than fail at the first request."""
-        provider, _ = split_name(name)
+        provider, _ = parse_model_name(name)
         if provider != "openai" or self.api_key is not None:
             return
         host = urlsplit(self.base_url.value).hostname if self.base_url else DEFAULT_HOST

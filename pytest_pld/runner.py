@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
-from .clusters import example_clusters
 from .datasets import Example
 from .errors import PldError
+from .example_clusters import example_clusters
 from .instructions import InstructionSet
 from .labels import top_label
 from .progress import Progress

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from .errors import PldError
-from .instructions import Example, InstructionSet
+from .instructions import InstructionSet, WorkedExample
 from .render import render_user_message
 from .suite import Suite, example_fields
 
@@ -26,7 +26,7 @@ def with_shots(suite: Suite, iset: InstructionSet, shots: int, seed: int) -> Ins
     where = str(suite.path)
     return iset.with_examples(
         [
-            Example(
+            WorkedExample(
                 render_user_message(suite.user_template, example_fields(e), where=where), e.label
             )
             for e in picked

@@ -18,9 +18,9 @@ from pytest_pld.backends import (
     cheap_identity,
     cheap_token_counter,
     get_backend,
+    parse_model_name,
     provider_names,
     register_provider,
-    split_name,
     unregister_provider,
 )
 from pytest_pld.errors import PldError
@@ -96,7 +96,7 @@ def test_unregistering_a_replaced_builtin_brings_it_back() -> None:
 )
 def test_bad_backend_names_are_errors_that_list_the_providers(name: str, message: str) -> None:
     with pytest.raises(PldError) as err:
-        split_name(name)
+        parse_model_name(name)
     assert message in str(err.value)
     assert "local" in (err.value.hint or "") and "openai" in (err.value.hint or "")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from pytest_pld.distill import embed as embed_module
-from pytest_pld.distill.cluster import cluster_rules
 from pytest_pld.distill.embed import embed, rule_condition
+from pytest_pld.distill.rule_clusters import cluster_rules
 
 
 def blobs(sizes: list[int], dims: int = 384, spread: float = 0.05, seed: int = 0) -> np.ndarray:

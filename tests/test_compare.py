@@ -17,9 +17,9 @@ from scipy.stats import binomtest
 
 from pytest_pld import metrics, stats
 from pytest_pld.cli import main
-from pytest_pld.clusters import record_clusters
 from pytest_pld.compare import NOT_COMPARABLE, compare_records
 from pytest_pld.errors import PldError, PldErrors
+from pytest_pld.example_clusters import record_clusters
 from pytest_pld.record import load_record, save_record
 from pytest_pld.report.run_summary import summarize, summary_lines
 from pytest_pld.review.reviewer import paired_deltas

@@ -16,10 +16,11 @@ from helpers import good_json, make_project
 
 from pytest_pld.backends.base import Message
 from pytest_pld.cli import main
-from pytest_pld.distill.cluster import cluster_rules
 from pytest_pld.distill.guard import LeakageCheck
-from pytest_pld.distill.pipeline import DistillSettings, distill
+from pytest_pld.distill.pipeline import distill
 from pytest_pld.distill.propose import IdAllocator, Proposal
+from pytest_pld.distill.rule_clusters import cluster_rules
+from pytest_pld.distill.settings import DistillSettings
 from pytest_pld.distill.teach import teach
 from pytest_pld.errors import PldError
 from pytest_pld.instructions import load_instruction_set, load_instruction_set_text

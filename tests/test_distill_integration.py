@@ -14,7 +14,8 @@ from helpers import Needs
 
 from pytest_pld.cli import main
 from pytest_pld.datasets import Example
-from pytest_pld.distill.pipeline import DistillSettings, distill
+from pytest_pld.distill.pipeline import distill
+from pytest_pld.distill.settings import DistillSettings
 from pytest_pld.distill.teach import teach
 from pytest_pld.distill.traces import read_traces
 from pytest_pld.folds import DEFAULT_HOLDOUT, split_holdout

@@ -17,7 +17,8 @@ from pytest_pld.backends.base import Message
 from pytest_pld.cli import main
 from pytest_pld.distill.budget import fit_budget
 from pytest_pld.distill.generalise import Specificity
-from pytest_pld.distill.pipeline import DistillSettings, distill
+from pytest_pld.distill.pipeline import distill
+from pytest_pld.distill.settings import DistillSettings
 from pytest_pld.distill.student import Student
 from pytest_pld.distill.wording import content_words, reworded, vanishes
 from pytest_pld.folds import split_holdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pld.errors import PldError
-from pytest_pld.instructions import Example, InstructionSet, Rule
+from pytest_pld.instructions import InstructionSet, Rule, WorkedExample
 from pytest_pld.render import render_system_prompt, render_user_message
 
 LABELS = ("Entailment", "Contradiction", "NotMentioned")
@@ -42,7 +42,7 @@ def test_a_set_without_rules_renders_no_rules_heading(tmp_path: Path) -> None:
 
 
 def test_examples_render_with_their_answers(tmp_path: Path) -> None:
-    iset = make_set(examples=(Example("Clause X. Hypothesis Y.", "Entailment"),))
+    iset = make_set(examples=(WorkedExample("Clause X. Hypothesis Y.", "Entailment"),))
     assert "Clause X. Hypothesis Y.\nAnswer: Entailment" in render_system_prompt(
         iset, LABELS, tmp_path
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pytest_pld import metrics
-from pytest_pld.clusters import example_clusters
 from pytest_pld.datasets import Example
+from pytest_pld.example_clusters import example_clusters
 from pytest_pld.render import render_user_message
 from pytest_pld.suite import SPLITS, Suite, example_fields, find_suites, load_suite
 

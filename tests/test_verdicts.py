@@ -17,7 +17,7 @@ from helpers import documents, make_record, worsen
 from scipy.stats import binomtest
 
 from pytest_pld import metrics, stats
-from pytest_pld.clusters import record_clusters
+from pytest_pld.example_clusters import record_clusters
 from pytest_pld.gates import (
     GateResult,
     evaluate_bound,

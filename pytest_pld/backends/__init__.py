@@ -29,9 +29,9 @@ __all__ = [
     "cheap_identity",
     "cheap_token_counter",
     "get_backend",
+    "parse_model_name",
     "provider_names",
     "register_provider",
-    "split_name",
     "unregister_provider",
 ]
 
@@ -109,7 +109,7 @@ def provider_names() -> list[str]:
     return list(_providers)
 
 
-def split_name(name: str) -> tuple[str, str]:
+def parse_model_name(name: str) -> tuple[str, str]:
     """'local:qwen' -> ('local', 'qwen'); errors say which providers exist."""
     provider, sep, model = name.partition(":")
     known = provider_names()
@@ -128,14 +128,14 @@ def split_name(name: str) -> tuple[str, str]:
 
 def get_backend(name: str, **options: Any) -> Backend:
     """Create a backend by name. Heavy imports happen here, not at package import."""
-    provider, model = split_name(name)
+    provider, model = parse_model_name(name)
     return _providers[provider].factory(model, **options)
 
 
 def cheap_identity(name: str) -> dict[str, Any] | None:
     """`get_backend(name).identity()` without creating the backend, where the provider can
     tell; None where it cannot."""
-    provider, model = split_name(name)
+    provider, model = parse_model_name(name)
     hook = _providers[provider].identity
     return dict(hook(model)) if hook is not None else None
 
@@ -143,6 +143,6 @@ def cheap_identity(name: str) -> dict[str, Any] | None:
 def cheap_token_counter(name: str) -> Callable[[str], int] | None:
     """`get_backend(name).count_tokens` without loading a model, where the provider can tell;
     None where it cannot. Raises PldError when the model is missing."""
-    provider, model = split_name(name)
+    provider, model = parse_model_name(name)
     hook = _providers[provider].token_counter
     return hook(model) if hook is not None else None

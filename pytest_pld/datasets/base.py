@@ -38,7 +38,6 @@ class Loader:
     load: LoadFn
     options: Mapping[str, Any]  # allowed option -> default
     fields: Sequence[str]  # the fields every example carries (for template validation)
-    description: str = ""
 
 
 def split_fraction(key: str) -> float:

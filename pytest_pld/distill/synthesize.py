@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .answers import Teacher, ask_for_rule, normalise_rule, rule_key
-from .cluster import Cluster
 from .prompts import RULE_SCHEMA, synthesis_messages
+from .rule_clusters import Cluster
 from .traces import Trace
 
 STRATEGIES = ("teacher", "medoid", "both")

@@ -15,13 +15,17 @@ from __future__ import annotations
 import codecs
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import PldError
 from ..textio import decode_text
+from .cost import PhaseCost
+
+if TYPE_CHECKING:
+    from ..suite import Suite
 
 STATUSES = ("ok", "failed")
 _FIX_LINE = "fix or delete that line; `pld teach` re-teaches missing (id, draw) pairs"
@@ -289,3 +293,57 @@ def check_compatible(tf: TraceFile, suite: str, labels: tuple[str, ...]) -> None
                 line=trace.line,
                 hint="re-teach into a new file",
             )
+
+
+def load_usable_traces(
+    suite: Suite, path: Path, notes: list[str], log: Callable[[str], None]
+) -> tuple[list[Trace], PhaseCost]:
+    """The traces of `path` that hold a rule, and what teaching them cost; refuses traces of
+    the gate split, notes failed calls, a truncated last line and dev-split traces."""
+    tf = read_traces(path)
+    if tf.truncated_line is not None:
+        msg = (
+            f"{path}:{tf.truncated_line}: truncated last line (an interrupted write) "
+            "skipped; `pld teach` re-teaches its example"
+        )
+        notes.append(msg)
+        log(msg)
+    if not tf.traces:
+        raise PldError(
+            "the traces file has no traces",
+            path=path,
+            hint=f"run: pld teach {suite.name} --teacher MODEL --out {path}",
+        )
+    check_compatible(tf, suite.name, tuple(suite.labels))
+    for trace in tf.traces:
+        if trace.split == suite.gate_split:
+            raise PldError(
+                f"trace {trace.id!r} was taught on the {trace.split!r} split, which "
+                "the gates score; distilling from it would leak the test answers",
+                path=path,
+                line=trace.line,
+                hint="re-teach on the train split: pld teach SUITE --split train",
+            )
+    usable = [t for t in tf.traces if t.ok]
+    if any(t.split == "dev" for t in usable):
+        notes.append(
+            "some traces were taught on the dev split, which also scores the "
+            "candidate rules: the dev metrics below are optimistic"
+        )
+    failed = len(tf.traces) - len(usable)
+    cost = PhaseCost(
+        teacher_calls=sum(t.attempts for t in tf.traces),
+        teacher_failures=failed,
+        prompt_tokens=sum(t.prompt_tokens for t in tf.traces),
+        completion_tokens=sum(t.completion_tokens for t in tf.traces),
+        wall_s=sum(t.latency_s for t in tf.traces),
+    )
+    if failed:
+        notes.append(f"{failed} of {len(tf.traces)} traces are failed teacher calls; skipped")
+    if not usable:
+        raise PldError(
+            f"none of the {len(tf.traces)} traces has a usable rule",
+            path=path,
+            hint="re-run `pld teach` (it retries failed examples) or try another --teacher",
+        )
+    return usable, cost

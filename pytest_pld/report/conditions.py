@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..clusters import describe
 from ..conditions import Condition, ConditionsTable
+from ..example_clusters import describe
 
 
 def _delta(c: Condition) -> str:

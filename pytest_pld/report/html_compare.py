@@ -46,7 +46,7 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
             ),
             para("No flipped examples or deltas are shown: they would compare different things."),
         )
-    from ..clusters import describe
+    from ..example_clusters import describe
     from ..verdicts import mcnemar_text
 
     compared = paired_deltas(record.labels, other, record, resamples)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__, metrics
-from ..clusters import describe, record_clusters
 from ..errors import PldError
+from ..example_clusters import describe, record_clusters
 from ..labels import INVALID
 from ..numfmt import fmt
 from ..stats import WILSON_BELOW

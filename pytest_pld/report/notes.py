@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..clusters import describe
+from ..example_clusters import describe
 from ..verdicts import family_text, mcnemar_text, power_text
 
 if TYPE_CHECKING:

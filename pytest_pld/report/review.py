@@ -59,7 +59,7 @@ def _size(report: SuiteReport) -> str:
 
 def _stats_lines(report: SuiteReport) -> list[str]:
     """How the intervals were made, and the exact McNemar test beside them."""
-    from ..clusters import describe
+    from ..example_clusters import describe
     from ..verdicts import mcnemar_text
 
     lines = [f"intervals: paired bootstrap over {describe(report.clusters, report.cluster_key)}"]

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..clusters import describe, record_clusters
+from ..example_clusters import describe, record_clusters
 from ..labels import INVALID
 from ..numfmt import fmt
 

@@ -176,7 +176,7 @@ def paired_deltas(
     written before records carried them); otherwise examples.
     """
     from .. import metrics, stats
-    from ..clusters import complete
+    from ..example_clusters import complete
     from ..gates import pairs as paired_results
 
     pairs = paired_results(head, base)
@@ -394,7 +394,7 @@ class Reviewer:
                 return report
             records.append(record)
             report.records[name] = record.path
-        from ..clusters import example_clusters
+        from ..example_clusters import example_clusters
 
         examples = suite.load_examples(split, limit=opts.limit)
         ids = example_clusters(suite, examples)

@@ -13,9 +13,9 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from .. import metrics
-from ..clusters import check_cluster_key
 from ..datasets import Loader, registry
 from ..errors import PldError, PldErrors, did_you_mean
+from ..example_clusters import check_cluster_key
 from ..plain import freeze
 from ..problems import Problems
 from ..templating import check_template_field

@@ -4,6 +4,7 @@ gates - as frozen dataclasses that only `load_suite` (pytest_pld.suite.load) mak
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,11 +170,22 @@ class Suite:
         return examples
 
 
-_LOAD_CACHE: dict[tuple[str, Path, float, tuple[tuple[str, Any], ...]], list[Example]] = {}
+#: the files read last (by loader, path, modification time and options), so that the splits,
+#: folds and samples of one file are parsed once; a few entries only, because a file such as
+#: ContractNLI's train.json holds tens of megabytes of examples
+_LoadKey = tuple[str, Path, float, tuple[tuple[str, Any], ...]]
+_LOAD_CACHE: OrderedDict[_LoadKey, tuple[Example, ...]] = OrderedDict()
+LOAD_CACHE_SIZE = 8
 
 
 def _cached_load(loader: Loader, path: Path, options: Mapping[str, Any]) -> list[Example]:
+    """The file's examples, parsed once while it is unchanged; a new list on every call, so a
+    caller that filters or reorders it never changes what the next caller gets."""
     key = (loader.name, path, path.stat().st_mtime, tuple(sorted(options.items())))
-    if key not in _LOAD_CACHE:
-        _LOAD_CACHE[key] = loader.load(path, options)
-    return _LOAD_CACHE[key]
+    if key in _LOAD_CACHE:
+        _LOAD_CACHE.move_to_end(key)
+    else:
+        _LOAD_CACHE[key] = tuple(loader.load(path, options))
+        while len(_LOAD_CACHE) > LOAD_CACHE_SIZE:
+            _LOAD_CACHE.popitem(last=False)  # the least recently used file
+    return list(_LOAD_CACHE[key])

@@ -1,5 +1,6 @@
 """Phase 2a: cluster micro-rules - DBSCAN on cosine distance as in the paper, HDBSCAN, k-means,
-and `auto`, which tries them in that order and says why it moved on.
+and `auto`, which tries them in that order and says why it moved on. (Clusters of examples,
+which bootstraps resample, are `pytest_pld.example_clusters`.)
 
 Rules are clustered within each gold label by default, so a minority label always gets its own
 clusters instead of being outvoted inside a majority cluster. DBSCAN with one fixed eps fails in

@@ -1,4 +1,5 @@
-"""Cluster ids: which examples belong together, so that bootstraps resample them together.
+"""Example clusters: which examples belong together, so that bootstraps resample them together
+(the clustering of teacher rules in `pld distill` is `distill.rule_clusters`).
 
 A suite names `cluster_key:` - a field of its examples (ContractNLI's `document_id`, StereoSet's
 `target`, LogiQA's passage `context`), or `group` / `id`. The runner stores each example's
