@@ -3,11 +3,6 @@
 A metric takes a `Predictions` bundle and returns a float. Per-label metrics are spelt
 `f1[Label]`, `precision[Label]`, `recall[Label]`. scikit-learn does the arithmetic where it
 has the metric; it is imported lazily so that importing the plugin stays cheap.
-
-At about 500 lines: the resampling half (`Resamples`, the bootstrap intervals) recomputes
-the built-in metrics from counts and checks that a metric is the built-in function before it
-does, so it stays beside the metric functions it must agree with; it is the seam to split along
-if the module grows.
 """
 
 from __future__ import annotations

@@ -12,10 +12,6 @@ cluster key); this module turns those resamples into statements a reviewer can c
 - `mcnemar`: the exact McNemar test on paired correctness (binomial, from scipy).
 
 tests/test_stats_simulation.py checks these against simulated data with a known truth.
-
-At about 580 lines: `regression_test` combines most of what is above it (bootstrap p-value,
-detectable drop, McNemar), and keeping the parts of one verdict in one module lets the
-simulation tests check them together.
 """
 
 from __future__ import annotations

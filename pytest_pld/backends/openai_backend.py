@@ -27,10 +27,6 @@ Behaviour worth knowing:
 - `count_tokens` is approximate (one token per 4 characters, rounded up) unless a `tokenizer`
   (a Hugging Face name or folder) is given, in which case transformers counts exactly.
 - The `openai` package is imported when a backend is created, never at package import.
-
-At about 600 lines: `OpenAIBackend` is one unit - requests, their retries and the error
-messages that mask the key share one client and its settings - and the helpers below it serve
-only that class.
 """
 
 from __future__ import annotations

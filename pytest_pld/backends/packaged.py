@@ -7,10 +7,6 @@ sha256; later loads read that folder (about 3 s).
 
 This module imports torch and transformers only inside `convert_gguf`, so name resolution and
 its errors stay cheap.
-
-At about 560 lines: naming, verifying (sha256 digests) and converting a packaged model all
-work on the same `ResolvedModel` and cache folders; the conversion at the end is the seam to
-split along if the module grows.
 """
 
 from __future__ import annotations

@@ -11,9 +11,6 @@ and its template: the deltas measure the instruction change and nothing else.
 Run records are reused when `.pld/runs` holds one for exactly that rendered prompt, split,
 sample and model; otherwise the runner computes one, and the response cache makes the side
 that did not change (usually the base) free.
-
-At about 460 lines, just over the limit: the Reviewer's steps and the helpers only they
-use (loading a side, finding a reusable run record, pairing the results) read as one review.
 """
 
 from __future__ import annotations
