@@ -66,6 +66,7 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
             student=suite.student,
             system_prompt=system,
             suite=suite.name,
+            backend=_cheap_identity(suite.student),
         )
         if problems:
             raise PldErrors(problems)
@@ -74,6 +75,18 @@ def validate_file(path: Path, root: Path, *, data_root: Path | None = None) -> s
     return (
         f"suite ({counted(len(suite.gates), 'gate')}{', regression' if suite.regression else ''})"
     )
+
+
+def _cheap_identity(student: str) -> dict[str, object] | None:
+    """The student's backend identity where it needs no model (a local model's: its weights
+    digest and dtype), so that a calibration fitted in another dtype is stale here too; None
+    where that would need a model or a server (the runner checks it then)."""
+    from .backends import cheap_identity
+
+    try:
+        return cheap_identity(student)
+    except PldError:  # not installed: the run says so
+        return None
 
 
 def counted(n: int, noun: str) -> str:
