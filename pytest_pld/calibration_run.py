@@ -37,7 +37,8 @@ def require_fresh(
         backend=backend,
     )
     if problems:
-        hint = f"refit and commit it ({refit_command(suite)}), or see the raw student with {SWITCH_OFF}"
+        refit = refit_command(suite)
+        hint = f"refit and commit it ({refit}), or see the raw student with {SWITCH_OFF}"
         raise PldErrors(
             [PldError(p.message, path=p.path, line=p.line, key=p.key, hint=hint) for p in problems]
         )

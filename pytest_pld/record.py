@@ -211,7 +211,7 @@ def calibration_contrast(
     """Why the answers of two records differ in kind, for a comparison of them: one calibrated
     and the other raw, or both calibrated differently. None when neither is calibrated, or
     both alike."""
-    state = answers_kind
+    state = answers_kind  # what each side's `pred` holds
 
     def fit(record: RunRecord) -> dict[str, Any]:
         return {k: v for k, v in (record.calibration or {}).items() if k != "applied"}

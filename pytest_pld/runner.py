@@ -267,10 +267,9 @@ def run_suite(
     cache = ResponseCache(cache_path or default_cache_path(suite.root), mode=cache_mode)
     total = len(prepared.examples) * (2 if measure_without_rules else 1)
     bar = Progress(total, progress_desc or f"{suite.name}/{prepared.split}", progress)
-    cal = prepared.instructions.calibration
-    calibrate = cal is not None and apply_calibration
+    cal = prepared.instructions.calibration if apply_calibration else None  # what is applied
     try:
-        if cal is not None and calibrate:  # before any model call: stale offsets are an error
+        if cal is not None:  # before any model call: stale offsets are an error
             require_fresh(
                 cal,
                 labels=suite.labels,
@@ -316,7 +315,7 @@ def run_suite(
     for rows in (results, without or []):
         for row, cluster in zip(rows, cluster_ids or ()):
             row.cluster = cluster
-    if cal is not None and calibrate:  # the rule-free run of latency_overhead stays raw
+    if cal is not None:  # the rule-free run of latency_overhead stays raw
         calibrate_results(cal, results, suite.labels, student=model_name)
     iset = prepared.instructions
     record = RunRecord(
@@ -341,7 +340,7 @@ def run_suite(
         cache_hits=hits,
         cache_misses=total - hits,
         cluster_key=suite.cluster_key,
-        calibration=calibration_entry(cal, applied=calibrate),
+        calibration=calibration_entry(iset.calibration, applied=apply_calibration),
     )
     names = [
         *suite.metrics,

@@ -23,7 +23,7 @@ from pytest_pld.calibration import Calibration, scoring_digest
 from pytest_pld.calibration_run import calibrate_results
 from pytest_pld.cli import main
 from pytest_pld.compare import compare_records
-from pytest_pld.errors import PldError
+from pytest_pld.errors import PldError, PldErrors
 from pytest_pld.instructions import Example, Rule, load_instruction_set
 from pytest_pld.record import RunRecord, load_record, save_record
 from pytest_pld.report.comparison import render
@@ -118,13 +118,13 @@ def test_a_stale_calibration_is_an_error_before_any_model_call(
     suite, path = calibrated_project(tmp_path)
     calls = student.classify_calls
     path.write_text(path.read_text().replace("rules: []\n", RULE), encoding="utf-8")
-    with pytest.raises(PldError) as err:
+    with pytest.raises(PldErrors) as err:
         run_suite(suite, write_record=False)
     text = str(err.value)
     assert "the calibration is stale: fitted with another system prompt" in text
     assert "pld calibrate toy --write" in text
     assert "--no-calibration" in text  # how to see the raw student meanwhile
-    assert err.value.errors[0].key == "calibration.fitted.system_prompt_sha256"  # type: ignore[attr-defined]
+    assert err.value.errors[0].key == "calibration.fitted.system_prompt_sha256"
     assert student.classify_calls == calls
 
     # switched off, the same set runs: raw answers, and the record says calibration was off
@@ -424,8 +424,6 @@ def record_path(record: RunRecord) -> Path:
 def test_the_backend_digest_is_validated_and_round_trips(
     tmp_path: Path, student: ScriptedBackend
 ) -> None:
-    from pytest_pld.errors import PldErrors
-
     _, path = calibrated_project(tmp_path)
     cal = load_instruction_set(path).calibration
     assert cal is not None

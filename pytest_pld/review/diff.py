@@ -212,11 +212,11 @@ def calibration_notes(
                 words += f" ({fitted_old.get(key, '-')} -> {fitted_new.get(key, '-')})"
             notes.append(words)
     if ("fitted", "macro_f1_after") in changed or ("fitted", "macro_f1_before") in changed:
-        notes.append(
-            f"fit's macro-F1 raw -> calibrated: {fitted_old.get('macro_f1_before', '-')} -> "
-            f"{fitted_old.get('macro_f1_after', '-')} before, {fitted_new.get('macro_f1_before', '-')}"
-            f" -> {fitted_new.get('macro_f1_after', '-')} now"
+        before, after = (
+            f"{f.get('macro_f1_before', '-')} -> {f.get('macro_f1_after', '-')}"
+            for f in (fitted_old, fitted_new)
         )
+        notes.append(f"the fit's macro-F1 raw -> calibrated: {before} before, {after} now")
     return tuple(notes)
 
 
