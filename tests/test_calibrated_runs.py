@@ -337,6 +337,7 @@ def test_the_html_page_says_calibrated_and_draws_raw_beside(
     assert "answers: <code>calibrated (prior-shift, fitted on dev (12 examples)" in page
     assert "the raw student&#x27;s macro_f1 is 0.333 and its accuracy 0.500" in page
     assert "predicted raw" in page and "predicted calibrated" in page
+    assert "These are the raw scores, before the calibration&#x27;s offsets." in page
     plain = run_suite(suite, write_record=False, apply_calibration=False)
     page = build_html(plain, resamples=50).html
     assert "raw: calibration switched off" in page and "predicted raw" not in page

@@ -353,6 +353,11 @@ def _scores_section(record: RunRecord) -> str:
             "renormalised over the labels) across the examples; a label the model separates "
             "well has its red bars on the right and grey ones on the left."
             + (f" {missing} examples without scores are left out." if missing else "")
+            + (
+                " These are the raw scores, before the calibration's offsets."
+                if record.calibrated
+                else ""
+            )
         ),
     )
 
