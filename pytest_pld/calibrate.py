@@ -29,6 +29,7 @@ from .calibration import (
     fit_prior_shift,
     fitted,
     require_scores,
+    scoring_digest,
 )
 from .errors import PldError
 from .example_clusters import complete, describe
@@ -206,6 +207,7 @@ def calibrate_suite(
         system_prompt_sha256=record.system_prompt_sha256,
         split=split,
         inputs=inputs,
+        backend_sha256=scoring_digest(record.backend),
     )
     new = dataclasses.replace(iset, calibration=cal)
     base_text = read_text(iset.path, what="instruction file")

@@ -21,9 +21,15 @@ measured against prior-shift on StereoSet dev with the 0.5B student (fitted on t
 fold, scored on the held-back fold, and in 5-fold cross-validation by target) and did worse in
 both, so it is not offered.
 
-Freshness: the section records the student and the sha256 of the rendered system prompt it was
-fitted with. Fitted for another student, or for another prompt (a rule edited, a definition
-reworded), it is stale, and `is_stale` says what changed and which command refits it.
+Freshness: the section records the student, the sha256 of the rendered system prompt it was
+fitted with and (since part B) the sha256 of the student backend's scoring identity (weights,
+dtype, scoring method: `scoring_digest`). Fitted for another student, for another prompt (a rule
+edited, a definition reworded) or with scores computed another way (the same model in float32
+instead of bfloat16), it is stale, and `is_stale` says what changed and which command refits
+it. A section written before the backend digest existed is read as before and not checked for
+it.
+
+Applying it in a run is `calibration_run`.
 
 The instruction file holds a calibration in its `calibration:` section (`calibration_section`
 reads and writes it). It is part of the set's `content_hash`: it changes answers, so run records
@@ -34,12 +40,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import PldError
 from .labels import top_label
@@ -85,6 +92,41 @@ def refit_command(suite: str | None) -> str:
     return f"pld calibrate {suite or 'SUITE'} --write"
 
 
+#: Backend identity keys that never change a label score: where the server runs, how long an
+#: answer may be, how many alternatives a server lists (which labels get a score, not its
+#: value), the sampling seed. Everything else (weights, dtype, scoring method, revision, ...)
+#: is part of the scoring identity.
+NOT_SCORING = frozenset({"base_url", "max_tokens", "top_logprobs", "seed"})
+
+
+def scoring_digest(identity: Mapping[str, object]) -> str:
+    """sha256 of the backend identity's keys that change label scores: the same model run in
+    float32 or bfloat16, or with other weights, gives another digest; another server URL does
+    not."""
+    kept = {k: v for k, v in identity.items() if k not in NOT_SCORING}
+    return sha256_text(json.dumps(kept, sort_keys=True, ensure_ascii=False, default=str))
+
+
+def describe_fit(method: str, split: str, examples: int, student: str, inputs: int = 0) -> str:
+    """'prior-shift, fitted on dev (310 examples) for local:qwen...' (a contextual fit names
+    its content-free inputs): for a `Calibration` and for a run record's copy of one."""
+    source = f"{inputs} content-free inputs, measured on {split}" if method == CONTEXTUAL else split
+    return f"{method}, fitted on {source} ({examples} examples) for {student}"
+
+
+def describe_section(section: Mapping[str, Any]) -> str:
+    """`describe_fit` of a calibration as plain data (`calibration_section.to_yaml`, which a
+    run record keeps)."""
+    fitted = section.get("fitted") or {}
+    return describe_fit(
+        str(section.get("method")),
+        str(fitted.get("split")),
+        int(fitted.get("examples") or 0),
+        str(fitted.get("student")),
+        len(fitted.get("inputs") or ()),
+    )
+
+
 @dataclass(frozen=True)
 class Calibration:
     method: str
@@ -98,6 +140,9 @@ class Calibration:
     macro_f1_after: float | None = None
     gain_interval: tuple[float, float] | None = None
     inputs: tuple[str, ...] = ()  # contextual: the content-free inputs
+    #: `scoring_digest` of the backend the scores came from (None: a section written before
+    #: it was recorded, not checked)
+    backend_sha256: str | None = None
     #: the file and lines the section was read from, for errors found where it meets a suite
     path: Path | None = field(default=None, compare=False, repr=False)
     lines: Mapping[str, int | None] = field(
@@ -127,11 +172,23 @@ class Calibration:
     def answer(self, scores: Mapping[str, float], example_id: str) -> str:
         """The calibrated answer. An exact tie goes as `labels.top_label` sends it (by a hash
         of the example id and the label), so the answer does not depend on the label order."""
-        return top_label(self.apply(scores), example_id)[0]
+        return self.decide(scores, example_id)[0]
 
-    def is_stale(self, student: str, system_prompt: str, *, suite: str | None = None) -> str | None:
-        """Why these offsets no longer fit (None: they do): fitted for another student, or with
-        another rendered system prompt. The reason names the command that refits them."""
+    def decide(self, scores: Mapping[str, float], example_id: str) -> tuple[str, bool]:
+        """The calibrated answer and whether the calibrated scores tied exactly (`answer`)."""
+        return top_label(self.apply(scores), example_id)
+
+    def is_stale(
+        self,
+        student: str,
+        system_prompt: str,
+        *,
+        suite: str | None = None,
+        backend: Mapping[str, object] | None = None,
+    ) -> str | None:
+        """Why these offsets no longer fit (None: they do): fitted for another student, with
+        another rendered system prompt, or (given the `backend` identity, and when the section
+        records one) with scores computed another way. The reason names the refit command."""
         refit = f"refit with: {refit_command(suite)}"
         if student != self.student:
             return (
@@ -145,6 +202,18 @@ class Calibration:
                 f"{self.system_prompt_sha256[:12]}..., now {now[:12]}...: the rules, preamble, "
                 f"label definitions, examples or template changed since); {refit}"
             )
+        if backend is not None and self.backend_sha256 is not None:
+            digest = scoring_digest(backend)
+            if digest != self.backend_sha256:
+                dtype = (
+                    f"; the student now runs in {backend['dtype']}" if "dtype" in backend else ""
+                )
+                return (
+                    f"the calibration is stale: fitted with scores from another configuration of "
+                    f"{student} (scoring identity sha256 {self.backend_sha256[:12]}..., now "
+                    f"{digest[:12]}...: its weights, dtype or scoring method differ{dtype}); "
+                    f"{refit}"
+                )
         return None
 
     def label_problem(self, labels: Sequence[str]) -> str | None:
@@ -155,12 +224,7 @@ class Calibration:
 
     def describe(self) -> str:
         """One line: 'prior-shift, fitted on dev (310 examples) for local:qwen...'."""
-        source = (
-            f"{len(self.inputs)} content-free inputs, measured on {self.split}"
-            if self.method == CONTEXTUAL
-            else self.split
-        )
-        return f"{self.method}, fitted on {source} ({self.examples} examples) for {self.student}"
+        return describe_fit(self.method, self.split, self.examples, self.student, len(self.inputs))
 
 
 def _mismatch(
@@ -267,6 +331,7 @@ def fitted(
     system_prompt_sha256: str,
     split: str,
     inputs: Sequence[str] = (),
+    backend_sha256: str | None = None,
     resamples: int = 1000,
 ) -> Calibration:
     """The calibration of `offsets`, with its provenance and its macro-F1 on `results` before
@@ -283,6 +348,7 @@ def fitted(
         examples=len(results),
         ids_sha256=ids_digest([r.id for r in results]),
         inputs=tuple(inputs),
+        backend_sha256=backend_sha256,
     )
     gold = tuple(r.gold for r in results)
     before = metrics.Predictions(tuple(labels), gold, tuple(r.pred for r in results))
@@ -315,9 +381,11 @@ def suite_problems(
     student: str,
     system_prompt: str,
     suite: str,
+    backend: Mapping[str, object] | None = None,
 ) -> list[PldError]:
     """What is wrong with a set's calibration for one suite that uses it: labels that do not
-    match the suite's, or staleness (another student, another rendered prompt)."""
+    match the suite's, or staleness (another student, another rendered prompt, and given the
+    student's `backend` identity, scores computed another way)."""
     out = []
     wrong = cal.label_problem(labels)
     if wrong:
@@ -330,9 +398,15 @@ def suite_problems(
                 hint=f"refit with: {refit_command(suite)}",
             )
         )
-    stale = cal.is_stale(student, system_prompt, suite=suite)
+    stale = cal.is_stale(student, system_prompt, suite=suite, backend=backend)
     if stale:
-        key = "student" if student != cal.student else "system_prompt_sha256"
+        key = (
+            "student"
+            if student != cal.student
+            else "system_prompt_sha256"
+            if sha256_text(system_prompt) != cal.system_prompt_sha256
+            else "backend_sha256"
+        )
         out.append(
             PldError(
                 stale,

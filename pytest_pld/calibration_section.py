@@ -12,6 +12,7 @@ The section, as `pld calibrate SUITE --write` writes it:
       fitted:
         student: local:qwen2.5-coder-0.5b-instruct
         system_prompt_sha256: <64 hex digits>
+        backend_sha256: <64 hex digits>   # the student's scoring identity (weights, dtype)
         split: dev              # the labelled examples: fitted on (prior-shift), or only
         examples: 310           # measured on (contextual, which fits on `inputs`)
         ids_sha256: <64 hex digits, of their sorted ids one a line>
@@ -50,6 +51,8 @@ SECTION_KEYS = {
 FITTED_KEYS = {
     "student": "the student the offsets were fitted for (provider:model)",
     "system_prompt_sha256": "sha256 of the rendered system prompt they were fitted with",
+    "backend_sha256": "sha256 of the student backend's scoring identity (weights, dtype, "
+    "scoring method); optional: a section without it is not checked for it",
     "split": "the split of the labelled examples",
     "examples": "how many labelled examples",
     "ids_sha256": "sha256 of their sorted ids, one a line",
@@ -67,6 +70,7 @@ def to_yaml(cal: Calibration) -> dict[str, Any]:
     info: dict[str, Any] = {
         "student": cal.student,
         "system_prompt_sha256": cal.system_prompt_sha256,
+        **({"backend_sha256": cal.backend_sha256} if cal.backend_sha256 else {}),
         "split": cal.split,
         "examples": cal.examples,
         "ids_sha256": cal.ids_sha256,
@@ -174,6 +178,7 @@ def from_yaml(doc: Mapping[str, Any], problems: Problems) -> Calibration | None:
                 "offsets": line_of(node, "offsets"),
                 "student": line_of(info, "student"),
                 "system_prompt_sha256": line_of(info, "system_prompt_sha256"),
+                "backend_sha256": line_of(info, "backend_sha256"),
             }
         ),
         **values,
@@ -245,7 +250,7 @@ def _fitted(info: Mapping[str, Any], method: Any, problems: Problems) -> dict[st
     student = info.get("student")
     if "student" in info and (not isinstance(student, str) or ":" not in student):
         bad("student", f"expected provider:model, got {student!r}")
-    for key in ("system_prompt_sha256", "ids_sha256"):
+    for key in ("system_prompt_sha256", "ids_sha256", "backend_sha256"):
         if key in info and not (isinstance(info[key], str) and _SHA256.match(info[key])):
             bad(key, "expected 64 lowercase hex digits (a sha256)")
     split = info.get("split")
@@ -291,6 +296,7 @@ def _fitted(info: Mapping[str, Any], method: Any, problems: Problems) -> dict[st
     return {
         "student": str(student),
         "system_prompt_sha256": str(info["system_prompt_sha256"]),
+        "backend_sha256": str(info["backend_sha256"]) if "backend_sha256" in info else None,
         "split": str(split),
         "examples": int(examples),  # type: ignore[arg-type]
         "ids_sha256": str(info["ids_sha256"]),

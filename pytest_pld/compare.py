@@ -5,6 +5,10 @@ example, exactly as `pld review` compares its two sides (`review.reviewer.paired
 printed in the review's format (`report.comparison`). Records that differ in any of those are
 not compared: the result lists every difference instead, because a delta between different
 models or data would be read as the effect of an instruction change.
+
+Calibration does not stop a comparison (a calibration is part of an instruction change), but a
+record with calibrated answers against one with raw answers, or two calibrated differently, is
+flagged as such, and the raw students' accuracy and macro-F1 are compared beside.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .gates import differences
-from .record import RunRecord
+from .record import RunRecord, answers_kind, sides_answers
 from .review.results import SuiteReport
 
 #: `pld compare`'s exit codes (its --help quotes them)
@@ -33,6 +37,7 @@ class RecordSummary:
     instructions: str  # "name vN (hash)"
     examples: int
     created_at: str
+    calibration: str = ""  # "calibrated (prior-shift, ...)", "raw (...)"; "": none in the set
 
     @classmethod
     def of(cls, record: RunRecord) -> RecordSummary:
@@ -48,13 +53,19 @@ class RecordSummary:
             ),
             examples=len(record.results),
             created_at=record.created_at or "-",
+            calibration=_answers(record),
         )
 
     def line(self) -> str:
+        answers = f", answers {self.calibration}" if self.calibration else ""
         return (
             f"{self.path}: {self.suite}/{self.split}, {self.examples} examples, model "
-            f"{self.model}, instructions {self.instructions}, created {self.created_at}"
+            f"{self.model}, instructions {self.instructions}{answers}, created {self.created_at}"
         )
+
+
+def _answers(record: RunRecord) -> str:
+    return "" if record.calibration is None else answers_kind(record)
 
 
 @dataclass
@@ -97,6 +108,9 @@ def compare_records(a: RunRecord, b: RunRecord, *, resamples: int = 1000) -> Com
         mcnemar=paired.mcnemar,
         clusters=paired.clusters,
         cluster_key=paired.cluster_key,
+        calibration=sides_answers(a, b),
+        raw_metrics=paired.raw_metrics,
+        calibration_note=paired.calibration_note,
     )
     return comparison
 

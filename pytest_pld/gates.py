@@ -17,7 +17,7 @@ from .errors import PldError
 from .example_clusters import describe, paired_clusters, record_clusters
 from .labels import INVALID
 from .numfmt import fmt
-from .record import ExampleResult, RunRecord, load_record, save_record
+from .record import ExampleResult, RunRecord, calibration_contrast, load_record, save_record
 from .suite import Bound, RegressionGate
 from .verdicts import (
     DEFAULT_POWER,
@@ -343,6 +343,9 @@ def evaluate_regression(
         f"({str(old.instructions.get('hash', ''))[:12]}), this run v{versions[1]} "
         f"({str(record.instructions.get('hash', ''))[:12]})"
     )
+    contrast = calibration_contrast(old, record, names=("the baseline", "this run"))
+    if contrast:  # a calibration added, removed or refitted moves the metric too
+        details.append(contrast)
     line = confusion_line(new_preds)
     if line:
         details.append(line)

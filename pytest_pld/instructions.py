@@ -112,17 +112,33 @@ class InstructionSet:
         blob = json.dumps(self.as_dict(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
+    # The variants below render another prompt, for which this set's calibration was not
+    # fitted (it would be stale, and the runner refuses a stale one): they drop it. A variant
+    # that renders the same prompt keeps it.
+
     def without_rules(self) -> InstructionSet:
-        """The zero-shot variant: same preamble and output, no rules and no examples."""
-        return dataclasses.replace(self, rules=(), examples=())
+        """The zero-shot variant: same preamble and output, no rules, no examples and no
+        calibration (the zero-shot prompt needs its own, fitted for it)."""
+        return dataclasses.replace(self, rules=(), examples=(), calibration=None)
 
     def with_rules(self, rules: Sequence[Rule], *, version: int | None = None) -> InstructionSet:
+        """These rules instead; the calibration is dropped unless the rules are the same."""
+        rules = tuple(rules)
         return dataclasses.replace(
-            self, rules=tuple(rules), version=self.version if version is None else version
+            self,
+            rules=rules,
+            version=self.version if version is None else version,
+            calibration=self.calibration if rules == self.rules else None,
         )
 
     def with_examples(self, examples: Sequence[WorkedExample]) -> InstructionSet:
-        return dataclasses.replace(self, examples=tuple(examples))
+        """These worked examples instead; the calibration is dropped unless they are the same."""
+        examples = tuple(examples)
+        return dataclasses.replace(
+            self,
+            examples=examples,
+            calibration=self.calibration if examples == self.examples else None,
+        )
 
 
 def load_instruction_set(path: Path, *, root: Path | None = None) -> InstructionSet:

@@ -39,6 +39,8 @@ class SuiteFile(pytest.File):
         yield RenderItem.from_parent(self, name="render", suite=suite)
         if snapshot:
             yield SnapshotItem.from_parent(self, name="snapshot", suite=suite)
+        if _has_calibration(suite):
+            yield CalibrationItem.from_parent(self, name="calibration", suite=suite)
         for bound in suite.gates:
             yield BoundItem.from_parent(self, name=bound.label, suite=suite, bound=bound)
         if regression is not None:
@@ -233,6 +235,61 @@ class SnapshotItem(SuiteItem):
         )
         if not ok:
             raise GateFailed(f"{self.suite.name}: {message}")
+
+
+def _has_calibration(suite: Suite) -> bool:
+    """Whether the suite's instruction set has a calibration: section. An instruction file
+    that does not load gets no calibration item; the render item and every gate report it."""
+    try:
+        return suite.load_instructions().calibration is not None
+    except PldError:
+        return False
+
+
+class CalibrationItem(SuiteItem):
+    """The instruction set's calibration is fresh for this run: fitted for this student, this
+    rendered system prompt and this backend's scores, with the suite's labels. Collected only
+    for a set with a calibration; skipped under --pld-no-calibration, where nothing applies it.
+
+    The run refuses a stale calibration too (every metric gate then fails with the same
+    error); this item names the problem once, without evaluating anything."""
+
+    def runtest(self) -> None:
+        from .calibration import refit_command, suite_problems
+
+        o = self.state.options
+        if not o.apply_calibration:
+            pytest.skip(
+                "calibration switched off (--pld-no-calibration): the gates judge the raw "
+                "student, so there is no calibration to check"
+            )
+        suite = self.suite
+        iset = suite.load_instructions()
+        cal = iset.calibration
+        assert cal is not None  # collected only for a set with one
+        model = o.model_for(suite)
+        self.user_properties.extend(
+            gate_summary.calibration_item_properties(suite.name, self.name, cal.describe())
+        )
+        problems = suite_problems(
+            cal,
+            labels=suite.labels,
+            student=model,
+            system_prompt=suite.system_prompt(iset),
+            suite=suite.name,
+            backend=self.state.backends.get(model).identity(),
+        )
+        if problems:
+            raise GateFailed(
+                "\n".join(
+                    [
+                        f"{suite.name}: the calibration of {suite.instructions} cannot be applied",
+                        *(f"  {p.format()}" for p in problems),
+                        f"  refit it and commit it with the rules: {refit_command(suite.name)}",
+                        "  or gate the raw student: --pld-no-calibration",
+                    ]
+                )
+            )
 
 
 class BoundItem(SuiteItem):

@@ -85,6 +85,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: cached answers are reused",
     )
     group.addoption(
+        "--pld-no-calibration",
+        action="store_true",
+        default=False,
+        help="gate the raw student: do not apply the instruction sets' calibration: sections "
+        "(the ::calibration items skip). Default: a set's calibration is applied",
+    )
+    group.addoption(
         "--pld-results",
         metavar="DIR",
         default=None,

@@ -3,6 +3,11 @@ version, and loading and saving it as JSON.
 
 Gates, reports, reviews and shard merges read records without running anything, so they import
 this module, never the runner that writes them.
+
+A run of an instruction set with a calibration keeps both answers: `pred` is the calibrated
+one (what metrics and gates use) and `raw_pred` the student's own; the record's `calibration`
+says which calibration it was and whether it was applied. Records written before either field
+existed load as uncalibrated, so the schema stays 1.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .errors import PldError
+from .labels import top_label
 from .metrics import Predictions
 from .textio import read_json_object
 from .yamlio import atomic_write_text
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
 
 RECORD_SCHEMA = 1
 
@@ -37,8 +46,11 @@ class ExampleResult:
     cached: bool = False
     cluster: str | None = None  # the example's id under the suite's cluster_key
     #: the top score tied exactly with another label's (None: a record from before ties
-    #: were recorded)
+    #: were recorded); in a calibrated run, of the calibrated scores
     tie: bool | None = None
+    #: the student's own answer when `pred` is the calibrated one (None: `pred` is the
+    #: student's own; not written to the record then)
+    raw_pred: str | None = None
 
 
 @dataclass
@@ -66,7 +78,15 @@ class RunRecord:
     #: examples of the split left out because their gold label is not a suite label
     #: (`unknown_labels: skip`), by that label; empty when none were
     skipped: dict[str, int] = field(default_factory=dict)
+    #: the instruction set's calibration (`calibration_section.to_yaml`) with `applied`
+    #: (false: switched off for this run); None: the set has none, or an older record
+    calibration: dict[str, Any] | None = None
     path: str | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        """`pred` holds calibrated answers (and `raw_pred` the student's own)."""
+        return bool(self.calibration and self.calibration.get("applied"))
 
     def predictions(self) -> Predictions:
         base = [r.latency_ms for r in self.without_rules] if self.without_rules else []
@@ -78,6 +98,18 @@ class RunRecord:
             prompt_tokens=tuple(r.prompt_tokens for r in self.results),
             baseline_latency_ms=tuple(base),
             tie=tuple(r.tie for r in self.results),
+        )
+
+    def raw_predictions(self) -> Predictions:
+        """`predictions()` with the student's own answers (and their ties, from the raw
+        scores): the same as `predictions()` for a run without an applied calibration."""
+        preds = self.predictions()
+        if not self.calibrated:
+            return preds
+        return dataclasses.replace(
+            preds,
+            pred=tuple(r.pred if r.raw_pred is None else r.raw_pred for r in self.results),
+            tie=tuple(top_label(r.scores, r.id)[1] if r.scores else r.tie for r in self.results),
         )
 
     def tie_count(self) -> int | None:
@@ -99,6 +131,10 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("path", None)
+        for rows in (data["results"], data["without_rules"] or []):
+            for row in rows:  # only a calibrated answer has a raw one beside it
+                if row["raw_pred"] is None:
+                    del row["raw_pred"]
         return {"schema": RECORD_SCHEMA, **data}
 
     @classmethod
@@ -144,3 +180,54 @@ def compute_metrics(record: RunRecord, names: Sequence[str]) -> dict[str, float]
     """The named metrics of a whole run (never of a shard: see shards.py)."""
     preds = record.predictions()
     return {n: metrics.compute(n, preds) for n in dict.fromkeys(names)}
+
+
+def calibration_entry(cal: Calibration | None, *, applied: bool) -> dict[str, Any] | None:
+    """What a run of a set with calibration `cal` keeps as its record's `calibration`: the
+    section as plain data and whether it was applied (None: the set has none)."""
+    from .calibration_section import to_yaml
+
+    return None if cal is None else {"applied": applied, **to_yaml(cal)}
+
+
+def answers_kind(record: RunRecord) -> str:
+    """'calibrated (prior-shift, fitted on dev (310 examples) for ...)', 'raw (calibration
+    switched off)' or 'raw (no calibration)': what a record's `pred` holds."""
+    from .calibration import describe_section
+
+    if record.calibrated:
+        return f"calibrated ({describe_section(record.calibration or {})})"
+    return "raw (calibration switched off)" if record.calibration else "raw (no calibration)"
+
+
+def sides_answers(base: RunRecord, head: RunRecord) -> dict[str, str]:
+    """{"base": answers_kind, "head": ...} when either record's set has a calibration (a
+    review or comparison then says what each side's answers are), else {}."""
+    if base.calibration is None and head.calibration is None:
+        return {}
+    return {"base": answers_kind(base), "head": answers_kind(head)}
+
+
+def calibration_contrast(
+    old: RunRecord, new: RunRecord, names: tuple[str, str] = ("base", "head")
+) -> str | None:
+    """Why the answers of two records differ in kind, for a comparison of them: one calibrated
+    and the other raw, or both calibrated differently. None when neither is calibrated, or
+    both alike."""
+    state = answers_kind  # what each side's `pred` holds
+
+    def fit(record: RunRecord) -> dict[str, Any]:
+        return {k: v for k, v in (record.calibration or {}).items() if k != "applied"}
+
+    a, b = names
+    if old.calibrated != new.calibrated:
+        return (
+            f"{a}'s answers are {state(old)}, {b}'s are {state(new)}: the deltas include the "
+            "calibration's effect besides any instruction change"
+        )
+    if old.calibrated and fit(old) != fit(new):
+        return (
+            f"{a} and {b} are calibrated differently ({a}: {state(old)}; {b}: {state(new)}; "
+            "offsets or provenance differ): the deltas include the change of calibration"
+        )
+    return None

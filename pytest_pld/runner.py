@@ -3,6 +3,11 @@
 It renders the system prompt once, looks every example up in the cache, sends only the misses
 to the backend (which reuses the shared system prefix), stores each answer as soon as it
 arrives (so Ctrl-C loses nothing that finished), and writes a run record (`record.py`).
+
+When the instruction set has a calibration, the runner checks it is fresh for this student and
+prompt before any model call (a stale one is an error with the refit command), and adds its
+offsets to each result's label scores before the answer is taken; `apply_calibration=False`
+(`--no-calibration`) shows the raw student instead, and the record says so.
 """
 
 from __future__ import annotations
@@ -16,13 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
 from .cache import ResponseCache, classify_key
+from .calibration_run import calibrate_results, require_fresh
 from .datasets import Example
 from .errors import PldError
 from .example_clusters import example_clusters
 from .instructions import InstructionSet
 from .labels import top_label
 from .progress import Progress
-from .record import ExampleResult, RunRecord, compute_metrics, save_record, sha256_text
+from .record import (
+    ExampleResult,
+    RunRecord,
+    calibration_entry,
+    compute_metrics,
+    save_record,
+    sha256_text,
+)
 from .suite import Suite
 from .suite.data_checks import render_users
 
@@ -220,11 +233,14 @@ def run_suite(
     shard: Shard | None = None,
     examples: Sequence[Example] | None = None,
     progress_desc: str | None = None,
+    apply_calibration: bool = True,
 ) -> RunRecord:
     """Evaluate one split of a suite and (by default) write its run record. With `shard`,
     only that part of the (limited) sample, into a partial record without metrics.
     `examples`: these examples of `split` instead of loading it (a fold of it, chosen by the
-    caller). `progress_desc` names the work on the progress line (default: suite/split)."""
+    caller). `progress_desc` names the work on the progress line (default: suite/split).
+    The instruction set's calibration, when it has one, is checked and applied unless
+    `apply_calibration` is False (the raw student; the record says it was switched off)."""
     if limit is not None and limit < 1:
         raise PldError(f"limit must be a positive integer, got {limit}")
     started = time.perf_counter()
@@ -248,7 +264,17 @@ def run_suite(
     cache = ResponseCache(cache_path or default_cache_path(suite.root), mode=cache_mode)
     total = len(prepared.examples) * (2 if measure_without_rules else 1)
     bar = Progress(total, progress_desc or f"{suite.name}/{prepared.split}", progress)
+    cal = prepared.instructions.calibration if apply_calibration else None  # what is applied
     try:
+        if cal is not None:  # before any model call: stale offsets are an error
+            require_fresh(
+                cal,
+                labels=suite.labels,
+                student=model_name,
+                system_prompt=prepared.system_prompt,
+                suite=suite.name,
+                backend=lazy.identity(),
+            )
         results, hits = classify_cached(
             lazy,
             cache,
@@ -286,6 +312,8 @@ def run_suite(
     for rows in (results, without or []):
         for row, cluster in zip(rows, cluster_ids or ()):
             row.cluster = cluster
+    if cal is not None:  # the rule-free run of latency_overhead stays raw
+        calibrate_results(cal, results, suite.labels, student=model_name)
     iset = prepared.instructions
     record = RunRecord(
         suite=suite.name,
@@ -310,6 +338,7 @@ def run_suite(
         cache_misses=total - hits,
         cluster_key=suite.cluster_key,
         skipped=dict(suite.split_data(prepared.split).skipped),
+        calibration=calibration_entry(iset.calibration, applied=apply_calibration),
     )
     names = [
         *suite.metrics,

@@ -47,6 +47,7 @@ class Options:
     shard: Shard | None = None
     record: Path | None = None  # gate on this record (or folder of SUITE.json) instead
     roles: ModelRoles | None = None
+    apply_calibration: bool = True  # False: --pld-no-calibration, the raw student
 
     def student_backend(self, name: str) -> LazyBackend:
         """A lazily created student with the student role's endpoint and options."""
@@ -82,6 +83,8 @@ class Options:
             parts.append(f"--pld-data-root={self.data_root}")
         if self.shard is not None:
             parts.append(f"--pld-shard={self.shard}")
+        if not self.apply_calibration:
+            parts.append("--pld-no-calibration")
         return shlex.join([*parts, *extra])
 
     def power_for(self, gate: RegressionGate) -> str:
@@ -98,6 +101,8 @@ class Options:
             parts += ["--model", self.model]
         if self.data_root is not None:
             parts += ["--data-root", str(self.data_root)]
+        if not self.apply_calibration:
+            parts.append("--no-calibration")
         return shlex.join(parts)
 
 
@@ -179,6 +184,7 @@ def make_options(config: pytest.Config) -> Options:
         shard=shard,
         record=(invocation / str(record)).resolve() if record else None,
         roles=roles,
+        apply_calibration=not config.getoption("pld_no_calibration"),
         power=config.getoption("pld_power"),
         power_ini=power_ini,
     )
@@ -202,6 +208,11 @@ def header_lines(o: Options) -> list[str]:
         out.append(f"pld: shard {o.shard} (gates run on the merged record)")
     if o.record is not None:
         out.append(f"pld: gating on the run record {o.record} (no model is called)")
+    if not o.apply_calibration:
+        out.append(
+            "pld: calibration switched off (--pld-no-calibration): the gates judge the raw "
+            "student, not the instruction sets' calibrated answers"
+        )
     student = o.roles["student"] if o.roles else None
     if student is not None and student.base_url is not None:
         key = f", key from {student.api_key.source}" if student.api_key else ", no key"
@@ -273,6 +284,7 @@ class State:
                 "results": str(o.results_dir),
                 "shard": str(o.shard),
                 "record": str(o.record_path(suite)),
+                "calibration": o.apply_calibration,
             },
             sort_keys=True,
         )
@@ -318,7 +330,12 @@ class State:
             from .shard_merge import check_gated_record
 
             return check_gated_record(
-                given, suite, split=o.split_for(suite), limit=o.limit, model=model
+                given,
+                suite,
+                split=o.split_for(suite),
+                limit=o.limit,
+                model=model,
+                apply_calibration=o.apply_calibration,
             )
         return run_suite(
             suite,
@@ -332,6 +349,7 @@ class State:
             backend=self.backends.get(model),
             progress=None,
             shard=o.shard,
+            apply_calibration=o.apply_calibration,
         )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PldError
-from .record import RunRecord, compute_metrics, load_record, sha256_text
+from .record import RunRecord, calibration_entry, compute_metrics, load_record, sha256_text
 from .shards import describe, ids_digest
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def merge_records(parts: Sequence[RunRecord]) -> RunRecord:
         cache_misses=sum(p.cache_misses for p in parts),
         cluster_key=first.cluster_key,  # each result keeps its own cluster id
         skipped=first.skipped,  # every shard read the same split
+        calibration=first.calibration,  # the same in every part: it is in the run id
     )
     whole.metrics = compute_metrics(whole, list(ref["run"]["metrics"]))
     return whole
@@ -113,10 +114,17 @@ def _short(value: Any) -> str:
 
 
 def check_gated_record(
-    path: Path, suite: Suite, *, split: str, limit: int | None, model: str
+    path: Path,
+    suite: Suite,
+    *,
+    split: str,
+    limit: int | None,
+    model: str,
+    apply_calibration: bool = True,
 ) -> RunRecord:
     """The run record `--pld-record` names, checked against what this session would have
-    evaluated: the gates then judge exactly that run, without calling a model."""
+    evaluated: the gates then judge exactly that run, without calling a model. That includes
+    the calibration: the set's, applied unless switched off (`apply_calibration`)."""
     record = load_record(path)
     if record.shard:
         raise PldError(
@@ -127,6 +135,7 @@ def check_gated_record(
         )
     iset = suite.load_instructions()
     prompt = sha256_text(suite.system_prompt(iset))
+    calibration = calibration_entry(iset.calibration, applied=apply_calibration)
     expected = {
         "suite": (record.suite, suite.name),
         "split": (record.split, split),
@@ -134,6 +143,7 @@ def check_gated_record(
         "model": (record.model, model),
         "labels": (record.labels, list(suite.labels)),
         "rendered system prompt (sha256)": (record.system_prompt_sha256, prompt),
+        "calibration": (_calibration_text(record.calibration), _calibration_text(calibration)),
     }
     differ = [f"{k}: record {a!r}, this run {b!r}" for k, (a, b) in expected.items() if a != b]
     if differ:
@@ -141,6 +151,18 @@ def check_gated_record(
             "the run record is not of the run this session gates: " + "; ".join(differ),
             path=path,
             hint="gate with the options the shards ran with (the same --pld-limit, "
-            "--pld-split, --pld-model) on the same instructions, or re-run the shards",
+            "--pld-split, --pld-model, --pld-no-calibration) on the same instructions, or "
+            "re-run the shards",
         )
     return record
+
+
+def _calibration_text(calibration: dict[str, Any] | None) -> str:
+    """'none', or 'prior-shift applied (sha256 3fa2...)': short enough for an error line,
+    and different whenever the offsets or their provenance are."""
+    if calibration is None:
+        return "none"
+    body = {k: v for k, v in calibration.items() if k != "applied"}
+    state = "applied" if calibration.get("applied") else "switched off"
+    digest = sha256_text(json.dumps(body, sort_keys=True))[:12]
+    return f"{calibration.get('method')} {state} (sha256 {digest}...)"

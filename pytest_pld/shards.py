@@ -99,6 +99,8 @@ def shard_info(
         "shards": shard.count,
         "metrics": metric_names,
     }
+    if record.calibration is not None:  # calibrated and raw parts are not one run
+        run["calibration_applied"] = record.calibration["applied"]
     blob = json.dumps(run, sort_keys=True, ensure_ascii=False)
     return {
         "index": shard.index,

@@ -80,6 +80,7 @@ def validate_file(
                 student=suite.student,
                 system_prompt=system,
                 suite=suite.name,
+                backend=_cheap_identity(suite.student),
             )
     found, said = check_suite_data(suite)
     errors += found
@@ -95,3 +96,15 @@ def validate_file(
 def each_error(exc: PldError) -> list[PldError]:
     """The single errors a PldError stands for (a PldErrors holds several)."""
     return list(exc.errors) if isinstance(exc, PldErrors) else [exc]
+
+
+def _cheap_identity(student: str) -> dict[str, object] | None:
+    """The student's backend identity where it needs no model (a local model's: its weights
+    digest and dtype), so that a calibration fitted in another dtype is stale here too; None
+    where that would need a model or a server (the runner checks it then)."""
+    from .backends import cheap_identity
+
+    try:
+        return cheap_identity(student)
+    except PldError:  # not installed: the run says so
+        return None

@@ -13,8 +13,9 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,59 @@ def good_json(messages: Sequence[Message]) -> str:
             "rule": f"If the text {cue}, then the label is {gold}.",
         }
     )
+
+
+# --- the reviews project of calibration (a scripted student with label scores) --------------------
+
+REVIEWS_INSTRUCTIONS = textwrap.dedent("""\
+    # Reviews, zero-shot.
+    name: toy
+    version: 2
+    preamble: Decide whether a review is positive or negative.
+    rules: []
+    # the output line names the suite's labels
+    output: 'Answer with one word: {{ labels | join(", ") }}.'
+    """)
+
+
+def make_reviews_project(root: Path, n: int = 12) -> Path:
+    """A suite whose dev and test reviews alternate great (pos) and dull (neg)."""
+    (root / "suites").mkdir(parents=True)
+    (root / "instructions").mkdir()
+    (root / "data").mkdir()
+    for split in ("dev", "test"):
+        rows = [
+            {
+                "id": f"{split}{i}",
+                "label": "pos" if i % 2 else "neg",
+                "text": f"{split} {i}: a {'great' if i % 2 else 'dull'} show",
+            }
+            for i in range(n)
+        ]
+        (root / "data" / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+        )
+    (root / "suites" / "toy.yaml").write_text(
+        textwrap.dedent("""\
+        name: toy
+        dataset: {loader: jsonl}
+        splits: {dev: data/dev.jsonl, test: data/test.jsonl}
+        labels: [pos, neg]
+        user_template: "Review: {{ text }}"
+        instructions: instructions/toy.yaml
+        student: scripted:student
+        gates: {accuracy: ">= 0.5"}
+        """),
+        encoding="utf-8",
+    )
+    path = root / "instructions" / "toy.yaml"
+    path.write_text(REVIEWS_INSTRUCTIONS, encoding="utf-8")
+    return path
+
+
+def biased_student(system: str, user: str, labels: Sequence[str]) -> Mapping[str, float]:
+    """Says neg unless pos is shifted up: great reviews score pos 1.0, neg always 1.5."""
+    return {"pos": float("great" in user), "neg": 1.5}
 
 
 # --- the tiny project of the teacher roles and the Batch API --------------------------------------
@@ -271,6 +325,29 @@ def edit(project: pytest.Pytester, relative: str, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new))
+
+
+# --- temporary git repositories (pld review) ----------------------------------------------------
+
+
+def isolate_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Isolate git from the user's configuration (signing, hooks, default branch)."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.org")
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
 
 
 # --- run records with known answers (gates, verdicts, compare) ------------------------------------

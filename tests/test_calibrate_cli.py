@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from helpers import REVIEWS_INSTRUCTIONS as INSTRUCTIONS
+from helpers import biased_student
+from helpers import make_reviews_project as make_project
 
 from pytest_pld import metrics
 from pytest_pld.calibration import CONTENT_FREE, CONTEXTUAL, PRIOR_SHIFT
@@ -24,56 +26,6 @@ from pytest_pld.instructions import load_instruction_set
 from pytest_pld.testing import ScriptedBackend, scripted
 
 ROOT = Path(__file__).resolve().parents[1]
-
-INSTRUCTIONS = textwrap.dedent("""\
-    # Reviews, zero-shot.
-    name: toy
-    version: 2
-    preamble: Decide whether a review is positive or negative.
-    rules: []
-    # the output line names the suite's labels
-    output: 'Answer with one word: {{ labels | join(", ") }}.'
-    """)
-
-
-def make_project(root: Path, n: int = 12) -> Path:
-    """A suite whose dev and test reviews alternate great (pos) and dull (neg)."""
-    (root / "suites").mkdir(parents=True)
-    (root / "instructions").mkdir()
-    (root / "data").mkdir()
-    for split in ("dev", "test"):
-        rows = [
-            {
-                "id": f"{split}{i}",
-                "label": "pos" if i % 2 else "neg",
-                "text": f"{split} {i}: a {'great' if i % 2 else 'dull'} show",
-            }
-            for i in range(n)
-        ]
-        (root / "data" / f"{split}.jsonl").write_text(
-            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
-        )
-    (root / "suites" / "toy.yaml").write_text(
-        textwrap.dedent("""\
-        name: toy
-        dataset: {loader: jsonl}
-        splits: {dev: data/dev.jsonl, test: data/test.jsonl}
-        labels: [pos, neg]
-        user_template: "Review: {{ text }}"
-        instructions: instructions/toy.yaml
-        student: scripted:student
-        gates: {accuracy: ">= 0.5"}
-        """),
-        encoding="utf-8",
-    )
-    path = root / "instructions" / "toy.yaml"
-    path.write_text(INSTRUCTIONS, encoding="utf-8")
-    return path
-
-
-def biased_student(system: str, user: str, labels: Sequence[str]) -> Mapping[str, float]:
-    """Says neg unless pos is shifted up: great reviews score pos 1.0, neg always 1.5."""
-    return {"pos": float("great" in user), "neg": 1.5}
 
 
 @pytest.fixture
@@ -224,19 +176,29 @@ def test_pld_calibrate_with_the_real_small_student(
     assert set(cal.offsets) == {"gender", "profession", "race", "religion"}
     assert cal.examples == 8 and cal.macro_f1_after is not None
 
-    # the run record of the same examples (all from the cache) gives back the claimed numbers
-    code, out, err = run(
-        capsys, "run", "stereoset", "--split", "dev", "--limit", "8", "--root", str(tmp_path)
-    )
+    # the run of the same examples (all from the cache) applies the calibration: its recorded
+    # answers are the offsets' answers of its recorded raw scores, its raw answers the
+    # uncalibrated run's, and they give back the numbers the section claims
+    argv = ["run", "stereoset", "--split", "dev", "--limit", "8", "--root", str(tmp_path)]
+    code, out, err = run(capsys, *argv)
     assert code == 0, err
     assert "cache hits 8, model calls 0" in out
+    assert "  answers: calibrated (prior-shift, fitted on dev (8 examples) for local:" in out
     record = json.loads(Path(out.split("run record: ")[1].strip()).read_text())
+    assert record["calibration"]["applied"] is True
+    assert record["calibration"]["offsets"] == dict(cal.offsets)
     results = record["results"]
     assert all(set(r["scores"]) == set(cal.offsets) for r in results)
+    calibrated = tuple(cal.answer(r["scores"], r["id"]) for r in results)
+    assert tuple(r["pred"] for r in results) == calibrated
+    code, out, err = run(capsys, *argv, "--no-calibration")
+    assert code == 0, err
+    plain = json.loads(Path(out.split("run record: ")[1].strip()).read_text())
+    assert plain["calibration"]["applied"] is False
+    raw = tuple(r["pred"] for r in plain["results"])
+    assert tuple(r["raw_pred"] for r in results) == raw
     labels = tuple(record["labels"])
     gold = tuple(r["gold"] for r in results)
-    calibrated = tuple(cal.answer(r["scores"], r["id"]) for r in results)
-    raw = tuple(r["pred"] for r in results)
     assert round(metrics.macro_f1(metrics.Predictions(labels, gold, raw)), 4) == cal.macro_f1_before
     after = metrics.macro_f1(metrics.Predictions(labels, gold, calibrated))
     assert round(after, 4) == cal.macro_f1_after

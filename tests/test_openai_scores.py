@@ -190,6 +190,9 @@ def test_pld_calibrate_fits_a_served_students_label_scores(
     calibrated = tuple(cal.answer(r["scores"], r["id"]) for r in record["results"])
     after = metrics.macro_f1(metrics.Predictions(tuple(LABELS), gold, calibrated))
     assert round(after, 4) == cal.macro_f1_after
+    # the run applied the calibration to the served scores (another URL would not matter)
+    assert record["calibration"]["applied"] is True
+    assert tuple(r["pred"] for r in record["results"]) == calibrated
 
 
 @pytest.mark.integration

@@ -58,6 +58,7 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
             "*--pld-split=SPLIT*",
             "*--pld-data-root=DIR*",
             "*--pld-no-cache*",
+            "*--pld-no-calibration*",
             "*--pld-results=DIR*",
             "*--pld-baseline=PATH*",
             "*--pld-update-baseline*",
@@ -77,7 +78,7 @@ def test_help_lists_every_option_with_its_metavar_and_default(pytester: pytest.P
     block = text[text.index("pytest-pld: instruction-set gates:") :]
     block = block[: block.index("\n\n")]
     options = re.findall(r"^  --pld-", block, flags=re.MULTILINE)
-    assert len(options) == 16
+    assert len(options) == 17
     assert block.count("Default:") == len(options)
 
 

@@ -128,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             instructions=iset,
             backend=lazy,
             shard=args.shard,
+            apply_calibration=not args.no_calibration,
         )
     finally:
         lazy.close()
@@ -210,7 +211,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a suite with its student (or --model) through the response "
         "cache in .pld/, write a run record, and print each metric with its 95% interval "
         "(resampling the suite's clusters; Wilson for the accuracy, invalid and tie rates under 300 "
-        "examples), the predicted-label distribution against the gold one and the tie rate.",
+        "examples), the predicted-label distribution against the gold one and the tie rate. "
+        "A set with a calibration: section gets calibrated answers (and the raw student's "
+        "beside them) unless --no-calibration.",
     )
     add_suite_argument(p)
     add_model_option(p)
@@ -222,6 +225,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--refresh-cache",
         action="store_true",
         help="ignore cached answers but store the new ones",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="show the raw student: do not apply the instruction set's calibration: section "
+        "(the record says it was switched off)",
     )
     p.add_argument(
         "--without-rules",

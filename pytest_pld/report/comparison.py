@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from .gate_summary import md_cell
+from .markdown_tables import md_cell
 from .review import suite_markdown, suite_text
 
 if TYPE_CHECKING:

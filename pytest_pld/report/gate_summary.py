@@ -12,16 +12,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..numfmt import fmt
 from ..project import shown
 from ..suite.data_checks import size_notes, skipped_facts
 from ..verdicts import facts_of, result_word
+from .markdown_tables import md_cell, record_tables
 from .notes import drop_seen, intervals_note, verdict_notes
-
-if TYPE_CHECKING:
-    from ..metrics import Predictions
 
 P = "pld."  # prefix of our property names, so they never clash with a project's own
 
@@ -48,6 +46,10 @@ class Row:
     limit: int | None = None  # the sample size asked for (--pld-limit)
     skipped: int | None = None  # examples unknown_labels: skip left out of the split
     skipped_labels: str = ""  # ... by label: "mixed 2, postive 1"
+    #: the answers' calibration (`CalibrationSummary.text`; "": the set has none)
+    calibration: str = ""
+    raw_macro_f1: float | None = None  # the raw student's, beside calibrated answers
+    raw_accuracy: float | None = None
     record: str = ""
     error: str = ""
     baseline_written: str = ""
@@ -89,7 +91,36 @@ def _run_properties(record: Any) -> list[tuple[str, object]]:
         *([(P + "ties", ties)] if ties is not None else []),
         *([(P + "limit", record.limit)] if record.limit is not None else []),
         *((P + key, value) for key, value in skipped_facts(record.skipped)),
+        *_calibration_properties(record),
         (P + "record", record.path or ""),
+    ]
+
+
+def _calibration_properties(record: Any) -> list[tuple[str, object]]:
+    """pld.calibration (how the answers were calibrated, or that it was switched off) and the
+    raw student's macro-F1 and accuracy beside calibrated ones; nothing without a calibration."""
+    from .calibration_notes import summarize_calibration
+
+    found = summarize_calibration(record)
+    if found is None:
+        return []
+    props: list[tuple[str, object]] = [(P + "calibration", found.text())]
+    if found.applied:
+        props += [
+            (P + "raw_macro_f1", found.raw_macro_f1),
+            (P + "raw_accuracy", found.raw_accuracy),
+        ]
+    return props
+
+
+def calibration_item_properties(suite: str, gate: str, fit: str) -> list[tuple[str, object]]:
+    """The ::calibration item's row: the calibration checked for freshness."""
+    return [
+        (P + "suite", suite),
+        (P + "gate", gate),
+        (P + "metric", "calibration"),
+        (P + "bound", "fresh for this student and prompt"),
+        (P + "fit", fit),
     ]
 
 
@@ -218,6 +249,9 @@ def row_from_report(report: Any) -> Row | None:
         limit=count("limit"),
         skipped=count("skipped"),
         skipped_labels=word("skipped_labels"),
+        calibration=word("calibration"),
+        raw_macro_f1=num("raw_macro_f1"),
+        raw_accuracy=num("raw_accuracy"),
         record=str(props.get(P + "record", "")),
         error=str(props.get(P + "error", "")),
         baseline_written=str(props.get(P + "baseline_written", "")),
@@ -304,10 +338,20 @@ def run_line(rows: Sequence[Row]) -> str:
     )
 
 
+def answers_line(rows: Sequence[Row]) -> str | None:
+    """'answers: calibrated (prior-shift, fitted on ...; raw macro-F1 0.329 -> calibrated
+    0.728)' for a run of a set with a calibration (None without one)."""
+    run = _run_of(rows)
+    return f"answers: {run.calibration}" if run and run.calibration else None
+
+
 def terminal_lines(rows: Sequence[Row], root: Path) -> list[str]:
     lines: list[str] = []
     for suite, suite_rows in group(rows).items():
         lines.append(f"suite {suite}: {run_line(suite_rows)}")
+        answers = answers_line(suite_rows)
+        if answers:
+            lines.append(f"  {answers}")
         table = [HEADER, *(_cells(r) for r in suite_rows)]
         widths = [max(len(cells[i]) for cells in table) for i in range(len(HEADER))]
         for cells in table:
@@ -333,6 +377,9 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
         failed = any(r.outcome != "passed" for r in suite_rows)
         parts.append(f"### pytest-pld: `{suite}` {'failed' if failed else 'passed'}\n")
         parts.append(run_line(suite_rows) + "\n")
+        answers = answers_line(suite_rows)
+        if answers:
+            parts.append(md_cell(answers[0].upper() + answers[1:]) + "\n")
         parts.append("| " + " | ".join(HEADER) + " |")
         parts.append("|" + "---|" * len(HEADER))
         for row in suite_rows:
@@ -352,61 +399,13 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
             ]
             parts.append("")
         if run and run.record:
-            parts.extend(_record_tables(run.record))
+            parts.extend(record_tables(run.record))
             parts.append(f"Run record: `{shown(run.record, root)}`")
         for row in suite_rows:
             if row.baseline_written:
                 parts.append(f"\nBaseline written: `{row.baseline_written}` (commit it)")
         parts.append("")
     return "\n".join(parts) + "\n"
-
-
-def _record_tables(record_path: str) -> list[str]:
-    """Per-class scores and the confusion matrix, read from the run record."""
-    from .. import metrics
-    from ..errors import PldError
-    from ..record import load_record
-
-    try:
-        record = load_record(Path(record_path))
-    except PldError:
-        return []
-    preds = record.predictions()
-    scores = metrics.per_class(preds)
-    lines = ["| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for label, s in scores.items():
-        lines.append(
-            f"| {md_cell(label)} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
-            f"| {s['support']} |"
-        )
-    return ["Per-class scores:", "", *lines, "", *confusion_markdown(preds)]
-
-
-def confusion_markdown(preds: Predictions) -> list[str]:
-    """The confusion matrix as a Markdown table: gold labels down, predicted across (with
-    `invalid` for answers outside the labels); the diagonal - the correct answers - in bold."""
-    from ..labels import INVALID
-    from ..metrics import confusion
-
-    matrix = confusion(preds)
-    cols = [*preds.labels, INVALID]
-    lines = [
-        "Confusion matrix (rows: gold, columns: predicted):",
-        "",
-        "| gold \\ predicted | " + " | ".join(md_cell(c) for c in cols) + " |",
-        "|---|" + "--:|" * len(cols),
-    ]
-    for gold, row in matrix.items():
-        cells = [f"**{row[c]}**" if c == gold else str(row[c]) for c in cols]
-        lines.append(f"| {md_cell(gold)} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
-
-
-def md_cell(text: str) -> str:
-    """Text for a Markdown table cell: labels come from pull requests, so markup stays text
-    and a `|` does not split the cell."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return escaped.replace("|", "\\|").replace("\n", " ")
 
 
 def write_markdown(text: str, path: Path | None) -> list[str]:

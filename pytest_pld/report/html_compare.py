@@ -14,6 +14,7 @@ from .charts import esc, flag, para, raw_text, section, table
 if TYPE_CHECKING:
     from ..ablate import Ablation
     from ..record import RunRecord
+    from ..review.results import MetricDelta
 
 MAX_FLIPS = 200  # flipped examples listed per direction; the rest are counted
 
@@ -51,20 +52,9 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
 
     compared = paired_deltas(record.labels, other, record, resamples)
     deltas, n = compared.metrics, compared.examples
+    calibration = _calibration_parts(other, record, compared.raw_metrics, notes)
     worse, better = compared.right_to_wrong, compared.wrong_to_right
-    delta_rows = [
-        [
-            f"<code>{esc(d.name)}</code>",
-            esc(fmt(d.base, d.name)),
-            esc(fmt(d.head, d.name)),
-            esc(fmt(d.delta, d.name, signed=True)),
-            "-"
-            if d.low is None or d.high is None
-            else esc(f"{fmt(d.low, d.name, signed=True)} .. {fmt(d.high, d.name, signed=True)}"),
-            esc(d.verdict),
-        ]
-        for d in deltas
-    ]
+    delta_rows = _delta_rows(deltas)
     raw = {r.id: r.raw for r in record.results}
     flip_rows = [
         [
@@ -97,6 +87,7 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
             delta_rows,
             {1, 2, 3, 4},
         ),
+        *calibration,
         table(
             ["example", "gold", "compared", "this record", "raw answer (this record)", ""],
             flip_rows,
@@ -105,6 +96,46 @@ def compare_section(record: RunRecord, other: RunRecord, resamples: int, notes: 
         else para("No example changed between right and wrong."),
         para(f"{left_out} more flipped examples not listed.") if left_out else "",
     )
+
+
+def _delta_rows(deltas: list[MetricDelta]) -> list[list[str]]:
+    return [
+        [
+            f"<code>{esc(d.name)}</code>",
+            esc(fmt(d.base, d.name)),
+            esc(fmt(d.head, d.name)),
+            esc(fmt(d.delta, d.name, signed=True)),
+            "-"
+            if d.low is None or d.high is None
+            else esc(f"{fmt(d.low, d.name, signed=True)} .. {fmt(d.high, d.name, signed=True)}"),
+            esc(d.verdict),
+        ]
+        for d in deltas
+    ]
+
+
+def _calibration_parts(
+    other: RunRecord, record: RunRecord, raw: list[MetricDelta], notes: list[str]
+) -> list[str]:
+    """A flag when one record's answers are calibrated and the other's raw (or both calibrated
+    differently), and the raw students' deltas beside the calibrated ones."""
+    from ..record import calibration_contrast
+
+    out = []
+    contrast = calibration_contrast(other, record, names=("the compared record", "this record"))
+    if contrast:
+        notes.append(contrast)
+        out.append(flag("Calibration differs between the records", [contrast]))
+    if raw:
+        out += [
+            para("The raw students (each record's answers before calibration):", cls=""),
+            table(
+                ["metric", "compared", "this record", "delta", "interval", "verdict"],
+                _delta_rows(raw),
+                {1, 2, 3, 4},
+            ),
+        ]
+    return out
 
 
 def ablation_section(record: RunRecord, ablation: Ablation, notes: list[str]) -> str:

@@ -22,6 +22,7 @@ from ..numfmt import fmt
 from ..stats import WILSON_BELOW
 from ..suite.data_checks import skipped_text
 from . import charts
+from .calibration_notes import summarize_calibration
 from .charts import Series, esc, para, raw_text, section, table
 from .html_compare import ablation_section, compare_section
 
@@ -139,6 +140,9 @@ def _header(record: RunRecord) -> str:
         ("created", record.created_at or "-"),
         ("cache", f"{record.cache_hits} hits, {record.cache_misses} model calls"),
     ]
+    calibration = summarize_calibration(record)
+    if calibration is not None:
+        facts.append(("answers", calibration.text()))
     items = "<br>".join(f"{esc(k)}: <code>{esc(v)}</code>" for k, v in facts)
     return (
         f"<header><h1>pld report: {esc(record.suite)} / {esc(record.split)}</h1>"
@@ -186,8 +190,20 @@ def _metrics_section(
             plotted.append((name, value, interval.low, interval.high))
     chart = charts.intervals(plotted, title="metrics with their intervals", domain=(0.0, 1.0))
     over = describe(len(set(clusters)) if clusters else None, record.cluster_key)
+    calibration = summarize_calibration(record)
+    raw = (
+        para(
+            f"These are the calibrated answers' metrics ({calibration.fit}); the raw student's "
+            f"macro_f1 is {calibration.raw_macro_f1:.3f} and its accuracy "
+            f"{calibration.raw_accuracy:.3f} on the same examples.",
+            cls="",
+        )
+        if calibration is not None and calibration.applied
+        else ""
+    )
     return section(
         "Metrics",
+        raw,
         table(["metric", "value", f"{confidence:.0%} interval", "method"], rows, {1, 2}),
         chart if plotted else "",
         para(
@@ -202,13 +218,23 @@ def _metrics_section(
 
 def _labels_section(record: RunRecord, preds: metrics.Predictions) -> str:
     gold, pred = Counter(preds.gold), Counter(preds.pred)
-    names = list(record.labels) + ([INVALID] if pred.get(INVALID) else [])
+    raw = Counter(record.raw_predictions().pred) if record.calibrated else None
+    names = list(record.labels) + (
+        [INVALID] if pred.get(INVALID) or (raw and raw.get(INVALID)) else []
+    )
+    series = [Series("gold", "#9e9e9e", [gold.get(n, 0) for n in names])]
+    if raw is not None:  # the raw student's prior beside the calibrated one
+        series.append(Series("predicted raw", "#9ecae1", [raw.get(n, 0) for n in names]))
+    series.append(
+        Series(
+            "predicted" if raw is None else "predicted calibrated",
+            "#e07b39",
+            [pred.get(n, 0) for n in names],
+        )
+    )
     chart = charts.bars(
         names,
-        [
-            Series("gold", "#9e9e9e", [gold.get(n, 0) for n in names]),
-            Series("predicted", "#e07b39", [pred.get(n, 0) for n in names]),
-        ],
+        series,
         title="gold and predicted label counts",
         value_text=lambda v: f"{v:.0f}",
     )
@@ -329,6 +355,11 @@ def _scores_section(record: RunRecord) -> str:
             "renormalised over the labels) across the examples; a label the model separates "
             "well has its red bars on the right and grey ones on the left."
             + (f" {missing} examples without scores are left out." if missing else "")
+            + (
+                " These are the raw scores, before the calibration's offsets."
+                if record.calibrated
+                else ""
+            )
         ),
     )
 

@@ -19,6 +19,13 @@ def proposal_text(proposal: Proposal, suite: str, root: Path) -> str:
     rel = shown(proposal.path, root)
     out = [f"# pld distill {suite}: proposal for {rel}\n"]
     out += [f"# note: {note}\n" for note in proposal.notes]
+    dropped = proposal.base.calibration
+    if dropped is not None and proposal.new.calibration is None:
+        # with_rules drops a calibration fitted for other rules: say so, never silently
+        out.append(
+            f"# note: the calibration ({dropped.describe()}) was fitted for the current rules, "
+            f"so the proposal drops it; after writing, refit it: pld calibrate {suite} --write\n"
+        )
     out.append("\n")
     if proposal.changed:
         out.append(proposal.diff(rel))

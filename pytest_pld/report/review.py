@@ -168,6 +168,9 @@ def _md_set(report: SetReport) -> list[str]:
         ]
         out.append("")
         out += _details("Rule texts", "\n\n".join(_md_rule(c) for c in diff.rules))
+    calibration = next((f for f in diff.fields if f.field == "calibration"), None) if diff else None
+    if calibration is not None and calibration.notes:  # beside the rules, not folded away
+        out += [f"**Calibration:** {_cell('; '.join(calibration.notes))}", ""]
     if diff is not None and diff.fields:
         out += _details(
             ", ".join(f.field for f in diff.fields) + " changed",
@@ -194,7 +197,12 @@ def _md_rule(change: RuleChange) -> str:
 def _md_field(change: FieldChange) -> str:
     old = "\n".join("- " + line for line in _field_value(change.old).splitlines())
     new = "\n".join("+ " + line for line in _field_value(change.new).splitlines())
-    return f"**{change.field}**\n\n" + _fence(f"{old}\n{new}", "diff")
+    notes = "".join(f"- {_html(note)}\n" for note in change.notes)
+    return (
+        f"**{change.field}**\n\n"
+        + (notes + "\n" if notes else "")
+        + _fence(f"{old}\n{new}", "diff")
+    )
 
 
 def _md_suite(report: SuiteReport) -> list[str]:
@@ -211,13 +219,16 @@ def _md_suite(report: SuiteReport) -> list[str]:
     ]
     if report.note:
         out += [f"_{report.note}_", ""]
+    if report.calibration:
+        answers = _answers_text(report)
+        out += [_cell(answers[0].upper() + answers[1:]), ""]
     if report.metrics:
-        out += ["| metric | base | head | Δ | 95% interval | |", "|---|--:|--:|--:|--:|---|"]
-        out += [
-            f"| {_cell(m.name)} | {_num(m.base, m.name)} | {_num(m.head, m.name)} | "
-            f"{_signed(m.delta, m.name)} | {_interval(m)} | {VERDICT_MARK[m.verdict]} |"
-            for m in report.metrics
-        ]
+        out += _md_metric_rows(report.metrics)
+        if report.raw_metrics:
+            out += ["", "Raw students (each side's answers before calibration):", ""]
+            out += _md_metric_rows(report.raw_metrics)
+        if report.calibration_note:
+            out += ["", f"_{_html(report.calibration_note)}_"]
         out += [
             "",
             (
@@ -234,6 +245,21 @@ def _md_suite(report: SuiteReport) -> list[str]:
         body = "\n".join(_clip(report.prompt_diff.splitlines(), MAX_DIFF_LINES))
         out += _details("Rendered system prompt diff", _fence(body, "diff"))
     return out
+
+
+def _md_metric_rows(rows: list[MetricDelta]) -> list[str]:
+    out = ["| metric | base | head | Δ | 95% interval | |", "|---|--:|--:|--:|--:|---|"]
+    return out + [
+        f"| {_cell(m.name)} | {_num(m.base, m.name)} | {_num(m.head, m.name)} | "
+        f"{_signed(m.delta, m.name)} | {_interval(m)} | {VERDICT_MARK[m.verdict]} |"
+        for m in rows
+    ]
+
+
+def _answers_text(report: SuiteReport) -> str:
+    """'answers: base calibrated (...); head raw (no calibration)'."""
+    sides = "; ".join(f"{side} {kind}" for side, kind in report.calibration.items())
+    return f"answers: {sides}"
 
 
 def _md_flips(report: SuiteReport) -> str:
@@ -292,6 +318,9 @@ def _text_set(report: SetReport) -> list[str]:
             out += _indent(str((change.new or change.old or {}).get("text", "")), "      ")
     for fc in diff.fields if diff else ():
         out.append(f"  {fc.field} changed:")
+        if fc.notes:  # the words say it; the values (a calibration's) are long
+            out += [f"    {note}" for note in fc.notes]
+            continue
         out += _indent(_field_value(fc.old), "    - ") + _indent(_field_value(fc.new), "    + ")
     for suite in report.suites:
         out += _text_suite(suite)
@@ -307,14 +336,15 @@ def _text_suite(report: SuiteReport) -> list[str]:
     out = [f"  suite {report.suite} ({', '.join(facts)})"]
     if report.note:
         out.append(f"    note: {report.note}")
+    if report.calibration:
+        out.append(f"    {_answers_text(report)}")
     if report.metrics:
-        out.append(f"    {'metric':<24} {'base':>7} {'head':>7} {'delta':>8}  95% interval")
-        out += [
-            f"    {m.name:<24} {_num(m.base, m.name):>7} {_num(m.head, m.name):>7} "
-            f"{_signed(m.delta, m.name):>8}  {_interval(m)}"
-            + (f"  {m.verdict}" if m.verdict in ("better", "worse") else "")
-            for m in report.metrics
-        ]
+        out += _text_metric_rows(report.metrics)
+        if report.raw_metrics:
+            out.append("    raw students (each side's answers before calibration):")
+            out += _text_metric_rows(report.raw_metrics)
+        if report.calibration_note:
+            out.append(f"    note: {report.calibration_note}")
         out += [f"    {line}" for line in _stats_lines(report)]
         out += _text_flips("right -> wrong", report.right_to_wrong)
         out += _text_flips("wrong -> right", report.wrong_to_right)
@@ -322,6 +352,16 @@ def _text_suite(report: SuiteReport) -> list[str]:
         out.append("    rendered system prompt diff:")
         out += _indent("\n".join(_clip(report.prompt_diff.splitlines(), MAX_DIFF_LINES)), "      ")
     return out
+
+
+def _text_metric_rows(rows: list[MetricDelta]) -> list[str]:
+    out = [f"    {'metric':<24} {'base':>7} {'head':>7} {'delta':>8}  95% interval"]
+    return out + [
+        f"    {m.name:<24} {_num(m.base, m.name):>7} {_num(m.head, m.name):>7} "
+        f"{_signed(m.delta, m.name):>8}  {_interval(m)}"
+        + (f"  {m.verdict}" if m.verdict in ("better", "worse") else "")
+        for m in rows
+    ]
 
 
 def _text_flips(kind: str, flips: list[Flip]) -> list[str]:

@@ -15,8 +15,27 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..instructions import InstructionSet
 
-#: Top-level fields compared besides the rules ("version" is reported on its own).
-SET_FIELDS = ("preamble", "output", "label_definitions", "examples", "description", "template")
+#: Top-level fields compared besides the rules ("version" is reported on its own). The
+#: calibration is not rendered, but it changes answers: a change of it is a semantic change.
+SET_FIELDS = (
+    "preamble",
+    "output",
+    "label_definitions",
+    "examples",
+    "description",
+    "template",
+    "calibration",
+)
+#: What a changed key of the calibration section's `fitted:` means for a reviewer.
+REFITTED = {
+    "student": "refitted for another student",
+    "system_prompt_sha256": "refitted for another rendered prompt",
+    "backend_sha256": "refitted with scores computed another way (weights, dtype)",
+    "split": "refitted on another split",
+    "examples": "refitted on another number of examples",
+    "ids_sha256": "refitted on other examples",
+    "inputs": "refitted on other content-free inputs",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,9 @@ class FieldChange:
     field: str
     old: Any
     new: Any
+    #: what changed, in words, where the values alone are hard to read (the calibration's
+    #: offsets and provenance)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,10 +165,63 @@ def _field_changes(old: InstructionSet, new: InstructionSet) -> list[FieldChange
 
     a, b = old.as_dict(), new.as_dict()
     return [
-        FieldChange(key, a.get(key), b.get(key))
+        FieldChange(
+            key,
+            a.get(key),
+            b.get(key),
+            calibration_notes(a.get(key), b.get(key)) if key == "calibration" else (),
+        )
         for key in SET_FIELDS
         if DeepDiff(a.get(key), b.get(key))
     ]
+
+
+def calibration_notes(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> tuple[str, ...]:
+    """A calibration change in words, from deepdiff on the two sections: added or removed,
+    the method, each offset that moved, what it was refitted for, the fit's macro-F1."""
+    from deepdiff import DeepDiff
+
+    from ..calibration import describe_section
+
+    if old is None or new is None:
+        if new is not None:
+            return (f"added: {describe_section(new)}",)
+        return ("removed: the answers become the raw student's",)
+    notes: list[str] = []
+    changed: set[tuple[str, ...]] = set()
+    for levels in DeepDiff(dict(old), dict(new), view="tree").values():
+        for level in levels:
+            path = tuple(str(p) for p in level.path(output_format="list"))
+            changed.add(path[:2])
+    if ("method",) in {p[:1] for p in changed}:
+        notes.append(f"method {old.get('method')} -> {new.get('method')}")
+    before, after = old.get("offsets") or {}, new.get("offsets") or {}
+    moved = [
+        f"{label} {_offset(before.get(label))} -> {_offset(after.get(label))}"
+        for label in dict.fromkeys([*before, *after])
+        if before.get(label) != after.get(label)
+    ]
+    if moved:
+        notes.append("offsets " + ", ".join(moved))
+    fitted_old, fitted_new = old.get("fitted") or {}, new.get("fitted") or {}
+    for key, words in REFITTED.items():
+        if ("fitted", key) in changed:
+            if key in ("student", "split", "examples"):
+                words += f" ({fitted_old.get(key, '-')} -> {fitted_new.get(key, '-')})"
+            notes.append(words)
+    if ("fitted", "macro_f1_after") in changed or ("fitted", "macro_f1_before") in changed:
+        before, after = (
+            f"{f.get('macro_f1_before', '-')} -> {f.get('macro_f1_after', '-')}"
+            for f in (fitted_old, fitted_new)
+        )
+        notes.append(f"the fit's macro-F1 raw -> calibrated: {before} before, {after} now")
+    return tuple(notes)
+
+
+def _offset(value: Any) -> str:
+    return "-" if value is None else f"{float(value):+.4f}"
 
 
 def _reordered(old: InstructionSet, new: InstructionSet) -> bool:

@@ -74,6 +74,10 @@ class PairedDeltas:
     mcnemar: McNemar | None  # exact test of correctness; None without paired examples
     clusters: int | None = None  # clusters the intervals resampled; None: examples
     cluster_key: str | None = None
+    #: accuracy and macro-F1 of the raw students, when either side's answers are calibrated
+    raw_metrics: list[MetricDelta] = field(default_factory=list)
+    #: why the two sides' answers differ in kind (`record.calibration_contrast`)
+    calibration_note: str | None = None
 
 
 @dataclass
@@ -96,6 +100,11 @@ class SuiteReport:
     mcnemar: McNemar | None = None
     clusters: int | None = None  # clusters the intervals resampled; None: examples
     cluster_key: str | None = None
+    #: each side's answers ("calibrated (prior-shift, ...)", "raw ..."); empty: neither side
+    #: has a calibration
+    calibration: dict[str, str] = field(default_factory=dict)
+    raw_metrics: list[MetricDelta] = field(default_factory=list)  # see PairedDeltas
+    calibration_note: str | None = None
 
 
 @dataclass

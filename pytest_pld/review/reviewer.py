@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PldError, PldErrors
+from ..record import calibration_entry, sides_answers
 from ..runner import BackendPool, LazyBackend, size_counter
 from .diff import diff_sets, unified
 from .git import WORKTREE, GitRepo, Revision
@@ -130,9 +131,11 @@ def find_record(
     system_sha: str,
     *,
     need_without_rules: bool,
+    calibration: Mapping[str, object] | None = None,
 ) -> RunRecord | None:
-    """The newest run record in .pld/runs for exactly this prompt, split, sample and model,
-    whose examples are still the suite's (a data change makes old records stale)."""
+    """The newest run record in .pld/runs for exactly this prompt, split, sample, model and
+    calibration (as the record keeps it), whose examples are still the suite's (a data change
+    makes old records stale)."""
     from ..record import load_record
     from ..runner import default_results_dir
 
@@ -150,6 +153,7 @@ def find_record(
             and record.model == model
             and record.limit == limit
             and record.labels == list(suite.labels)
+            and record.calibration == calibration
             and (record.without_rules is not None or not need_without_rules)
             and [(r.id, r.gold) for r in record.results] == wanted
         ):
@@ -171,10 +175,15 @@ def paired_deltas(
     Intervals resample clusters when every pair has a cluster id: the head's, else the
     base's, else `fallback_clusters` (id -> cluster, from the suite's data, for records
     written before records carried them); otherwise examples.
+
+    When either side's answers are calibrated, accuracy and macro-F1 of the raw students
+    (each side's own answers before calibration) come too, so that a reader can tell what the
+    instructions did from what the calibration did.
     """
     from .. import metrics, stats
     from ..example_clusters import complete
     from ..gates import pairs as paired_results
+    from ..record import calibration_contrast
 
     pairs = paired_results(head, base)
     fallback = fallback_clusters or {}
@@ -206,6 +215,24 @@ def paired_deltas(
         for b, h in pairs
         if b.pred != b.gold and h.pred == h.gold
     ]
+    raw_rows = []
+    if base.calibrated or head.calibrated:
+        raw_old = dataclasses.replace(p_old, pred=tuple(b.raw_pred or b.pred for b, _ in pairs))
+        raw_new = dataclasses.replace(p_new, pred=tuple(h.raw_pred or h.pred for _, h in pairs))
+        for name in ("accuracy", "macro_f1"):
+            delta, low, high = metrics.paired_bootstrap_delta(
+                name, raw_new, raw_old, n_resamples=resamples, clusters=clusters
+            )
+            raw_rows.append(
+                MetricDelta(
+                    name,
+                    metrics.compute(name, raw_old),
+                    metrics.compute(name, raw_new),
+                    delta,
+                    low,
+                    high,
+                )
+            )
     key = head.cluster_key or base.cluster_key
     return PairedDeltas(
         rows,
@@ -215,7 +242,13 @@ def paired_deltas(
         stats.mcnemar(p_new, p_old) if pairs else None,
         len(set(clusters)) if clusters else None,
         key if clusters else None,
+        raw_rows,
+        _with_raw_rows(calibration_contrast(base, head)),
     )
+
+
+def _with_raw_rows(note: str | None) -> str | None:
+    return None if note is None else f"{note}; the raw rows compare the two raw students"
 
 
 # --- the review --------------------------------------------------------------------------------
@@ -369,19 +402,29 @@ class Reviewer:
             old_name=f"{path}@{base.rev.short}",
             new_name=f"{path}@{head.rev.short}",
         )
-        if prompts[0] == prompts[1]:
-            # same system prompt, same user messages, same model: the same cached answers
+        apply, why_raw = self._calibrations(suite, model, run_sets, prompts)
+        wanted = [calibration_entry(run_set.calibration, applied=apply) for run_set in run_sets]
+        if prompts[0] == prompts[1] and wanted[0] == wanted[1]:
+            # same system prompt, user messages, model and calibration: the same answers
             report.status = "prompt unchanged"
             report.note = "the rendered system prompt is identical, so predictions are too"
             return report
+        if why_raw:
+            report.note = why_raw
         records = []
-        for name, run_set, prompt in zip(SIDES, run_sets, prompts):
+        for name, run_set, prompt, calibration in zip(SIDES, run_sets, prompts, wanted):
             record = find_record(
-                suite, split, opts.limit, model, sha256_text(prompt), need_without_rules=opts.run
+                suite,
+                split,
+                opts.limit,
+                model,
+                sha256_text(prompt),
+                need_without_rules=opts.run,
+                calibration=calibration,
             )
             if record is None and opts.run:
                 self.log(f"evaluating {suite.name}/{split} with the {name} instructions")
-                record = self._run(suite, split, model, run_set)
+                record = self._run(suite, split, model, run_set, apply_calibration=apply)
                 report.model_calls += record.cache_misses
             if record is None:
                 report.status = "no records"
@@ -409,9 +452,48 @@ class Reviewer:
         )
         report.mcnemar, report.clusters = compared.mcnemar, compared.clusters
         report.cluster_key = compared.cluster_key or (suite.cluster_key if ids else None)
+        report.raw_metrics = compared.raw_metrics
+        report.calibration_note = compared.calibration_note
+        report.calibration = sides_answers(records[0], records[1])
         return report
 
-    def _run(self, suite: Suite, split: str, model: str, run_set: InstructionSet) -> RunRecord:
+    def _calibrations(
+        self, suite: Suite, model: str, run_sets: Sequence[InstructionSet], prompts: Sequence[str]
+    ) -> tuple[bool, str | None]:
+        """Whether each side runs with its own calibration: yes, unless a side's cannot be
+        applied (stale: fitted for another prompt, student or backend), and then neither side
+        does, so that the deltas compare like with like; the reason, for the report."""
+        from ..calibration import suite_problems
+
+        problems = []
+        for name, run_set, prompt in zip(SIDES, run_sets, prompts):
+            if run_set.calibration is None:
+                continue
+            found = suite_problems(
+                run_set.calibration,
+                labels=suite.labels,
+                student=model,
+                system_prompt=prompt,
+                suite=suite.name,
+                backend=self.models.get(model).identity(),
+            )
+            problems += [f"{name}: {p.message}" for p in found]
+        if not problems:
+            return True, None
+        return False, (
+            "; ".join(problems) + ". Both sides are compared raw (without calibration); the "
+            "gates fail until the calibration is refitted and committed"
+        )
+
+    def _run(
+        self,
+        suite: Suite,
+        split: str,
+        model: str,
+        run_set: InstructionSet,
+        *,
+        apply_calibration: bool = True,
+    ) -> RunRecord:
         from ..runner import run_suite
 
         return run_suite(
@@ -424,6 +506,7 @@ class Reviewer:
             backend=self.models.get(model),
             progress=None,
             write_record=True,
+            apply_calibration=apply_calibration,
         )
 
 
