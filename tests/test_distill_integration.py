@@ -157,7 +157,12 @@ def test_the_real_model_rewords_a_rule_once_its_own_words_are_named() -> None:
     )
     assert content_words(rule.text, header, rule.label) == ["contains", "phrase"]
     try:
-        backend = LocalBackend("qwen2.5-coder-0.5b-instruct", dtype="float32")
+        # the seeded draws this was written with are transformers' (float32); llama.cpp's
+        # sampler draws others (it reworded this rule with 2 of 12 seeds when measured), so
+        # which of three draws succeed depends on the engine
+        backend = LocalBackend(
+            "qwen2.5-coder-0.5b-instruct", dtype="float32", generation="transformers"
+        )
     except PldError as exc:
         pytest.skip(f"the packaged model is not available here: {exc}")
     try:

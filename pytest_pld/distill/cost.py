@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..backends.base import Backend, Generation, Message, sampling_args
+from ..backends.base import Backend, Generation, Message, generation_identity, sampling_args
 
 
 @dataclass
@@ -162,7 +162,7 @@ class CountingTeacher:
             from ..cache import generate_key
 
             key = generate_key(
-                self.backend.identity(),
+                generation_identity(self.backend),
                 messages,
                 max_tokens=max_tokens,
                 stop=stop,
