@@ -100,7 +100,7 @@ def test_without_llama_cpp_generation_falls_back_with_a_note_on_cost_and_fix(
 ) -> None:
     engine = choose_generation("auto", GGUF, "cpu")
     assert engine.name == TRANSFORMERS
-    assert "121-180 s" in engine.note and "pip install llama-cpp-python" in engine.note
+    assert "2-4x slower" in engine.note and "pip install llama-cpp-python" in engine.note
     assert "builds llama.cpp from source once" in engine.note and "caches" in engine.note
 
 

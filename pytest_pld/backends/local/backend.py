@@ -317,7 +317,6 @@ class LocalBackend:
         Through llama.cpp where `self.generation` says so (`llamacpp`), which answers alike."""
         del json_schema  # local models get structure from prefill/stop, not a grammar
         check_sampling(temperature, seed)
-        t0 = time.perf_counter()
         chat = [{"role": m.role, "content": m.content} for m in messages]
         if self.generation.name == LLAMA_CPP:
             if self._llama is None:
@@ -337,7 +336,8 @@ class LocalBackend:
                 seed=seed,
             )
         say_once(self.generation.note)
-        self.load()
+        self.load()  # a one-off, not part of this answer's latency
+        t0 = time.perf_counter()
         text = self.prompts.render(chat, add_generation_prompt=True) + prefill
         ids = self.prompts.ids(text)
         if len(ids) + max_tokens > self.max_context:
