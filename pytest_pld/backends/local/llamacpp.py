@@ -21,12 +21,13 @@ What a call does, so that it answers like `LocalBackend`'s transformers path:
   `finish_reason` is "stop" or "length" as on the transformers path.
 - A prompt that starts like the previous call's (the teacher prompts of one suite share their
   task header; a repair call repeats the whole first exchange) reuses that prefix's key-value
-  cache (llama-cpp-python's own prefix matching) and computes only the rest: on a CPU the
-  prompt is about half of a trace's time. That changes no bit: the last prompt token's logits
-  were identical whether the prompt was computed whole or after a reused prefix of any length,
-  and with 1 or 2 threads (Q4_K_M and Q4_1, AVX2; `tests/test_llamacpp.py` checks that a
-  greedy answer is the same after another call as in a fresh model). So a greedy answer depends
-  on the prompt, the model and this module's settings only, as the response cache assumes.
+  cache (llama-cpp-python's own prefix matching) and computes only the rest: with answers of
+  13-19 tokens (prefill mode), the 300-400 prompt tokens are most of a trace's computation.
+  That changes no bit: the last prompt token's logits of a 415-token prompt were identical
+  whether it was computed whole or after reused prefixes of 37 to 414 tokens, and with 1 or 2
+  threads (Q4_K_M and Q4_1, AVX2; `tests/test_llamacpp.py` checks that a greedy answer is the
+  same after another call and in a new context). So a greedy answer depends on the prompt, the
+  model and this module's settings only, as the response cache assumes.
 
 The context (key-value cache) is allocated for the longest prompt seen so far, at least
 `MIN_CONTEXT` tokens, and re-created larger when a longer request comes (loading the model
@@ -169,8 +170,13 @@ class _GgufTemplate:
     def apply_chat_template(
         self, chat: list[dict[str, str]], *, add_generation_prompt: bool, tokenize: bool
     ) -> str:
-        from transformers.utils.chat_template_utils import render_jinja_template
-
+        try:  # transformers' own renderer: the prompt text of its path, exactly
+            from transformers.utils.chat_template_utils import render_jinja_template
+        except ImportError as exc:  # an older transformers renders inside its tokenizer only
+            raise PldError(
+                f"rendering the GGUF's chat template needs a newer transformers: {exc}",
+                hint="pip install -U transformers, or generate with generation='transformers'",
+            ) from exc
         assert not tokenize
         rendered = render_jinja_template(
             conversations=[chat],
