@@ -58,6 +58,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     backend = LocalBackend(args.model, threads=args.threads)
+    backend.load()
     items, source = bench_local.load_items(args.examples)
     users = [bench_local.user_message(it) for it in items]
     rules = bench_local.rules_prompt()

@@ -139,6 +139,7 @@ def main() -> None:
 
     with bench_local.timed() as t_load:
         backend = LocalBackend(args.model, dtype=args.dtype, threads=args.threads)
+        backend.load()  # the model loads on first use otherwise
     dtype = str(backend.dtype).removeprefix("torch.")
     passes = []
     for _ in range(2):  # first: the prefix is built once; second: it is cached

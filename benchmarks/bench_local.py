@@ -224,7 +224,7 @@ def start_times(model: str, threads: int) -> dict:
         "import time, json, torch; t0 = time.perf_counter(); "
         f"torch.set_num_threads({threads}); "
         "from pytest_pld.backends.local import LocalBackend; t1 = time.perf_counter(); "
-        f"b = LocalBackend({model!r}); t2 = time.perf_counter(); "
+        f"b = LocalBackend({model!r}); b.load(); t2 = time.perf_counter(); "
         "print(json.dumps({'import_s': t1 - t0, 'backend_s': t2 - t1, 'convert_s': b.convert_s}))"
     )
     out = {}
@@ -292,6 +292,7 @@ def main() -> None:
 
     options = {} if args.pack_tokens is None else {"pack_tokens": args.pack_tokens}
     backend = LocalBackend(args.model, threads=args.threads, **options)
+    backend.load()
     tok, model = backend.tokenizer, backend.model
     items, source = load_items(args.examples)
     users = [user_message(it) for it in items]

@@ -559,6 +559,15 @@ class Needs:
             )
         self.model(name)
 
+    def llama_cpp(self) -> None:
+        """llama-cpp-python, which builds from source for minutes: an optional prerequisite that
+        `tox -e distill` installs and CI does not, so its tests skip wherever it is missing."""
+        if importlib.util.find_spec("llama_cpp") is None:
+            pytest.skip(
+                "llama-cpp-python is not installed (an optional prerequisite, built from source: "
+                "pip install 'pytest-pld[llama]', or tox -e distill)"
+            )
+
     def serving(self) -> None:
         """`transformers serve` and the model it serves."""
         self.modules(

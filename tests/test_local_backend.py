@@ -234,7 +234,8 @@ def test_conversion_is_atomic_and_leaves_no_temp_folder_on_failure(
 @pytest.fixture(scope="session")
 def smol_run(tmp_path_factory: pytest.TempPathFactory, needs: Needs) -> SimpleNamespace:
     """SmolLM2 converted into a fresh cache (the first, de-quantising start), then started
-    again from that cache (the second start)."""
+    again from that cache (the second start). The model loads on first use, so a start is the
+    backend's creation and its first classification."""
     needs.model(SMOL)
     from pytest_pld.backends.local import LocalBackend
 
@@ -243,11 +244,13 @@ def smol_run(tmp_path_factory: pytest.TempPathFactory, needs: Needs) -> SimpleNa
         mp.setenv("PLD_CACHE_DIR", str(cache))
         t = time.perf_counter()
         first = LocalBackend(SMOL)
+        first_answers = list(first.classify_many(SYSTEM, USERS[:1], LABELS))
         first_s = time.perf_counter() - t
-        first_answers = list(first.classify_many(SYSTEM, USERS, LABELS))
+        first_answers += list(first.classify_many(SYSTEM, USERS[1:], LABELS))
         first.close()
         t = time.perf_counter()
         second = LocalBackend(SMOL)
+        list(second.classify_many(SYSTEM, USERS[:1], LABELS))
         second_s = time.perf_counter() - t
     return SimpleNamespace(
         backend=second,
@@ -282,7 +285,9 @@ def smol_fp32(smol_run: SimpleNamespace) -> LocalBackend:
 
     # By folder path: the same weights, loaded as a plain transformers folder, in float32 so
     # that the fast path can be compared with a full forward pass to rounding error.
-    return LocalBackend(str(smol_run.backend.folder), dtype="float32")
+    backend = LocalBackend(str(smol_run.backend.folder), dtype="float32")
+    backend.load()  # now, so that tests can set its loaded attributes
+    return backend
 
 
 def full_forward_scores(
@@ -466,16 +471,22 @@ def test_bad_label_sets_are_refused(smol: LocalBackend) -> None:
 
 
 @pytest.mark.integration
-def test_generate_with_prefill_and_stop_returns_a_short_line(smol: LocalBackend) -> None:
+def test_generate_with_prefill_and_stop_returns_a_short_line(smol_run: SimpleNamespace) -> None:
+    """Through transformers (tests/test_llamacpp.py has the same through llama.cpp)."""
     from pytest_pld.backends.base import GenerateOptions, Message
+    from pytest_pld.backends.local import LocalBackend
 
-    out = smol.generate(
-        [
-            Message("system", "You answer in one short sentence."),
-            Message("user", "What is the capital of France?"),
-        ],
-        GenerateOptions(max_tokens=24, stop=["\n"], prefill="The capital of France is"),
-    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLD_CACHE_DIR", str(smol_run.cache))  # the model loads on first use
+        smol = LocalBackend(SMOL, generation="transformers")
+        out = smol.generate(
+            [
+                Message("system", "You answer in one short sentence."),
+                Message("user", "What is the capital of France?"),
+            ],
+            GenerateOptions(max_tokens=24, stop=["\n"], prefill="The capital of France is"),
+        )
+        smol.close()
     assert out.text.strip() and "\n" not in out.text
     assert not out.text.startswith("The capital of France is")
     assert "Paris" in out.text

@@ -49,7 +49,9 @@ def qwen(needs: Needs) -> LocalBackend:
     needs.model(QWEN)
     from pytest_pld.backends.local.backend import LocalBackend
 
-    return LocalBackend(QWEN, dtype="bfloat16")
+    backend = LocalBackend(QWEN, dtype="bfloat16")
+    backend.load()  # now: tests read its tokenizer, head and model (it loads on first use)
+    return backend
 
 
 def classify(backend: LocalBackend, users: Sequence[str], labels: Sequence[str]) -> list[Any]:

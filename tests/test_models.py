@@ -34,8 +34,10 @@ from pytest_pld.backends.packaged import (
     MANIFEST,
     PACKAGED,
     PackagedModel,
+    auto_dtype,
     converted_folder,
     file_digest,
+    gguf_file,
     is_installed,
     local_identity,
     resolve_model,
@@ -168,6 +170,27 @@ def test_pld_models_lists_every_packaged_model_with_size_sha256_and_state(
     assert "converted  no" in fake
 
 
+@pytest.mark.parametrize("version", ["0.3.36", None], ids=["llama-cpp", "no-llama-cpp"])
+def test_pld_models_says_which_engine_generates_and_which_scores(
+    env: SimpleNamespace,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    version: str | None,
+) -> None:
+    from pytest_pld.backends.local import llamacpp
+
+    monkeypatch.setattr(llamacpp, "installed_version", lambda: version)
+    _, out, _ = run(capsys, "models")
+    engines = out.split("\n\n")[-1]
+    assert engines.startswith("engines on this machine's CPU")
+    if version:
+        assert "generation  llama.cpp (llama-cpp-python 0.3.36): pld teach" in engines
+    else:
+        assert "generation  transformers, several times slower" in engines
+        assert "pip install llama-cpp-python (it builds llama.cpp from source once" in engines
+    assert f"scoring     torch {auto_dtype()} (dtype auto: " in engines
+
+
 def _partly(env: SimpleNamespace) -> None:
     install_by_hand(env, parts=2)
 
@@ -209,6 +232,33 @@ def test_the_listed_state_follows_the_files_without_reading_them(
     setup(env)  # type: ignore[operator]
     monkeypatch.setattr(packaged, "_hash_files", lambda *a, **k: pytest.fail("hashed"))
     assert model_status(env.model).state == state
+
+
+def test_llama_cpp_gets_a_chunked_model_as_one_file_assembled_once(
+    env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = install_by_hand(env)
+    whole = b"".join(p.read_bytes() for p in parts)
+    gguf = gguf_file(resolve_model(FAKE))
+    assert gguf.read_bytes() == whole and gguf.name == f"{env.model.sha256}.gguf"
+    assert not [p for p in gguf.parent.iterdir() if p.name.startswith(".tmp-")]
+    real = packaged._hash_files
+    monkeypatch.setattr(packaged, "_hash_files", lambda *a, **k: pytest.fail("hashed"))
+    assert gguf_file(resolve_model(FAKE)) == gguf  # later starts: a few stat calls
+    damage(gguf, keep_mtime=False)  # a changed copy is not trusted: assembled again
+    monkeypatch.setattr(packaged, "_hash_files", real)
+    assert gguf_file(resolve_model(FAKE)).read_bytes() == whole
+
+
+def test_a_single_file_gguf_is_read_where_it_is(env: SimpleNamespace, tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF")
+    assert gguf_file(resolve_model(str(path))) == path
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "config.json").write_text("{}")
+    (tmp_path / "folder" / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(PldError, match="llama.cpp reads GGUF files"):
+        gguf_file(resolve_model(str(tmp_path / "folder")))
 
 
 def test_a_finished_conversion_is_listed_with_its_folder(

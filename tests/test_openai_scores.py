@@ -10,7 +10,6 @@ test_openai_backend.py.)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, serve
+from helpers import Needs
 
 from pytest_pld import metrics
 from pytest_pld.backends.first_token import completion_scores, label_scores
@@ -84,20 +84,17 @@ LABELS = ["positive", "negative"]
 def _smollm2_gguf() -> Path:
     from pytest_pld.backends.packaged import find_parts, get_packaged
 
+    Needs().model("smollm2-135m-instruct")
     parts, _ = find_parts(get_packaged("smollm2-135m-instruct"))
-    if not parts:
-        pytest.skip("the packaged smollm2-135m-instruct GGUF is not installed")
     return parts[0]
 
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1; its base URL."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip(
-            "llama-cpp-python is not installed (pip install 'llama-cpp-python[server]'): it is "
-            "the local server here that returns log-probabilities"
-        )
+    # llama-cpp-python's server is the local server here that returns log-probabilities
+    Needs().llama_cpp()
+    Needs().modules("sse_starlette", "starlette_context", install="pip install 'pytest-pld[llama]'")
     gguf = _smollm2_gguf()
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]

