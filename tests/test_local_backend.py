@@ -365,12 +365,14 @@ def test_prefix_reuse_scores_equal_a_full_forward_pass_per_example(
 ) -> None:
     import torch
 
+    from pytest_pld.backends.local.rows import RowCheck
+
     monkeypatch.setattr(smol_fp32, "prefix_reuse", reuse)
     monkeypatch.setattr(smol_fp32, "pack_tokens", pack_tokens)
     monkeypatch.setattr(smol_fp32, "_split_attention", split)
-    # float32 matrix products are not row-independent on every CPU (MKL): the backend then
-    # scores one example per pass; here the packed layout itself is compared with the oracle
-    monkeypatch.setattr(smol_fp32, "rows_independent", True)
+    # where this CPU's kernels fail the row check the backend scores one example per pass;
+    # here the packed layout itself is compared with the oracle, whatever the check found
+    monkeypatch.setattr(smol_fp32, "row_check", RowCheck(16, (1,), 0.0))
     monkeypatch.setattr(smol_fp32, "_prefixes", type(smol_fp32._prefixes)())
     got = list(smol_fp32.classify_many(SYSTEM, users, labels))
     assert len(got) == len(users)
@@ -519,7 +521,7 @@ def test_identity_names_model_weights_dtype_and_scoring_and_holds_no_secrets(
     assert ident["weights_sha256"] == PACKAGED[SMOL].sha256
     assert ident["dtype"] == auto_dtype()  # the default "auto", as resolved on this machine
     assert ident["scoring"] == "label-sequence-logprob"
-    assert ident["scoring_version"] == 2  # the float32 head, ties by hash, batch-independent
+    assert ident["scoring_version"] == 3  # padded to the row floor: thread-independent too
     json.dumps(ident)  # cache keys are JSON
     assert not any("key" in k.lower() or "token" == k.lower() for k in ident)
 
