@@ -70,15 +70,17 @@ def _read_stat() -> str:
         return ""
 
 
+def _sample(cores: list[int]) -> tuple[float, float | None, float]:
+    """(now, the cores' busy seconds, this process's CPU seconds)."""
+    return time.perf_counter(), _busy_seconds(cores, _read_stat()), time.process_time()
+
+
 class CpuWatch:
     """Other processes' CPU use on the usable cores, from when it was created to `busy()`."""
 
     def __init__(self, cores: list[int] | None = None) -> None:
         self.cores = usable_cores() if cores is None else cores
-        self._start = self._sample()
-
-    def _sample(self) -> tuple[float, float | None, float]:
-        return time.perf_counter(), _busy_seconds(self.cores, _read_stat()), time.process_time()
+        self._start = _sample(self.cores)
 
     def busy(self) -> float | None:
         """Cores' worth of CPU other processes used over the window; None where /proc/stat
@@ -89,7 +91,7 @@ class CpuWatch:
         left = MIN_WINDOW_S - (time.perf_counter() - wall0)
         if left > 0:
             time.sleep(left)
-        wall1, busy1, own1 = self._sample()
+        wall1, busy1, own1 = _sample(self.cores)
         if busy1 is None:
             return None
         others = (busy1 - busy0) - (own1 - own0)
