@@ -5,20 +5,23 @@ alone, mathematically. In floating point it is the CPU's matrix kernel that deci
 float32 GEMM (torch 2.13's CPU path) is not row-independent for very small row counts: a row
 comes out with other bits with 2-3 rows than alone on 1 thread, and with 2-11 rows on 2
 threads (the kernels for narrow matrices sum in another order, and 2 threads split some of
-them differently). Measured on this project's Zen 3 (AVX2) and on a Zen 4 (AVX512-BF16)
-machine, on Qwen2.5-0.5B's own weight shapes: from 12 rows up to 1,000, any position, 1 or
-2 threads, a row's result was the same bits. Hence the row floor: every forward pass of the
-`local:` backend (the decoder's token rows, the label head's rows) is padded to at least
-`floor` rows, and the label head always runs in blocks of exactly `floor` rows.
+them differently). Measured on this project's Zen 3 (AVX2), on Qwen2.5-0.5B's own weight
+shapes (and in issue 27 on a Zen 4 with AVX512-BF16): from 12 rows up to 1,000, at any
+position, on 1 or 2 threads, a row's result was the same bits. Hence the row floor: every
+forward pass of the `local:` backend (the decoder's token rows, the label head's rows) is
+padded to at least `floor` rows, and the label head always runs in blocks of exactly `floor`
+rows.
 
 `check_rows` verifies that on this machine, on the model's own weights, before any example is
 scored: for each distinct shape of the decoder's linear layers at row counts from the floor to
 8x it (odd ones included: they leave remainders in the kernels' row blocks), and for the
-output layer at exactly the floor, a probe row planted at the start, second, middle and last
-row of a random batch must give the bits it gives at the floor on 1 thread, on 1 thread and on
-the thread count the backend uses. It costs about 11 GFLOP per thread count with
-Qwen2.5-0.5B (0.2-0.4 s on a core; most of it the 151,936-row output layer). The first floor of `ROW_FLOORS` that passes is used; if none does, the
-backend scores one example per forward pass (and says so).
+output layer at exactly the floor, a probe row planted at the first, second, middle and last
+row of a random batch must give the bits it gave at the floor on 1 thread, on 1 thread and on
+the thread count the backend uses. That is about 11 GFLOP per thread count with Qwen2.5-0.5B,
+most of it the 151,936-row output layer: 0.45-0.67 s on one core of this project's shared
+2-core machine (the old check, 2 layers at small row counts, took a few milliseconds). The
+first floor of `ROW_FLOORS` that passes is used; if none does, the backend scores one example
+per forward pass (and says so).
 """
 
 from __future__ import annotations
