@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_local  # the shared workload: rules, items, user messages
 
 
-def plain_log_probs(head: Any, hidden: Any, targets: list[list[int]]) -> list[list[float]]:
+def plain_log_probs(
+    head: Any, hidden: Any, targets: list[list[int]], width: int | None = None
+) -> list[list[float]]:
     """The output layer as the model runs it, then log-softmax: the path before the float32 head."""
     import torch
 
@@ -65,9 +67,11 @@ def main() -> None:
     float32_head = scoring.OutputHead.log_probs
     calls: list[tuple[Any, list[list[int]]]] = []
 
-    def recording(self: Any, hidden: Any, targets: list[list[int]]) -> list[list[float]]:
+    def recording(
+        self: Any, hidden: Any, targets: list[list[int]], width: int | None = None
+    ) -> list[list[float]]:
         calls.append((hidden.clone(), [list(t) for t in targets]))
-        return float32_head(self, hidden, targets)
+        return float32_head(self, hidden, targets, width)
 
     scoring.OutputHead.log_probs = recording  # type: ignore[method-assign]
     first = [c.label for c in backend.classify_many(rules, users, bench_local.LABELS)]

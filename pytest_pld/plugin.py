@@ -156,8 +156,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         help="a student option (repeatable): temperature, seed, timeout, max_retries, "
-        "max_tokens, concurrency, requests_per_minute. Default: [tool.pld.student] in "
-        "pyproject.toml, else the backend's",
+        "max_tokens, concurrency, requests_per_minute for a served model; dtype, threads, "
+        "pack_tokens for a local: one. Default: $PLD_STUDENT_<KEY>, else [tool.pld.student] "
+        "in pyproject.toml, else the backend's",
     )
     group.addoption(
         "--pld-power",
@@ -261,6 +262,8 @@ class ActiveSession:
         from .report.gate_summary import terminal_lines
 
         terminalreporter.write_sep("=", "pytest-pld summary")
+        for setup in self.state.setups:
+            terminalreporter.write_line(f"student {setup}")
         for line in terminal_lines(self.state.rows, self.state.options.root):
             terminalreporter.write_line(line)
         for place in self.state.written:

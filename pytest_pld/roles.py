@@ -9,8 +9,10 @@ each role resolves its own URL, key and options:
   host (`OPENAI_BASE_URL`, else api.openai.com): a role pointed at another host by its own URL
   gets its own key or none, so a key never travels to a server it was not meant for.
 - Non-secret options (temperature, requests per minute, ...) come from the command line
-  (`--teacher-option temperature=0.7`) or from `[tool.pld.teacher]` in pyproject.toml; a URL or
-  key there is refused.
+  (`--teacher-option temperature=0.7`), the environment (`PLD_TEACHER_TEMPERATURE=0.7`) or
+  `[tool.pld.teacher]` in pyproject.toml, first that is set; a URL or key there is refused.
+  A `local:` student takes its own options (`dtype`, `threads`, `pack_tokens`) the same ways;
+  the others apply to served models only.
 
 Every value remembers where it came from, for `--show-config`; keys are shown masked.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .backends import Backend, get_backend, parse_model_name
+from .backends import Backend, Configured, get_backend, parse_model_name
 from .errors import PldError, did_you_mean
 
 ROLES = ("student", "teacher", "embedder")
@@ -40,16 +42,27 @@ NO_KEY = "no-key"
 
 @dataclass(frozen=True)
 class OptionSpec:
-    kind: type  # int or float
+    kind: type  # int, float or str
     low: float | None
     high: float | None
     low_open: bool
     roles: tuple[str, ...]
     to_backend: bool  # passed to the backend's constructor (else used by pytest-pld itself)
     help: str
+    choices: tuple[str, ...] = ()  # the values a str option takes
+    #: an option of `local:` models (which run in this process); the others are for served ones
+    local: bool = False
 
-    def convert(self, name: str, raw: Any, where: str, *, text: bool = False) -> int | float:
+    def convert(self, name: str, raw: Any, where: str, *, text: bool = False) -> int | float | str:
         """`raw` checked against the type and range; `text`: it was typed on a command line."""
+        if self.kind is str:
+            value = raw.strip().lower() if isinstance(raw, str) else raw
+            if value not in self.choices:
+                raise PldError(
+                    f"{where}: {name} must be one of {', '.join(self.choices)}, got {raw!r}",
+                    hint=self.help,
+                )
+            return str(value)
         if text and isinstance(raw, str):
             try:
                 raw = self.kind(raw)
@@ -122,6 +135,39 @@ OPTIONS: dict[str, OptionSpec] = {
     "batch_price_ratio": OptionSpec(
         float, 0, 1, True, ("teacher",), False, "batch price / per-request price (default 0.5)"
     ),
+    "dtype": OptionSpec(
+        str,
+        None,
+        None,
+        False,
+        ("student",),
+        True,
+        "a local: student's dtype: auto (bfloat16 where the CPU computes it natively, else "
+        "float32), float32, bfloat16 or float16",
+        choices=("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"),
+        local=True,
+    ),
+    "threads": OptionSpec(
+        int,
+        1,
+        None,
+        False,
+        ("student",),
+        True,
+        "a local: student's torch threads (default: $PLD_THREADS, else the usable cores less "
+        "those other processes keep busy); no score depends on it",
+        local=True,
+    ),
+    "pack_tokens": OptionSpec(
+        int,
+        1,
+        None,
+        False,
+        ("student",),
+        True,
+        "a local: student's tokens per forward pass (default 256); no score depends on it",
+        local=True,
+    ),
 }
 # names that must never be read from pyproject.toml: a pull request could point them elsewhere
 _ENDPOINT_WORDS = re.compile(
@@ -172,25 +218,39 @@ class RoleConfig:
 
     def backend_options(self, name: str) -> dict[str, Any]:
         """Constructor options for the backend `name` in this role. A `local:` model runs in
-        this process: an endpoint or option given on the command line for it is an error
-        (it would be silently ignored otherwise); ones from the environment or pyproject.toml
-        are project-wide defaults for hosted models and do not apply to it."""
+        this process and takes the local options (`dtype`, `threads`, `pack_tokens`) only; a
+        served model takes the endpoint and the other options. A setting given on the command
+        line that does not apply to `name` is an error (it would be silently ignored
+        otherwise); ones from the environment or pyproject.toml are project-wide defaults and
+        apply to the models they fit."""
         provider, _ = parse_model_name(name)
-        if provider == "local":
-            given = [s.source for s in self._settings() if s.source.startswith("flag")]
-            if given:
-                raise PldError(
-                    f"the {self.role} {name} runs in this process; {', '.join(given)} only "
-                    "apply to openai: models",
-                    hint=f"drop the flag, or name an openai: model as the {self.role}",
-                )
-            return {}
+        local = provider == "local"
+        wrong = [
+            s.source
+            for key, s in self._named_settings()
+            if s.source.startswith("flag") and _is_local(key) != local
+        ]
+        if wrong and local:
+            raise PldError(
+                f"the {self.role} {name} runs in this process; {', '.join(wrong)} only "
+                "apply to openai: models",
+                hint=f"drop the flag, or name an openai: model as the {self.role}",
+            )
+        if wrong:
+            raise PldError(
+                f"{', '.join(wrong)} only apply to local: models, and the {self.role} {name} "
+                "is not one",
+                hint=f"drop the flag, or name a local: model as the {self.role}",
+            )
+        options = {k: s.value for k, s in self.options.items() if OPTIONS[k].to_backend}
+        if local:
+            return {k: v for k, v in options.items() if OPTIONS[k].local}
         out = self.endpoint()
         if provider == "openai" and "api_key" not in out:
             # a placeholder, so the backend does not read OPENAI_API_KEY itself and send it
             # to a host this role kept it from (servers without auth accept any key)
             out["api_key"] = NO_KEY
-        out.update({k: s.value for k, s in self.options.items() if OPTIONS[k].to_backend})
+        out.update({k: v for k, v in options.items() if not OPTIONS[k].local})
         return out
 
     def make_backend(self, name: str) -> Backend:
@@ -206,12 +266,11 @@ class RoleConfig:
         return backend
 
     def factory(self, name: str) -> Callable[[str], Backend]:
-        """A factory for `runner.LazyBackend`: `get_backend` itself when the role changes
-        nothing for this model (so a local model keeps its cheap, load-free identity)."""
-        provider, _ = parse_model_name(name)
-        if provider == "local":
-            self.backend_options(name)  # a flag given for a local model is an error now
-            return get_backend
+        """A factory for `runner.LazyBackend`: `get_backend` itself, with the local options
+        when there are any, for a local model (so it keeps its cheap, load-free identity)."""
+        options = self.backend_options(name)  # a flag that does not apply is an error now
+        if parse_model_name(name)[0] == "local":
+            return Configured(options) if options else get_backend
         return self.make_backend
 
     def check_endpoint(self, name: str) -> None:
@@ -256,8 +315,15 @@ class RoleConfig:
         out.extend(f"  note: {n}" for n in self.notes)
         return out
 
-    def _settings(self) -> list[Setting]:
-        return [s for s in (self.base_url, self.api_key, *self.options.values()) if s]
+    def _named_settings(self) -> list[tuple[str, Setting]]:
+        named = [("base_url", self.base_url), ("api_key", self.api_key), *self.options.items()]
+        return [(key, s) for key, s in named if s is not None]
+
+
+def _is_local(key: str) -> bool:
+    """Whether a setting applies to local: models (else to served ones)."""
+    spec = OPTIONS.get(key)
+    return spec is not None and spec.local
 
 
 @dataclass(frozen=True)
@@ -283,6 +349,10 @@ def mask(key: str) -> str:
 
 
 def _default_text(role: str, name: str) -> str:
+    if OPTIONS[name].local:
+        from .backends.local.defaults import LOCAL_DEFAULTS
+
+        return LOCAL_DEFAULTS[name]
     if name == "requests_per_minute":
         return "no limit"
     if name == "batch_price_ratio":
@@ -297,7 +367,7 @@ def _default_text(role: str, name: str) -> str:
     return repr(param.default) if param is not None else "the backend's"
 
 
-def parse_option(flag: str, text: str, role: str) -> tuple[str, int | float]:
+def parse_option(flag: str, text: str, role: str) -> tuple[str, int | float | str]:
     """`--teacher-option temperature=0.7` -> ("temperature", 0.7); anything else is an error
     naming the flag and the allowed keys."""
     allowed = allowed_options(role)
@@ -419,6 +489,13 @@ def resolve_roles(
                     f"PLD_{up}_API_KEY if that server needs a key"
                 )
         options = dict(from_file[role])
+        for name in allowed_options(role):
+            var = f"PLD_{up}_{name.upper()}"
+            raw = env.get(var)
+            if raw:
+                options[name] = Setting(
+                    OPTIONS[name].convert(name, raw, var, text=True), f"env {var}"
+                )
         for text in f.options:
             flag = f"{flag_prefix}{role}-option"
             name, value = parse_option(flag, text, role)

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends import Backend, Classification, cheap_identity, cheap_token_counter, get_backend
+from .backends import (
+    Backend,
+    Classification,
+    Configured,
+    cheap_identity,
+    cheap_token_counter,
+    get_backend,
+)
 from .cache import ResponseCache, classify_key
 from .calibration_run import calibrate_results, require_fresh
 from .datasets import Example
@@ -96,9 +103,11 @@ class LazyBackend:
         """The identity without loading a model (a local model: its pinned weights digest,
         no torch import), so that a fully cached run never pays for a model it does not call.
         The registry knows which providers can tell; a custom factory is asked directly."""
-        if self._backend is not None or self._factory is not get_backend:
+        if self._backend is not None:
             return None
-        return cheap_identity(self.name)
+        if isinstance(self._factory, Configured):
+            return cheap_identity(self.name, **self._factory.options)
+        return cheap_identity(self.name) if self._factory is get_backend else None
 
     def token_counter(self) -> Callable[[str], int]:
         """The backend's `count_tokens`; for a model not loaded yet whose provider can count
@@ -106,11 +115,18 @@ class LazyBackend:
         loading the weights). Raises PldError at once when the model is missing, so callers
         can fall back to counting characters."""
         if self._counter is None:
-            if self._backend is None and self._factory is get_backend:
+            registry = self._factory is get_backend or isinstance(self._factory, Configured)
+            if self._backend is None and registry:  # options do not change the tokenizer
                 self._counter = cheap_token_counter(self.name)
             if self._counter is None:
                 self._counter = self.get().count_tokens
         return self._counter
+
+    def setup(self) -> str | None:
+        """What the loaded backend computes with and why (a local model's dtype, threads and
+        packing), None when it was not loaded or does not say."""
+        setup = getattr(self._backend, "setup", None)
+        return setup if isinstance(setup, str) else None
 
     def close(self) -> None:
         if self._backend is not None:
@@ -129,6 +145,10 @@ class BackendPool:
         if name not in self._by_name:
             self._by_name[name] = self._factory(name)
         return self._by_name[name]
+
+    def setups(self) -> list[str]:
+        """ "NAME: SETUP" of every loaded backend that says how it computes."""
+        return [f"{name}: {lazy.setup()}" for name, lazy in self._by_name.items() if lazy.setup()]
 
     def close(self) -> None:
         for lazy in self._by_name.values():

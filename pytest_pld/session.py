@@ -251,11 +251,14 @@ class State:
     backends: BackendPool = field(init=False)  # students, with the student role's endpoint
     rows: list[Row] = field(default_factory=list)  # filled from test reports
     written: list[str] = field(default_factory=list)  # where the Markdown report went
+    #: how each student this process loaded computed (dtype, threads, packing), for the summary
+    setups: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.backends = BackendPool(self.options.student_backend)
 
     def close(self) -> None:
+        self.setups += self.backends.setups()
         self.backends.close()
 
     def record_for(self, suite: Suite) -> Any:

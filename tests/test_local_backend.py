@@ -368,12 +368,14 @@ def test_prefix_reuse_scores_equal_a_full_forward_pass_per_example(
 ) -> None:
     import torch
 
+    from pytest_pld.backends.local.rows import RowCheck
+
     monkeypatch.setattr(smol_fp32, "prefix_reuse", reuse)
     monkeypatch.setattr(smol_fp32, "pack_tokens", pack_tokens)
     monkeypatch.setattr(smol_fp32, "_split_attention", split)
-    # float32 matrix products are not row-independent on every CPU (MKL): the backend then
-    # scores one example per pass; here the packed layout itself is compared with the oracle
-    monkeypatch.setattr(smol_fp32, "rows_independent", True)
+    # where this CPU's kernels fail the row check the backend scores one example per pass;
+    # here the packed layout itself is compared with the oracle, whatever the check found
+    monkeypatch.setattr(smol_fp32, "row_check", RowCheck(16, (1,), 0.0))
     monkeypatch.setattr(smol_fp32, "_prefixes", type(smol_fp32._prefixes)())
     got = list(smol_fp32.classify_many(SYSTEM, users, labels))
     assert len(got) == len(users)
@@ -408,6 +410,48 @@ def test_every_prediction_is_one_of_the_labels_with_a_score_for_each(smol: Local
             assert all(s <= 0.0 for s in c.scores.values())
             assert c.prompt_tokens > 100 and c.completion_tokens == 0
             assert c.latency_s > 0 and not c.truncated
+
+
+@pytest.mark.integration
+def test_the_row_check_passes_at_the_floor_and_catches_kernels_that_mix_small_row_counts(
+    smol_fp32: LocalBackend,
+) -> None:
+    """On SmolLM2's own float32 weights: floor 16 passes on this CPU, and a floor of 2 (where
+    MKL's float32 kernels sum 2-3 rows in another order than more) is caught."""
+    from pytest_pld.backends.local.rows import check_rows
+
+    weight = smol_fp32.model.get_output_embeddings().weight
+    passed = check_rows(smol_fp32.model, weight, [1], floors=(16,))
+    assert (passed.floor, passed.threads) == (16, (1,))
+    assert smol_fp32.row_check.floor == 16  # what the backend itself found at start-up
+    failed = check_rows(smol_fp32.model, weight, [1], floors=(2,))
+    if failed.floor is not None:
+        pytest.skip("this CPU's float32 kernels compute even 2 rows independently")
+    assert failed.failure.startswith("a ") and " on 1 thread" in failed.failure
+
+
+@pytest.mark.integration
+def test_where_the_row_check_fails_examples_are_scored_one_per_pass_and_it_says_so(
+    smol_fp32: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_pld.backends.local.rows import RowCheck
+
+    failed = RowCheck(None, (1, 2), 0.1, "a 576x576 layer's row 4 of 5 on 2 threads")
+    monkeypatch.setattr(smol_fp32, "row_check", failed)
+    list(smol_fp32.classify_many(SYSTEM, USERS[:1], LABELS))  # the prefix, once
+    before = smol_fp32.stats["forwards"]
+    list(smol_fp32.classify_many(SYSTEM, USERS, LABELS))
+    assert smol_fp32.stats["forwards"] - before == len(USERS)
+    assert "one example per pass (rows not independent on 1 and 2 threads (a 576x576 " in (
+        smol_fp32.setup
+    )
+    monkeypatch.setattr(smol_fp32, "row_check", RowCheck(16, (1, 2), 0.1))
+    before = smol_fp32.stats["forwards"]
+    list(smol_fp32.classify_many(SYSTEM, USERS, LABELS))
+    assert smol_fp32.stats["forwards"] - before == 1
+    assert "packed up to 256 tokens per pass (rows independent at floor 16 on 1 and 2 threads)" in (
+        smol_fp32.setup
+    )
 
 
 @pytest.mark.integration
@@ -526,7 +570,7 @@ def test_identity_names_model_weights_dtype_and_scoring_and_holds_no_secrets(
     assert ident["weights_sha256"] == PACKAGED[SMOL].sha256
     assert ident["dtype"] == auto_dtype()  # the default "auto", as resolved on this machine
     assert ident["scoring"] == "label-sequence-logprob"
-    assert ident["scoring_version"] == 2  # the float32 head, ties by hash, batch-independent
+    assert ident["scoring_version"] == 3  # padded to the row floor: thread-independent too
     json.dumps(ident)  # cache keys are JSON
     assert not any("key" in k.lower() or "token" == k.lower() for k in ident)
 

@@ -4,10 +4,10 @@ label list.
 
 Every test here runs the real packaged Qwen2.5-Coder-0.5B-Instruct, the default student;
 nothing stands in for the model. In bfloat16, explicitly: that is where the float32 head
-matters (the bfloat16 output layer rounds logits to steps of 0.125), and where this
-project's AVX2 CPU computes rows independently, so examples really share forward passes
-(float32 through MKL does not, and is then scored one example per pass). The module takes
-about two minutes on this project's 2-core machine when it is not shared; CI runs it.
+matters (the bfloat16 output layer rounds logits to steps of 0.125); the dtype `auto` picks
+(float32 on this project's AVX2 CPU) is checked on every shipped suite in
+test_label_order_shipped.py. The module takes about two minutes on this project's 2-core
+machine when it is not shared; CI runs it.
 """
 
 from __future__ import annotations

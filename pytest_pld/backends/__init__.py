@@ -22,6 +22,7 @@ from .base import Backend, Classification, GenerateOptions, Generation, Message
 __all__ = [
     "Backend",
     "Classification",
+    "Configured",
     "GenerateOptions",
     "Generation",
     "Message",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 Factory = Callable[..., Backend]
-IdentityHook = Callable[[str], Mapping[str, Any]]
+IdentityHook = Callable[..., Mapping[str, Any]]
 CounterHook = Callable[[str], Callable[[str], int]]
 
 
@@ -44,9 +45,10 @@ CounterHook = Callable[[str], Callable[[str], int]]
 class Provider:
     """How `prefix:model` names become backends.
 
-    factory(model, **options) creates the backend. The hooks take the model name and must give
-    the same answers as the created backend's `identity()` and `count_tokens` without loading a
-    model; a provider without them is simply created when they are needed.
+    factory(model, **options) creates the backend. The hooks take the model name (the identity
+    hook also the options of a `Configured` factory) and must give the same answers as the
+    created backend's `identity()` and `count_tokens` without loading a model; a provider
+    without them is simply created when they are needed.
     """
 
     factory: Factory
@@ -60,10 +62,10 @@ def _local_backend(model: str, **options: Any) -> Backend:
     return LocalBackend(model, **options)
 
 
-def _local_identity(model: str) -> Mapping[str, Any]:
+def _local_identity(model: str, **options: Any) -> Mapping[str, Any]:
     from .local.identity import local_identity
 
-    return local_identity(model)
+    return local_identity(model, **options)
 
 
 def _local_token_counter(model: str) -> Callable[[str], int]:
@@ -132,12 +134,23 @@ def get_backend(name: str, **options: Any) -> Backend:
     return _providers[provider].factory(model, **options)
 
 
-def cheap_identity(name: str) -> dict[str, Any] | None:
-    """`get_backend(name).identity()` without creating the backend, where the provider can
-    tell; None where it cannot."""
+@dataclass(frozen=True)
+class Configured:
+    """`get_backend` with options (a role's options for a local model): the runner still asks
+    the registry for its identity and token counter, with these options, without creating it."""
+
+    options: Mapping[str, Any]
+
+    def __call__(self, name: str) -> Backend:
+        return get_backend(name, **self.options)
+
+
+def cheap_identity(name: str, **options: Any) -> dict[str, Any] | None:
+    """`get_backend(name, **options).identity()` without creating the backend, where the
+    provider can tell; None where it cannot."""
     provider, model = parse_model_name(name)
     hook = _providers[provider].identity
-    return dict(hook(model)) if hook is not None else None
+    return dict(hook(model, **options)) if hook is not None else None
 
 
 def cheap_token_counter(name: str) -> Callable[[str], int] | None:

@@ -385,18 +385,33 @@ def auto_dtype(device: str | None = None, *, cpuinfo: str | None = None) -> str:
     identity (`local_identity`) needs the same answer without importing torch. The result is
     the concrete dtype, so cache keys name what actually ran.
     """
+    return _auto_dtype(device, cpuinfo)[0]
+
+
+def auto_dtype_reason(device: str | None = None, *, cpuinfo: str | None = None) -> str:
+    """Why `auto_dtype` chose what it did, for the run header: "AVX2, no native bf16",
+    "native bf16: avx512_bf16", "GPU"."""
+    return _auto_dtype(device, cpuinfo)[1]
+
+
+def _auto_dtype(device: str | None, cpuinfo: str | None) -> tuple[str, str]:
     if device and not device.startswith("cpu"):
-        return "bfloat16"
+        return "bfloat16", "GPU"
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
         except OSError:
-            return "float32"
+            return "float32", "CPU flags unreadable"
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
-            return "bfloat16" if NATIVE_BF16_FLAGS & set(value.split()) else "float32"
-    return "float32"
+            flags = set(value.split())
+            native = sorted(NATIVE_BF16_FLAGS & flags)
+            if native:
+                return "bfloat16", f"native bf16: {', '.join(native)}"
+            vector = next((v for v in ("avx512f", "avx2", "asimd") if v in flags), "")
+            return "float32", f"{vector.upper() + ', ' if vector else ''}no native bf16"
+    return "float32", "no CPU flags"
 
 
 def resolve_dtype_name(dtype: object, device: str | None = None) -> str:

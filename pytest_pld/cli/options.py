@@ -184,7 +184,7 @@ def add_role_options(parser: argparse.ArgumentParser, roles: tuple[str, ...]) ->
         "Each role's URL and key come from these flags or the environment: "
         "PLD_<ROLE>_BASE_URL and PLD_<ROLE>_API_KEY, else OPENAI_BASE_URL and "
         "OPENAI_API_KEY (that key is sent only to that URL's host). Options also come from "
-        "[tool.pld.<role>] in pyproject.toml (never URLs or keys).",
+        "PLD_<ROLE>_<KEY> and [tool.pld.<role>] in pyproject.toml (never URLs or keys).",
     )
     for role in roles:
         up = role.upper()

@@ -132,6 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     finally:
         lazy.close()
+    setup = lazy.setup()
+    if setup:  # printed first: it says how fast (and with what) the student ran
+        print(f"student {model}: {setup}")
     if record.shard is not None:
         from ..shards import describe
 

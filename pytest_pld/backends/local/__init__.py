@@ -21,13 +21,16 @@ chat template opens every user turn with, and examples are packed several at a t
 per-example copy of a `DynamicCache` prefix (`prefix_reuse="copy"`), slower but generic.
 
 Scores are measurements (`scoring`): float32 where they decide, and the same bits whether an
-example is scored alone, packed with any other examples, after others came from the cache, or
-with the label list in another order. An exact tie that remains is flagged (`tie`) and resolved
-by `labels.top_label`, never by the order of the labels.
+example is scored alone, packed with any other examples, after others came from the cache, with
+the label list in another order, or on another thread count. Every forward pass is padded to a
+row floor at which the CPU's matrix kernels compute rows independently (`rows`, checked on the
+model's weights at start-up; where the check fails, one example per pass). An exact tie that
+remains is flagged (`tie`) and resolved by `labels.top_label`, never by the order of the labels.
 
 The modules: `backend` (`LocalBackend`), `prompts` (chat template and tokens), `attention` (the
 packed-prefix attention, example by example), `scoring` (label scores of a forward pass, the
-float32 head) and `identity` (the cache identity without torch, with `SCORING_VERSION`).
+float32 head), `rows` (the row floor and its check), `threads` (how many threads, and why) and
+`identity` (the cache identity without torch, with `SCORING_VERSION`).
 Importing this package does not import torch; `LocalBackend` is imported from `backend` on
 first use, which happens only when a `local:` backend is created (see
 `pytest_pld.backends.get_backend`).
@@ -38,12 +41,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..packaged import DEFAULT_MODEL, ensure_converted, packaged_names
+from .defaults import LOCAL_DEFAULTS, PACK_TOKENS
 from .identity import local_identity
 
 if TYPE_CHECKING:
     from .backend import LocalBackend
 
-__all__ = ["DEFAULT_MODEL", "LocalBackend", "ensure_converted", "local_identity", "packaged_names"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "LOCAL_DEFAULTS",
+    "PACK_TOKENS",
+    "LocalBackend",
+    "ensure_converted",
+    "local_identity",
+    "packaged_names",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -150,6 +150,8 @@ def prefix_attention(
             scaling,
         )
         out[:, s:e] = part.transpose(1, 2)
+    # padding tokens after the last example (`scoring.score_packed`) attend to nothing
+    out[:, packed.spans[-1].end :] = 0
     return out, None
 
 

@@ -20,7 +20,6 @@ from ._openmp import tame_openmp_spinning
 
 tame_openmp_spinning()
 
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,26 +45,22 @@ from ..packaged import (
     DEFAULT_MODEL,
     ResolvedModel,
     _ensure_converted,
+    auto_dtype_reason,
     gguf_file,
     identity_of,
     resolve_dtype_name,
     resolve_model,
 )
 from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
+from .defaults import PACK_TOKENS
 from .identity import SCORING_VERSION
 from .llamacpp import LLAMA_CPP, LlamaCppGenerator, choose_generation, say_once
 from .loading import quiet_progress_unless_terminal
 from .prompts import ChatPrompts, Head, Item
+from .rows import RowCheck, check_rows
 from .sampling import check_sampling, sampling_kwargs
-from .scoring import (
-    OutputHead,
-    Suffix,
-    cache_tensors,
-    model_cache,
-    rows_independent,
-    score_copy,
-    score_packed,
-)
+from .scoring import OutputHead, Suffix, cache_tensors, model_cache, score_copy, score_packed
+from .threads import CpuWatch, ThreadChoice, choose_threads
 
 __all__ = ["DEFAULT_MODEL", "LocalBackend"]
 
@@ -96,18 +91,6 @@ class _Prefix:
         return self._kv_head
 
 
-def _default_threads() -> int | None:
-    """$PLD_THREADS; under pytest-xdist, a fair share of the cores (several workers with a
-    thread per core each oversubscribe the CPU, and torch then slows down 10-50x)."""
-    env = os.environ.get("PLD_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    if workers.isdigit() and int(workers) > 1:
-        return max(1, (os.cpu_count() or 1) // int(workers))
-    return None
-
-
 def _resolve_dtype(dtype: str | torch.dtype, device: str | None) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else DTYPES[resolve_dtype_name(dtype, device)]
 
@@ -123,7 +106,7 @@ class LocalBackend:
         device: str | None = None,
         threads: int | None = None,
         max_context: int | None = None,
-        pack_tokens: int = 256,
+        pack_tokens: int = PACK_TOKENS,
         prefix_reuse: str = "auto",
         on_overflow: str = "error",
         prefix_cache_size: int = 4,
@@ -138,11 +121,13 @@ class LocalBackend:
             weights are one bfloat16 copy whatever the dtype (float32 holds it exactly).
         device: "cpu", "cuda", "cuda:1", ...; default cuda when available, else cpu.
         threads: torch intra-op threads (process-wide); default: $PLD_THREADS, else under
-            pytest-xdist the cores divided among the workers, else torch's own choice.
+            pytest-xdist the cores divided among the workers, else the cores this process
+            may use less those other processes keep busy (`threads`). No score depends on it.
         max_context: refuse (or truncate) prompts longer than this; default: the model's
             `max_position_embeddings`.
         pack_tokens: examples are packed into one forward pass until about this many tokens
-            (where this CPU computes rows independently, see `scoring`; else one per pass).
+            (where this CPU computes rows independently at a row floor, see `rows`; else one
+            per pass). No score depends on it.
         prefix_reuse: "auto" (packed where verified, else copy), "packed" or "copy".
         on_overflow: "error" (PldError naming the token counts) or "truncate" (cut the user
             message from its end, and mark the Classification `truncated`).
@@ -156,13 +141,14 @@ class LocalBackend:
             raise PldError(f"prefix_reuse must be 'auto', 'packed' or 'copy', not {prefix_reuse!r}")
         self.name = f"local:{model}"
         self.model_name = model
+        watch = CpuWatch()  # others' CPU use while the model loads, for the thread count
         self.dtype = _resolve_dtype(dtype, device)
+        auto = str(dtype).lower() == AUTO_DTYPE
+        self._dtype_why = "auto: " + auto_dtype_reason(device) if auto else "given"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        threads = threads or _default_threads()
-        if threads:
-            torch.set_num_threads(int(threads))
-        #: llama.cpp's threads: the same count torch computes with
-        self.threads = int(threads) if threads else torch.get_num_threads()
+        self._threads_given = threads
+        self._cpu_watch = watch
+        self._thread_choice: ThreadChoice | None = None
         self.pack_tokens = max(1, int(pack_tokens))
         self.on_overflow = on_overflow
         self._prefix_cache_size = max(1, int(prefix_cache_size))
@@ -213,8 +199,10 @@ class LocalBackend:
         self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         self.load_s = time.perf_counter() - t0
+        torch.set_num_threads(self.threads.count)
 
         config = self.model.config
+        self._model_type = str(config.model_type)
         layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
         packable = (
             custom_attention
@@ -229,9 +217,11 @@ class LocalBackend:
         self.prefix_reuse = "packed" if prefix_reuse != "copy" and packable else "copy"
         #: On CPU, attention over the prefix and the packed tokens is split (no copies).
         self._split_attention = self.device.type == "cpu" and flash_cpu is not None
-        self.head = OutputHead(self.model)
-        #: Whether examples may share a forward pass without changing each other's scores.
-        self.rows_independent = rows_independent(self.model, self.head)
+        #: The row floor every pass is padded to, checked on 1 thread and on the count in use.
+        self.row_check: RowCheck = check_rows(
+            self.model, self.model.get_output_embeddings().weight, [self.threads.count]
+        )
+        self.head = OutputHead(self.model, self.row_check.pad_to)
         context = getattr(config, "max_position_embeddings", None) or 2048
         self.max_context = int(max_context) if max_context else int(context)
         self._groups = config.num_attention_heads // getattr(
@@ -262,6 +252,38 @@ class LocalBackend:
         self.model = None  # type: ignore[assignment]
         if self._llama is not None:
             self._llama.close()
+
+    @property
+    def threads(self) -> ThreadChoice:
+        """The thread count of torch and llama.cpp alike (`threads.choose_threads`), chosen
+        once, when the first engine starts: other processes' CPU use is watched from this
+        backend's creation until then."""
+        if self._thread_choice is None:
+            self._thread_choice = choose_threads(self._threads_given, self._cpu_watch)
+        return self._thread_choice
+
+    @property
+    def rows_independent(self) -> bool:
+        """Whether examples may share a forward pass without changing each other's scores."""
+        return self.row_check.floor is not None
+
+    @property
+    def setup(self) -> str:
+        """What this backend computes with and why, for the run header: e.g. "float32 (auto:
+        AVX2, no native bf16), 2 threads (2 usable, 0 busy), packed up to 256 tokens per pass
+        (rows independent at floor 16 on 1 and 2 threads)"."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        threads = f"{self.threads.count} thread{'s' if self.threads.count > 1 else ''}"
+        if self.prefix_reuse != "packed":
+            packing = f"one example per pass (prefix reuse by copy: {self._model_type})"
+        elif self.rows_independent:
+            packing = f"packed up to {self.pack_tokens} tokens per pass"
+        else:
+            packing = "one example per pass"
+        return (
+            f"{dtype} ({self._dtype_why}), {threads} ({self.threads.why}), {packing} "
+            f"({self.row_check.describe()})"
+        )
 
     def __repr__(self) -> str:
         return (
@@ -323,7 +345,7 @@ class LocalBackend:
             if self._llama is None:
                 self._llama = LlamaCppGenerator(
                     gguf_file(self.resolved),
-                    threads=self.threads,
+                    threads=self.threads.count,
                     max_context=self._load_options[0],
                     end_of_turn=END_OF_TURN,
                     name=self.name,
@@ -402,12 +424,20 @@ class LocalBackend:
                 hint="shorten the instructions (or raise max_context if the model allows it)",
             )
         if head.ids:
-            # The packed path computes the user turn's opening with the head, once.
+            # The packed path computes the user turn's opening with the head, once, in a pass
+            # padded to the row floor (causal: no real token sees the padding, which is
+            # dropped from the cache).
             packed = self.prefix_reuse == "packed"
-            ids = torch.tensor([head.ids + (head.opening if packed else [])], device=self.device)
-            cache = model_cache(self.model(ids, use_cache=True, logits_to_keep=1))
+            ids = head.ids + (head.opening if packed else [])
+            n = len(ids)
             if packed:
-                prefix.kv = cache_tensors(cache)
+                ids += ids[-1:] * max(0, self.head.rows - n)
+            out = self.model(
+                torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1
+            )
+            cache = model_cache(out)
+            if packed:
+                prefix.kv = cache_tensors(cache, n)
             else:
                 prefix.cache = cache
             self.stats["forwards"] += 1

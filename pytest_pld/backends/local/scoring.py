@@ -20,24 +20,23 @@ real log-probability: against a float64 output layer over the whole vocabulary, 
 9.3e-4 nats off for SmolLM2-135M (flat distributions) and 2.1e-4 for Qwen2.5-0.5B (a float32
 head over the whole vocabulary through MKL: 8e-5), where the bfloat16 head is off by up to
 0.1 (tests/test_local_scores.py checks it). A float32 head over the whole vocabulary would
-need a float32 copy of the output layer (0.5-0.9 GB) and matrix kernels whose rows do not
-depend on each other in float32, which MKL's are not (see below).
+need a float32 copy of the output layer (0.5-0.9 GB) in a bfloat16 model; a float32 model
+has one, and there the head's logits are float32 throughout.
 
 Batch independence: bitwise, not a tolerance. An example's scores are the same bits whether it
-is scored alone, packed with any other examples in any order, or after others came from the
-cache (a tolerance cannot promise the same prediction: any difference can flip a close call).
-What makes it so:
+is scored alone, packed with any other examples in any order, after others came from the
+cache, or on another thread count (a tolerance cannot promise the same prediction: any
+difference can flip a close call). What makes it so:
 - the attention is computed example by example (see `attention`), and each example's layout
   (its tokens, then its label branches in `canonical_order`) depends on the example alone;
 - the prefix an example follows depends on the system prompt alone: the head plus the chat
   template's opening of the user turn (`prompts`), not tokens that the examples of one call
   happen to share, which made an example's scores depend on the rest of its call;
 - the linear layers and the output layer compute each token's row independently of the other
-  rows. That belongs to the CPU's matrix kernels: it holds for bfloat16 in torch 2.13 on this
-  project's AVX2 machine (rows 1-400, any position), and not for float32 through MKL (a row's
-  result changes with the number of rows and its position among them). `rows_independent`
-  checks it on the model's own weights when a backend starts; where it fails, the backend
-  scores one example per forward pass, whose shapes depend on that example alone.
+  rows and of the thread count. MKL's float32 kernels do so only from about a dozen rows up,
+  so every decoder pass is padded to at least the row floor and the head runs in blocks of
+  exactly that many rows (`rows`, which also checks it on the model's own weights when a
+  backend starts; where it fails, the backend scores one example per forward pass).
 """
 
 from __future__ import annotations
@@ -70,8 +69,12 @@ def model_cache(out: Any) -> Any:
     return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
-def cache_tensors(cache: Any) -> KV:
-    return [(layer.keys.contiguous(), layer.values.contiguous()) for layer in cache.layers]
+def cache_tensors(cache: Any, length: int | None = None) -> KV:
+    """Each layer's keys and values (of the first `length` positions), contiguous."""
+    return [
+        (layer.keys[:, :, :length].contiguous(), layer.values[:, :, :length].contiguous())
+        for layer in cache.layers
+    ]
 
 
 def canonical_order(label_ids: Sequence[Sequence[int]]) -> list[int]:
@@ -81,9 +84,11 @@ def canonical_order(label_ids: Sequence[Sequence[int]]) -> list[int]:
 
 
 class OutputHead:
-    """The output layer, with label log-probabilities computed in float32."""
+    """The output layer, with label log-probabilities computed in float32, in blocks of
+    exactly `rows` rows (the row floor, see `rows`): every matrix product of the head has the
+    same shape, so a row's result cannot depend on how many rows a pass scored."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, rows: int) -> None:
         layer = model.get_output_embeddings()
         config = model.config
         self.plain = isinstance(layer, torch.nn.Linear) and not any(
@@ -91,17 +96,37 @@ class OutputHead:
         )
         self.weight: torch.Tensor = layer.weight
         self.bias: torch.Tensor | None = getattr(layer, "bias", None)
+        self.rows = rows
 
     @torch.inference_mode()
-    def log_probs(self, hidden: torch.Tensor, targets: list[list[int]]) -> list[list[float]]:
-        """log P(token) of each row's target tokens, from final hidden states (R, hidden)."""
-        width = max(len(t) for t in targets)
+    def log_probs(
+        self, hidden: torch.Tensor, targets: list[list[int]], width: int | None = None
+    ) -> list[list[float]]:
+        """log P(token) of each row's target tokens, from final hidden states (R, hidden).
+        `width`: how many targets a row may have (the number of labels), so that the shapes
+        do not depend on which rows share the call."""
+        width = max([width or 0, *(len(t) for t in targets)])
         padded = [t + t[-1:] * (width - len(t)) for t in targets]
+        n = hidden.shape[0]
+        blocks = -(-n // self.rows)
+        extra = blocks * self.rows - n
+        if extra:  # pad rows (copies of the last), scored and dropped
+            hidden = torch.cat([hidden, hidden[-1:].expand(extra, -1)])
+            padded += padded[-1:] * extra
+        index = torch.tensor(padded, device=hidden.device)
+        out = [
+            self._block(hidden[b : b + self.rows], index[b : b + self.rows])
+            for b in range(0, blocks * self.rows, self.rows)
+        ]
+        logp = torch.cat(out).tolist()
+        return [row[: len(t)] for row, t in zip(logp, targets)]
+
+    def _block(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         approx = torch.nn.functional.linear(hidden, self.weight, self.bias).float()
         # log-sum-exp of the model-dtype logits (log_softmax is one fused pass)
         lse = approx[:, :1] - approx.log_softmax(dim=-1)[:, :1]
         top = approx.topk(min(TOP_EXACT, approx.shape[-1]), dim=-1).indices
-        index = torch.cat([top, torch.tensor(padded, device=hidden.device)], dim=1)
+        index = torch.cat([top, targets], dim=1)
         # float32 dot products, each summed on its own: a row gives the same bits whatever
         # other rows are scored with it
         exact = (self.weight[index].float() * hidden.float()[:, None, :]).sum(-1)
@@ -110,8 +135,7 @@ class OutputHead:
         k = top.shape[1]
         # the normaliser with the largest logits' float32 values instead of their rounded ones
         shift = (exact[:, :k] - lse).exp().sum(-1) - (approx.gather(1, top) - lse).exp().sum(-1)
-        logp = exact[:, k:] - (lse + torch.log1p(shift)[:, None])
-        return [row[: len(t)] for row, t in zip(logp.tolist(), targets)]
+        return exact[:, k:] - (lse + torch.log1p(shift)[:, None])
 
 
 @dataclass
@@ -188,7 +212,8 @@ def score_packed(
     device: torch.device,
 ) -> list[list[float]]:
     """Label log-probabilities (in the order of `label_ids`) of several examples in one
-    forward pass."""
+    forward pass of at least `head.rows` tokens: shorter passes get padding tokens, which
+    no example attends to and whose outputs are dropped."""
     tokens: list[int] = []
     positions: list[int] = []
     spans: list[Span] = []
@@ -200,6 +225,9 @@ def score_packed(
         tokens += lay.tokens
         positions += lay.positions
         layouts.append(lay)
+    pad = max(0, head.rows - len(tokens))
+    tokens += tokens[-1:] * pad
+    positions += positions[-1:] * pad
     out = model.get_decoder()(
         torch.tensor([tokens], device=device),
         position_ids=torch.tensor([positions], device=device),
@@ -208,7 +236,7 @@ def score_packed(
     )
     wanted = [t for span, lay in zip(spans, layouts) for t in lay.targets(label_ids, span.start)]
     hidden = out.last_hidden_state[0, [row for row, _ in wanted]]
-    values = head.log_probs(hidden, [targets for _, targets in wanted])
+    values = head.log_probs(hidden, [targets for _, targets in wanted], len(label_ids))
     scores, at = [], 0
     for lay in layouts:
         n = 1 + sum(len(b) for b in lay.branches)
@@ -254,23 +282,3 @@ def score_copy(
         forwards += 1
         scores[k] += sum(row[0] for row in log_probs(states, [[t] for t in lab[1:]]))
     return scores, forwards
-
-
-def rows_independent(model: Any, head: OutputHead) -> bool:
-    """Whether this CPU's matrix kernels give a row the same result whatever other rows share
-    the call, on the model's own first linear layer and a slice of its output layer (a few
-    milliseconds; see the module docstring)."""
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    weights = [linears[0].weight, head.weight[:4096]]
-    gen = torch.Generator().manual_seed(0)
-    with torch.inference_mode():
-        for weight in weights:
-            probe = torch.randn(1, weight.shape[1], generator=gen).to(weight)
-            alone = torch.nn.functional.linear(probe, weight)[0]
-            for rows in (2, 3, 5, 8, 13, 24, 37, 64):
-                batch = torch.randn(rows, weight.shape[1], generator=gen).to(weight)
-                for at in {0, rows // 2, rows - 1}:
-                    batch[at] = probe[0]
-                    if not torch.equal(torch.nn.functional.linear(batch, weight)[at], alone):
-                        return False
-    return True
