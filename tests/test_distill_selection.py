@@ -525,4 +525,5 @@ def test_the_cli_prints_dropped_rules_wording_and_conditions(
     out = capsys.readouterr().out
     assert "# dropped: rules that name words of their source examples" in out
     assert "'Zorblax' (in 2 of 2 source examples, 3.3% of train documents)" in out
-    assert "# dev/held-back (n=" in out and "# conditions" in out and "prior-shift" in out
+    assert "# dev/held-back (n=" in out and "# conditions" in out
+    assert "zero-shot + calibration" in out and "returns no per-label scores" in out
