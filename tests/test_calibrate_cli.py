@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from helpers import write_review_splits
 
 from pytest_pld import metrics
 from pytest_pld.calibration import CONTENT_FREE, CONTEXTUAL, PRIOR_SHIFT
@@ -40,19 +41,7 @@ def make_project(root: Path, n: int = 12) -> Path:
     """A suite whose dev and test reviews alternate great (pos) and dull (neg)."""
     (root / "suites").mkdir(parents=True)
     (root / "instructions").mkdir()
-    (root / "data").mkdir()
-    for split in ("dev", "test"):
-        rows = [
-            {
-                "id": f"{split}{i}",
-                "label": "pos" if i % 2 else "neg",
-                "text": f"{split} {i}: a {'great' if i % 2 else 'dull'} show",
-            }
-            for i in range(n)
-        ]
-        (root / "data" / f"{split}.jsonl").write_text(
-            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
-        )
+    write_review_splits(root, {"dev": n, "test": n})
     (root / "suites" / "toy.yaml").write_text(
         textwrap.dedent("""\
         name: toy
