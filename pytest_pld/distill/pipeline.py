@@ -6,15 +6,10 @@ fold of dev (`folds`) makes the final choice and gives the reported numbers and 
 table; the gate split is never read (only its input texts, by the leakage guard).
 
 Calibrated selection (`--select-on calibrated`, the default where the student returns label
-scores): every candidate set is judged by its answers with a prior-shift calibration refitted
-for it, so a rule is kept only for what it adds beyond moving the label prior. Judging each
-candidate on the held-back fold would spend that fold on hundreds of comparisons and leave no
-honest final check, so candidates are compared on the selection fold alone, by cross-fitting
-inside it (`crossfit`: each quarter of its clusters answered with offsets fitted on the other
-three), and only the final choice reads the held-back fold, with each set's calibration fitted
-on the whole selection fold. The raw scores are in the response cache, so no refit calls the
-student. A student without scores (a server that returns no logprobs) is judged on raw
-answers, and the proposal says so.
+scores): every candidate set is judged with a calibration refitted for it, cross-fitted inside
+the selection fold, so that the held-back fold is not spent on hundreds of comparisons and
+stays an honest final check (read once, each set's offsets fitted on the whole selection
+fold). Why, and how: `student` and `crossfit`.
 """
 
 from __future__ import annotations

@@ -2,10 +2,14 @@
 
 What a set is judged by (`Score.preds`) is its calibrated answers where the student returns
 label scores and distill selects on them (`--select-on calibrated`, the default): offsets
-refitted for that very set, cross-fitted inside the fold it is scored on, or, for a fold named
-in `fit_folds` (dev's held-back fold), fitted on the whole of another fold (the selection
-fold) - see `crossfit`. A student without label scores, or `--select-on raw`, is judged by its
-own answers, as before.
+refitted for that very set, so that a rule counts only for what it adds beyond moving the
+label prior. Judging every candidate on dev's held-back fold would spend that fold on hundreds
+of comparisons and leave no honest final check, so a fold is calibrated by cross-fitting
+inside it (the selection fold, where candidates are compared, and the train sample), except a
+fold named in `fit_folds`: the held-back fold answers with offsets fitted on the whole
+selection fold, and is read only for the final choice (`crossfit`). A student without label
+scores, or `--select-on raw`, is judged by its own answers, as before. The raw scores come
+from the response cache, so refitting calls no model.
 """
 
 from __future__ import annotations
