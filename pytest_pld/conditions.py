@@ -40,11 +40,10 @@ if TYPE_CHECKING:
 #: evaluates an instruction set on a fold; results in the fold's order
 Evaluate = Callable[["InstructionSet", Fold], Sequence["ExampleResult"]]
 
-#: the name the zero-shot calibrated row had before (`pld conditions` JSON schema 1)
-PRIOR_SHIFT = "prior-shift"
+#: the JSON's schema; 2: the row schema 1 called "prior-shift" is "zero-shot + calibration"
 SCHEMA = 2
 
-__all__ = ["PLD", "PLD_CALIBRATED", "PRIOR_SHIFT", "ZERO_SHOT", "ZERO_SHOT_CALIBRATED"]
+__all__ = ["PLD", "PLD_CALIBRATED", "ZERO_SHOT", "ZERO_SHOT_CALIBRATED"]
 
 
 def result_tie(result: ExampleResult) -> bool | None:
