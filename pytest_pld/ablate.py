@@ -2,9 +2,18 @@
 
 Each rule's effect is the metric with the full set minus the metric without that rule, on the
 same examples, with a paired bootstrap interval (per-example difficulty cancels out, so the
-interval is much tighter than comparing two unpaired scores). Rules whose removal does not
-lower macro-F1 or accuracy are prune candidates: they cost prompt tokens on every call and
-earned nothing on this sample.
+interval is much tighter than comparing two unpaired scores; whole clusters are resampled
+where the suite has a cluster_key or the examples groups). Rules whose removal does not lower
+macro-F1 or accuracy are prune candidates: they cost prompt tokens on every call and earned
+nothing on this sample.
+
+Where the student returns label scores, the effects are measured on calibrated answers: every
+variant (the full set, each set without one rule, the set without rules) gets prior-shift
+offsets refitted for it, cross-fitted on the ablated examples (`crossfit`: each part of their
+clusters answered with offsets fitted on the others), so a rule whose only effect is to move
+the label prior, which the variant's own calibration moves as well, shows no effect and is a
+prune candidate. The raw effects are reported beside them. Refitting calls no model: the
+scores are the variants' own, from the same runs.
 
 It runs on dev by default. The gate split is allowed (a report may want each shipped rule's
 effect there) but noted in the result: choosing rules by their effect on the gate split fits
@@ -13,6 +22,7 @@ the gate, which is why distill never reads it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +50,19 @@ class RuleAblation:
     id: str
     text: str
     tokens: int  # prompt size the rule costs (tokens, or chars with --no-tokens)
-    effects: dict[str, Effect]
+    effects: dict[str, Effect]  # on the student's own (raw) answers
     model_calls: int
+    #: on calibrated answers (offsets refitted per variant); None: the student has no scores
+    calibrated_effects: dict[str, Effect] | None = None
+
+    @property
+    def judged(self) -> dict[str, Effect]:
+        """The effects a prune decision reads: the calibrated ones where there are any."""
+        return self.calibrated_effects if self.calibrated_effects is not None else self.effects
 
     @property
     def prune_candidate(self) -> bool:
-        return all(e.value <= 0 for e in self.effects.values())
+        return all(e.value <= 0 for e in self.judged.values())
 
 
 @dataclass
@@ -64,19 +81,22 @@ class Ablation:
     cache_hits: int = 0
     resamples: int = 1000
     notes: list[str] = field(default_factory=list)
+    #: the full set's metrics on calibrated answers (None: no label scores, raw effects only)
+    full_calibrated: dict[str, float] | None = None
 
     @property
     def prune_candidates(self) -> list[str]:
         return [r.id for r in self.rules if r.prune_candidate]
 
 
-def _effects(full: Any, without: Any, resamples: int) -> dict[str, Effect]:
+def _effects(full: Any, without: Any, resamples: int, clusters: Any) -> dict[str, Effect]:
+    """Each metric's full - without, paired (`full` and `without`: Predictions)."""
     from .metrics import paired_bootstrap_delta
 
     out = {}
     for name in METRICS:
         value, low, high = paired_bootstrap_delta(
-            name, full.predictions(), without.predictions(), n_resamples=resamples
+            name, full, without, n_resamples=resamples, clusters=clusters
         )
         out[name] = Effect(value, low, high)
     return out
@@ -97,36 +117,39 @@ def ablate(
     """Run the full set, each leave-one-out variant and the no-rules variant on one split.
     `factory` makes the student backend (the student role's endpoint and options); default:
     `get_backend`."""
-    from .runner import LazyBackend, run_suite, size_counter
+    from . import metrics
+    from .calibration import missing_scores
+    from .conditions import SuiteEvaluator
+    from .crossfit import cross_fitted
+    from .folds import Fold
+    from .runner import size_counter
 
     iset = suite.load_instructions()
     if not iset.rules:
         raise PldError("the instruction set has no rules to ablate", path=iset.path, key="rules")
     model_name = model or suite.student
-    lazy = LazyBackend(model_name, factory)
+    fold = Fold(split, split, tuple(suite.load_examples(split, limit=limit)), suite.cluster_key)
+    evaluate = SuiteEvaluator(suite, model_name, cache_mode, progress=None, factory=factory)
+    labels = suite.labels
     say = progress or (lambda message: None)
     notes: list[str] = []
     try:
 
-        def run(variant: InstructionSet) -> Any:
-            return run_suite(
-                suite,
-                split=split,
-                limit=limit,
-                model=model_name,
-                instructions=variant,
-                backend=lazy,
-                cache_mode=cache_mode,
-                progress=None,
-                write_record=False,
-            )
+        def answers(variant: InstructionSet) -> tuple[Any, Any, Any]:
+            """The variant's run record, raw answers and calibrated ones (None: no scores)."""
+            record = evaluate.record(variant, fold)
+            raw = record.predictions()
+            if missing_scores(record.results, labels):
+                return record, raw, None
+            fitted = cross_fitted(record.results, labels, fold.clusters, student=model_name)
+            return record, raw, dataclasses.replace(raw, pred=fitted.pred, tie=fitted.tie)
 
         def size(variant: InstructionSet) -> int:
             return count(suite.system_prompt(variant))
 
         say(f"full set ({len(iset.rules)} rules)")
-        full = run(iset)
-        count, unit = size_counter(lazy, tokens=tokens, notes=notes)
+        full, full_raw, full_cal = answers(iset)
+        count, unit = size_counter(evaluate.lazy, tokens=tokens, notes=notes)
         result = Ablation(
             suite.name,
             full.split,
@@ -142,6 +165,13 @@ def ablate(
             full.cache_hits,
             resamples,
         )
+        if full_cal is not None:
+            result.full_calibrated = {n: metrics.compute(n, full_cal) for n in METRICS}
+        else:
+            notes.append(
+                f"{model_name} returned no score for every label, so the effects are on its "
+                "raw answers only (no calibration can be refitted per variant)"
+            )
         full_size = size(iset)
         variants = [
             (r.id, r.text, iset.with_rules([x for x in iset.rules if x.id != r.id]))
@@ -150,22 +180,24 @@ def ablate(
         variants.append(("(all rules)", "", iset.with_rules([])))
         for rule_id, text, variant in variants:
             say(f"without {rule_id}")
-            record = run(variant)
+            record, raw, cal = answers(variant)
             result.model_calls += record.cache_misses
             result.cache_hits += record.cache_hits
             row = RuleAblation(
                 rule_id,
                 text,
                 full_size - size(variant),
-                _effects(full, record, resamples),
+                _effects(full_raw, raw, resamples, fold.clusters),
                 record.cache_misses,
             )
+            if full_cal is not None and cal is not None:
+                row.calibrated_effects = _effects(full_cal, cal, resamples, fold.clusters)
             if rule_id == "(all rules)":
                 result.all_rules = row
             else:
                 result.rules.append(row)
     finally:
-        lazy.close()
+        evaluate.close()
     result.notes.extend(notes)
     if result.split == suite.gate_split:
         result.notes.append(
@@ -206,12 +238,18 @@ def ablation_from_json(data: Any, path: str | Path | None = None) -> Ablation:
             f"unsupported ablation schema {data.get('schema')!r}", path=path, hint=ABLATION_HINT
         )
 
+    def effects(d: Any) -> dict[str, Effect]:
+        return {name: Effect(**{k: float(v) for k, v in d[name].items()}) for name in METRICS}
+
     def rule(d: Any) -> RuleAblation:
-        effects = {
-            name: Effect(**{k: float(v) for k, v in d["effects"][name].items()}) for name in METRICS
-        }
+        calibrated = d.get("calibrated_effects")  # absent from files of earlier versions
         return RuleAblation(
-            str(d["id"]), str(d["text"]), int(d["tokens"]), effects, int(d["model_calls"])
+            str(d["id"]),
+            str(d["text"]),
+            int(d["tokens"]),
+            effects(d["effects"]),
+            int(d["model_calls"]),
+            None if calibrated is None else effects(calibrated),
         )
 
     try:
@@ -230,6 +268,9 @@ def ablation_from_json(data: Any, path: str | Path | None = None) -> Ablation:
             cache_hits=int(data.get("cache_hits", 0)),
             resamples=int(data.get("resamples", 1000)),
             notes=[str(n) for n in data.get("notes", [])],
+            full_calibrated=None
+            if data.get("full_calibrated") is None
+            else {name: float(data["full_calibrated"][name]) for name in METRICS},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PldError(

@@ -15,7 +15,7 @@ import random
 import shutil
 import subprocess
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -150,19 +150,7 @@ def make_reviews_project(root: Path, n: int = 12) -> Path:
     """A suite whose dev and test reviews alternate great (pos) and dull (neg)."""
     (root / "suites").mkdir(parents=True)
     (root / "instructions").mkdir()
-    (root / "data").mkdir()
-    for split in ("dev", "test"):
-        rows = [
-            {
-                "id": f"{split}{i}",
-                "label": "pos" if i % 2 else "neg",
-                "text": f"{split} {i}: a {'great' if i % 2 else 'dull'} show",
-            }
-            for i in range(n)
-        ]
-        (root / "data" / f"{split}.jsonl").write_text(
-            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
-        )
+    write_review_splits(root, {"dev": n, "test": n})
     (root / "suites" / "toy.yaml").write_text(
         textwrap.dedent("""\
         name: toy
@@ -586,3 +574,94 @@ class Needs:
             self.missing("Chromium", "install Debian's chromium package (.ci/run does)")
         assert found is not None
         return found
+
+
+# --- great and dull reviews (distill selection, calibration) -------------------------------------
+
+
+def great_or_dull(split: str, i: int) -> str:
+    """Odd reviews are great (pos), even ones dull (neg)."""
+    return f"{split} {i}: a {'great' if i % 2 else 'dull'} show"
+
+
+def write_review_splits(
+    root: Path, sizes: dict[str, int], text: Callable[[str, int], str] = great_or_dull
+) -> None:
+    """data/SPLIT.jsonl for each split: `sizes[split]` reviews, ids SPLIT0.., odd ones pos."""
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        rows = [
+            {"id": f"{split}{i}", "label": "pos" if i % 2 else "neg", "text": text(split, i)}
+            for i in range(n)
+        ]
+        (root / "data" / f"{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+        )
+
+
+def write_review_traces(path: Path, traces: Sequence[tuple[int, str]]) -> None:
+    """A traces file of suite "toy": one rule of the teacher scripted:t per (train example
+    number, rule); odd examples are pos."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"train{i}",
+                    "suite": "toy",
+                    "split": "train",
+                    "gold": "pos" if i % 2 else "neg",
+                    "rule": rule,
+                    "teacher": "scripted:t",
+                    "status": "ok",
+                    "labels": ["pos", "neg"],
+                }
+            )
+            + "\n"
+            for i, rule in traces
+        ),
+        encoding="utf-8",
+    )
+
+
+REVIEW_SUITE = """\
+name: toy
+dataset: {loader: jsonl}
+splits: {train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}
+labels: [pos, neg]
+user_template: "{{ text }}"
+instructions: instructions/toy.yaml
+student: scripted:student
+gates: {accuracy: ">= 0.5"}
+"""
+
+REVIEW_INSTRUCTIONS = """\
+name: toy
+version: 1
+preamble: Decide whether a review is positive or negative.
+rules: []
+output: 'Answer with one word: {{ labels | join(", ") }}.'
+"""
+
+
+def make_review_project(
+    root: Path,
+    sizes: dict[str, int],
+    traces: Sequence[tuple[int, str]],
+    *,
+    text: Callable[[str, int], str] = great_or_dull,
+    suite_extra: str = "",
+    head: str = "",
+) -> Suite:
+    """Suite "toy" (student scripted:student) with great and dull reviews, an instruction set
+    without rules (`head`: lines before it, such as a comment) and traces/toy.jsonl."""
+    write_review_splits(root, sizes, text)
+    write_review_traces(root / "traces" / "toy.jsonl", traces)
+    write_files(
+        root,
+        {
+            "suites/toy.yaml": REVIEW_SUITE + suite_extra,
+            "instructions/toy.yaml": head + REVIEW_INSTRUCTIONS,
+        },
+    )
+    return load_suite(root / "suites" / "toy.yaml", root)

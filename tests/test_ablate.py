@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from helpers import Needs
 
-from pytest_pld.ablate import ablate
+from pytest_pld.ablate import ablate, ablation_from_json
 from pytest_pld.cli import main
 from pytest_pld.errors import PldError
+from pytest_pld.report.ablation import format_json
 from pytest_pld.suite import Suite, load_suite
-from pytest_pld.testing import ScriptedBackend
+from pytest_pld.testing import ScriptedBackend, scripted
 
 WORDS = ("apple", "pear", "plum", "fig")
 
@@ -50,11 +52,15 @@ output: 'Answer with one word: {{ labels | join(", ") }}.'
 
 
 def make_suite(
-    root: Path, *, student: str = "scripted:demo", instructions: str = INSTRUCTIONS
+    root: Path,
+    *,
+    student: str = "scripted:demo",
+    instructions: str = INSTRUCTIONS,
+    dev: int = 16,
 ) -> Suite:
     for folder in ("suites", "instructions", "data"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    for split, n in (("dev", 16), ("test", 4)):
+    for split, n in (("dev", dev), ("test", 4)):
         # apple examples are "yes", all others "no"
         lines = [
             json.dumps(
@@ -128,6 +134,44 @@ def test_markdown_and_json_outputs(
     assert data["prune_candidates"] == ["R2", "R3"] and data["model_calls"] == 0
 
 
+def prior_or_apple(system: str, user: str, labels: Sequence[str]) -> Mapping[str, float]:
+    """Label scores biased to "no". Without R1 the student notices half of the apples (number
+    % 8 == 0); R1 ("Say yes for apple.") makes it notice all; R3 ("Be careful.") adds 1.5 to
+    yes everywhere: what an offset does, so a refitted calibration takes it back out."""
+    rules = system.lower()
+    number = int(user.split()[2])
+    noticed = "apple" in user and (number % 8 == 0 or "yes for apple" in rules)
+    return {"yes": -2.0 + float(noticed) + (1.5 if "careful" in rules else 0.0), "no": 0.0}
+
+
+def test_with_label_scores_effects_are_measured_on_answers_calibrated_per_variant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    instructions = INSTRUCTIONS.replace("  - id: R2\n    text: Say yes for plum.\n", "")
+    suite = make_suite(tmp_path, instructions=instructions, dev=32)
+    with scripted(ScriptedBackend("demo", scores=prior_or_apple)) as backend:
+        result = ablate(suite, resamples=200)
+        assert main(["ablate", "demo", "--root", str(tmp_path), "--resamples", "50"]) == 0
+    rows = {r.id: r for r in result.rules}
+    real, prior = rows["R1"], rows["R3"]
+    assert real.calibrated_effects is not None and prior.calibrated_effects is not None
+    # raw, the prior shift looks like the bigger help; calibrated, it does nothing
+    assert prior.effects["macro_f1"].value > real.effects["macro_f1"].value > 0
+    assert prior.calibrated_effects["macro_f1"].value == 0
+    assert real.calibrated_effects["macro_f1"].value > 0
+    assert result.prune_candidates == ["R3"]
+    assert result.full_calibrated == {"macro_f1": 1.0, "accuracy": 1.0}
+    # full set, two leave-one-out variants and no rules; refitting called no model, and the
+    # command's second ablation was served from the cache
+    assert result.model_calls == backend.classify_calls == 4 * 32
+    out = capsys.readouterr().out
+    assert "model calls: 0 (cache hits: 128)" in out
+    assert "calibrated macro-F1" in out and "raw macro-F1" in out
+    assert "prune candidates (removal did not lower calibrated macro-F1 or" in out
+    data = json.loads(format_json(result))
+    assert ablation_from_json(data).rules[1].calibrated_effects == prior.calibrated_effects
+
+
 def test_a_set_without_rules_has_nothing_to_ablate(
     tmp_path: Path, student: ScriptedBackend
 ) -> None:
@@ -164,8 +208,11 @@ def test_ablation_with_the_real_small_local_model(tmp_path: Path, needs: Needs) 
     # full set + 2 leave-one-out variants + no rules, 6 examples each; nothing cached yet
     assert result.model_calls == 4 * 6 and result.cache_hits == 0
     assert result.size_unit == "tokens" and all(r.tokens > 0 for r in result.rules)
+    # the local backend scores every label: each variant is also calibrated, from the same runs
+    assert result.full_calibrated is not None
     for row in result.rules:
-        for effect in row.effects.values():
+        assert row.calibrated_effects is not None
+        for effect in [*row.effects.values(), *row.calibrated_effects.values()]:
             assert -1 <= effect.low <= effect.value <= effect.high <= 1
     again = ablate(suite, limit=6, resamples=50)
     assert again.model_calls == 0  # every answer came from the cache

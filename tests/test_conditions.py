@@ -1,8 +1,9 @@
-"""Controls (`pytest_pld.conditions`, `pld conditions`), the prior-shift fit and dev folds.
+"""Controls (`pytest_pld.conditions`, `pld conditions`), the prior-shift fit, dev folds and the
+ship rule.
 
 The prior-shift fit is checked on synthetic scores whose best offsets are known; the table's
-structure with a scripted student that returns label scores (control flow, never evidence
-about a model); the real packaged student runs in one integration test.
+structure and the ship rule with a scripted student that returns label scores (control flow,
+never evidence about a model); the real packaged student runs in one integration test.
 """
 
 from __future__ import annotations
@@ -18,17 +19,28 @@ import numpy as np
 import pytest
 from helpers import Needs
 
+from pytest_pld.calibration import fit_prior_shift
 from pytest_pld.cli import main
-from pytest_pld.conditions import PLD, PRIOR_SHIFT, ZERO_SHOT, SuiteEvaluator, compare_conditions
+from pytest_pld.conditions import (
+    PLD,
+    PLD_CALIBRATED,
+    ZERO_SHOT,
+    ZERO_SHOT_CALIBRATED,
+    SuiteEvaluator,
+    compare_conditions,
+)
 from pytest_pld.conditions import folds_for as conditions_folds
 from pytest_pld.datasets import Example
 from pytest_pld.folds import sample, split_holdout
+from pytest_pld.labels import top_label
 from pytest_pld.prior_shift import fit_offsets, macro_f1, predict, shifted_labels
 from pytest_pld.report.conditions import format_json, format_markdown, format_text
 from pytest_pld.suite import Suite, load_suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the rows of a table without a k-shot condition, in order
+ALL_ROWS = [ZERO_SHOT, ZERO_SHOT_CALIBRATED, PLD, PLD_CALIBRATED]
 
 # --- the prior-shift fit ------------------------------------------------------------------------
 
@@ -243,20 +255,21 @@ def test_the_table_compares_pld_with_each_control_on_the_same_examples(
     evaluated, fit = conditions_folds(suite, "test")
     evaluate = evaluator(suite)
     table = compare_conditions(suite, suite.load_instructions(), evaluate, evaluated, fit, shots=2)
-    assert [c.name for c in table.conditions] == [ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD]
+    assert [c.name for c in table.conditions] == [ALL_ROWS[0], ALL_ROWS[1], "2-shot", *ALL_ROWS[2:]]
     assert table.fold == "test" and table.n == 12 and table.clusters == 6
     assert table.gold == {"pos": 6, "neg": 6}
     for c in table.conditions:
         assert sum(c.predicted.values()) == 12 and c.tie_rate == 0.0
-    zero, prior, pld = (table.condition(n) for n in (ZERO_SHOT, PRIOR_SHIFT, PLD))
+    zero, prior, pld = (table.condition(n) for n in (ZERO_SHOT, ZERO_SHOT_CALIBRATED, PLD))
     assert zero.predicted == {"pos": 0, "neg": 12} and pld.accuracy == 1.0
     assert pld.vs_pld is None and zero.vs_pld is not None and zero.vs_pld[0] > 0.6
-    # the rule does no more than a shift of the prior: the control matches it
+    # the rule does no more than a shift of the prior: calibrated zero-shot matches it
     assert prior.accuracy == 1.0 and prior.vs_pld == (0.0, 0.0, 0.0)
-    assert table.prior is not None and table.prior.offsets["pos"] - table.prior.offsets["neg"] > 0.5
-    assert table.fit == "dev, 12 examples" and "never on the evaluated" in prior.note
-    # model calls: zero-shot, 2-shot and PLD on test, zero-shot on dev; nothing else
-    assert evaluate.model_calls == 4 * 12
+    offsets = table.calibrations[ZERO_SHOT_CALIBRATED].offsets
+    assert offsets["pos"] - offsets["neg"] > 0.5
+    assert table.calibrations[ZERO_SHOT_CALIBRATED].fit == "dev, 12 examples"
+    # model calls: zero-shot, 2-shot and PLD on test, zero-shot and PLD on dev; nothing else
+    assert evaluate.model_calls == 5 * 12
 
 
 def test_each_conditions_progress_bar_says_what_its_prompt_holds(
@@ -284,21 +297,30 @@ def test_the_offsets_are_fitted_on_the_selection_fold_when_dev_is_evaluated(
     table = compare_conditions(
         suite, suite.load_instructions(), evaluator(suite), evaluated, fit, shots=0
     )
-    assert [c.name for c in table.conditions] == [ZERO_SHOT, PRIOR_SHIFT, PLD]
-    assert table.fit.startswith("dev/selection")
+    assert [c.name for c in table.conditions] == ALL_ROWS
+    for name in (ZERO_SHOT_CALIBRATED, PLD_CALIBRATED):
+        assert table.calibrations[name].fit.startswith("dev/selection")
 
 
-def test_without_label_scores_the_prior_shift_control_does_not_apply(tmp_path: Path) -> None:
+def test_without_label_scores_the_calibrated_rows_and_the_ship_rule_do_not_apply(
+    tmp_path: Path,
+) -> None:
     suite = make_grouped_project(tmp_path)
     with scripted(ScriptedBackend("student", classify=lambda s, u, labels: "neg")):
         evaluated, fit = conditions_folds(suite, "test", limit=4)
         table = compare_conditions(
             suite, suite.load_instructions(), evaluator(suite), evaluated, fit, shots=0
         )
-    prior = table.condition(PRIOR_SHIFT)
-    assert not prior.applies and "no per-label scores" in prior.note and table.prior is None
+    for name in (ZERO_SHOT_CALIBRATED, PLD_CALIBRATED):
+        row = table.condition(name)
+        assert not row.applies and "no per-label scores" in row.note
+    assert table.calibrations == {} and table.condition(PLD).vs_calibrated_pld is None
     assert table.condition(ZERO_SHOT).tie_rate is None  # nothing says whether it was a tie
     assert "n/a" in format_text(table) and "does not apply" in format_markdown(table)
+    assert table.ship is not None and table.ship.ships is None
+    assert "ship rule: cannot be applied: does not apply: scripted:student returns no" in (
+        format_text(table)
+    )
 
 
 @pytest.mark.parametrize("fmt", ["text", "md", "json"])
@@ -311,13 +333,22 @@ def test_pld_conditions_prints_the_table_in_each_format(
     out = capsys.readouterr().out
     if fmt == "json":
         data = json.loads(out)
-        assert [c["name"] for c in data["conditions"]] == [ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD]
-        assert data["evaluated"] == "test" and data["prior_shift"]["fit"] == "dev, 12 examples"
+        assert data["schema"] == 2
+        names = [c["name"] for c in data["conditions"]]
+        assert names == [ALL_ROWS[0], ALL_ROWS[1], "2-shot", *ALL_ROWS[2:]]
+        calibrations = data["calibrations"]
+        assert data["evaluated"] == "test" and set(calibrations) == set(ALL_ROWS[1::2])
+        assert calibrations[ZERO_SHOT_CALIBRATED]["fit"] == "dev, 12 examples"
+        # schema 1's key, for readers of older tables: the zero-shot offsets
+        assert data["prior_shift"] == calibrations[ZERO_SHOT_CALIBRATED]
         assert data["conditions"][0]["pld_minus_this"][0] > 0
+        assert data["conditions"][0]["calibrated_pld_minus_this"][0] > 0
+        assert data["ship_rule"]["ships"] == ZERO_SHOT_CALIBRATED
     else:
-        for name in (ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD, "gold"):
+        for name in (*ALL_ROWS, "2-shot", "gold"):
             assert name in out
-        assert "fitted on dev, 12 examples, never on the evaluated split" in out
+        assert "fitted on dev, 12 examples (never on the evaluated examples" in out
+        assert "ships: zero-shot + calibration" in out
 
 
 def test_pld_conditions_writes_the_json_record_beside_the_printed_table(
@@ -333,6 +364,67 @@ def test_pld_conditions_writes_the_json_record_beside_the_printed_table(
     out = capsys.readouterr()
     assert out.out.startswith("### conditions for") and f"wrote {record}" in out.err
     assert json.loads(record.read_text()) == json.loads(printed)
+
+
+# --- the ship rule ------------------------------------------------------------------------------
+
+
+def number(user: str) -> int:
+    return int(user.split()[1].rstrip(":"))
+
+
+def real_rule_student(system: str, user: str, labels: Sequence[str]) -> Mapping[str, float]:
+    """Biased to neg, and without rules it notices only half of the great reviews (i % 4 ==
+    1); the rule makes it notice every one, which no offset can do."""
+    noticed = "great" in user and (number(user) % 4 == 1 or "great" in rules_of(system))
+    return {"pos": -2.0 + float(noticed), "neg": 0.0}
+
+
+def unbiased_student(system: str, user: str, labels: Sequence[str]) -> Mapping[str, float]:
+    """Right on every review without rules or offsets: nothing is left to ship."""
+    return {"pos": float("great" in user), "neg": 0.5}
+
+
+@pytest.mark.parametrize(
+    "student, ships",
+    [
+        (real_rule_student, PLD_CALIBRATED),
+        (prior_student, ZERO_SHOT_CALIBRATED),
+        (unbiased_student, ZERO_SHOT),
+    ],
+    ids=["rules-add-to-calibration", "rules-only-shift-the-prior", "nothing-to-add"],
+)
+def test_the_ship_rule_ships_what_beats_the_cheaper_condition_with_an_interval_above_0(
+    tmp_path: Path, student: Any, ships: str
+) -> None:
+    suite = make_grouped_project(tmp_path, n=40)  # 20 documents of one pos and one neg review
+    with scripted(ScriptedBackend("student", scores=student)):
+        evaluated, fit = conditions_folds(suite, "test")
+        table = compare_conditions(
+            suite, suite.load_instructions(), evaluator(suite), evaluated, fit, shots=0
+        )
+    ship = table.ship
+    assert ship is not None and ship.ships == ships
+    zero, zero_cal, pld_cal = (
+        table.condition(n) for n in (ZERO_SHOT, ZERO_SHOT_CALIBRATED, PLD_CALIBRATED)
+    )
+    assert ship.calibration is not None and ship.rules is not None
+    assert ship.calibration[0] == pytest.approx(zero_cal.macro_f1 - zero.macro_f1)
+    assert ship.rules[0] == pytest.approx(pld_cal.macro_f1 - zero_cal.macro_f1)
+    assert zero_cal.vs_calibrated_pld == ship.rules  # the same paired comparison
+    text = format_text(table)
+    assert f"  ships: {ships}" in text
+    if ships == PLD_CALIBRATED:
+        # calibration alone finds the half of the great reviews the student notices; the rule
+        # finds the rest, which no offset can
+        assert (zero.macro_f1, pld_cal.accuracy) == (pytest.approx(1 / 3), 1.0)
+        assert ship.calibration[1] > 0 and ship.rules[1] > 0
+        assert "check the generality flags of the pld distill proposal" in text
+        assert "rules on top: PLD + calibration - zero-shot + calibration = +0.267" in text
+    else:
+        assert ship.rules[1] <= 0 and "they do not" in text
+        assert "generality flags" not in text
+    assert json.loads(format_json(table))["ship_rule"]["ships"] == ships
 
 
 def test_pld_conditions_refuses_a_split_the_suite_does_not_have(
@@ -353,7 +445,9 @@ def test_pld_conditions_with_the_real_small_student(
     """The shipped StereoSet suite with a distilled set (the 1.5B teacher's proposal; the
     shipped set is zero-shot, whose PLD condition would repeat zero-shot's calls) on 6 test
     examples, the offsets fitted on 6 dev examples: the local backend returns label scores, so
-    every condition applies."""
+    every condition applies, and the calibrated rows are the raw rows' own scores plus offsets:
+    the only model calls beyond the raw rows are the two prompts' dev answers they are fitted
+    on."""
     for part, source in (
         ("suites/stereoset.yaml", "suites/stereoset.yaml"),
         ("instructions/stereoset.yaml", "reproduction/stereoset/pld-1.5b.yaml"),
@@ -370,16 +464,41 @@ def test_pld_conditions_with_the_real_small_student(
     out = capsys.readouterr()
     assert code == 0, out.err
     table = json.loads(out.out)
-    assert [c["name"] for c in table["conditions"]] == [ZERO_SHOT, "2-shot", PRIOR_SHIFT, PLD]
+    names = [ZERO_SHOT, ZERO_SHOT_CALIBRATED, "2-shot", PLD, PLD_CALIBRATED]
+    assert [c["name"] for c in table["conditions"]] == names
     assert all(c["applies"] for c in table["conditions"])
-    assert table["n"] == 6 and table["prior_shift"]["fit_n"] == 6
+    assert table["n"] == 6
+    for name in (ZERO_SHOT_CALIBRATED, PLD_CALIBRATED):
+        fit = table["calibrations"][name]
+        assert fit["fit_n"] == 6 and fit["fit_macro_f1_after"] >= fit["fit_macro_f1_before"]
     for c in table["conditions"]:
         assert sum(c["predicted"].values()) == 6 and 0 <= c["tie_rate"] <= 1
         if c["name"] != PLD:
             delta, low, high = c["pld_minus_this"]
             assert -1 <= low <= delta <= high <= 1
-    assert table["prior_shift"]["fit_macro_f1_after"] >= table["prior_shift"]["fit_macro_f1_before"]
-    # zero-shot, 2-shot, PLD on 6 test examples and zero-shot on 6 dev examples
-    assert "model calls: 24 (cache hits: 0)" in out.err
+    assert table["ship_rule"]["ships"] in (ZERO_SHOT, ZERO_SHOT_CALIBRATED, PLD_CALIBRATED)
+    # zero-shot, 2-shot and PLD on 6 test examples; zero-shot and PLD on 6 dev examples
+    assert "model calls: 30 (cache hits: 0)" in out.err
     assert main([*argv[:-4], "--root", str(tmp_path)]) == 0
-    assert "model calls: 0 (cache hits: 24)" in capsys.readouterr().err
+    assert "model calls: 0 (cache hits: 30)" in capsys.readouterr().err
+    # the calibrated row is PLD's raw test scores plus the offsets fitted on PLD's dev answers
+    suite = load_suite(tmp_path / "suites" / "stereoset.yaml", tmp_path)
+    evaluated, fit_fold = conditions_folds(suite, "test", limit=6, limit_fit=6)
+    evaluate = SuiteEvaluator(suite)
+    try:
+        iset = suite.load_instructions()
+        again = compare_conditions(suite, iset, evaluate, evaluated, fit_fold, shots=0)
+        raw = evaluate(iset, evaluated)
+        dev = evaluate(iset, fit_fold)
+    finally:
+        evaluate.close()
+    assert evaluate.model_calls == 0  # every answer above came from the cache
+    offsets = fit_prior_shift(dev, suite.labels, student=suite.student)
+    assert dict(again.calibrations[PLD_CALIBRATED].offsets) == offsets
+    assert offsets == table["calibrations"][PLD_CALIBRATED]["offsets"]
+    assert again.condition(PLD_CALIBRATED).preds == tuple(
+        top_label({label: r.scores[label] + offsets[label] for label in suite.labels}, r.id)[0]
+        for r in raw
+        if r.scores is not None
+    )
+    assert again.condition(PLD).preds == tuple(r.pred for r in raw)

@@ -6,6 +6,7 @@ never evidence that a model follows rules."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -112,7 +113,9 @@ def test_distill_prints_a_diff_with_an_added_rule_and_writes_nothing(
     assert "+  - id: R002" in out and "-version: 1" in out and "+version: 2" in out
     assert "added     R002 [pos]: If the review is enthusiastic" in out
     assert "method: synthesis" in out and "support: 3" in out
-    assert "macro-F1 0.333 -> 1.000" in out and "accuracy 0.500 -> 1.000" in out
+    # the held-back fold: the current and the proposed set (raw only: no label scores)
+    assert re.search(r"^  current, raw +0\.333 +0\.500 ", out, re.MULTILINE)
+    assert re.search(r"^  proposed, raw +1\.000 +1\.000 ", out, re.MULTILINE)
     assert "# cost" in out and "synthesize" in out and "select" in out
     assert path.read_bytes() == before  # nothing written without --write
     saved = sorted((taught.root / ".pld" / "proposals").iterdir())

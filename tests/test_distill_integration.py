@@ -108,6 +108,9 @@ def test_teach_and_distill_with_the_real_small_local_model(
     assert proposal.conditions is not None and proposal.conditions.n == proposal.before["n"]
     assert proposal.cost["phases"]["select"]["student_calls"] > 0
     assert proposal.saved_to is not None and proposal.saved_to.exists()
+    # the local student scores every label: candidates were judged on calibrated answers
+    assert proposal.settings["judged_on"] == "calibrated"
+    assert all("raw_macro_f1" in d["after"] for d in scored)
 
     # every candidate rule renders in the system prompt, and an instruction file holding all
     # of them (whether or not the student's score kept them) passes `pld validate`
@@ -132,6 +135,10 @@ def test_teach_and_distill_with_the_real_small_local_model(
         written = load_instruction_set(suite.instructions_path)
         assert written.version == iset.version + 1
         assert all(r.provenance for r in written.rules if r.id not in {x.id for x in iset.rules})
+        # with the calibration refitted for the new rules: fresh for this student and prompt
+        cal = written.calibration
+        assert cal is not None and (cal.student, cal.split) == (MODEL, "dev")
+        assert cal.is_stale(MODEL, suite.system_prompt(written)) is None
     assert main(["validate", "--root", str(tmp_path)]) == 0
 
 

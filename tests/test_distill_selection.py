@@ -5,13 +5,13 @@ wording check, the token budget, per-cluster choice among candidates and the dev
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers import great_or_dull, make_review_project
 
 from pytest_pld.backends.base import Message
 from pytest_pld.cli import main
@@ -23,7 +23,7 @@ from pytest_pld.distill.student import Student
 from pytest_pld.distill.wording import content_words, reworded, vanishes
 from pytest_pld.folds import split_holdout
 from pytest_pld.instructions import Rule, load_instruction_set_text
-from pytest_pld.suite import Suite, load_suite
+from pytest_pld.suite import Suite
 from pytest_pld.testing import ScriptedBackend, scripted
 
 SPECIFIC = "If the review praises Zorblax, then the label is pos."
@@ -34,69 +34,16 @@ DULL = "If the review calls the show dull, then the label is neg."
 def make_zorblax_project(root: Path, *, budget: int | None = None) -> Suite:
     """60 train examples (two of them about Zorblax: 2 of 60 documents), 45 dev, 4 test, and
     traces whose pos rules all name Zorblax."""
-    (root / "suites").mkdir(parents=True)
-    (root / "instructions").mkdir()
-    (root / "data").mkdir()
-    (root / "traces").mkdir()
 
     def text(split: str, i: int) -> str:
         about = " about Zorblax" if split == "train" and i in (1, 3) else ""
-        return f"{split} {i}: a {'great' if i % 2 else 'dull'} show{about}"
+        return great_or_dull(split, i) + about
 
-    for split, n in (("train", 60), ("dev", 45), ("test", 4)):
-        rows = [
-            {"id": f"{split}{i}", "label": "pos" if i % 2 else "neg", "text": text(split, i)}
-            for i in range(n)
-        ]
-        (root / "data" / f"{split}.jsonl").write_text(
-            "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
-        )
-    extra = f"max_prompt_tokens: {budget}\n" if budget else ""
-    (root / "suites" / "toy.yaml").write_text(
-        textwrap.dedent("""\
-        name: toy
-        dataset: {loader: jsonl}
-        splits: {train: data/train.jsonl, dev: data/dev.jsonl, test: data/test.jsonl}
-        labels: [pos, neg]
-        user_template: "{{ text }}"
-        instructions: instructions/toy.yaml
-        student: scripted:student
-        gates: {accuracy: ">= 0.5"}
-        """)
-        + extra,
-        encoding="utf-8",
-    )
-    (root / "instructions" / "toy.yaml").write_text(
-        textwrap.dedent("""\
-        name: toy
-        version: 1
-        preamble: Decide whether a review is positive or negative.
-        rules: []
-        output: 'Answer with one word: {{ labels | join(", ") }}.'
-        """),
-        encoding="utf-8",
-    )
     traces = [(1, SPECIFIC), (3, SPECIFIC), (0, DULL), (2, DULL), (4, DULL)]
-    (root / "traces" / "toy.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "id": f"train{i}",
-                    "suite": "toy",
-                    "split": "train",
-                    "gold": "pos" if i % 2 else "neg",
-                    "rule": rule,
-                    "teacher": "scripted:t",
-                    "status": "ok",
-                    "labels": ["pos", "neg"],
-                }
-            )
-            + "\n"
-            for i, rule in traces
-        ),
-        encoding="utf-8",
+    extra = f"max_prompt_tokens: {budget}\n" if budget else ""
+    return make_review_project(
+        root, {"train": 60, "dev": 45, "test": 4}, traces, text=text, suite_extra=extra
     )
-    return load_suite(root / "suites" / "toy.yaml", root)
 
 
 def rules_of(system: str) -> str:
@@ -525,4 +472,5 @@ def test_the_cli_prints_dropped_rules_wording_and_conditions(
     out = capsys.readouterr().out
     assert "# dropped: rules that name words of their source examples" in out
     assert "'Zorblax' (in 2 of 2 source examples, 3.3% of train documents)" in out
-    assert "# dev/held-back (n=" in out and "# conditions" in out and "prior-shift" in out
+    assert "# dev/held-back (n=" in out and "# conditions" in out
+    assert "zero-shot + calibration" in out and "returns no per-label scores" in out

@@ -53,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate the suite's instruction set on the dev split with all rules, "
         "without each rule in turn, and without any rule; print each rule's effect "
         "with paired bootstrap intervals, its prompt-size cost, and the rules whose "
-        "removal does not hurt (prune candidates). Cached answers are reused.",
+        "removal does not hurt (prune candidates). Where the student returns label scores, "
+        "the effects are measured on answers calibrated with offsets refitted for each "
+        "variant (cross-fitted on the examples), so a rule that only moves the label prior "
+        "shows no effect; the raw effects are printed beside them. Cached answers are reused.",
     )
     add_suite_argument(p)
     p.add_argument(

@@ -1,4 +1,5 @@
-"""`pld conditions`: zero-shot, k-shot, prior-shift and PLD on the same examples of a split."""
+"""`pld conditions`: zero-shot, k-shot and PLD, raw and calibrated, on the same examples of a
+split, and the ship rule they decide."""
 
 from __future__ import annotations
 
@@ -80,14 +81,20 @@ def cmd_conditions(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "conditions",
-        help="compare zero-shot, k-shot, a prior-shift control and the rules on one split",
+        help="compare zero-shot, k-shot and the rules, raw and calibrated, on one split; the "
+        "ship rule",
         description="Evaluate, on the same examples of a split: the instruction set without "
-        "rules (zero-shot), with K train examples (k-shot), the zero-shot answers with "
-        "per-label score offsets fitted on dev to maximise macro-F1 (prior-shift: does a "
-        "plain shift of the label prior do as well as the rules?), and the set itself (PLD), "
-        "with paired bootstrap intervals of PLD minus each. The offsets are fitted on dev, "
-        "never on the evaluated split (for --split dev: on dev's selection fold, evaluating "
-        "its held-back fold, the folds pld distill uses).",
+        "rules (zero-shot), zero-shot + calibration (its label scores plus per-label offsets "
+        "fitted on dev to maximise macro-F1: does a plain shift of the label prior do as well "
+        "as the rules?), with K train examples (k-shot), the set itself (PLD) and PLD + "
+        "calibration (offsets fitted for its own prompt), with paired bootstrap intervals of "
+        "PLD minus each and PLD + calibration minus each. The offsets are fitted on dev, never "
+        "on the evaluated split (for --split dev: on dev's selection fold, evaluating its "
+        "held-back fold, the folds pld distill uses). The table ends with the ship rule: a "
+        "calibration ships where zero-shot + calibration beats zero-shot with a paired "
+        "interval above 0; rules ship on top only where PLD + calibration beats zero-shot + "
+        "calibration with a paired 95% interval above 0 and no rule names example-specific "
+        "words (the pld distill proposal's generality flags).",
     )
     add_suite_argument(p)
     p.add_argument(
@@ -118,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="dev examples the prior-shift offsets are fitted on (default: all)",
+        help="dev examples the calibrated rows' offsets are fitted on (default: all)",
     )
     p.add_argument(
         "--holdout",

@@ -121,6 +121,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
         limit_train=args.limit_train,
         min_gain=args.min_gain,
         strict=args.strict,
+        select_on=args.select_on,
         mode=args.mode,
         max_candidates=args.max_candidates,
         specific_df=args.specific_df,
@@ -180,9 +181,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distill",
         help="phases 2-3: cluster traces into rules, keep those that help; prints a diff",
         description="Embed and cluster the traces' rules, synthesise one rule per cluster, keep "
-        "a rule only if the student's dev-split macro-F1 improves, let the teacher "
-        "revise rules that cause train-split failures, and print the proposed "
-        "instruction file as a unified diff. Writes only with --write.",
+        "a rule only if the student's dev-split macro-F1 improves (on its answers calibrated "
+        "with offsets refitted for each candidate set, where it returns label scores: "
+        "--select-on), let the teacher revise rules that cause train-split failures, and "
+        "print the proposed instruction file, with the calibration refitted for it, as a "
+        "unified diff. Writes only with --write.",
     )
     add_distill_options(p)
     p.set_defaults(func=cmd_distill)

@@ -1,4 +1,4 @@
-"""The options of `pld teach` and `pld distill` (35 of them, each with its help text), in
+"""The options of `pld teach` and `pld distill` (36 of them, each with its help text), in
 groups that follow the phases; `cli/distill.py` adds them to its two parsers."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..backends.packaged import DEFAULT_TEACHER_MODEL
-from ..distill import DEFAULT_LIFT, DEFAULT_MAX_DF
+from ..distill import CALIBRATED, DEFAULT_LIFT, DEFAULT_MAX_DF, SELECT_ON
 from ..distill.teachers import DEFAULT_TEACHER
 from ..folds import DEFAULT_HOLDOUT
 from .options import (
@@ -291,6 +291,17 @@ def _add_selection_options(p: argparse.ArgumentParser) -> None:
         help="keep a rule only when the 95%% paired-bootstrap interval of its dev gain "
         "excludes 0 (default: any gain above --min-gain, flagged when within "
         "noise)",
+    )
+    p.add_argument(
+        "--select-on",
+        choices=SELECT_ON,
+        default=CALIBRATED,
+        help="what candidate rule sets are judged by. calibrated: each set's answers with "
+        "per-label offsets refitted for it (cross-fitted inside dev's selection fold; the "
+        "final choice on the held-back fold with offsets fitted on the whole selection fold), "
+        "so a rule counts only for what it adds beyond moving the label prior; a student "
+        "without label scores is judged on raw answers, and the proposal says so. raw: the "
+        "student's own answers (default: calibrated)",
     )
     p.add_argument(
         "--max-candidates",

@@ -32,11 +32,14 @@ def provenance(decision: Decision, settings: dict[str, Any], old: Rule | None) -
     if cand.note:
         prov["note"] = cand.note
     lo, hi = decision.interval
+    before, after = decision.before, decision.after
+    judged, raw = "", ""
+    if "raw_macro_f1" in after:  # judged on calibrated answers; the raw ones beside them
+        judged = "calibrated "
+        raw = f"raw {before.get('raw_macro_f1', 0):.3f} -> {after['raw_macro_f1']:.3f}; "
     prov["dev_macro_f1"] = (
-        f"{decision.before.get('macro_f1', 0):.3f} -> "
-        f"{decision.after.get('macro_f1', 0):.3f} (n="
-        f"{decision.after.get('n', 0):.0f}; gain interval {lo:+.3f} .. "
-        f"{hi:+.3f})"
+        f"{judged}{before.get('macro_f1', 0):.3f} -> {after.get('macro_f1', 0):.3f} "
+        f"({raw}n={after.get('n', 0):.0f}; gain interval {lo:+.3f} .. {hi:+.3f})"
     )
     prov["teacher_calls"] = cand.teacher_calls
     prov["teacher_tokens"] = cand.tokens

@@ -5,7 +5,13 @@ The held-back fold (`folds`) is scored only here. It makes one choice - the loop
 the current ones - and every number the proposal reports comes from it, so those numbers are
 not the ones the rules were selected on. A change is proposed only when it lifts the held-back
 fold's macro-F1 by more than `min_gain` (with `strict`, only when the paired interval of the
-lift excludes 0).
+lift excludes 0). Selecting on calibrated answers, that macro-F1 is each set's with offsets
+fitted for it on the whole selection fold (`student.Student`'s `fit_folds`): the held-back fold
+answers with them and fits nothing, so it stays an honest final check.
+
+A proposed change carries the calibration refitted for the proposed set on all the dev examples
+distill scored (both folds), so that `pld distill --write` writes rules and a calibration that
+is not stale.
 """
 
 from __future__ import annotations
@@ -13,14 +19,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..calibration import (
+    PRIOR_SHIFT,
+    Calibration,
+    fit_prior_shift,
+    fitted,
+    missing_scores,
+    sha256_text,
+)
 from ..conditions import ConditionsTable, compare_conditions
 from ..folds import Fold
 from ..instructions import InstructionSet, Rule
 from ..runner import size_counter
 from ..suite import Suite
+from . import CALIBRATED
 from .answers import Teacher
 from .budget import BudgetResult, fit_budget
 from .cost import CostLedger
+from .held_back import HeldBack
 from .student import Score, Scorer, Student, delta
 from .wording import WordingCheck, check_wording
 
@@ -38,6 +54,8 @@ class Finished:
     budget: BudgetResult | None = None
     conditions: ConditionsTable | None = None
     notes: list[str] = field(default_factory=list)
+    held_back: HeldBack | None = None  # raw and calibrated, current and proposed
+    calibration: Calibration | None = None  # refitted for the proposed set on dev
 
 
 def _changed(rules: Sequence[Rule], base: InstructionSet) -> bool:
@@ -135,16 +153,33 @@ def finish(
         if _changed(current, base):
             lifted = after.macro_f1 - before.macro_f1 > min_gain
             if not lifted or (strict and interval[1] <= 0):
+                judged = "calibrated " if student.judged_on == CALIBRATED else ""
                 notes.append(
                     f"not proposed: the rules lifted the selection fold but not the held-back "
-                    f"fold (macro-F1 {before.macro_f1:.3f} -> {after.macro_f1:.3f}, interval "
-                    f"{interval[1]:+.3f} .. {interval[2]:+.3f})"
+                    f"fold ({judged}macro-F1 {before.macro_f1:.3f} -> {after.macro_f1:.3f}, "
+                    f"interval {interval[1]:+.3f} .. {interval[2]:+.3f})"
                 )
                 log(notes[-1])
                 current = list(base.rules)
                 after = before
                 interval = (0.0, 0.0, 0.0)
+        held_back = HeldBack.of(
+            before,
+            after,
+            fit=select.name if fold is held else f"{select.name} (cross-fitted)",
+            judged_on=student.judged_on or CALIBRATED,
+            confidence=confidence,
+        )
         proposed = base.with_rules(current, version=base.version + _changed(current, base))
+        calibration = None
+        if _changed(current, base):
+            calibration = refit_for(suite, proposed, student, [select, held], after, notes)
+        elif base.calibration is not None:
+            stale = base.calibration.is_stale(
+                student.model, suite.system_prompt(base), suite=suite.name
+            )
+            if stale:
+                notes.append(f"no rule change, so nothing is written, but {stale}")
         table = compare_conditions(
             suite,
             proposed,
@@ -156,4 +191,46 @@ def finish(
             confidence=confidence,
             model=student.model,
         )
-    return Finished(current, fold, before, after, interval, checks, budget, table, notes)
+    return Finished(
+        current, fold, before, after, interval, checks, budget, table, notes, held_back, calibration
+    )
+
+
+def refit_for(
+    suite: Suite,
+    proposed: InstructionSet,
+    student: Student,
+    folds: list[Fold],
+    after: Score,
+    notes: list[str],
+) -> Calibration | None:
+    """The prior-shift calibration of the proposed set, fitted on every dev example distill
+    scored (the folds' results are in the response cache: no model call), with its provenance
+    (student, split dev, examples and their ids' digest, the rendered prompt's digest). None,
+    with a note, when the student returns no label scores (`after`: its reported results)."""
+    labels = suite.labels
+    results = []
+    if after.calibrate is not None:
+        results = [r for fold in folds if fold.examples for r in student.results(proposed, fold)]
+    if not results or missing_scores(results, labels):
+        if proposed.calibration is not None:
+            notes.append(
+                f"the instruction file's calibration is stale for the proposed rules, and "
+                f"{student.model} returns no label scores to refit it"
+            )
+        return None
+    cal = fitted(
+        PRIOR_SHIFT,
+        fit_prior_shift(results, labels, student=student.model),
+        results,
+        labels,
+        student=student.model,
+        system_prompt_sha256=sha256_text(suite.system_prompt(proposed)),
+        split="dev",
+    )
+    if student.model != suite.student:
+        notes.append(
+            f"the calibration is fitted for {student.model}, not the suite's student "
+            f"{suite.student}: for the suite's student it is stale (pld validate says so)"
+        )
+    return cal

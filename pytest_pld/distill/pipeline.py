@@ -4,6 +4,12 @@
 Split discipline: selection and the loop read train and dev's selection fold; the held-back
 fold of dev (`folds`) makes the final choice and gives the reported numbers and the conditions
 table; the gate split is never read (only its input texts, by the leakage guard).
+
+Calibrated selection (`--select-on calibrated`, the default where the student returns label
+scores): every candidate set is judged with a calibration refitted for it, cross-fitted inside
+the selection fold, so that the held-back fold is not spent on hundreds of comparisons and
+stays an honest final check (read once, each set's offsets fitted on the whole selection
+fold). Why, and how: `student` and `crossfit`.
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ def distill(
         cache_mode=settings.cache_mode,
         progress=settings.progress,
         factory=roles["student"].factory(student_model) if roles is not None else None,
+        select_on=settings.select_on,
+        # the held-back fold answers with offsets fitted on the whole selection fold
+        fit_folds={run.folds.held.name: run.folds.select},
     )
     try:
         vetted = candidate_rules(run, usable, emb, clustering, teacher, plan, generaliser)
@@ -99,7 +108,17 @@ def distill(
         if teacher is not None:
             teacher.close()
         cache.close()
-    made = Made(plan, emb, clustering, student.model, result, done, generaliser)
+    made = Made(
+        plan,
+        emb,
+        clustering,
+        student.model,
+        student.judged_on or settings.select_on,
+        student.note,
+        result,
+        done,
+        generaliser,
+    )
     proposal = propose(run, base, base_text, made)
     proposal.save(state_dir / "proposals", root=suite.root)
     return proposal
@@ -301,6 +320,8 @@ class Made:
     emb: Embedding
     clustering: Clustering
     student: str  # the student model that scored the candidates
+    judged_on: str  # what the candidates were judged by: calibrated | raw answers
+    judging_note: str  # why raw, when calibrated was asked for
     result: LoopResult
     done: Finished
     generaliser: Generaliser
@@ -315,6 +336,8 @@ def propose(run: DistillRun, base: InstructionSet, base_text: str, made: Made) -
         "embedder": made.emb.name,
         "cluster_method": made.clustering.method,
     }
+    if made.judging_note:
+        run.notes.append(made.judging_note)
     if result.stop_reason:
         run.notes.append(result.stop_reason)
     run.notes.extend(done.notes)
@@ -343,6 +366,8 @@ def propose(run: DistillRun, base: InstructionSet, base_text: str, made: Made) -
         budget=None if done.budget is None else done.budget.to_json(),
         pruned_lines=[] if done.budget is None else [p.line() for p in done.budget.pruned],
         conditions=done.conditions,
+        held_back=done.held_back,
+        calibration=done.calibration,
     )
 
 
@@ -383,6 +408,7 @@ def run_settings(run: DistillRun, info: Mapping[str, Any], made: Made) -> dict[s
             "synthesis": made.plan.strategy,
             "embedder": info["embedder"],
             "student": made.student,
+            "judged_on": made.judged_on,
             "clustering": clustering.params
             | {
                 "result": clustering.method,

@@ -9,6 +9,7 @@ was computed from.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import difflib
 import json
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..calibration import Calibration
+from ..calibration_section import to_yaml as calibration_yaml
 from ..conditions import ConditionsTable
 from ..errors import PldError
 from ..instructions import InstructionSet, Rule, load_instruction_set_text
@@ -28,6 +31,7 @@ from ..project import shown
 from ..review.diff import SetDiff, diff_sets
 from ..textio import read_json_object
 from ..yamlio import atomic_write_text
+from .held_back import HeldBack
 
 _ID = re.compile(r"^([A-Za-z][A-Za-z_.-]*?)(\d+)$")
 _ID_IN_YAML = re.compile(r"^[+\- ]?\s*-?\s*id:\s*['\"]?([A-Za-z][A-Za-z0-9_.-]*)")
@@ -123,7 +127,9 @@ class Proposal:
     wording_lines: list[str] = field(default_factory=list)
     budget: dict[str, Any] | None = None  # the token budget and what was pruned
     pruned_lines: list[str] = field(default_factory=list)
-    conditions: ConditionsTable | None = None  # zero-shot, k-shot, prior-shift and PLD
+    conditions: ConditionsTable | None = None  # zero-shot, k-shot, PLD, raw and calibrated
+    held_back: HeldBack | None = None  # current and proposed set, raw and calibrated
+    calibration: Calibration | None = None  # refitted for the proposed set (in `text`)
     created_at: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
@@ -182,6 +188,8 @@ class Proposal:
             "dev_after": self.after,
             "delta_macro_f1_interval": list(self.delta_interval),
             "confidence": self.confidence,
+            "held_back": None if self.held_back is None else self.held_back.to_json(),
+            "calibration": None if self.calibration is None else calibration_yaml(self.calibration),
             "conditions": None if self.conditions is None else self.conditions.to_json(),
             "rounds": self.rounds,
             "decisions": self.decisions,
@@ -258,9 +266,12 @@ def build_proposal(
     rules: Sequence[Rule],
     **extra: Any,
 ) -> Proposal:
-    """The proposal for `rules` over `base`: version bumped when anything changed."""
+    """The proposal for `rules` over `base`: version bumped when anything changed, and with
+    the `calibration` in `extra` (refitted for the new rules) in place of the file's own."""
     same = [r.as_dict() for r in rules] == [r.as_dict() for r in base.rules]
     new = base.with_rules(rules, version=base.version if same else base.version + 1)
+    if not same and extra.get("calibration") is not None:
+        new = dataclasses.replace(new, calibration=extra["calibration"])
     text = base_text if same else render_instruction_text(new, base_text, path)
     return Proposal(
         suite=suite,

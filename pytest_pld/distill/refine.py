@@ -6,9 +6,13 @@
    far, and the one with the best macro-F1 is kept if it beats the current rules by more than
    `min_gain` (with `strict`, only when its paired-bootstrap interval excludes 0). Each decision
    records that interval: on a few dozen dev examples one flipped answer moves macro-F1 by
-   several points, and the report says which gains are within that noise.
+   several points, and the report says which gains are within that noise. Macro-F1 is that
+   of the calibrated answers where the student returns label scores (`student`: each set with
+   offsets refitted for it, cross-fitted inside the fold), so a rule that only moves the label
+   prior gains nothing a calibration does not.
 2. Revision rounds: the student runs the kept rules on train examples; the rules that argue for
-   the label it wrongly gave (or failed to give) are sent to the teacher with those failures
+   the label it wrongly gave (or failed to give; calibrated answers, cross-fitted on the train
+   sample, when selecting on those) are sent to the teacher with those failures
    *and* with successes, and a revision replaces its rule (keeping its id) only if dev improves.
    A label the student misses that no rule argues for (every label, when selection kept no
    rule) gets a new rule from the teacher the same way, kept only if dev improves. The loop
@@ -90,9 +94,12 @@ class RoundReport:
             "selection": f"selection: {self.kept} of {self.tried} candidates kept",
             "revision": f"revision: {self.kept} of {self.tried} revised or new rules kept",
         }[self.kind]
+        dev = self.dev
+        judged = "calibrated " if "raw_macro_f1" in dev else ""
+        raw = f"; raw {dev['raw_macro_f1']:.3f}, {dev['raw_accuracy']:.3f}" if judged else ""
         text = (
-            f"round {self.number}  {what}; dev macro-F1 {self.dev['macro_f1']:.3f}, "
-            f"accuracy {self.dev['accuracy']:.3f} (n={self.dev['n']:.0f})"
+            f"round {self.number}  {what}; {judged}dev macro-F1 {dev['macro_f1']:.3f}, "
+            f"accuracy {dev['accuracy']:.3f} (n={dev['n']:.0f}{raw})"
         )
         return text + (f"  [{self.note}]" if self.note else "")
 
@@ -213,9 +220,10 @@ class ClosedLoop:
             t.cand, t.rule.id, accepted, reason, best.brief(), t.score.brief(), t.delta, t.interval
         )
         self.decisions.append(decision)
+        judged = "calibrated " if t.score.calibrated is not None else ""
         self.log(
             f"  {'keep' if accepted else 'drop'} {t.rule.id} ({t.cand.method}, "
-            f"{t.cand.label}): dev macro-F1 {best.macro_f1:.3f} -> {t.score.macro_f1:.3f}"
+            f"{t.cand.label}): {judged}dev macro-F1 {best.macro_f1:.3f} -> {t.score.macro_f1:.3f}"
         )
         if accepted:
             self.accepted[t.rule.id] = decision
@@ -305,8 +313,11 @@ class ClosedLoop:
         assert self.teacher is not None
         train = self.student.score(self.base.with_rules(current), self.train)
         examples = {e.id: e for e in self.train.examples}
-        fails = [r for r in train.results if r.pred != r.gold and r.id in examples]
-        wins = [r for r in train.results if r.pred == r.gold and r.id in examples]
+        # the answers the rules are judged by (calibrated ones when selecting on those): the
+        # failures a rule should fix are the ones a calibration does not
+        judged = [replace(r, pred=p) for r, p in zip(train.results, train.preds.pred)]
+        fails = [r for r in judged if r.pred != r.gold and r.id in examples]
+        wins = [r for r in judged if r.pred == r.gold and r.id in examples]
         if not fails:
             return (
                 RoundReport(number, "revision", best.brief(), note="no train failures"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import PldError
 from ..folds import DEFAULT_HOLDOUT
+from . import SELECT_ON
 from .answers import MODES
 from .embed import resolve_embedder
 from .generalise import DEFAULT_LIFT, DEFAULT_MAX_DF
@@ -39,6 +40,9 @@ class DistillSettings:
     min_gain: float = 0.0
     confidence: float = 0.95
     strict: bool = False  # keep a rule only when its dev gain's interval excludes 0
+    #: what candidate sets are judged by: calibrated (offsets refitted per set; raw where the
+    #: student returns no label scores) or raw answers
+    select_on: str = "calibrated"
     mode: str = "auto"
     max_candidates: int = 24
     specific_df: float = DEFAULT_MAX_DF  # generality test: "rare across train"
@@ -61,6 +65,10 @@ class DistillSettings:
             raise PldError(f"unknown --mode {self.mode!r}", hint=f"choose auto, {', '.join(MODES)}")
         if self.rounds < 0 or self.rounds > 10:
             raise PldError(f"--rounds must be between 0 and 10, got {self.rounds}")
+        if self.select_on not in SELECT_ON:
+            raise PldError(
+                f"unknown --select-on {self.select_on!r}", hint=f"choose {', '.join(SELECT_ON)}"
+            )
         if self.wording not in ACTIONS:
             raise PldError(
                 f"unknown --wording {self.wording!r}", hint=f"choose {', '.join(ACTIONS)}"

@@ -11,6 +11,7 @@ from ..project import shown
 from .conditions import format_text
 
 if TYPE_CHECKING:
+    from ..calibration import Calibration
     from ..distill.propose import Proposal
 
 
@@ -36,14 +37,12 @@ def proposal_text(proposal: Proposal, suite: str, root: Path) -> str:
     out += [f"{line}\n" for line in _check_lines(proposal)]
     out.append("\n# closed loop (student on the dev selection fold)\n")
     out += [f"{line}\n" for line in proposal.round_lines]
-    b, a = proposal.before, proposal.after
-    lo, hi = proposal.delta_interval
-    out.append(
-        f"\n# {proposal.reported_on} (n={a.get('n', 0):.0f}): macro-F1 {b['macro_f1']:.3f} -> "
-        f"{a['macro_f1']:.3f} ({a['macro_f1'] - b['macro_f1']:+.3f}, "
-        f"{proposal.confidence:.0%} interval {lo:+.3f} .. {hi:+.3f}); accuracy "
-        f"{b['accuracy']:.3f} -> {a['accuracy']:.3f}\n"
-    )
+    if proposal.held_back is not None:
+        out.append("\n")
+        out += [f"{line}\n" for line in proposal.held_back.lines()]
+    if proposal.calibration is not None:
+        out.append("\n# calibration (in the diff; refitted for the proposed rules)\n")
+        out += [f"{line}\n" for line in calibration_lines(proposal.calibration)]
     if proposal.conditions is not None:
         out.append("\n# conditions\n")
         out.append(format_text(proposal.conditions))
@@ -51,6 +50,24 @@ def proposal_text(proposal: Proposal, suite: str, root: Path) -> str:
     if proposal.saved_to:
         out.append(f"\nproposal saved: {shown(proposal.saved_to, root)}\n")
     return "".join(out)
+
+
+def calibration_lines(cal: Calibration) -> list[str]:
+    """What a calibration is and what it did on the examples it was fitted on."""
+    out = [cal.describe()]
+    out.append(
+        "offsets (added to each label's log-probability): "
+        + ", ".join(f"{label} {value:+.4f}" for label, value in cal.offsets.items())
+    )
+    if cal.macro_f1_before is not None and cal.macro_f1_after is not None:
+        gain = ""
+        if cal.gain_interval is not None:
+            gain = f", gain interval {cal.gain_interval[0]:+.3f} .. {cal.gain_interval[1]:+.3f}"
+        out.append(
+            f"macro-F1 there {cal.macro_f1_before:.3f} raw -> {cal.macro_f1_after:.3f} "
+            f"calibrated (in-sample{gain})"
+        )
+    return out
 
 
 def _check_lines(proposal: Proposal) -> list[str]:
