@@ -7,7 +7,7 @@ through transformers, in the same run on 2 AVX2 cores other jobs shared (BENCHMA
 scoring stays on torch: its scores are float32 measurements with the same bits however
 examples are batched (`scoring`), which llama.cpp does not promise.
 
-What a call does, so that it answers like `LocalBackend`'s transformers path:
+What a call does, so that it answers like the transformers path (`generation`):
 
 - The prompt is the model's own chat template (the GGUF's `tokenizer.chat_template`, the one
   transformers reads when it converts the file) rendered by transformers' renderer through
