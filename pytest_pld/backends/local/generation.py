@@ -23,9 +23,8 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from ...errors import PldError
 from ..base import Generation, cut_at_stop
-from .prompts import ChatPrompts
+from .prompts import ChatPrompts, check_generation_fits
 from .sampling import sampling_kwargs
 
 #: Token texts that end an answer besides the model's own end-of-sequence token.
@@ -74,12 +73,7 @@ class TransformersGenerator:
         t0 = time.perf_counter()
         text = self.prompts.render(chat, add_generation_prompt=True) + prefill
         ids = self.prompts.ids(text)
-        if len(ids) + max_tokens > self.max_context:
-            raise PldError(
-                f"the prompt is {len(ids)} tokens and {max_tokens} more were asked for, over "
-                f"the model's context of {self.max_context} tokens",
-                hint="shorten the messages or lower max_tokens",
-            )
+        check_generation_fits(len(ids), max_tokens, self.max_context)
         input_ids = torch.tensor([ids], device=self.device)
         config = GenerationConfig(
             max_new_tokens=max_tokens,

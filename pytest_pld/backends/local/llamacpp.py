@@ -50,7 +50,7 @@ from typing import Any
 from ...errors import PldError
 from ..base import Generation, cut_at_stop
 from ..packaged import ResolvedModel
-from .prompts import ChatPrompts
+from .prompts import ChatPrompts, check_generation_fits
 
 LLAMA_CPP = "llama.cpp"
 TRANSFORMERS = "transformers"
@@ -308,13 +308,7 @@ class LlamaCppGenerator:
         t0 = time.perf_counter()
         assert self._prompts is not None
         ids = self._ids(self._prompts.render(chat, add_generation_prompt=True) + prefill)
-        limit = self.max_context or self.trained_context()
-        if len(ids) + max_tokens > limit:
-            raise PldError(
-                f"the prompt is {len(ids)} tokens and {max_tokens} more were asked for, over "
-                f"the model's context of {limit} tokens",
-                hint="shorten the messages or lower max_tokens",
-            )
+        check_generation_fits(len(ids), max_tokens, self.max_context or self.trained_context())
         if max_tokens < 1:
             return Generation("", time.perf_counter() - t0, len(ids), 0, "length")
         llm = self._load(len(ids) + max_tokens)
