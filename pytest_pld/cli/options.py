@@ -1,4 +1,5 @@
-"""Argument types and options shared by the `pld` commands, defined once.
+"""Argument types, options and the opening (`open_suite`, `shows_config`) shared by the `pld`
+commands, defined once.
 
 The pytest plugin reuses `positive_int` for `--pld-limit`, so a value means the same on both
 command lines.
