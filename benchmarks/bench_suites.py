@@ -84,7 +84,7 @@ def useful_flops(backend: Any, system: str, users: list[str], labels: list[str])
     total = 0.0
     for index, user in enumerate(users):
         item = backend._item(prefix, index, user, max(len(ids) for ids in label_ids))
-        suffix = backend._suffix(prefix, item)
+        suffix = prefix.suffix(item)
         n = len(suffix.ids) + branch_rows
         attention = 2 * 2 * heads * head_dim * (n * suffix.start + n * (n + 1) / 2) * layers
         total += 2 * n * linear + attention + 2 * (1 + branch_rows) * vocab * hidden

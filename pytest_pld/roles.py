@@ -12,16 +12,15 @@ each role resolves its own URL, key and options:
   (`--teacher-option temperature=0.7`), the environment (`PLD_TEACHER_TEMPERATURE=0.7`) or
   `[tool.pld.teacher]` in pyproject.toml, first that is set; a URL or key there is refused.
   A `local:` student takes its own options (`dtype`, `threads`, `pack_tokens`) the same ways;
-  the others apply to served models only.
+  the others apply to served models only. The options themselves (type, range, which roles
+  take them, their parser and defaults) are the table in `role_options`.
 
 Every value remembers where it came from, for `--show-config`; keys are shown masked.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,154 +29,22 @@ from urllib.parse import urlsplit
 
 from .backends import Backend, Configured, get_backend, parse_model_name
 from .errors import PldError, did_you_mean
+from .role_options import (
+    ENDPOINT_WORDS,
+    OPTIONS,
+    ROLES,
+    allowed_options,
+    default_text,
+    is_local_option,
+    parse_option,
+)
 
-ROLES = ("student", "teacher", "embedder")
 SHARED_URL_ENV = "OPENAI_BASE_URL"
 SHARED_KEY_ENV = "OPENAI_API_KEY"
 #: where the openai SDK (and the openai: backend) go when no URL is set
 DEFAULT_HOST = "api.openai.com"
 #: the key sent to a server that needs none (vLLM, llama.cpp and transformers serve take any)
 NO_KEY = "no-key"
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    kind: type  # int, float or str
-    low: float | None
-    high: float | None
-    low_open: bool
-    roles: tuple[str, ...]
-    to_backend: bool  # passed to the backend's constructor (else used by pytest-pld itself)
-    help: str
-    choices: tuple[str, ...] = ()  # the values a str option takes
-    #: an option of `local:` models (which run in this process); the others are for served ones
-    local: bool = False
-
-    def convert(self, name: str, raw: Any, where: str, *, text: bool = False) -> int | float | str:
-        """`raw` checked against the type and range; `text`: it was typed on a command line."""
-        if self.kind is str:
-            value = raw.strip().lower() if isinstance(raw, str) else raw
-            if value not in self.choices:
-                raise PldError(
-                    f"{where}: {name} must be one of {', '.join(self.choices)}, got {raw!r}",
-                    hint=self.help,
-                )
-            return str(value)
-        if text and isinstance(raw, str):
-            try:
-                raw = self.kind(raw)
-            except ValueError:
-                raise PldError(
-                    f"{where}: {name} must be {_kind_name(self.kind)}, got {raw!r}",
-                    hint=self.help,
-                ) from None
-        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-        if ok and self.kind is int:
-            ok = isinstance(raw, int)
-        if ok and self.low is not None:
-            ok = raw > self.low if self.low_open else raw >= self.low
-        if ok and self.high is not None:
-            ok = raw <= self.high
-        if not ok:
-            raise PldError(
-                f"{where}: {name} must be {_kind_name(self.kind)}{self._range()}, got {raw!r}",
-                hint=self.help,
-            )
-        return self.kind(raw)  # type: ignore[no-any-return]
-
-    def _range(self) -> str:
-        if self.low is None:
-            return ""
-        low = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
-        return f" {low}" + (f" and <= {self.high:g}" if self.high is not None else "")
-
-
-def _kind_name(kind: type) -> str:
-    return "an integer" if kind is int else "a number"
-
-
-_LLM = ("student", "teacher")
-OPTIONS: dict[str, OptionSpec] = {
-    "temperature": OptionSpec(float, 0, 2, False, _LLM, True, "sampling temperature, 0 to 2"),
-    "seed": OptionSpec(int, None, None, False, _LLM, True, "sampling seed sent with requests"),
-    "timeout": OptionSpec(float, 0, None, True, ROLES, True, "seconds per request"),
-    "max_retries": OptionSpec(int, 0, None, False, ROLES, True, "retries per request"),
-    "max_tokens": OptionSpec(
-        int, 1, None, False, ("student",), True, "tokens of the student's answer"
-    ),
-    "concurrency": OptionSpec(
-        int, 1, None, False, ("student",), True, "requests in flight at once"
-    ),
-    "top_logprobs": OptionSpec(
-        int,
-        0,
-        None,
-        False,
-        ("student",),
-        True,
-        "alternatives per answer token asked for, for label scores (0: none; OpenAI allows 20)",
-    ),
-    "requests_per_minute": OptionSpec(
-        float,
-        0,
-        None,
-        True,
-        _LLM,
-        False,
-        "at most this many HTTP requests a minute, retries included",
-    ),
-    "input_usd_per_mtok": OptionSpec(
-        float, 0, None, False, ("teacher",), False, "your price per million prompt tokens"
-    ),
-    "output_usd_per_mtok": OptionSpec(
-        float, 0, None, False, ("teacher",), False, "your price per million completion tokens"
-    ),
-    "batch_price_ratio": OptionSpec(
-        float, 0, 1, True, ("teacher",), False, "batch price / per-request price (default 0.5)"
-    ),
-    "dtype": OptionSpec(
-        str,
-        None,
-        None,
-        False,
-        ("student",),
-        True,
-        "a local: student's dtype: auto (bfloat16 where the CPU computes it natively, else "
-        "float32), float32, bfloat16 or float16",
-        choices=("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16"),
-        local=True,
-    ),
-    "threads": OptionSpec(
-        int,
-        1,
-        None,
-        False,
-        ("student",),
-        True,
-        "a local: student's torch threads (default: $PLD_THREADS, else the usable cores less "
-        "those other processes keep busy); no score depends on it",
-        local=True,
-    ),
-    "pack_tokens": OptionSpec(
-        int,
-        1,
-        None,
-        False,
-        ("student",),
-        True,
-        "a local: student's tokens per forward pass (default 256); no score depends on it",
-        local=True,
-    ),
-}
-# names that must never be read from pyproject.toml: a pull request could point them elsewhere
-_ENDPOINT_WORDS = re.compile(
-    r"(^|_)(url|host|endpoint|key|secret|token|password|passwd|auth|authorization)$",
-    re.IGNORECASE,
-)
-
-
-def allowed_options(role: str) -> list[str]:
-    return [name for name, spec in OPTIONS.items() if role in spec.roles]
 
 
 @dataclass(frozen=True)
@@ -228,7 +95,7 @@ class RoleConfig:
         wrong = [
             s.source
             for key, s in self._named_settings()
-            if s.source.startswith("flag") and _is_local(key) != local
+            if s.source.startswith("flag") and is_local_option(key) != local
         ]
         if wrong and local:
             raise PldError(
@@ -307,7 +174,7 @@ class RoleConfig:
             if s is not None:
                 out.append(f"  {name}  {s.value}  ({s.source})")
             else:
-                out.append(f"  {name}  {_default_text(self.role, name)}  (default)")
+                out.append(f"  {name}  {default_text(self.role, name)}  (default)")
         if model and ":" in model and not model.startswith("openai:"):
             out.append(f"  note: {model} is not an openai: model; the endpoint is not used")
         elif model and ":" not in model and not model.startswith("("):
@@ -318,12 +185,6 @@ class RoleConfig:
     def _named_settings(self) -> list[tuple[str, Setting]]:
         named = [("base_url", self.base_url), ("api_key", self.api_key), *self.options.items()]
         return [(key, s) for key, s in named if s is not None]
-
-
-def _is_local(key: str) -> bool:
-    """Whether a setting applies to local: models (else to served ones)."""
-    spec = OPTIONS.get(key)
-    return spec is not None and spec.local
 
 
 @dataclass(frozen=True)
@@ -346,44 +207,6 @@ class ModelRoles:
 def mask(key: str) -> str:
     """Enough of a key to tell two apart (its last 4 characters, for long keys), never more."""
     return f"***{key[-4:]} ({len(key)} chars)" if len(key) >= 20 else "***"
-
-
-def _default_text(role: str, name: str) -> str:
-    if OPTIONS[name].local:
-        from .backends.local.defaults import LOCAL_DEFAULTS
-
-        return LOCAL_DEFAULTS[name]
-    if name == "requests_per_minute":
-        return "no limit"
-    if name == "batch_price_ratio":
-        return "0.5"
-    if name.endswith("_usd_per_mtok"):
-        return "unknown"
-    if role == "embedder":
-        return "the openai SDK's"
-    from .backends.openai_backend import OpenAIBackend
-
-    param = inspect.signature(OpenAIBackend.__init__).parameters.get(name)
-    return repr(param.default) if param is not None else "the backend's"
-
-
-def parse_option(flag: str, text: str, role: str) -> tuple[str, int | float | str]:
-    """`--teacher-option temperature=0.7` -> ("temperature", 0.7); anything else is an error
-    naming the flag and the allowed keys."""
-    allowed = allowed_options(role)
-    name, sep, raw = text.partition("=")
-    name = name.strip().replace("-", "_")
-    if not sep or not name or not raw.strip():
-        raise PldError(
-            f"{flag} {text!r}: expected KEY=VALUE",
-            hint=f"for example {flag} {allowed[0]}=0; keys: {', '.join(allowed)}",
-        )
-    if name not in allowed:
-        hint = f"keys for the {role}: {', '.join(allowed)}"
-        if _ENDPOINT_WORDS.search(name):
-            hint += f"; the URL and key have their own flags: --{role}-base-url, --{role}-api-key"
-        raise PldError(f"{flag}: unknown key {name!r}{did_you_mean(name, allowed)}", hint=hint)
-    return name, OPTIONS[name].convert(name, raw.strip(), flag, text=True)
 
 
 def read_pyproject_roles(root: Path | None) -> tuple[dict[str, dict[str, Setting]], list[str]]:
@@ -424,7 +247,7 @@ def read_pyproject_roles(root: Path | None) -> tuple[dict[str, dict[str, Setting
             raise PldError("expected a table of options", path=path, key=where)
         allowed = allowed_options(role)
         for name, value in table.items():
-            if _ENDPOINT_WORDS.search(name) and name not in allowed:
+            if ENDPOINT_WORDS.search(name) and name not in allowed:
                 raise PldError(
                     f"{name} is refused here: a pull request can change pyproject.toml and "
                     "would send requests (and the key) elsewhere",

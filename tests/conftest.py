@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import SERVE_MODEL, Needs
+from helpers import SERVE_MODEL, Needs, biased_student
 
 from pytest_pld.testing import ScriptedBackend, scripted
 
@@ -212,4 +212,12 @@ def keyword_student(system: str, user: str, labels: Sequence[str]) -> str:
 def student() -> Iterator[ScriptedBackend]:
     """`scripted:demo` answers with keyword_student while the test runs."""
     with scripted(ScriptedBackend("demo", classify=keyword_student)) as backend:
+        yield backend
+
+
+@pytest.fixture
+def scored_student() -> Iterator[ScriptedBackend]:
+    """`scripted:student` returns `helpers.biased_student`'s label scores while the test runs
+    (the reviews project of calibration: raw answers all neg until offsets shift pos up)."""
+    with scripted(ScriptedBackend("student", scores=biased_student)) as backend:
         yield backend

@@ -28,6 +28,13 @@ from pytest_pld.record import ExampleResult, RunRecord
 from pytest_pld.suite import Suite, load_suite
 
 
+def run_pld(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`pld ARGV` in this process: its exit code, stdout and stderr."""
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def write_files(root: Path, files: dict[str, str]) -> Path:
     """Write each project-relative file under `root`, making its folders; returns `root`."""
     for rel, text in files.items():

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from helpers import REVIEWS_INSTRUCTIONS as INSTRUCTIONS
-from helpers import biased_student
+from helpers import biased_student, run_pld
 from helpers import make_reviews_project as make_project
 
 from pytest_pld import metrics
 from pytest_pld.calibration import CONTENT_FREE, CONTEXTUAL, PRIOR_SHIFT
-from pytest_pld.cli import main
 from pytest_pld.errors import PldError
 from pytest_pld.instructions import load_instruction_set
 from pytest_pld.testing import ScriptedBackend, scripted
@@ -28,23 +27,11 @@ from pytest_pld.testing import ScriptedBackend, scripted
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def student() -> Iterator[ScriptedBackend]:
-    with scripted(ScriptedBackend("student", scores=biased_student)) as backend:
-        yield backend
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_pld_calibrate_prints_before_after_and_a_diff_and_writes_only_with_write(
-    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = make_project(tmp_path)
-    code, out, err = run(capsys, "calibrate", "toy", "--root", str(tmp_path))
+    code, out, err = run_pld(capsys, "calibrate", "toy", "--root", str(tmp_path))
     assert code == 0, err
     assert "# prior-shift, fitted on dev (12 examples) for scripted:student" in out
     assert "macro_f1  0.333 [" in out  # raw: neg for all 12, half of them right
@@ -52,9 +39,9 @@ def test_pld_calibrate_prints_before_after_and_a_diff_and_writes_only_with_write
     assert "+calibration:\n+  method: prior-shift\n+  offsets:\n" in out
     assert "nothing written; add --write to write it" in out
     assert path.read_text(encoding="utf-8") == INSTRUCTIONS
-    assert student.classify_calls == 12
+    assert scored_student.classify_calls == 12
 
-    code, out, err = run(capsys, "calibrate", "toy", "--write", "--root", str(tmp_path))
+    code, out, err = run_pld(capsys, "calibrate", "toy", "--write", "--root", str(tmp_path))
     assert code == 0, err
     assert "model calls: 0 (cache hits: 12)" in out  # the raw scores come from the cache
     assert "wrote instructions/toy.yaml" in out
@@ -69,20 +56,20 @@ def test_pld_calibrate_prints_before_after_and_a_diff_and_writes_only_with_write
         0.3333,
         1.0,
     )
-    assert run(capsys, "validate", "--root", str(tmp_path))[0] == 0
+    assert run_pld(capsys, "validate", "--root", str(tmp_path))[0] == 0
 
-    code, out, _ = run(capsys, "calibrate", "toy", "--root", str(tmp_path))
+    code, out, _ = run_pld(capsys, "calibrate", "toy", "--root", str(tmp_path))
     assert code == 0 and "already holds this calibration; nothing to write" in out
 
 
 def test_validate_reports_a_stale_calibration_with_the_command_that_refits_it(
-    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = make_project(tmp_path)
-    assert run(capsys, "calibrate", "toy", "--write", "--root", str(tmp_path))[0] == 0
+    assert run_pld(capsys, "calibrate", "toy", "--write", "--root", str(tmp_path))[0] == 0
     written = path.read_text(encoding="utf-8")
     path.write_text(written.replace("positive or negative.", "positive or negative, please."))
-    code, out, err = run(capsys, "validate", "--root", str(tmp_path))
+    code, out, err = run_pld(capsys, "validate", "--root", str(tmp_path))
     assert code == 1 and "1 of 2 files valid" in out
     assert "toy.yaml:" in err and "calibration.fitted.system_prompt_sha256" in err
     assert "the calibration is stale: fitted with another system prompt" in err
@@ -91,23 +78,23 @@ def test_validate_reports_a_stale_calibration_with_the_command_that_refits_it(
     path.write_text(written)
     suite = tmp_path / "suites" / "toy.yaml"
     suite.write_text(suite.read_text().replace("scripted:student", "scripted:other"))
-    code, _, err = run(capsys, "validate", "--root", str(tmp_path))
+    code, _, err = run_pld(capsys, "validate", "--root", str(tmp_path))
     assert code == 1
     assert "fitted for student scripted:student, but the student is scripted:other" in err
     # a label the suite does not have
     suite.write_text(suite.read_text().replace("[pos, neg]", "[pos, neg, mixed]"))
-    code, _, err = run(capsys, "validate", "--root", str(tmp_path))
+    code, _, err = run_pld(capsys, "validate", "--root", str(tmp_path))
     assert code == 1 and "calibration.offsets: no offset for mixed (suite toy has labels" in err
 
 
 def test_pld_calibrate_refuses_the_gate_split(
-    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_project(tmp_path)
-    code, _, err = run(capsys, "calibrate", "toy", "--split", "test", "--root", str(tmp_path))
+    code, _, err = run_pld(capsys, "calibrate", "toy", "--split", "test", "--root", str(tmp_path))
     assert code == 2
     assert "refusing to fit a calibration on 'test', the suite's gate split" in err
-    assert student.classify_calls == 0
+    assert scored_student.classify_calls == 0
 
 
 def test_pld_calibrate_refuses_a_student_without_label_scores(
@@ -115,7 +102,7 @@ def test_pld_calibrate_refuses_a_student_without_label_scores(
 ) -> None:
     path = make_project(tmp_path)
     with scripted(ScriptedBackend("student", classify=lambda s, u, labels: "neg")):
-        code, _, err = run(capsys, "calibrate", "toy", "--root", str(tmp_path))
+        code, _, err = run_pld(capsys, "calibrate", "toy", "--root", str(tmp_path))
     assert code == 2
     assert "scripted:student returned no label scores for 12 of 12 examples" in err
     assert "a calibration needs every label's score for every example" in err
@@ -134,7 +121,7 @@ def test_contextual_calibration_scores_only_the_content_free_inputs_beyond_the_s
     path = make_project(tmp_path)
     with scripted(ScriptedBackend("student", scores=scores)):
         argv = ["calibrate", "toy", "--method", CONTEXTUAL, "--write", "--root", str(tmp_path)]
-        code, out, err = run(capsys, *argv)
+        code, out, err = run_pld(capsys, *argv)
     assert code == 0, err
     assert seen[12:] == [f"Review: {text}".strip() for text in CONTENT_FREE]
     cal = load_instruction_set(path).calibration
@@ -163,7 +150,7 @@ def test_pld_calibrate_with_the_real_small_student(
     shutil.copy(ROOT / "suites/data/stereoset/dev_reconstructed.json", data)
     argv = ["calibrate", "stereoset", "--limit", "8", "--write", "--root", str(tmp_path)]
     try:
-        code, out, err = run(capsys, *argv)
+        code, out, err = run_pld(capsys, *argv)
     except PldError as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"the packaged student is not available here: {exc}")
     if code != 0 and "not installed" in err:
@@ -180,7 +167,7 @@ def test_pld_calibrate_with_the_real_small_student(
     # answers are the offsets' answers of its recorded raw scores, its raw answers the
     # uncalibrated run's, and they give back the numbers the section claims
     argv = ["run", "stereoset", "--split", "dev", "--limit", "8", "--root", str(tmp_path)]
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_pld(capsys, *argv)
     assert code == 0, err
     assert "cache hits 8, model calls 0" in out
     assert "  answers: calibrated (prior-shift, fitted on dev (8 examples) for local:" in out
@@ -191,7 +178,7 @@ def test_pld_calibrate_with_the_real_small_student(
     assert all(set(r["scores"]) == set(cal.offsets) for r in results)
     calibrated = tuple(cal.answer(r["scores"], r["id"]) for r in results)
     assert tuple(r["pred"] for r in results) == calibrated
-    code, out, err = run(capsys, *argv, "--no-calibration")
+    code, out, err = run_pld(capsys, *argv, "--no-calibration")
     assert code == 0, err
     plain = json.loads(Path(out.split("run record: ")[1].strip()).read_text())
     assert plain["calibration"]["applied"] is False
@@ -202,14 +189,14 @@ def test_pld_calibrate_with_the_real_small_student(
     assert round(metrics.macro_f1(metrics.Predictions(labels, gold, raw)), 4) == cal.macro_f1_before
     after = metrics.macro_f1(metrics.Predictions(labels, gold, calibrated))
     assert round(after, 4) == cal.macro_f1_after
-    assert run(capsys, "validate", "--root", str(tmp_path))[0] == 0
+    assert run_pld(capsys, "validate", "--root", str(tmp_path))[0] == 0
 
     # contextual: three content-free inputs more, label-free offsets
     argv = ["calibrate", "stereoset", "--limit", "8", "--method", CONTEXTUAL]
-    code, out, err = run(capsys, *argv, "--root", str(tmp_path))
+    code, out, err = run_pld(capsys, *argv, "--root", str(tmp_path))
     assert code == 0, err
     assert "model calls: 3 (cache hits: 8)" in out and "+    inputs: [N/A, '', '[MASK]']" in out
 
     path.write_text(path.read_text().replace("Decide which domain", "Say which domain"))
-    code, _, err = run(capsys, "validate", "--root", str(tmp_path))
+    code, _, err = run_pld(capsys, "validate", "--root", str(tmp_path))
     assert code == 1 and "refit with: pld calibrate stereoset --write" in err

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import biased_student, make_reviews_project
+from helpers import biased_student, make_reviews_project, run_pld
 
 from pytest_pld.calibrate import calibrate_suite
 from pytest_pld.calibration import Calibration, scoring_digest
 from pytest_pld.calibration_run import calibrate_results
-from pytest_pld.cli import main
 from pytest_pld.compare import compare_records
 from pytest_pld.errors import PldError, PldErrors
 from pytest_pld.instructions import Rule, WorkedExample, load_instruction_set
@@ -38,12 +37,6 @@ from pytest_pld.testing import ScriptedBackend, scripted
 RULE = "rules:\n  - id: R1\n    text: Read the whole review.\n"
 
 
-@pytest.fixture
-def student() -> Iterator[ScriptedBackend]:
-    with scripted(ScriptedBackend("student", scores=biased_student)) as backend:
-        yield backend
-
-
 def calibrated_project(root: Path) -> tuple[Suite, Path]:
     """The reviews project with a prior-shift calibration fitted on dev and written."""
     path = make_reviews_project(root)
@@ -52,17 +45,11 @@ def calibrated_project(root: Path) -> tuple[Suite, Path]:
     return suite, path
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 # --- the runner ---------------------------------------------------------------------------------
 
 
 def test_the_runner_calibrates_every_answer_and_keeps_the_raw_one(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, path = calibrated_project(tmp_path)
     cal = load_instruction_set(path).calibration
@@ -86,7 +73,7 @@ def _section(cal: Calibration) -> dict[str, Any]:
 
 
 def test_calibrated_answers_do_not_depend_on_the_label_order(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     """Offsets that make every great review an exact tie: the tie goes by the example id and
     the label (`labels.top_label`), the same whichever order the scores and offsets list the
@@ -113,10 +100,10 @@ def test_calibrated_answers_do_not_depend_on_the_label_order(
 
 
 def test_a_stale_calibration_is_an_error_before_any_model_call(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, path = calibrated_project(tmp_path)
-    calls = student.classify_calls
+    calls = scored_student.classify_calls
     path.write_text(path.read_text().replace("rules: []\n", RULE), encoding="utf-8")
     with pytest.raises(PldErrors) as err:
         run_suite(suite, write_record=False)
@@ -125,7 +112,7 @@ def test_a_stale_calibration_is_an_error_before_any_model_call(
     assert "pld calibrate toy --write" in text
     assert "--no-calibration" in text  # how to see the raw student meanwhile
     assert err.value.errors[0].key == "calibration.fitted.system_prompt_sha256"
-    assert student.classify_calls == calls
+    assert scored_student.classify_calls == calls
 
     # switched off, the same set runs: raw answers, and the record says calibration was off
     record = run_suite(suite, write_record=False, apply_calibration=False)
@@ -136,7 +123,7 @@ def test_a_stale_calibration_is_an_error_before_any_model_call(
 
 
 def test_another_student_or_another_scoring_backend_makes_it_stale(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, path = calibrated_project(tmp_path)
     with pytest.raises(PldError, match="fitted for student scripted:student, but the student"):
@@ -163,7 +150,7 @@ def test_another_student_or_another_scoring_backend_makes_it_stale(
 
 
 def test_a_student_without_label_scores_is_refused_never_labelled_calibrated(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, _ = calibrated_project(tmp_path)
 
@@ -176,7 +163,7 @@ def test_a_student_without_label_scores_is_refused_never_labelled_calibrated(
 
 
 def test_variants_that_render_another_prompt_drop_the_calibration(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     _, path = calibrated_project(tmp_path)
     iset = load_instruction_set(path)
@@ -192,7 +179,7 @@ def test_variants_that_render_another_prompt_drop_the_calibration(
 
 
 def test_the_record_keeps_raw_and_calibrated_answers_and_older_records_load(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, _ = calibrated_project(tmp_path)
     record = run_suite(suite, results_dir=tmp_path / "runs")
@@ -218,7 +205,7 @@ def test_the_record_keeps_raw_and_calibrated_answers_and_older_records_load(
 
 
 def test_shards_of_a_calibrated_run_merge_into_the_calibrated_whole(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, _ = calibrated_project(tmp_path)
     whole = run_suite(suite, write_record=False)
@@ -246,10 +233,10 @@ def test_shards_of_a_calibrated_run_merge_into_the_calibrated_whole(
 
 
 def test_pld_run_says_how_answers_were_calibrated_and_shows_raw_beside(
-    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calibrated_project(tmp_path)
-    code, out, err = run(capsys, "run", "toy", "--root", str(tmp_path))
+    code, out, err = run_pld(capsys, "run", "toy", "--root", str(tmp_path))
     assert code == 0, err
     assert (
         "  answers: calibrated (prior-shift, fitted on dev (12 examples) for scripted:student; "
@@ -258,7 +245,7 @@ def test_pld_run_says_how_answers_were_calibrated_and_shows_raw_beside(
     assert "  labels: gold, raw, calibrated\n    pos          6      0      6\n" in out
     assert "    neg          6     12      6\n" in out
 
-    code, out, err = run(capsys, "run", "toy", "--no-calibration", "--root", str(tmp_path))
+    code, out, err = run_pld(capsys, "run", "toy", "--no-calibration", "--root", str(tmp_path))
     assert code == 0, err
     assert "  answers: raw: calibration switched off for this run (the set's prior-shift" in out
     assert "  labels: gold, predicted\n    pos          6      0\n" in out
@@ -266,10 +253,10 @@ def test_pld_run_says_how_answers_were_calibrated_and_shows_raw_beside(
 
 
 def test_pld_run_output_is_unchanged_for_a_set_without_calibration(
-    tmp_path: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_reviews_project(tmp_path)
-    code, out, _ = run(capsys, "run", "toy", "--root", str(tmp_path))
+    code, out, _ = run_pld(capsys, "run", "toy", "--root", str(tmp_path))
     assert code == 0
     assert "answers:" not in out and "calibrat" not in out
     assert "  labels: gold, predicted\n" in out
@@ -284,7 +271,7 @@ class Report:
 
 
 def test_junit_properties_the_gate_table_and_markdown_name_the_calibration(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     from pytest_pld.gates import evaluate_bound
     from pytest_pld.report.gate_summary import terminal_lines
@@ -314,7 +301,7 @@ def test_junit_properties_the_gate_table_and_markdown_name_the_calibration(
 
 
 def test_no_calibration_property_or_line_for_a_set_without_one(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     from pytest_pld.gates import evaluate_bound
     from pytest_pld.suite import Bound
@@ -329,7 +316,7 @@ def test_no_calibration_property_or_line_for_a_set_without_one(
 
 
 def test_the_html_page_says_calibrated_and_draws_raw_beside(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, _ = calibrated_project(tmp_path)
     record = run_suite(suite, write_record=False)
@@ -344,7 +331,7 @@ def test_the_html_page_says_calibrated_and_draws_raw_beside(
 
 
 def test_pld_compare_flags_a_calibrated_record_against_a_raw_one(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     suite, _ = calibrated_project(tmp_path)
     raw = run_suite(suite, write_record=False, apply_calibration=False)
@@ -372,7 +359,7 @@ def test_pld_compare_flags_a_calibrated_record_against_a_raw_one(
 
 
 def test_a_distill_proposal_with_other_rules_drops_the_calibration_and_says_so(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     from pytest_pld.distill.propose import build_proposal
     from pytest_pld.report.proposal import proposal_text
@@ -397,7 +384,7 @@ def test_a_distill_proposal_with_other_rules_drops_the_calibration_and_says_so(
 
 
 def test_the_regression_gate_says_when_the_baseline_was_not_calibrated(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     from pytest_pld.gates import evaluate_regression
     from pytest_pld.suite import RegressionGate
@@ -423,7 +410,7 @@ def record_path(record: RunRecord) -> Path:
 
 
 def test_the_backend_digest_is_validated_and_round_trips(
-    tmp_path: Path, student: ScriptedBackend
+    tmp_path: Path, scored_student: ScriptedBackend
 ) -> None:
     _, path = calibrated_project(tmp_path)
     cal = load_instruction_set(path).calibration

@@ -5,6 +5,7 @@ trees with `ast` (nothing is imported).
   too; imports under `if TYPE_CHECKING:` do not);
 - no library module imports the `cli` package (commands use libraries, never the reverse);
 - only the commands and the pytest side import `report/` (nothing in the core presents);
+- the run record (`record.py`) reaches neither the runner, the cache nor a backend;
 - no module over 450 lines and no function over 120, unless ARCHITECTURE.md lists it with its
   reason (and a listed one is still over: the list stays true);
 - no test module imports another (shared helpers live in tests/helpers.py and conftest.py).
@@ -150,6 +151,28 @@ def test_the_backend_protocol_imports_no_concrete_backend() -> None:
 
 def test_the_label_logic_imports_no_backend() -> None:
     assert not {m for m in GRAPH["pytest_pld.labels"] if m.startswith("pytest_pld.backends")}
+
+
+def _reachable(name: str) -> set[str]:
+    """Every module `name` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for child in GRAPH[todo.pop()] - seen:
+            seen.add(child)
+            todo.append(child)
+    return seen
+
+
+def test_the_run_record_reads_without_the_runner_or_a_backend() -> None:
+    reached = _reachable("pytest_pld.record")
+    assert "pytest_pld.calibration" in reached  # the walk follows the record's imports
+    assert not {
+        m
+        for m in reached
+        if m in ("pytest_pld.runner", "pytest_pld.cache")
+        or m.startswith(("pytest_pld.backends", "pytest_pld.report", "pytest_pld.cli"))
+    }
 
 
 def test_nothing_but_the_commands_and_the_pytest_side_imports_presentation() -> None:

@@ -94,6 +94,19 @@ def test_a_missing_package_prints_the_install_command(monkeypatch: pytest.Monkey
     assert f"pld models install {QWEN}" in text
 
 
+def test_a_generation_may_fill_the_context_to_its_last_token_and_no_further() -> None:
+    from pytest_pld.backends.local.prompts import check_generation_fits
+
+    check_generation_fits(100, 28, 128)  # exactly full: allowed
+    with pytest.raises(PldError) as caught:
+        check_generation_fits(100, 29, 128)
+    assert caught.value.message == (
+        "the prompt is 100 tokens and 29 more were asked for, over the model's context of "
+        "128 tokens"
+    )
+    assert caught.value.hint == "shorten the messages or lower max_tokens"
+
+
 @pytest.fixture
 def fake_packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """A packaged model whose 'package' folder is a temp folder holding one weights file."""

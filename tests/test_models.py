@@ -20,7 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import Needs
+from helpers import Needs, run_pld
 
 from pytest_pld.backends import packaged
 from pytest_pld.backends.install import (
@@ -42,7 +42,6 @@ from pytest_pld.backends.packaged import (
     local_identity,
     resolve_model,
 )
-from pytest_pld.cli import main
 from pytest_pld.distill.teachers import DEFAULT_TEACHER, default_teacher, distill_teacher
 from pytest_pld.errors import PldError
 
@@ -144,19 +143,13 @@ def block(listing: str, name: str) -> str:
     return next(b for b in listing.split("\n\n") if b.split("\n")[0].split()[0] == name)
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 # -- the listing --------------------------------------------------------------------------------
 
 
 def test_pld_models_lists_every_packaged_model_with_size_sha256_and_state(
     env: SimpleNamespace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "models")
+    code, out, _ = run_pld(capsys, "models")
     assert code == 0
     for name in (QWEN_05, QWEN_15, "smollm2-135m-instruct", FAKE):
         assert block(out, name)
@@ -180,7 +173,7 @@ def test_pld_models_says_which_engine_generates_and_which_scores(
     from pytest_pld.backends.local import llamacpp
 
     monkeypatch.setattr(llamacpp, "installed_version", lambda: version)
-    _, out, _ = run(capsys, "models")
+    _, out, _ = run_pld(capsys, "models")
     engines = out.split("\n\n")[-1]
     assert engines.startswith("engines on this machine's CPU")
     if version:
@@ -274,7 +267,7 @@ def test_a_finished_conversion_is_listed_with_its_folder(
     }
     (folder / MANIFEST).write_text(json.dumps(manifest))
     assert model_status(env.model).converted == folder
-    _, out, _ = run(capsys, "models")
+    _, out, _ = run_pld(capsys, "models")
     assert f"converted  yes: {folder}" in block(out, FAKE)
 
 
@@ -285,7 +278,7 @@ def test_verify_accepts_the_pinned_bytes(
     env: SimpleNamespace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     install_by_hand(env)
-    code, out, _ = run(capsys, "models", "verify", FAKE)
+    code, out, _ = run_pld(capsys, "models", "verify", FAKE)
     assert code == 0
     assert out == f"{FAKE}: ok, sha256 {env.model.sha256} ({env.model.size:,} bytes)\n"
     assert model_status(env.model).state == "verified"  # remembered for the next start
@@ -298,7 +291,7 @@ def test_verify_reads_again_and_finds_a_changed_byte_that_stat_cannot_see(
     file_digest(files)  # a start remembered the good digest for these sizes and mtimes
     damage(files[2])
     assert model_status(env.model).state == "verified"  # the cheap check cannot tell
-    code, out, _ = run(capsys, "models", "verify", FAKE)
+    code, out, _ = run_pld(capsys, "models", "verify", FAKE)
     assert code == 1
     assert f"{FAKE}: MISMATCH: sha256 " in out
     assert f"the pin is {env.model.sha256}" in out
@@ -313,7 +306,7 @@ def test_verify_without_names_checks_the_installed_models_only(
     for name in list(PACKAGED):  # keep the real gigabytes out of this test
         if name != FAKE:
             monkeypatch.delitem(PACKAGED, name)
-    code, out, _ = run(capsys, "models", "verify")
+    code, out, _ = run_pld(capsys, "models", "verify")
     assert (code, out.splitlines()) == (
         0,
         [f"{FAKE}: ok, sha256 {env.model.sha256} ({env.model.size:,} bytes)"],
@@ -323,7 +316,7 @@ def test_verify_without_names_checks_the_installed_models_only(
 def test_verify_of_a_model_that_is_not_installed_says_how_to_install_it(
     env: SimpleNamespace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "models", "verify", FAKE)
+    code, _, err = run_pld(capsys, "models", "verify", FAKE)
     assert code == 2
     assert f"packaged model {FAKE!r} is not installed" in err
     assert f"hint: run: pld models install {FAKE}" in err
@@ -333,7 +326,7 @@ def test_verify_of_a_model_that_is_not_installed_says_how_to_install_it(
 def test_an_unknown_name_suggests_the_closest_packaged_model(
     action: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "models", action, "qwen2.5-coder-1.5b")
+    code, _, err = run_pld(capsys, "models", action, "qwen2.5-coder-1.5b")
     assert code == 2
     assert f"unknown packaged model 'qwen2.5-coder-1.5b' (did you mean {QWEN_15!r}?)" in err
     assert "Traceback" not in err
@@ -383,7 +376,7 @@ def pip_env(env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleName
 def test_install_runs_pip_verifies_the_digest_and_leaves_an_intact_model_alone(
     pip_env: SimpleNamespace, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, "models", "install", FAKE, "--wheels", str(pip_env.wheels))
+    code, out, err = run_pld(capsys, "models", "install", FAKE, "--wheels", str(pip_env.wheels))
     assert code == 0, err
     assert out == f"{FAKE}: installed, sha256 {pip_env.model.sha256} (pinned)\n"
     assert "pip: Successfully installed pld-fake-" in err  # pip's own lines, as they came
@@ -391,7 +384,7 @@ def test_install_runs_pip_verifies_the_digest_and_leaves_an_intact_model_alone(
     assert part.read_bytes() == part_bytes(1)
     assert is_installed(FAKE)
 
-    code, out, err = run(capsys, "models", "install", FAKE, "--wheels", str(pip_env.wheels))
+    code, out, err = run_pld(capsys, "models", "install", FAKE, "--wheels", str(pip_env.wheels))
     assert (code, out) == (
         0,
         f"{FAKE}: already installed, sha256 {pip_env.model.sha256} (pinned)\n",
@@ -399,7 +392,7 @@ def test_install_runs_pip_verifies_the_digest_and_leaves_an_intact_model_alone(
     assert "pip:" not in err  # pip was not run
 
     damage(part, keep_mtime=False)  # changed since it was hashed: install reads it again
-    code, out, err = run(capsys, "models", "install", FAKE, "--wheels", str(pip_env.wheels))
+    code, out, err = run_pld(capsys, "models", "install", FAKE, "--wheels", str(pip_env.wheels))
     assert (code, out) == (0, f"{FAKE}: reinstalled, sha256 {pip_env.model.sha256} (pinned)\n")
     assert part.read_bytes() == part_bytes(1)
 
@@ -422,7 +415,7 @@ def test_a_failing_pip_is_quoted_with_what_to_do(
 ) -> None:
     empty = pip_env.tmp / "empty"
     empty.mkdir()
-    code, _, err = run(capsys, "models", "install", FAKE, "--wheels", str(empty))
+    code, _, err = run_pld(capsys, "models", "install", FAKE, "--wheels", str(empty))
     assert code == 2
     message = err[err.index("error: ") :]
     assert "error: pip failed (exit code 1): ERROR: " in message

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import biased_student, commit, git, isolate_git, make_reviews_project
+from helpers import commit, git, isolate_git, make_reviews_project
 
 from pytest_pld.calibrate import calibrate_suite
 from pytest_pld.cli import main
 from pytest_pld.review.diff import SET_FIELDS
 from pytest_pld.suite import load_suite
-from pytest_pld.testing import ScriptedBackend, scripted
+from pytest_pld.testing import ScriptedBackend
 
 SET = "instructions/toy.yaml"
 RULE = "rules:\n  - id: R1\n    text: Read the whole review.\n"
@@ -31,18 +30,12 @@ def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     isolate_git(monkeypatch)
 
 
-@pytest.fixture
-def student() -> Iterator[ScriptedBackend]:
-    with scripted(ScriptedBackend("student", scores=biased_student)) as backend:
-        yield backend
-
-
 def refit(repo: Path) -> None:
     calibrate_suite(load_suite(repo / "suites" / "toy.yaml", repo)).write()
 
 
 @pytest.fixture
-def repo(tmp_path: Path, student: ScriptedBackend) -> Path:
+def repo(tmp_path: Path, scored_student: ScriptedBackend) -> Path:
     """A git repository whose committed set carries a calibration fitted for its prompt."""
     root = tmp_path / "repo"
     make_reviews_project(root)
@@ -109,7 +102,7 @@ def test_a_rule_edited_and_refitted_shows_the_refit_and_calibrated_deltas_with_r
 
 
 def test_changed_offsets_alone_are_compared_not_called_an_unchanged_prompt(
-    repo: Path, student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+    repo: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = (repo / SET).read_text()
     (old,) = re.findall(r"    pos: (\S+)\n", text)

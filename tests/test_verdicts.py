@@ -8,6 +8,7 @@ called directly; nothing here is evidence about a model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +29,7 @@ from pytest_pld.gates import (
 )
 from pytest_pld.record import RunRecord, load_record
 from pytest_pld.report.gate_summary import (
+    Row,
     gate_properties,
     markdown,
     row_from_report,
@@ -272,6 +274,30 @@ def test_a_family_test_never_changes_a_gates_verdict() -> None:
 def report_of(result: GateResult, record: RunRecord, outcome: str) -> SimpleNamespace:
     """What a worker's test report carries: the gate's properties."""
     return SimpleNamespace(user_properties=gate_properties("s", result, record), outcome=outcome)
+
+
+def test_every_summary_field_is_read_from_its_property_and_a_missing_one_is_empty() -> None:
+    """What a worker's report carries reaches the summary row field by field, named as the
+    property writers name them (the interval as ci_low and ci_high)."""
+    names = {"low": "ci_low", "high": "ci_high"}
+    values: dict[str, object] = {}
+    props: list[tuple[str, object]] = []
+    for number, spec in enumerate(dataclasses.fields(Row)):
+        if spec.name == "outcome":
+            continue
+        sent, read = {
+            "str": (f"text {number}", f"text {number}"),
+            "bool": (1, True),
+            "int | None": (f"{number}", number),  # converted as the field type says
+            "float | None": (f"{number}.5", number + 0.5),
+        }[str(spec.type)]
+        props.append(("pld." + names.get(spec.name, spec.name), sent))
+        values[spec.name] = read
+    full = row_from_report(SimpleNamespace(user_properties=props, outcome="failed"))
+    assert full == Row(outcome="failed", **values)
+    bare = row_from_report(SimpleNamespace(user_properties=[("pld.suite", "s")], outcome="x"))
+    assert bare == Row(suite="s", gate="", outcome="x")
+    assert row_from_report(SimpleNamespace(user_properties=[("other", 1)], outcome="x")) is None
 
 
 def test_the_summary_shows_the_detectable_drop_next_to_the_margin(tmp_path: Path) -> None:

@@ -14,9 +14,7 @@ from .options import (
     add_role_options,
     add_root_option,
     add_suite_argument,
-    load_suite_by_name,
-    project_root,
-    student_from_args,
+    open_suite,
 )
 
 
@@ -24,18 +22,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from ..ablate import ablate
     from ..report.ablation import format_json, format_markdown, format_text
 
-    root = project_root(args)
-    suite = load_suite_by_name(root, args.suite, args)
-    roles, model = student_from_args(args, root, suite)
-    if args.show_config:
+    opened = open_suite(args)
+    if opened is None:
         return 0
     mode = "off" if args.no_cache else "use"
     result = ablate(
-        suite,
+        opened.suite,
         split=args.split,
         limit=args.limit,
-        model=model,
-        factory=roles["student"].factory(model),
+        model=opened.model,
+        factory=opened.student_factory(),
         tokens=not args.no_tokens,
         resamples=args.resamples,
         cache_mode=mode,

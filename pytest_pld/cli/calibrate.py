@@ -16,9 +16,7 @@ from .options import (
     add_root_option,
     add_suite_argument,
     instructions_option,
-    load_suite_by_name,
-    project_root,
-    student_from_args,
+    open_suite,
 )
 
 
@@ -26,12 +24,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..calibrate import DEFAULT_SPLIT, calibrate_suite
     from ..runner import LazyBackend
 
-    root = project_root(args)
-    suite = load_suite_by_name(root, args.suite, args)
-    roles, model = student_from_args(args, root, suite)
-    if args.show_config:
+    opened = open_suite(args)
+    if opened is None:
         return 0
-    lazy = LazyBackend(model, roles["student"].factory(model))
+    root, suite, model = opened.root, opened.suite, opened.model
+    lazy = LazyBackend(model, opened.student_factory())
     try:
         proposal = calibrate_suite(
             suite,

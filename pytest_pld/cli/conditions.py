@@ -19,11 +19,9 @@ from .options import (
     add_root_option,
     add_suite_argument,
     instructions_option,
-    load_suite_by_name,
     number_in,
+    open_suite,
     positive_int,
-    project_root,
-    student_from_args,
 )
 
 _fraction = number_in(0, 1, low_open=True, high_open=True)
@@ -38,11 +36,10 @@ def cmd_conditions(args: argparse.Namespace) -> int:
     from ..conditions import SuiteEvaluator, compare_conditions, folds_for
     from ..report.conditions import FORMATS
 
-    root = project_root(args)
-    suite = load_suite_by_name(root, args.suite, args)
-    roles, model = student_from_args(args, root, suite)
-    if args.show_config:
+    opened = open_suite(args)
+    if opened is None:
         return 0
+    root, suite, model = opened.root, opened.suite, opened.model
     iset = instructions_option(root, args.instructions) or suite.load_instructions()
     split = args.split or suite.gate_split
     evaluated, fit = folds_for(
@@ -52,7 +49,7 @@ def cmd_conditions(args: argparse.Namespace) -> int:
         suite,
         model,
         "refresh" if args.refresh_cache else "use",
-        factory=roles["student"].factory(model),
+        factory=opened.student_factory(),
     )
     try:
         table = compare_conditions(

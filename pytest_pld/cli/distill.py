@@ -12,7 +12,7 @@ from ..distill.teachers import DEFAULT_TEACHER, default_teacher
 from ..errors import PldError
 from ..project import shown
 from .distill_options import add_distill_options, add_teach_options
-from .options import load_suite_by_name, project_root, roles_from_args
+from .options import load_suite_by_name, project_root, roles_from_args, shows_config
 
 if TYPE_CHECKING:
     from ..suite import Suite
@@ -26,8 +26,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     suite = load_suite_by_name(root, args.suite, args)
     out = args.out or root / "traces" / f"{suite.name}.jsonl"
     roles = roles_from_args(args, root)
-    if args.show_config:
-        print("\n".join(roles.lines({"teacher": args.teacher or DEFAULT_TEACHER})))
+    if shows_config(args, roles, {"teacher": args.teacher or DEFAULT_TEACHER}):
         return 0
     teacher = args.teacher or default_teacher()  # a missing default teacher: a quick error
     if args.batch:
@@ -86,13 +85,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
     root = project_root(args)
     suite = load_suite_by_name(root, args.suite, args)
     roles = roles_from_args(args, root)
-    if args.show_config:
-        models = {
-            "teacher": args.teacher or "(the traces' teacher)",
-            "student": args.student or suite.student,
-            "embedder": args.embedder,
-        }
-        print("\n".join(roles.lines(models)))
+    models = {  # as --show-config shows them; the pipeline resolves the ones it uses
+        "teacher": args.teacher or "(the traces' teacher)",
+        "student": args.student or suite.student,
+        "embedder": args.embedder,
+    }
+    if shows_config(args, roles, models):
         return 0
     if args.apply:
         return _apply(args.apply, suite, root)

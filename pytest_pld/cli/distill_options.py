@@ -309,7 +309,7 @@ def _add_selection_options(p: argparse.ArgumentParser) -> None:
         default=12,
         metavar="N",
         help="score at most N candidate rules, largest clusters first, all candidates of a "
-        "cluster or none (default: 24)",
+        "cluster or none (default: 12)",
     )
 
 

@@ -1,4 +1,5 @@
-"""Argument types and options shared by the `pld` commands, defined once.
+"""Argument types, options and the opening (`open_suite`, `shows_config`) shared by the `pld`
+commands, defined once.
 
 The pytest plugin reuses `positive_int` for `--pld-limit`, so a value means the same on both
 command lines.
@@ -7,13 +8,15 @@ command lines.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..project import find_project_root
 
 if TYPE_CHECKING:
+    from ..backends.base import Backend
     from ..instructions import InstructionSet
     from ..roles import ModelRoles
     from ..shards import Shard
@@ -163,14 +166,41 @@ def instructions_option(root: Path, path: Path | None) -> InstructionSet | None:
     return load_instruction_set(resolve_inside(root, str(path), key="--instructions"))
 
 
-def student_from_args(args: argparse.Namespace, root: Path, suite: Suite) -> tuple[ModelRoles, str]:
-    """The roles and the student model (`--model`, else the suite's) of a command that
-    evaluates a suite; with --show-config, print the student's resolved configuration."""
+@dataclass(frozen=True)
+class StudentCommand:
+    """What a command that evaluates one suite with its student starts from (`open_suite`)."""
+
+    root: Path
+    suite: Suite
+    roles: ModelRoles
+    model: str  # the student: --model, else the suite's
+
+    def student_factory(self) -> Callable[[str], Backend]:
+        """Makes the student's backend with its role's endpoint and options."""
+        return self.roles["student"].factory(self.model)
+
+
+def open_suite(args: argparse.Namespace) -> StudentCommand | None:
+    """The opening of every command that evaluates a suite with its student (run, calibrate,
+    conditions, ablate): the project root, the suite (with --data-root), the model roles and
+    the student. None after --show-config printed the student's configuration: the command
+    then exits 0 without calling a model."""
+    root = project_root(args)
+    suite = load_suite_by_name(root, args.suite, args)
     roles = roles_from_args(args, root)
     model = args.model or suite.student
-    if args.show_config:
-        print("\n".join(roles.lines({"student": model})))
-    return roles, model
+    if shows_config(args, roles, {"student": model}):
+        return None
+    return StudentCommand(root, suite, roles, model)
+
+
+def shows_config(args: argparse.Namespace, roles: ModelRoles, models: Mapping[str, str]) -> bool:
+    """With --show-config, print the resolved endpoint and options of each role's model in
+    `models` and say so (True: the command exits 0 there)."""
+    if not args.show_config:
+        return False
+    print("\n".join(roles.lines(models)))
+    return True
 
 
 def add_role_options(parser: argparse.ArgumentParser, roles: tuple[str, ...]) -> None:

@@ -14,6 +14,7 @@ from .options import (
     data_root,
     project_root,
     roles_from_args,
+    shows_config,
 )
 
 
@@ -25,8 +26,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     suites = tuple(n.strip() for spec in args.suite or [] for n in spec.split(",") if n.strip())
     root = project_root(args)
     roles = roles_from_args(args, root)
-    if args.show_config:
-        print("\n".join(roles.lines({"student": args.model or "each suite's student"})))
+    if shows_config(args, roles, {"student": args.model or "each suite's student"}):
         return 0
     options = ReviewOptions(
         suites=suites,

@@ -19,10 +19,10 @@ from .options import (
     data_root,
     instructions_option,
     load_suite_by_name,
+    open_suite,
     positive_int,
     project_root,
     shard_type,
-    student_from_args,
 )
 
 
@@ -103,18 +103,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..runner import LazyBackend, run_suite
 
-    root = project_root(args)
-    suite = load_suite_by_name(root, args.suite, args)
-    roles, model = student_from_args(args, root, suite)
-    if args.show_config:
+    opened = open_suite(args)
+    if opened is None:
         return 0
+    root, suite, model = opened.root, opened.suite, opened.model
     mode = "off" if args.no_cache else "refresh" if args.refresh_cache else "use"
     iset = instructions_option(root, args.instructions)
     if args.shots:
         from ..shots import with_shots
 
         iset = with_shots(suite, iset or suite.load_instructions(), args.shots, args.seed)
-    lazy = LazyBackend(model, roles["student"].factory(model))
+    lazy = LazyBackend(model, opened.student_factory())
     try:
         record = run_suite(
             suite,

@@ -44,7 +44,7 @@ class DistillSettings:
     #: student returns no label scores) or raw answers
     select_on: str = "calibrated"
     mode: str = "auto"
-    max_candidates: int = 24
+    max_candidates: int = 12  # as the command line
     specific_df: float = DEFAULT_MAX_DF  # generality test: "rare across train"
     specific_lift: float = DEFAULT_LIFT  # generality test: "frequent in the sources"
     wording: str = "drop"  # drop | flag | off: rules whose effect vanishes when reworded

@@ -7,6 +7,7 @@ in workers and only their reports reach the process that prints the summary.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -213,69 +214,36 @@ def baseline_properties(suite: str, gate: str, record: Any, path: str) -> list[t
     ]
 
 
+#: Where a property's name is not its `Row` field's (every other field: "pld." + its name).
+_PROPERTY_OF = {"low": "ci_low", "high": "ci_high"}
+
+
 def row_from_report(report: Any) -> Row | None:
-    """A summary row from a test report (one of ours, in any process), else None."""
+    """A summary row from a test report (one of ours, in any process), else None: each field
+    of `Row` but the outcome read from its property, as the field's type says."""
     props: Mapping[str, Any] = dict(report.user_properties)
     if P + "suite" not in props:
         return None
+    values: dict[str, Any] = {
+        spec.name: _read_property(str(spec.type), props, P + _PROPERTY_OF.get(spec.name, spec.name))
+        for spec in dataclasses.fields(Row)
+        if spec.name != "outcome"
+    }
+    return Row(outcome=report.outcome, **values)
 
-    def num(key: str) -> float | None:
-        value = props.get(P + key)
-        return float(value) if value is not None else None
 
-    def count(key: str) -> int | None:
-        value = props.get(P + key)
-        return int(value) if value is not None else None
-
-    def word(key: str) -> str:
-        return str(props.get(P + key, ""))
-
-    return Row(
-        suite=str(props[P + "suite"]),
-        gate=str(props.get(P + "gate", "")),
-        outcome=report.outcome,
-        metric=str(props.get(P + "metric", "")),
-        value=num("value"),
-        low=num("ci_low"),
-        high=num("ci_high"),
-        bound=str(props.get(P + "bound", "")),
-        model=str(props.get(P + "model", "")),
-        split=str(props.get(P + "split", "")),
-        instructions=str(props.get(P + "instructions", "")),
-        examples=count("examples"),
-        cache_hits=count("cache_hits"),
-        model_calls=count("model_calls"),
-        ties=count("ties"),
-        limit=count("limit"),
-        skipped=count("skipped"),
-        skipped_labels=word("skipped_labels"),
-        calibration=word("calibration"),
-        raw_macro_f1=num("raw_macro_f1"),
-        raw_accuracy=num("raw_accuracy"),
-        record=str(props.get(P + "record", "")),
-        error=str(props.get(P + "error", "")),
-        baseline_written=str(props.get(P + "baseline_written", "")),
-        interval_method=word("interval_method"),
-        clusters=count("clusters"),
-        cluster_key=word("cluster_key"),
-        detectable=num("detectable"),
-        margin=num("margin"),
-        confidence=num("confidence"),
-        power=num("power"),
-        underpowered=bool(props.get(P + "underpowered", False)),
-        needed_examples=count("needed_examples"),
-        needed_clusters=count("needed_clusters"),
-        power_policy=word("power_policy"),
-        p_value=num("p_value"),
-        mcnemar_worse=count("mcnemar_worse"),
-        mcnemar_better=count("mcnemar_better"),
-        mcnemar_p=num("mcnemar_p"),
-        family_p=num("family_p"),
-        family_adjusted_p=num("family_adjusted_p"),
-        family_size=count("family_size"),
-        family_correction=word("family_correction"),
-        alpha=num("alpha"),
-    )
+def _read_property(kind: str, props: Mapping[str, Any], key: str) -> Any:
+    """One property as a `Row` field of type `kind`; a missing one is "", False or None."""
+    if kind == "str":
+        return str(props.get(key, ""))
+    if kind == "bool":
+        return bool(props.get(key, False))
+    value = props.get(key)
+    if kind == "int | None":
+        return None if value is None else int(value)
+    if kind == "float | None":
+        return None if value is None else float(value)
+    raise TypeError(f"no property is read as a Row field of type {kind!r}")
 
 
 # --- formatting ---------------------------------------------------------------------------------

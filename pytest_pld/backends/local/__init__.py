@@ -27,10 +27,13 @@ row floor at which the CPU's matrix kernels compute rows independently (`rows`, 
 model's weights at start-up; where the check fails, one example per pass). An exact tie that
 remains is flagged (`tie`) and resolved by `labels.top_label`, never by the order of the labels.
 
-The modules: `backend` (`LocalBackend`), `prompts` (chat template and tokens), `attention` (the
-packed-prefix attention, example by example), `scoring` (label scores of a forward pass, the
-float32 head), `rows` (the row floor and its check), `threads` (how many threads, and why) and
-`identity` (the cache identity without torch, with `SCORING_VERSION`).
+The modules: `backend` (`LocalBackend`: its lazy loads, thread choice and scoring loop),
+`loading` (the torch model), `prompts` (chat template and tokens), `attention` (the
+packed-prefix attention, example by example), `scoring` (a system prompt's prefix, label scores
+of a forward pass, the float32 head), `rows` (the row floor and its check), `threads` (how many
+threads, and why), the engines of `generate`: `generation` (transformers) and `llamacpp`
+(llama.cpp), with `sampling` (seeded temperature sampling), and `defaults` (the option
+defaults) and `identity` (the cache identity, with `SCORING_VERSION`), both without torch.
 Importing this package does not import torch; `LocalBackend` is imported from `backend` on
 first use, which happens only when a `local:` backend is created (see
 `pytest_pld.backends.get_backend`).

@@ -1,9 +1,11 @@
 """`LocalBackend`: a transformers causal LM in this process (CPU, or a GPU where present).
 
 See the package docstring for how it classifies; the pieces live next to this module:
-`prompts` (chat template and tokens), `attention` (the packed-prefix attention) and `scoring`
-(the label scores of a forward pass). Generation from a GGUF model runs through llama.cpp where
-llama-cpp-python is installed (`llamacpp`), else through transformers.
+`loading` (the torch model), `prompts` (chat template and tokens), `attention` (the
+packed-prefix attention) and `scoring` (a system prompt's prefix and the label scores of a
+forward pass). This class keeps the scoring loop; `generate` hands each request to an engine:
+llama.cpp for a GGUF model where llama-cpp-python is installed (`llamacpp`), else transformers
+on the torch model (`generation`).
 
 Each engine loads on first use: a teacher that only generates through llama.cpp never loads
 (or converts) the torch model, and a student that only scores never loads llama.cpp. Creating
@@ -23,12 +25,11 @@ tame_openmp_spinning()
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+from transformers import AutoTokenizer
 
 from ...errors import PldError
 from ...labels import top_label
@@ -38,7 +39,6 @@ from ..base import (
     GenerateOptions,
     Generation,
     Message,
-    cut_at_stop,
 )
 from ..packaged import (
     AUTO_DTYPE,
@@ -51,44 +51,23 @@ from ..packaged import (
     resolve_dtype_name,
     resolve_model,
 )
-from .attention import ATTN_IMPLEMENTATION, KV, flash_cpu, register_attention
+from .attention import ATTN_IMPLEMENTATION, flash_cpu, register_attention
 from .defaults import PACK_TOKENS
+from .generation import END_OF_TURN, TransformersGenerator, stop_token_ids
 from .identity import SCORING_VERSION
 from .llamacpp import LLAMA_CPP, LlamaCppGenerator, choose_generation, say_once
-from .loading import quiet_progress_unless_terminal
-from .prompts import ChatPrompts, Head, Item
+from .loading import load_causal_lm
+from .prompts import ChatPrompts, Item
 from .rows import RowCheck, check_rows
-from .sampling import check_sampling, sampling_kwargs
-from .scoring import OutputHead, Suffix, cache_tensors, model_cache, score_copy, score_packed
+from .sampling import check_sampling
+from .scoring import OutputHead, Prefix, cache_tensors, model_cache, score_copy, score_packed
 from .threads import CpuWatch, ThreadChoice, choose_threads
 
 __all__ = ["DEFAULT_MODEL", "LocalBackend"]
 
 #: Model types whose attention was checked against a plain forward pass (tests/test_local_backend).
 PACKED_MODEL_TYPES = frozenset({"llama", "qwen2"})
-#: Token texts that end an answer besides the model's own end-of-sequence token.
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
-
-
-@dataclass
-class _Prefix:
-    """A system prompt's head with its computed key-value states."""
-
-    head: Head
-    kv: KV | None = None  # packed path: the head and the user turn's opening
-    cache: Any = None  # copy path: a DynamicCache of the head
-    compute_s: float = 0.0
-    _kv_head: KV | None = None
-
-    def kv_head(self) -> KV:
-        """The head alone, for examples that do not start with the opening (a copy of the
-        head's part of `kv`, made when first needed)."""
-        assert self.kv is not None
-        if self._kv_head is None:
-            n = len(self.head.ids)
-            self._kv_head = [(k[:, :, :n].clone(), v[:, :, :n].clone()) for k, v in self.kv]
-        return self._kv_head
 
 
 def _resolve_dtype(dtype: str | torch.dtype, device: str | None) -> torch.dtype:
@@ -152,7 +131,7 @@ class LocalBackend:
         self.pack_tokens = max(1, int(pack_tokens))
         self.on_overflow = on_overflow
         self._prefix_cache_size = max(1, int(prefix_cache_size))
-        self._prefixes: OrderedDict[str, _Prefix] = OrderedDict()
+        self._prefixes: OrderedDict[str, Prefix] = OrderedDict()
         self.stats: dict[str, float] = {
             "prefix_builds": 0,
             "prefix_s": 0.0,
@@ -185,19 +164,9 @@ class LocalBackend:
         register_attention()
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         self.prompts = ChatPrompts(self.tokenizer)
-        with quiet_progress_unless_terminal():
-            try:
-                self.model = AutoModelForCausalLM.from_pretrained(
-                    str(self.folder), dtype=self.dtype, attn_implementation=ATTN_IMPLEMENTATION
-                )
-                custom_attention = True
-            except (ValueError, KeyError, TypeError):  # no attention interface in this model
-                self.model = AutoModelForCausalLM.from_pretrained(
-                    str(self.folder), dtype=self.dtype
-                )
-                custom_attention = False
-        self.model.to(self.device)  # type: ignore[arg-type]
-        self.model.eval()
+        self.model, custom_attention = load_causal_lm(
+            self.folder, dtype=self.dtype, device=self.device, attention=ATTN_IMPLEMENTATION
+        )
         self.load_s = time.perf_counter() - t0
         torch.set_num_threads(self.threads.count)
 
@@ -227,7 +196,7 @@ class LocalBackend:
         self._groups = config.num_attention_heads // getattr(
             config, "num_key_value_heads", config.num_attention_heads
         )
-        self._eos_ids = self._stop_token_ids()
+        self._eos_ids = stop_token_ids(self.model, self.tokenizer)
         self._loaded = True
 
     # -- protocol ------------------------------------------------------------------------------
@@ -335,12 +304,23 @@ class LocalBackend:
         """Greedy decoding, or with a `temperature` above 0 temperature sampling whose draws
         come from a generator seeded with `seed` for this call alone (see `sampling`).
         `json_schema` is not enforced locally: shape the output with `prefill` and `stop`.
-        Through llama.cpp where `self.generation` says so (`llamacpp`), which answers alike."""
+        Through llama.cpp where `self.generation` says so (`llamacpp`), else through
+        transformers (`generation`); both answer alike."""
         # local models get structure from prefill/stop, not a grammar: json_schema is unused
-        max_tokens, stop, prefill = options.max_tokens, options.stop, options.prefill
-        temperature, seed = options.temperature, options.seed
-        check_sampling(temperature, seed)
+        check_sampling(options.temperature, options.seed)
         chat = [{"role": m.role, "content": m.content} for m in messages]
+        return self._generator().generate(
+            chat,
+            max_tokens=options.max_tokens,
+            stop=options.stop,
+            prefill=options.prefill,
+            temperature=options.temperature,
+            seed=options.seed,
+        )
+
+    def _generator(self) -> LlamaCppGenerator | TransformersGenerator:
+        """The engine of `generate`, started on first use (its start is a one-off, not part
+        of the answer's latency)."""
         if self.generation.name == LLAMA_CPP:
             if self._llama is None:
                 self._llama = LlamaCppGenerator(
@@ -350,73 +330,23 @@ class LocalBackend:
                     end_of_turn=END_OF_TURN,
                     name=self.name,
                 )
-            return self._llama.generate(
-                chat,
-                max_tokens=max_tokens,
-                stop=stop,
-                prefill=prefill,
-                temperature=temperature,
-                seed=seed,
-            )
+            return self._llama
         say_once(self.generation.note)
-        self.load()  # a one-off, not part of this answer's latency
-        t0 = time.perf_counter()
-        text = self.prompts.render(chat, add_generation_prompt=True) + prefill
-        ids = self.prompts.ids(text)
-        if len(ids) + max_tokens > self.max_context:
-            raise PldError(
-                f"the prompt is {len(ids)} tokens and {max_tokens} more were asked for, over "
-                f"the model's context of {self.max_context} tokens",
-                hint="shorten the messages or lower max_tokens",
-            )
-        input_ids = torch.tensor([ids], device=self.device)
-        config = GenerationConfig(
-            max_new_tokens=max_tokens,
-            do_sample=False,
-            eos_token_id=self._eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else self._eos_ids[0],
-        )
-        kwargs: dict[str, Any] = {}
-        if stop:
-            config.stop_strings = list(stop)
-            kwargs["tokenizer"] = self.tokenizer
-        kwargs.update(sampling_kwargs(temperature, seed))
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-                **kwargs,
-            )
-        new = out[0, len(ids) :].tolist()
-        finish = "length"
-        if new and new[-1] in self._eos_ids:
-            new = new[:-1]
-            finish = "stop"
-        completion, stopped = cut_at_stop(
-            str(self.tokenizer.decode(new, skip_special_tokens=True)), stop
-        )
-        finish = "stop" if stopped else finish
-        return Generation(
-            text=completion,
-            latency_s=time.perf_counter() - t0,
-            prompt_tokens=len(ids),
-            completion_tokens=len(out[0]) - len(ids),
-            finish_reason=finish,
+        self.load()
+        return TransformersGenerator(
+            self.model, self.tokenizer, self.prompts, self.device, self.max_context, self._eos_ids
         )
 
     # -- prefixes ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _prefix(self, system: str) -> _Prefix:
+    def _prefix(self, system: str) -> Prefix:
         if system in self._prefixes:
             self._prefixes.move_to_end(system)
             return self._prefixes[system]
         t0 = time.perf_counter()
         head = self.prompts.head(system)
-        prefix = _Prefix(head)
+        prefix = Prefix(head)
         if len(head.ids) + 1 > self.max_context:
             raise PldError(
                 f"the system prompt alone is {len(head.ids)} tokens, over the model's context "
@@ -449,7 +379,7 @@ class LocalBackend:
             self._prefixes.popitem(last=False)
         return prefix
 
-    def _item(self, prefix: _Prefix, index: int, user: str, label_len: int) -> Item:
+    def _item(self, prefix: Prefix, index: int, user: str, label_len: int) -> Item:
         return self.prompts.item(
             prefix.head,
             index,
@@ -459,25 +389,11 @@ class LocalBackend:
             on_overflow=self.on_overflow,
         )
 
-    def _stop_token_ids(self) -> list[int]:
-        ids: list[int] = []
-        eos = self.model.generation_config.eos_token_id
-        for value in eos if isinstance(eos, list) else [eos]:
-            if value is not None:
-                ids.append(int(value))
-        if self.tokenizer.eos_token_id is not None:
-            ids.append(int(self.tokenizer.eos_token_id))
-        for name in END_OF_TURN:
-            tid = self.tokenizer.convert_tokens_to_ids(name)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
-                ids.append(tid)
-        return list(dict.fromkeys(ids)) or [0]
-
     # -- scoring -------------------------------------------------------------------------------
 
     def _classification(
         self,
-        prefix: _Prefix,
+        prefix: Prefix,
         item: Item,
         user: str,
         labels: Sequence[str],
@@ -498,19 +414,9 @@ class LocalBackend:
             tie=tie,
         )
 
-    def _suffix(self, prefix: _Prefix, item: Item) -> Suffix:
-        """The example after the head and the opening, or after the head alone when it does
-        not start with the opening; never after tokens it shares with other examples only."""
-        assert prefix.kv is not None
-        head, opening = prefix.head.ids, prefix.head.opening
-        n = len(opening)
-        if n and item.ids[:n] == opening and len(item.ids) > n:
-            return Suffix(item.ids[n:], len(head) + n, prefix.kv)
-        return Suffix(item.ids, len(head), prefix.kv_head())
-
     def _run_packed(
         self,
-        prefix: _Prefix,
+        prefix: Prefix,
         batch: list[Item],
         users: Sequence[str],
         labels: Sequence[str],
@@ -518,7 +424,7 @@ class LocalBackend:
         pending_s: float,
     ) -> Iterator[Classification]:
         t0 = time.perf_counter()
-        suffixes = [self._suffix(prefix, item) for item in batch]
+        suffixes = [prefix.suffix(item) for item in batch]
         all_scores = score_packed(
             self.model,
             self.head,

@@ -7,7 +7,7 @@ through transformers, in the same run on 2 AVX2 cores other jobs shared (BENCHMA
 scoring stays on torch: its scores are float32 measurements with the same bits however
 examples are batched (`scoring`), which llama.cpp does not promise.
 
-What a call does, so that it answers like `LocalBackend`'s transformers path:
+What a call does, so that it answers like the transformers path (`generation`):
 
 - The prompt is the model's own chat template (the GGUF's `tokenizer.chat_template`, the one
   transformers reads when it converts the file) rendered by transformers' renderer through
@@ -50,7 +50,7 @@ from typing import Any
 from ...errors import PldError
 from ..base import Generation, cut_at_stop
 from ..packaged import ResolvedModel
-from .prompts import ChatPrompts
+from .prompts import ChatPrompts, check_generation_fits
 
 LLAMA_CPP = "llama.cpp"
 TRANSFORMERS = "transformers"
@@ -308,13 +308,7 @@ class LlamaCppGenerator:
         t0 = time.perf_counter()
         assert self._prompts is not None
         ids = self._ids(self._prompts.render(chat, add_generation_prompt=True) + prefill)
-        limit = self.max_context or self.trained_context()
-        if len(ids) + max_tokens > limit:
-            raise PldError(
-                f"the prompt is {len(ids)} tokens and {max_tokens} more were asked for, over "
-                f"the model's context of {limit} tokens",
-                hint="shorten the messages or lower max_tokens",
-            )
+        check_generation_fits(len(ids), max_tokens, self.max_context or self.trained_context())
         if max_tokens < 1:
             return Generation("", time.perf_counter() - t0, len(ids), 0, "length")
         llm = self._load(len(ids) + max_tokens)

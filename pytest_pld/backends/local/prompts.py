@@ -23,6 +23,17 @@ _SENTINEL = "\u2063PLD-USER-MESSAGE\u2063"
 _PROBES = ("Example text, to check the tokenization.", "x", "7 probes", "Why?")
 
 
+def check_generation_fits(prompt_tokens: int, max_tokens: int, context: int) -> None:
+    """A PldError when a prompt and the tokens asked for after it exceed the model's context;
+    both generation engines (`generation`, `llamacpp`) check a request with it."""
+    if prompt_tokens + max_tokens > context:
+        raise PldError(
+            f"the prompt is {prompt_tokens} tokens and {max_tokens} more were asked for, over "
+            f"the model's context of {context} tokens",
+            hint="shorten the messages or lower max_tokens",
+        )
+
+
 @dataclass(frozen=True)
 class Head:
     """The part of every prompt of one system prompt that comes before the user message."""

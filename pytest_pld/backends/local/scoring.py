@@ -53,6 +53,7 @@ from typing import Any
 import torch
 
 from .attention import KV, Packed, Span, span_mask
+from .prompts import Head, Item
 
 #: How many of the largest logits of a scored position get their float32 value in the
 #: normaliser (besides the label tokens).
@@ -198,6 +199,36 @@ class Suffix:
     ids: list[int]
     start: int
     prefix: KV
+
+
+@dataclass
+class Prefix:
+    """A system prompt's head with its computed key-value states."""
+
+    head: Head
+    kv: KV | None = None  # packed path: the head and the user turn's opening
+    cache: Any = None  # copy path: a DynamicCache of the head
+    compute_s: float = 0.0
+    _kv_head: KV | None = None
+
+    def kv_head(self) -> KV:
+        """The head alone, for examples that do not start with the opening (a copy of the
+        head's part of `kv`, made when first needed)."""
+        assert self.kv is not None
+        if self._kv_head is None:
+            n = len(self.head.ids)
+            self._kv_head = [(k[:, :, :n].clone(), v[:, :, :n].clone()) for k, v in self.kv]
+        return self._kv_head
+
+    def suffix(self, item: Item) -> Suffix:
+        """The example after the head and the opening, or after the head alone when it does
+        not start with the opening; never after tokens it shares with other examples only."""
+        assert self.kv is not None
+        head, opening = self.head.ids, self.head.opening
+        n = len(opening)
+        if n and item.ids[:n] == opening and len(item.ids) > n:
+            return Suffix(item.ids[n:], len(head) + n, self.kv)
+        return Suffix(item.ids, len(head), self.kv_head())
 
 
 @torch.inference_mode()
