@@ -28,6 +28,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from ..atomic import atomic_write_bytes, new_file_beside
 from ..errors import PldError, did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -183,11 +184,7 @@ def _read_digest_cache() -> dict[str, str]:
 def _write_digest_cache(data: dict[str, str]) -> None:
     root = cache_root()
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".digests-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=0, sort_keys=True)
-        os.replace(tmp, root / _DIGESTS)
+        atomic_write_bytes(root / _DIGESTS, json.dumps(data, indent=0, sort_keys=True).encode())
     except OSError:
         pass  # a read-only cache only costs a re-hash next time
 
@@ -582,12 +579,11 @@ def gguf_file(resolved: ResolvedModel) -> Path:
     with FileLock(models_dir() / f".{resolved.sha256}.gguf.lock"):
         if final.is_file() and file_digest([final]) == resolved.sha256:
             return final  # another process assembled it meanwhile
-        fd, name = tempfile.mkstemp(dir=models_dir(), prefix=f".tmp-{resolved.sha256[:12]}-")
+        # the mode a plain open gives, not mkstemp's 0600, which would hide a shared cache
+        fd, tmp = new_file_beside(final)
         os.close(fd)
-        tmp = Path(name)
         try:
             _assemble(resolved, tmp)
-            tmp.chmod(0o644)  # mkstemp's 0600 would hide a cache other users may share
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
