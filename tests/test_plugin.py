@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy  # noqa: F401
 import pytest
 import sklearn.metrics  # noqa: F401
+from helpers import PLUGIN_CONFTEST, PLUGIN_SUITE, Needs, calls, edit, make_plugin_project
 from helpers import PLUGIN_EXAMPLES as N
-from helpers import PLUGIN_SUITE, Needs, calls, edit, make_plugin_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -279,6 +279,29 @@ def test_passing_gates_pass_and_the_summary_table_is_printed(project: pytest.Pyt
         ]
     )
     assert calls(project) == N  # the second run was answered by the response cache
+
+
+def test_a_notice_of_one_off_work_is_shown_when_said_though_pytest_captures_output(
+    project: pytest.Pytester,
+) -> None:
+    # what the local backend says when it first converts a packaged model
+    project.makeconftest(
+        PLUGIN_CONFTEST
+        + """
+def pytest_runtest_call(item):
+    from pytest_pld.progress import notice
+
+    notice(f"pld: converting a model once (during {item.name})")
+"""
+    )
+    result = project.runpytest("--pld-suite=sentiment", "-k", "render or accuracy")
+    result.assert_outcomes(passed=2, deselected=2)  # passing items: pytest shows no capture
+    result.stderr.fnmatch_lines(
+        [
+            "pld: converting a model once (during render)",
+            "pld: converting a model once (during accuracy>=0.5)",
+        ]
+    )
 
 
 def test_a_bound_above_the_observed_value_fails_with_a_readable_message(
