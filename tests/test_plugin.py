@@ -405,6 +405,30 @@ def test_a_failed_evaluation_fails_every_gate_after_one_attempt(project: pytest.
     assert calls(project) == 1
 
 
+def test_every_item_that_ran_is_in_the_summary_with_pytests_outcome_when_the_data_fails(
+    project: pytest.Pytester,
+) -> None:
+    edit(project, "data/sentiment.jsonl", '"label": "neg"}', '"label": "ngative"}')
+    result = project.runpytest("--pld-suite=sentiment", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=4)
+    text = result.stdout.str()
+    table = text[text.index("pytest-pld summary") : text.index("short test summary info")]
+    assert "suite sentiment: instructions sentiment v1; not evaluated (" in table
+    assert "'ngative'" in table  # the error, named once on the run line
+    for gate in GATES:  # the render row too, and no "ERROR" where pytest says FAILED
+        assert re.search(rf"^  {re.escape(gate)} .*FAIL, not evaluated$", table, re.MULTILINE)
+    assert "ERROR" not in table
+    assert calls(project) == 0
+
+
+def test_a_skipped_item_is_in_the_summary_as_skipped(project: pytest.Pytester) -> None:
+    result = project.runpytest(
+        "--pld-suite=sentiment", "--pld-shard=1/2", "-k", "render or accuracy"
+    )
+    result.assert_outcomes(passed=1, skipped=1, deselected=2)
+    result.stdout.fnmatch_lines(["*pytest-pld summary*", "  accuracy>=0.5 * skipped"])
+
+
 def test_an_undefined_template_variable_fails_the_render_item(project: pytest.Pytester) -> None:
     edit(project, "suites/sentiment.yaml", "{{ text }}", "{{ txt }}")
     result = project.runpytest("--pld-suite=sentiment", "-k", "render")
