@@ -309,6 +309,7 @@ class CalibrationItem(SuiteItem):
             system_prompt=suite.system_prompt(iset),
             suite=suite.name,
             backend=self.state.backends.get(model).identity(),
+            name_refit=False,  # said once, below
         )
         if problems:
             raise GateFailed(
