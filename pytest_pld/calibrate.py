@@ -147,6 +147,7 @@ def calibrate_suite(
     not given; the caller closes one it passes)."""
     from .instructions_save import render_instruction_text
     from .runner import LazyBackend, run_suite
+    from .suite.data_checks import limit_text, skipped_text
     from .textio import read_text
 
     split = split or DEFAULT_SPLIT
@@ -227,6 +228,12 @@ def calibrate_suite(
         cache_hits=hits,
         model_calls=calls,
     )
+    # what `pld run` says of the same sample: examples left out, a limit the split cannot give
+    proposal.notes += [
+        note
+        for note in (skipped_text(record.skipped), limit_text(record.limit, len(record.results)))
+        if note
+    ]
     if model != suite.student:
         proposal.notes.append(
             f"fitted for {model}, not the suite's student {suite.student}: for the suite's "

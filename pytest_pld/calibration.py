@@ -185,22 +185,24 @@ class Calibration:
         *,
         suite: str | None = None,
         backend: Mapping[str, object] | None = None,
+        name_refit: bool = True,
     ) -> str | None:
         """Why these offsets no longer fit (None: they do): fitted for another student, with
         another rendered system prompt, or (given the `backend` identity, and when the section
-        records one) with scores computed another way. The reason names the refit command."""
-        refit = f"refit with: {refit_command(suite)}"
+        records one) with scores computed another way. The reason names the refit command,
+        unless `name_refit` is false (a caller that says it once after all its problems)."""
+        refit = f"; refit with: {refit_command(suite)}" if name_refit else ""
         if student != self.student:
             return (
                 f"the calibration is stale: fitted for student {self.student}, but the "
-                f"student is {student}; {refit}"
+                f"student is {student}{refit}"
             )
         now = sha256_text(system_prompt)
         if now != self.system_prompt_sha256:
             return (
                 "the calibration is stale: fitted with another system prompt (sha256 "
                 f"{self.system_prompt_sha256[:12]}..., now {now[:12]}...: the rules, preamble, "
-                f"label definitions, examples or template changed since); {refit}"
+                f"label definitions, examples or template changed since){refit}"
             )
         if backend is not None and self.backend_sha256 is not None:
             digest = scoring_digest(backend)
@@ -211,7 +213,7 @@ class Calibration:
                 return (
                     f"the calibration is stale: fitted with scores from another configuration of "
                     f"{student} (scoring identity sha256 {self.backend_sha256[:12]}..., now "
-                    f"{digest[:12]}...: its weights, dtype or scoring method differ{dtype}); "
+                    f"{digest[:12]}...: its weights, dtype or scoring method differ{dtype})"
                     f"{refit}"
                 )
         return None
@@ -382,10 +384,12 @@ def suite_problems(
     system_prompt: str,
     suite: str,
     backend: Mapping[str, object] | None = None,
+    name_refit: bool = True,
 ) -> list[PldError]:
     """What is wrong with a set's calibration for one suite that uses it: labels that do not
     match the suite's, or staleness (another student, another rendered prompt, and given the
-    student's `backend` identity, scores computed another way)."""
+    student's `backend` identity, scores computed another way). Each names the refit command
+    unless `name_refit` is false: the caller then says it once, after all of them."""
     out = []
     wrong = cal.label_problem(labels)
     if wrong:
@@ -395,10 +399,12 @@ def suite_problems(
                 path=cal.path,
                 line=cal.lines.get("offsets"),
                 key="calibration.offsets",
-                hint=f"refit with: {refit_command(suite)}",
+                hint=f"refit with: {refit_command(suite)}" if name_refit else None,
             )
         )
-    stale = cal.is_stale(student, system_prompt, suite=suite, backend=backend)
+    stale = cal.is_stale(
+        student, system_prompt, suite=suite, backend=backend, name_refit=name_refit
+    )
     if stale:
         key = (
             "student"

@@ -7,8 +7,8 @@ The section, as `pld calibrate SUITE --write` writes it:
     calibration:
       method: prior-shift
       offsets:                  # added to each label's log-probability
-        gender: 0.0
-        race: 2.4
+        "gender": 0.0           # labels quoted, as `pld init` writes them
+        "race": 2.4
       fitted:
         student: local:qwen2.5-coder-0.5b-instruct
         system_prompt_sha256: <64 hex digits>
@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from .calibration import CONTEXTUAL, METHODS, Calibration, refit_command
 from .errors import did_you_mean
@@ -97,6 +98,24 @@ def write_section(doc: CommentedMap, cal: Calibration | None) -> None:
         node = CommentedMap()
         doc["calibration"] = node
     _update(node, to_yaml(cal))
+    _quote_keys(node["offsets"])
+
+
+def _quote_keys(node: CommentedMap) -> None:
+    """Double-quote the labels that key the offsets, as `pld init` quotes labels: a YAML 1.1
+    reader (PyYAML) reads a plain `No:` or `yes:` as a boolean and `1:` as a number, so only a
+    quoted label reads back as the same string everywhere. A plain key (a new label, or one
+    an earlier version wrote) is re-keyed in place, keeping its position and its comment."""
+    for position, key in enumerate(list(node)):
+        if not isinstance(key, str) or isinstance(
+            key, (DoubleQuotedScalarString, SingleQuotedScalarString)
+        ):
+            continue  # quoted already (ruamel keeps a loaded key's quotes)
+        quoted = DoubleQuotedScalarString(key)
+        comment = node.ca.items.pop(key, None)
+        node.insert(position, quoted, node.pop(key))
+        if comment is not None:
+            node.ca.items[quoted] = comment
 
 
 def _update(node: CommentedMap, plain: Mapping[str, Any]) -> None:

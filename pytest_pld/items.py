@@ -123,6 +123,37 @@ class SuiteItem(pytest.Item):
         line = self.line()
         return self.path, (line - 1 if line else None), f"{self.suite.name}: {self.name}"
 
+    def runtest(self) -> None:
+        """The item's check. One that stops before it reports its numbers (the data did not
+        load, a template is broken) still reports a row, so the summary table lists every item
+        pytest ran, with pytest's outcome."""
+        try:
+            self.check()
+        except BaseException as exc:
+            if not any(key == gate_summary.P + "suite" for key, _ in self.user_properties):
+                self.user_properties.extend(self._stopped_properties(exc))
+            raise
+
+    def check(self) -> None:
+        raise NotImplementedError
+
+    def _stopped_properties(self, exc: BaseException) -> list[tuple[str, object]]:
+        """The row of an item stopped by `exc`: a skip keeps no error; anything else is the
+        error's first line. The instruction set is named when it loads, so the run line does
+        not say "instructions -" when it is the data that failed."""
+        try:
+            iset = self.suite.load_instructions()
+            instructions = f"{iset.name} v{iset.version}"
+        except PldError:
+            instructions = ""
+        if isinstance(exc, pytest.skip.Exception):
+            error = ""
+        elif isinstance(exc, (GateFailed, PldError)):
+            error = str(exc)
+        else:  # not a user error: its type is what a bug report needs first
+            error = f"{type(exc).__name__}: {exc}"
+        return gate_summary.error_properties(self.suite.name, self.name, error, instructions)
+
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (GateFailed, PldError)):
             return str(excinfo.value)
@@ -181,7 +212,7 @@ class SuiteItem(pytest.Item):
 class RenderItem(SuiteItem):
     """Renders the system prompt and every sampled user message; checks the token budget."""
 
-    def runtest(self) -> None:
+    def check(self) -> None:
         from .runner import prepare
 
         o = self.state.options
@@ -225,7 +256,7 @@ class SnapshotItem(SuiteItem):
     """The rendered system prompt equals its committed snapshot (`pld snapshot`), so a rule,
     template or default-template change cannot alter what the model sees unreviewed."""
 
-    def runtest(self) -> None:
+    def check(self) -> None:
         from .snapshot import check_snapshot
 
         ok, message = check_snapshot(self.suite)
@@ -254,7 +285,7 @@ class CalibrationItem(SuiteItem):
     The run refuses a stale calibration too (every metric gate then fails with the same
     error); this item names the problem once, without evaluating anything."""
 
-    def runtest(self) -> None:
+    def check(self) -> None:
         from .calibration import refit_command, suite_problems
 
         o = self.state.options
@@ -278,6 +309,7 @@ class CalibrationItem(SuiteItem):
             system_prompt=suite.system_prompt(iset),
             suite=suite.name,
             backend=self.state.backends.get(model).identity(),
+            name_refit=False,  # said once, below
         )
         if problems:
             raise GateFailed(
@@ -302,7 +334,7 @@ class BoundItem(SuiteItem):
     def line(self) -> int | None:
         return self.bound.line
 
-    def runtest(self) -> None:
+    def check(self) -> None:
         from .gates import evaluate_bound, family_of
         from .verdicts import is_per_class
 
@@ -338,7 +370,7 @@ class RegressionItem(SuiteItem):
     def line(self) -> int | None:
         return self.gate.line
 
-    def runtest(self) -> None:
+    def check(self) -> None:
         from .gates import evaluate_regression, write_baseline
 
         o = self.state.options

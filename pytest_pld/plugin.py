@@ -8,6 +8,8 @@ ordinary test run pays nothing for the plugin being installed.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,8 +221,18 @@ class ActiveSession:
     """The hooks that only matter when suites are selected (registered by pytest_configure)."""
 
     def __init__(self, config: pytest.Config, state: State) -> None:
+        from .progress import route_notices
+
         self.config = config
         self.state = state
+        self._undo_notices = route_notices(self._notice)
+
+    def _notice(self, text: str) -> None:
+        """A notice (a model's one-off conversion) shown when it is said, past pytest's output
+        capture, which would hold it until the test ends and show it only if the test fails."""
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\n{text}", file=sys.stderr, flush=True)  # after pytest's progress dots
 
     def pytest_collect_file(
         self, file_path: Path, parent: pytest.Collector
@@ -270,4 +282,5 @@ class ActiveSession:
             terminalreporter.write_line(f"markdown report: {place}")
 
     def pytest_unconfigure(self) -> None:
+        self._undo_notices()
         self.state.close()

@@ -1,4 +1,4 @@
-"""Progress on stderr for long work (evaluation runs, teaching).
+"""Progress on stderr for long work (evaluation runs, teaching), and notices of one-off work.
 
 On a terminal: a tqdm bar. Where stderr is a file or a CI log, a bar would be one long line of
 carriage returns, so instead a plain line is written at most every `LOG_EVERY_S` seconds: a
@@ -17,6 +17,31 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 LOG_EVERY_S = 30.0
+
+# Where `notice` writes: None is stderr. The pytest plugin routes notices past its output
+# capture, which would otherwise hold them until the test ends - and show them only if it fails.
+_notice_sink: Callable[[str], None] | None = None
+
+
+def notice(text: str) -> None:
+    """Tell the user now, on stderr, about work they did not ask for by name and would
+    otherwise wait through in silence (a model's one-off conversion): what, why, how long."""
+    if _notice_sink is not None:
+        _notice_sink(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def route_notices(sink: Callable[[str], None] | None) -> Callable[[], None]:
+    """Send notices to `sink` (None: stderr); returns what undoes it."""
+    global _notice_sink
+    before, _notice_sink = _notice_sink, sink
+
+    def undo() -> None:
+        global _notice_sink
+        _notice_sink = before
+
+    return undo
 
 
 def _is_terminal(stream: TextIO) -> bool:

@@ -4,8 +4,6 @@ records, ablations) read back with file and line in every error, and atomic file
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
+from .atomic import atomic_write_bytes
 from .errors import PldError
 from .plain import to_plain
 from .textio import read_text
@@ -148,21 +147,9 @@ def line_in_value(node: Any, key: str, inner: int) -> tuple[int | None, bool]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write UTF-8 via a temporary file in the same folder and rename, so readers never see
+    half a file; the file gets the mode a plain open would give it (or keeps its own)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _line_starts(doc: CommentedMap) -> list[tuple[Any, int]] | None:

@@ -62,6 +62,28 @@ def test_pld_calibrate_prints_before_after_and_a_diff_and_writes_only_with_write
     assert code == 0 and "already holds this calibration; nothing to write" in out
 
 
+def test_a_limit_larger_than_the_split_and_skipped_examples_get_the_notes_pld_run_gives(
+    tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_project(tmp_path)
+    code, out, err = run_pld(capsys, "calibrate", "toy", "--limit", "100", "--root", str(tmp_path))
+    assert code == 0, err
+    note = "the limit of 100 is more than the split's 12 examples: all 12 were evaluated"
+    assert f"# note: {note}\n" in out
+    assert "fitted on dev (12 examples)" in out
+    code, out, err = run_pld(capsys, "calibrate", "toy", "--limit", "12", "--root", str(tmp_path))
+    assert code == 0, err
+    assert "the limit of" not in out  # a limit the split can give is not remarked on
+    # examples `unknown_labels: skip` leaves out are counted as `pld run` counts them
+    suite = tmp_path / "suites" / "toy.yaml"
+    suite.write_text(suite.read_text() + "unknown_labels: skip\n")
+    with (tmp_path / "data" / "dev.jsonl").open("a") as dev:
+        dev.write(json.dumps({"id": "dev-mixed", "label": "mixed", "text": "so-so"}) + "\n")
+    code, out, err = run_pld(capsys, "calibrate", "toy", "--root", str(tmp_path))
+    assert code == 0, err
+    assert "# note: 1 example skipped, gold label not a suite label (mixed 1)\n" in out
+
+
 def test_validate_reports_a_stale_calibration_with_the_command_that_refits_it(
     tmp_path: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -364,7 +364,7 @@ def test_writing_a_calibration_keeps_comments_and_refitting_edits_it_in_place(
     save_instruction_set(first, path)
     text = path.read_text(encoding="utf-8")
     assert text.startswith(SET)  # everything before the section is untouched, comments included
-    assert "  offsets:\n    gender: 0.0\n" in text
+    assert '  offsets:\n    "gender": 0.0\n' in text
     assert "    macro_f1_gain_interval: [0.2707, 0.505]\n" in text
     assert load_instruction_set(path) == first
     # a comment inside the section survives a refit; only the changed offset line changes
@@ -374,9 +374,44 @@ def test_writing_a_calibration_keeps_comments_and_refitting_edits_it_in_place(
     refit = dataclasses.replace(base, calibration=fitted_calibration(offsets))
     new_text = render_instruction_text(refit, commented, path)
     changed = [(a, b) for a, b in zip(commented.splitlines(), new_text.splitlines()) if a != b]
-    assert changed == [("    race: 0.0", "    race: 1.25")]
+    assert changed == [('    "race": 0.0', '    "race": 1.25')]
     # removing the calibration removes the section and nothing else
     assert render_instruction_text(base, new_text, path) == render_instruction_text(base, SET, path)
+
+
+def test_written_offsets_quote_their_labels_so_a_yaml_1_1_reader_reads_the_same_strings(
+    tmp_path: Path,
+) -> None:
+    from ruamel.yaml import YAML
+
+    def read_as_yaml_1_1(text: str) -> dict[object, float]:
+        """The offsets as PyYAML and other YAML 1.1 readers see them: `No` is False there."""
+        reader = YAML(typ="safe", pure=True)
+        return dict(reader.load("%YAML 1.1\n---\n" + text)["calibration"]["offsets"])
+
+    labels = ("No", "Yes", "on", "1")
+    path = tmp_path / "set.yaml"
+    path.write_text(SET, encoding="utf-8")
+    base = load_instruction_set(path)
+    offsets = {"No": -0.7661, "Yes": 0.0, "on": 0.5, "1": 1.5}
+    save_instruction_set(dataclasses.replace(base, calibration=fitted_calibration(offsets)), path)
+    text = path.read_text(encoding="utf-8")
+    assert read_as_yaml_1_1(text) == offsets
+    loaded = load_instruction_set(path).calibration
+    assert loaded is not None and loaded.offsets == offsets
+    # a file an earlier version wrote unquoted is quoted on refit, its comment kept in place
+    old = text.replace('"No": -0.7661', "No: -0.7661  # refit on dev").replace('"Yes"', "Yes")
+    assert read_as_yaml_1_1(old) != offsets
+    refit = render_instruction_text(
+        dataclasses.replace(base, calibration=fitted_calibration({**offsets, "Yes": 0.25})),
+        old,
+        path,
+    )
+    assert read_as_yaml_1_1(refit) == {**offsets, "Yes": 0.25}
+    assert [line.split("#")[0].strip() for line in refit.splitlines() if "# refit" in line] == [
+        '"No": -0.7661'
+    ]
+    assert list(read_as_yaml_1_1(refit)) == list(labels)  # the keys keep their order
 
 
 def test_the_calibration_is_in_the_content_hash_but_not_in_the_prompt(tmp_path: Path) -> None:

@@ -37,6 +37,20 @@ def test_validate_accepts_the_shipped_files() -> None:
     assert "8 of 8 files valid" in out.stdout
 
 
+def test_validate_outside_a_project_says_to_start_one_with_pld_init(tmp_path: Path) -> None:
+    out = pld("validate", cwd=tmp_path)
+    assert out.returncode == 1
+    assert f"error {tmp_path}: no pld project here: no instructions/ or suites/ folder" in (
+        out.stderr
+    )
+    assert "hint: start one with `pld init NAME --data FILE" in out.stderr
+    assert "file not found" not in out.stderr
+    (tmp_path / "suites").mkdir()  # one of the two folders: the other is missing, and said so
+    out = pld("validate", cwd=tmp_path)
+    assert out.returncode == 1
+    assert f"{tmp_path / 'instructions'}: file not found" in out.stderr
+
+
 def test_validate_prints_every_error_and_exits_1(tmp_path: Path) -> None:
     bad = tmp_path / "instructions"
     bad.mkdir()

@@ -390,9 +390,14 @@ def test_init_prints_the_bound_its_suite_file_comments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, out = init_rev(tmp_path, capsys)
-    printed = re.search(r"macro-F1 (0\.\d{4}) on test\), enable the gate macro_f1 > (0\.\d+)", out)
+    printed = re.search(
+        r"always '(\w+)', the test split's most frequent label: macro-F1 (0\.\d{4})\), "
+        r"enable the gate macro_f1 > (0\.\d+)",
+        out,
+    )
     assert printed, out
+    constant, floor, bound = printed.groups()
     suite = (root / "suites/rev.yaml").read_text()
-    assert f"the test split ({printed[1]})" in suite
-    assert f'# macro_f1: "> {printed[2]}"' in suite
-    assert f"above {printed[2]}," in suite
+    assert f"(always {constant}, the split's most frequent label: {floor})" in suite
+    assert f'# macro_f1: "> {bound}"' in suite
+    assert f"above {bound}," in suite

@@ -152,29 +152,73 @@ def test_in_a_git_repository_init_says_to_ignore_the_pld_folder_until_it_is(
     assert hint not in init_again()
 
 
-def test_the_gates_start_with_invalid_rate_and_offer_the_majority_floor(
-    project: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("floor", "bound"), [(0.3158, 0.316), (0.35, 0.351), (0.35 - 1e-12, 0.351), (0.0, 0.001)]
+)
+def test_the_suggested_bound_is_the_smallest_three_decimal_number_above_the_floor(
+    floor: float, bound: float
 ) -> None:
-    code, _out, err = init_reviews(capsys, project)
+    from pytest_pld.scaffold.render import floor_bound
+
+    assert floor_bound(floor) == pytest.approx(bound)
+    assert floor_bound(floor) > floor
+
+
+def _train_neg_test_pos() -> list[dict[str, str]]:
+    """Train's majority is neg (6 to 4), test's is pos (5 to 2): always answering train's
+    majority scores less on test than always answering pos."""
+    parts = {"train": (6, 4), "validation": (2, 2), "test": (2, 5)}
+    rows = []
+    for part, (neg, pos) in parts.items():
+        for label, n in (("neg", neg), ("pos", pos)):
+            rows += [
+                {"id": f"{part}{label}{i}", "text": f"a {WORDS[label][i]} film", "label": label}
+                | {"part": part}
+                for i in range(n)
+            ]
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("rows", "extra", "constant"),
+    [
+        pytest.param(reviews(), [], None, id="hashed-splits"),
+        pytest.param(
+            _train_neg_test_pos(), ["--split-column", "part"], "pos", id="train-majority-differs"
+        ),
+    ],
+)
+def test_the_gates_start_with_invalid_rate_and_offer_a_floor_no_constant_answer_passes(
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    rows: list[dict[str, str]],
+    extra: list[str],
+    constant: str | None,
+) -> None:
+    from sklearn.metrics import f1_score
+
+    (project / "data/reviews.csv").write_text(csv_text(rows), encoding="utf-8")
+    code, out, err = init_reviews(capsys, project, *extra)
     assert code == 0, err
     suite = load_suite(project / "suites/reviews.yaml", project)
     assert [b.label for b in suite.gates] == ["invalid_rate<=0.01"]
     text = (project / "suites/reviews.yaml").read_text()
-    test = Counter(e.label for e in suite.load_examples("test"))
-    majority = max(
-        ("neg", "pos"), key=lambda lab: Counter(e.label for e in suite.load_examples("train"))[lab]
-    )
-    floor = 2 * test[majority] / (sum(test.values()) + test[majority]) / 2
-    from sklearn.metrics import f1_score
-
     gold = [e.label for e in suite.load_examples("test")]
-    assert floor == pytest.approx(
-        f1_score(
-            gold, [majority] * len(gold), labels=["neg", "pos"], average="macro", zero_division=0
+    constants = {
+        label: f1_score(
+            gold, [label] * len(gold), labels=["neg", "pos"], average="macro", zero_division=0
         )
-    )
+        for label in ("neg", "pos")
+    }
+    best = max(constants, key=lambda label: constants[label])
+    assert constant in (None, best)
     bound = float(text.split('# macro_f1: "> ')[1].split('"')[0])
-    assert floor < bound <= floor + 0.001
+    # every constant answer fails the gate, and the bound is no higher than it must be
+    assert all(score < bound for score in constants.values())
+    assert bound <= constants[best] + 0.001 + 1e-9
+    assert f"always {best}, the split's most frequent label: {constants[best]:.4f}" in text
+    assert f"(always {best!r}, the test split's most frequent label" in out
+    assert f"enable the gate macro_f1 > {bound:g} " in out
 
 
 @pytest.mark.parametrize(

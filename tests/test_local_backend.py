@@ -241,6 +241,30 @@ def test_conversion_is_atomic_and_leaves_no_temp_folder_on_failure(
     assert ensure_converted(str(gguf)) == folder  # complete: not converted again
 
 
+def test_the_one_off_conversion_says_on_stderr_what_why_how_long_and_where_then_never_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PLD_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"g" * 3_000_000)
+
+    def succeed(src: Path, out: Path) -> None:
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(packaged, "_dequantise_and_save", succeed)
+    folder = ensure_converted(str(gguf))
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert f"pld: converting {gguf} (3 MB of GGUF) once" in said.err
+    assert f"\n  {folder}\n" in said.err  # where it goes
+    assert "transformers computes with safetensors" in said.err  # why
+    assert "later starts load the copy in seconds" in said.err  # how long, and that it is once
+    assert f"pld: converted {gguf} in " in said.err
+    ensure_converted(str(gguf))
+    assert capsys.readouterr().err == ""  # converted already: nothing to say
+
+
 # -- the real model ----------------------------------------------------------------------------
 
 

@@ -232,9 +232,14 @@ def test_llama_cpp_gets_a_chunked_model_as_one_file_assembled_once(
 ) -> None:
     parts = install_by_hand(env)
     whole = b"".join(p.read_bytes() for p in parts)
-    gguf = gguf_file(resolve_model(FAKE))
+    umask = os.umask(0o027)  # a group-readable cache: the mode a plain open gives, not 0600
+    try:
+        gguf = gguf_file(resolve_model(FAKE))
+    finally:
+        os.umask(umask)
     assert gguf.read_bytes() == whole and gguf.name == f"{env.model.sha256}.gguf"
-    assert not [p for p in gguf.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert gguf.stat().st_mode & 0o777 == 0o640
+    assert not list(gguf.parent.glob(".*.tmp"))
     real = packaged._hash_files
     monkeypatch.setattr(packaged, "_hash_files", lambda *a, **k: pytest.fail("hashed"))
     assert gguf_file(resolve_model(FAKE)) == gguf  # later starts: a few stat calls

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy  # noqa: F401
 import pytest
 import sklearn.metrics  # noqa: F401
+from helpers import PLUGIN_CONFTEST, PLUGIN_SUITE, Needs, calls, edit, make_plugin_project
 from helpers import PLUGIN_EXAMPLES as N
-from helpers import PLUGIN_SUITE, Needs, calls, edit, make_plugin_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -281,6 +281,29 @@ def test_passing_gates_pass_and_the_summary_table_is_printed(project: pytest.Pyt
     assert calls(project) == N  # the second run was answered by the response cache
 
 
+def test_a_notice_of_one_off_work_is_shown_when_said_though_pytest_captures_output(
+    project: pytest.Pytester,
+) -> None:
+    # what the local backend says when it first converts a packaged model
+    project.makeconftest(
+        PLUGIN_CONFTEST
+        + """
+def pytest_runtest_call(item):
+    from pytest_pld.progress import notice
+
+    notice(f"pld: converting a model once (during {item.name})")
+"""
+    )
+    result = project.runpytest("--pld-suite=sentiment", "-k", "render or accuracy")
+    result.assert_outcomes(passed=2, deselected=2)  # passing items: pytest shows no capture
+    result.stderr.fnmatch_lines(
+        [
+            "pld: converting a model once (during render)",
+            "pld: converting a model once (during accuracy>=0.5)",
+        ]
+    )
+
+
 def test_a_bound_above_the_observed_value_fails_with_a_readable_message(
     project: pytest.Pytester,
 ) -> None:
@@ -380,6 +403,30 @@ def test_a_failed_evaluation_fails_every_gate_after_one_attempt(project: pytest.
     result.assert_outcomes(passed=1, failed=3)  # render passes: it needs no answers
     result.stdout.fnmatch_lines(["*RuntimeError: backend exploded*"])
     assert calls(project) == 1
+
+
+def test_every_item_that_ran_is_in_the_summary_with_pytests_outcome_when_the_data_fails(
+    project: pytest.Pytester,
+) -> None:
+    edit(project, "data/sentiment.jsonl", '"label": "neg"}', '"label": "ngative"}')
+    result = project.runpytest("--pld-suite=sentiment", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=4)
+    text = result.stdout.str()
+    table = text[text.index("pytest-pld summary") : text.index("short test summary info")]
+    assert "suite sentiment: instructions sentiment v1; not evaluated (" in table
+    assert "'ngative'" in table  # the error, named once on the run line
+    for gate in GATES:  # the render row too, and no "ERROR" where pytest says FAILED
+        assert re.search(rf"^  {re.escape(gate)} .*FAIL, not evaluated$", table, re.MULTILINE)
+    assert "ERROR" not in table
+    assert calls(project) == 0
+
+
+def test_a_skipped_item_is_in_the_summary_as_skipped(project: pytest.Pytester) -> None:
+    result = project.runpytest(
+        "--pld-suite=sentiment", "--pld-shard=1/2", "-k", "render or accuracy"
+    )
+    result.assert_outcomes(passed=1, skipped=1, deselected=2)
+    result.stdout.fnmatch_lines(["*pytest-pld summary*", "  accuracy>=0.5 * skipped"])
 
 
 def test_an_undefined_template_variable_fails_the_render_item(project: pytest.Pytester) -> None:

@@ -108,6 +108,8 @@ def test_editing_one_rule_without_refitting_fails_the_gates_with_the_refit_comma
     assert "toy: the calibration of instructions/toy.yaml cannot be applied" in out
     assert "calibration.fitted.system_prompt_sha256: the calibration is stale: fitted with " in out
     assert "refit it and commit it with the rules: pld calibrate toy --write" in out
+    failure = out[out.index("toy: the calibration of") : out.index("_ toy: accuracy")]
+    assert failure.count("pld calibrate toy --write") == 1  # the refit command, said once
     # the metric gates fail with the runner's refusal, never on raw answers called calibrated
     assert "FAILED suites/toy.yaml::accuracy>=0.5 - toy: the suite could not be evaluated" in out
     assert out.count("hint: refit and commit it (pld calibrate toy --write), or see the raw") == 2

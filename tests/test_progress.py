@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import time
 
-from pytest_pld.progress import LOG_EVERY_S, Progress
+import pytest
+
+from pytest_pld.progress import LOG_EVERY_S, Progress, notice, route_notices
 
 
 class Terminal(io.StringIO):
@@ -96,3 +98,17 @@ def test_a_cached_burst_does_not_enter_the_bars_rate() -> None:
     assert rate is not None and rate <= 1 / 0.15
     drawn = term.getvalue()
     assert "51/100" in drawn and "50 cached" in drawn
+
+
+def test_a_notice_goes_to_stderr_or_where_it_is_routed_until_that_is_undone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    notice("pld: converting m once")
+    assert capsys.readouterr().err == "pld: converting m once\n"
+    heard: list[str] = []
+    undo = route_notices(heard.append)
+    notice("pld: converted m in 3 s")
+    undo()
+    notice("back on stderr")
+    assert heard == ["pld: converted m in 3 s"]
+    assert capsys.readouterr().err == "back on stderr\n"

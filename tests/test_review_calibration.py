@@ -105,8 +105,8 @@ def test_changed_offsets_alone_are_compared_not_called_an_unchanged_prompt(
     repo: Path, scored_student: ScriptedBackend, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = (repo / SET).read_text()
-    (old,) = re.findall(r"    pos: (\S+)\n", text)
-    edit(repo, f"    pos: {old}\n", "    pos: -5.0\n")  # every answer neg again
+    (old,) = re.findall(r'    "pos": (\S+)\n', text)
+    edit(repo, f'    "pos": {old}\n', '    "pos": -5.0\n')  # every answer neg again
     out = review(capsys, repo)
     assert f"{SET}: v2 · no rule changes; calibration changed\n" in out
     assert f"    offsets pos {float(old):+.4f} -> -5.0000\n" in out

@@ -17,10 +17,10 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +28,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from ..atomic import atomic_write_bytes, new_file_beside
 from ..errors import PldError, did_you_mean
-
-logger = logging.getLogger(__name__)
+from ..progress import notice
 
 #: Bump when the layout of a converted folder changes, so old folders are not trusted.
 CONVERSION_FORMAT = 1
@@ -183,11 +183,7 @@ def _read_digest_cache() -> dict[str, str]:
 def _write_digest_cache(data: dict[str, str]) -> None:
     root = cache_root()
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".digests-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=0, sort_keys=True)
-        os.replace(tmp, root / _DIGESTS)
+        atomic_write_bytes(root / _DIGESTS, json.dumps(data, indent=0, sort_keys=True).encode())
     except OSError:
         pass  # a read-only cache only costs a re-hash next time
 
@@ -474,10 +470,15 @@ def local_identity(
 
 
 def local_token_counter(model: str) -> Callable[[str], int]:
-    """`LocalBackend(model).count_tokens` from the tokenizer alone, so the render check and
-    `pld render` count prompt tokens without loading the weights or importing transformers
-    (seconds). The converted folder's `tokenizer.json` read by the `tokenizers` library counts
-    the same as transformers' fast tokenizer (tests/test_local_backend.py compares them)."""
+    """`LocalBackend(model).count_tokens` from the tokenizer alone: the render check and
+    `pld render` count prompt tokens without loading the weights into a model or importing
+    transformers (well under a second), from the converted folder's `tokenizer.json`, read by
+    the `tokenizers` library, which counts the same as transformers' fast tokenizer
+    (tests/test_local_backend.py compares them). A packaged model not converted yet is
+    converted first (`ensure_converted`, announced on stderr), the one-off a first run would
+    pay (the 0.5B student: 84 s on 2 busy cores). Reading only the tokenizer from the GGUF
+    would still take 20 s of that (17 s rebuilding its vocabulary, 3 s importing transformers),
+    and a run after it would pay the full conversion all the same."""
     folder = ensure_converted(model)
     try:
         from tokenizers import Tokenizer
@@ -582,12 +583,11 @@ def gguf_file(resolved: ResolvedModel) -> Path:
     with FileLock(models_dir() / f".{resolved.sha256}.gguf.lock"):
         if final.is_file() and file_digest([final]) == resolved.sha256:
             return final  # another process assembled it meanwhile
-        fd, name = tempfile.mkstemp(dir=models_dir(), prefix=f".tmp-{resolved.sha256[:12]}-")
+        # the mode a plain open gives, not mkstemp's 0600, which would hide a shared cache
+        fd, tmp = new_file_beside(final)
         os.close(fd)
-        tmp = Path(name)
         try:
             _assemble(resolved, tmp)
-            tmp.chmod(0o644)  # mkstemp's 0600 would hide a cache other users may share
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -598,11 +598,15 @@ def gguf_file(resolved: ResolvedModel) -> Path:
 def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
     """De-quantise a GGUF with transformers and save bf16 safetensors + tokenizer to `final`."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    logger.info(
-        "converting %s (sha256 %s) to bf16 safetensors in %s: once, one to several minutes",
-        resolved.name,
-        resolved.sha256,
-        final,
+    size_mb = sum(p.stat().st_size for p in resolved.files) / 1e6
+    started = time.monotonic()
+    # Said on stderr, not logged: no command sets up logging, and the first command that
+    # touches the model (even `pld render`) would otherwise wait a minute in silence.
+    notice(
+        f"pld: converting {resolved.name} ({size_mb:.0f} MB of GGUF) once, to a transformers "
+        f"copy in\n  {final}\n  (transformers computes with safetensors, not with the packaged "
+        "GGUF). It takes 30 s to a few minutes by model size and CPU (the 0.5B student: 40-90 s "
+        "on 2 cores); later starts load the copy in seconds."
     )
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{resolved.sha256[:12]}-"))
     try:
@@ -636,6 +640,7 @@ def convert_gguf(resolved: ResolvedModel, final: Path) -> None:
         os.replace(out, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    notice(f"pld: converted {resolved.name} in {time.monotonic() - started:.0f} s")
 
 
 def _dequantise_and_save(gguf: Path, out: Path) -> None:
@@ -645,7 +650,7 @@ def _dequantise_and_save(gguf: Path, out: Path) -> None:
     directory, filename = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
     model = AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=filename, dtype=torch.bfloat16
+        directory, gguf_file=filename, dtype=torch.bfloat16, **_dequantise_options()
     )
     # The GGUF quantizer refuses to serialise ("quantized with gguf and is not serializable");
     # the weights are already de-quantised, so detach it and save plain bf16.
@@ -657,3 +662,16 @@ def _dequantise_and_save(gguf: Path, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     del model
+
+
+def _dequantise_options() -> dict[str, Any]:
+    """Ask for de-quantised weights outright where transformers can keep GGUF weights packed
+    (GgufConfig, transformers 5): that is what is saved here, and asking for it also avoids
+    the warning that packed weights compute faster in float32 ("Pass dtype=torch.float32"),
+    advice about a packed model that this conversion never runs. Older transformers always
+    de-quantise and take no such option."""
+    try:
+        from transformers.utils.quantization_config import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}

@@ -147,7 +147,8 @@ def _print_next(plan: Plan, args: argparse.Namespace) -> None:
     name = plan.spec.name
     print(
         "gates: invalid_rate <= 0.01 (answers are labels). Once `pld run` shows the prompt "
-        f"beats always answering {plan.majority!r} (macro-F1 {plan.floor:.4f} on test), "
+        f"beats the best constant answer (always {plan.constant!r}, the test split's most "
+        f"frequent label: macro-F1 {plan.floor:.4f}), "
         f"enable the gate macro_f1 > {floor_bound(plan.floor):g} in suites/{name}.yaml, then "
         "raise it to just under the score"
     )

@@ -14,6 +14,17 @@ from .options import add_data_root_option, add_root_option, data_root, project_r
 
 def cmd_validate(args: argparse.Namespace) -> int:
     root = project_root(args)
+    if not args.paths and not any((root / d).is_dir() for d in ("instructions", "suites")):
+        # "instructions: file not found" for both folders would not say what to do
+        error = PldError(
+            "no pld project here: no instructions/ or suites/ folder to validate",
+            path=root,
+            hint="start one with `pld init NAME --data FILE --text COLUMN --label COLUMN` "
+            "(it writes suites/NAME.yaml and instructions/NAME.yaml), or point at a project "
+            "with --root DIR",
+        )
+        print(f"error {error.format()}", file=sys.stderr)
+        return 1
     paths = files_to_check(args.paths, root)
     where = data_root(args)
     checked = {p.resolve(): p for p in paths}

@@ -31,7 +31,7 @@ class Row:
 
     suite: str
     gate: str
-    outcome: str  # passed | failed
+    outcome: str  # pytest's: passed | failed | skipped
     metric: str = ""
     value: float | None = None
     low: float | None = None
@@ -200,8 +200,17 @@ def snapshot_properties(suite: str, gate: str, snapshot: str) -> list[tuple[str,
     return [(P + "suite", suite), (P + "gate", gate), (P + "bound", f"= {snapshot}")]
 
 
-def error_properties(suite: str, gate: str, error: str) -> list[tuple[str, object]]:
-    return [(P + "suite", suite), (P + "gate", gate), (P + "error", error.splitlines()[0])]
+def error_properties(
+    suite: str, gate: str, error: str, instructions: str = ""
+) -> list[tuple[str, object]]:
+    """The row of an item that stopped without its numbers: the error's first line ("": it
+    was skipped), and the instruction set ("name vN") when it loaded."""
+    props: list[tuple[str, object]] = [(P + "suite", suite), (P + "gate", gate)]
+    if error:
+        props.append((P + "error", error.splitlines()[0]))
+    if instructions:
+        props.append((P + "instructions", instructions))
+    return props
 
 
 def baseline_properties(suite: str, gate: str, record: Any, path: str) -> list[tuple[str, object]]:
@@ -256,8 +265,11 @@ def _cells(row: Row) -> list[str]:
         if row.low is not None and row.high is not None
         else "-"
     )
-    if row.error:
-        result = "ERROR"
+    # pytest's outcome, in the table's words
+    if row.outcome == "skipped":
+        result = "skipped"
+    elif row.error:
+        result = "FAIL, not evaluated"
     elif row.baseline_written:
         result = "written"
     else:
@@ -288,10 +300,9 @@ def _run_of(rows: Sequence[Row]) -> Row | None:
 def run_line(rows: Sequence[Row]) -> str:
     run = _run_of(rows)
     if run is None:
-        first = rows[0]
-        return f"instructions {first.instructions or '-'}; not evaluated" + (
-            f" ({first.error})" if first.error else ""
-        )
+        instructions = next((r.instructions for r in rows if r.instructions), "-")
+        error = next((r.error for r in rows if r.error), "")
+        return f"instructions {instructions}; not evaluated" + (f" ({error})" if error else "")
     calls = f"{run.cache_hits} cache hits, {run.model_calls} model calls"
     ties = ""
     if run.ties is not None and run.examples:
@@ -342,7 +353,7 @@ def markdown(rows: Sequence[Row], root: Path) -> str:
     confusion matrix."""
     parts: list[str] = []
     for suite, suite_rows in group(rows).items():
-        failed = any(r.outcome != "passed" for r in suite_rows)
+        failed = any(r.outcome == "failed" for r in suite_rows)
         parts.append(f"### pytest-pld: `{suite}` {'failed' if failed else 'passed'}\n")
         parts.append(run_line(suite_rows) + "\n")
         answers = answers_line(suite_rows)

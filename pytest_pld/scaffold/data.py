@@ -1,6 +1,6 @@
 """`pld init`'s reading of the data: the file's format and columns, the checks of what was
 asked, the label set, the splits (a split column or fractions of a hash of the id) and the
-majority-label floor - all as the suite will later read the same file."""
+best constant answer's macro-F1 - all as the suite will later read the same file."""
 
 from __future__ import annotations
 
@@ -322,16 +322,19 @@ def splits_by_column(
     return splits, {e.id: by_value[str(e.split)] for e in examples}
 
 
-def majority_label(train: Counter[str], labels: Sequence[str]) -> str:
-    """The most frequent train label (the first in label order on a tie)."""
-    return max(labels, key=lambda label: (train[label], -labels.index(label)))
+def constant_floor(gate: Counter[str], labels: Sequence[str]) -> tuple[str, float]:
+    """(the constant answer that scores best on the gate split's counts, its macro-F1): what a
+    model that ignores its input can reach, so a quality bound must lie above it.
 
+    Always answering `c` gives only `c` a non-zero F1 (precision hits/n, recall 1), so its
+    macro-F1 is 2*hits/(n+hits)/len(labels), which grows with hits: the best constant is the
+    gate split's most frequent label (the first in label order on a tie). The train split's
+    majority can differ and score less, so it is not the floor."""
+    n = sum(gate.values())
 
-def majority_floor(majority: str, test: Counter[str], labels: Sequence[str]) -> float:
-    """Macro-F1 on the test counts of always answering `majority`: the score of a model that
-    learnt nothing about the input."""
-    n, hits = sum(test.values()), test[majority]
-    if not n:
-        return 0.0
-    # only the majority label has a non-zero F1: precision hits/n, recall 1
-    return (2 * hits / (n + hits)) / len(labels)
+    def macro_f1(constant: str) -> float:
+        hits = gate[constant]
+        return 2 * hits / (n + hits) / len(labels) if n else 0.0
+
+    best = max(labels, key=lambda label: (macro_f1(label), -labels.index(label)))
+    return best, macro_f1(best)

@@ -13,12 +13,11 @@ from .data import (
     carve,
     check_spec,
     columns_of,
+    constant_floor,
     data_format,
     fraction_splits,
     label_set,
     loader_options,
-    majority_floor,
-    majority_label,
     place_data,
     read_examples,
     splits_by_column,
@@ -39,8 +38,8 @@ class Plan:
     labels: tuple[str, ...]
     examples: int
     counts: dict[str, Counter[str]]  # split -> label -> examples
-    floor: float  # macro-F1 of always answering the majority label, on the gate split
-    majority: str  # the most frequent train label
+    floor: float  # macro-F1 of always answering `constant`, on the gate split
+    constant: str  # the constant answer that scores best there: the gate split's majority
     suite_text: str
     instructions_text: str
     notes: list[str] = field(default_factory=list)
@@ -100,10 +99,9 @@ def plan_init(root: Path, spec: InitSpec) -> Plan:
             )
     if "dev" not in splits:
         notes.append("no dev split: pld distill and pld ablate need one")
-    majority = majority_label(counts["train"], labels)
-    floor = majority_floor(majority, counts[gate_split], labels)
+    constant, floor = constant_floor(counts[gate_split], labels)
     suite_text = render_suite(
-        spec, fmt, data, data_ref, options, splits, labels, floor, majority, examples
+        spec, fmt, data, data_ref, options, splits, labels, floor, constant, examples
     )
     instructions_text = render_instructions(spec, labels, Counter(e.label for e in examples))
     return Plan(
@@ -116,7 +114,7 @@ def plan_init(root: Path, spec: InitSpec) -> Plan:
         examples=len(examples),
         counts=counts,
         floor=floor,
-        majority=majority,
+        constant=constant,
         suite_text=suite_text,
         instructions_text=instructions_text,
         notes=notes,

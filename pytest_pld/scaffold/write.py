@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..atomic import new_file_beside
 from ..errors import PldError
 from ..project import shown
 from .plan import Plan
@@ -71,7 +71,7 @@ def _create(path: Path, data: bytes, created: list[Path]) -> None:
     missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     created.extend(reversed(missing))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = new_file_beside(path)  # the mode a plain open gives, not mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
