@@ -130,7 +130,7 @@ def test_a_half_warm_cache_gives_the_answers_of_a_cold_one(
             results_dir=tmp_path,
             progress=False,
             # raw answers: the shipped calibration is fitted for the float32 student, and this
-            # fixture's dtype is the machine's choice
+            # fixture computes in bfloat16 (its scores are another configuration: stale)
             apply_calibration=False,
         )
 
